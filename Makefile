@@ -1,0 +1,57 @@
+# One Makefile. `make` builds the library and every apps/<name>.cpp as build/<name>.
+#   make            library + programs          make test       all doctest suites
+#   make test-san   the suites under ASan+UBSan make bench      kernel benchmarks
+#   make data       MNIST into data/mnist/      make train      train the DDPM (fetches data first)
+#   make clean
+# ARCH=x86-64-v3 (say) overrides -march=native for a portable build.
+
+CXX      ?= g++
+ARCH     ?= native
+BUILD    ?= build
+OPT      ?= -O3
+CXXFLAGS ?= $(OPT) -march=$(ARCH) -std=c++20 -fopenmp -Wall -Wextra -Wno-unused-parameter -g1
+LDFLAGS  ?= -fopenmp
+CPPFLAGS += -I. -MMD -MP
+
+ifeq ($(SAN),1)
+  OPT       = -O1 -fno-omit-frame-pointer
+  CXXFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDFLAGS  += -fsanitize=address,undefined
+endif
+
+LIB_SRC  := $(wildcard tensor/*.cpp autograd/*.cpp nn/*.cpp ddpm/*.cpp)
+LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/obj/%.o)
+LIB      := $(BUILD)/libdl.a
+APPS     := $(patsubst apps/%.cpp,$(BUILD)/%,$(wildcard apps/*.cpp))
+TEST_SRC := $(wildcard tests/*.cpp)
+TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/obj/%.o)
+TESTS    := $(BUILD)/run_tests
+
+.PHONY: all test test-san bench data train clean
+all: $(LIB) $(APPS)
+
+$(BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/%: $(BUILD)/obj/apps/%.o $(LIB)
+	$(CXX) $< $(LIB) $(LDFLAGS) -o $@
+
+$(TESTS): $(TEST_OBJ) $(LIB)
+	$(CXX) $(TEST_OBJ) $(LIB) $(LDFLAGS) -o $@
+
+# Tests run on 2 threads unless OMP_NUM_THREADS says otherwise; doctest's own options pass through TEST_ARGS.
+test: $(TESTS) $(APPS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(TESTS) $(TEST_ARGS)
+
+test-san:
+	$(MAKE) BUILD=build-san SAN=1 test
+
+clean:
+	rm -rf build build-san
+
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(APPS:$(BUILD)/%=$(BUILD)/obj/apps/%.d)
