@@ -82,13 +82,13 @@ Tensor randn(Shape shape, Philox& gen, DType dtype) {
 }
 
 std::vector<int64_t> randint(int64_t n, int64_t high, Philox& gen) {
-    std::vector<int64_t> v(size_t(n));
+    std::vector<int64_t> v(static_cast<size_t>(n));
     gen.randint(v.data(), n, high);
     return v;
 }
 
 std::vector<int64_t> randperm(int64_t n, Philox& gen) {
-    std::vector<int64_t> p(size_t(n));
+    std::vector<int64_t> p(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; i++) p[size_t(i)] = i;
     for (int64_t i = n - 1; i > 0; i--) {
         int64_t j;

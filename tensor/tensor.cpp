@@ -213,7 +213,7 @@ double Tensor::at(std::initializer_list<int64_t> index) const {
 }
 
 std::vector<double> Tensor::to_vector() const {
-    std::vector<double> v(size_t(numel_));
+    std::vector<double> v(static_cast<size_t>(numel_));
     for (int64_t i = 0; i < numel_; i++) v[size_t(i)] = flat(i);
     return v;
 }
