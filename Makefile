@@ -55,3 +55,7 @@ clean:
 	rm -rf build build-san
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(APPS:$(BUILD)/%=$(BUILD)/obj/apps/%.d)
+
+# Kernel benchmarks (never a timed test): GFLOP/s per conv shape and the fraction of FMA peak.
+bench: $(BUILD)/bench
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/bench --conv

@@ -1,0 +1,37 @@
+// The U-Net's other kernels on raw arrays: GroupNorm, SiLU, nearest 2x upsampling, softmax.
+// B batch, C channels, G groups, HW = H*W positions. Forward overwrites its output; backward
+// accumulates (+=) into the gradients it is given.
+#pragma once
+#include <cstdint>
+
+namespace dl {
+
+// GroupNorm (Wu and He 2018). Per sample b and group g (C/G channels x HW positions, N values):
+//   mean = sum x / N,  rstd = 1 / sqrt(sum (x - mean)^2 / N + eps),  xhat = (x - mean) * rstd
+//   y[b,c,:] = gamma[c] * xhat + beta[c]
+// x, y (B, C, HW); gamma, beta (C); mean, rstd (B, G) are saved for backward.
+template <class T>
+void group_norm_forward(const T* x, const T* gamma, const T* beta, int64_t B, int64_t C, int64_t HW, int64_t G,
+                        double eps, T* y, T* mean, T* rstd);
+// With dxhat = dy * gamma[c], the gradient through mean and rstd is
+//   dx = rstd * (dxhat - mean_N(dxhat) - xhat * mean_N(dxhat * xhat))
+// and dgamma[c] = sum_{b,hw} dy * xhat, dbeta[c] = sum_{b,hw} dy. dgamma/dbeta may be null.
+template <class T>
+void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, int64_t B, int64_t C,
+                         int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta);
+
+// SiLU: y = x * s, s = sigmoid(x);  dy/dx = s * (1 + x * (1 - s)).
+template <class T> void silu_forward(const T* x, T* y, int64_t n);
+template <class T> void silu_backward(const T* x, const T* dy, T* dx, int64_t n);
+
+// Nearest 2x upsampling of planes: x (P, H, W) -> y (P, 2H, 2W), y[p, i, j] = x[p, i/2, j/2].
+// Backward: each input pixel collects the 4 output pixels it was copied to.
+template <class T> void upsample_nearest2d_forward(const T* x, T* y, int64_t P, int64_t H, int64_t W);
+template <class T> void upsample_nearest2d_backward(const T* dy, T* dx, int64_t P, int64_t H, int64_t W);
+
+// Softmax over the last dim of (rows, n): y = exp(x - max) / sum exp(x - max).
+// Backward: dx = y * (dy - sum_j dy_j y_j).
+template <class T> void softmax_forward(const T* x, T* y, int64_t rows, int64_t n);
+template <class T> void softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t n);
+
+}  // namespace dl

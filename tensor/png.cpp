@@ -1,0 +1,169 @@
+// PNG encoder: grayscale, 8 bits, stored (uncompressed) deflate blocks. See png.h for the layout.
+// References: PNG spec (RFC 2083, ISO/IEC 15948) sections 3 (chunk layout, CRC), 4.1.1 (IHDR),
+// 6 (filters); zlib format RFC 1950 (header, Adler-32); deflate RFC 1951 section 3.2.4 (stored
+// blocks).
+#include "tensor/png.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+
+#include "tensor/io.h"
+
+namespace dl {
+
+// ---- checksums ----------------------------------------------------------------------------
+namespace {
+// crc_table[b] is the CRC of the single byte b, so the CRC advances a byte per table lookup
+// (PNG spec, "Sample CRC implementation").
+std::array<uint32_t, 256> make_crc_table() {
+    std::array<uint32_t, 256> table{};
+    for (uint32_t b = 0; b < 256; b++) {
+        uint32_t c = b;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        table[b] = c;
+    }
+    return table;
+}
+const std::array<uint32_t, 256> crc_table = make_crc_table();
+
+uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t n) {
+    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ data[i]) & 0xFF] ^ (crc >> 8);
+    return crc;
+}
+}  // namespace
+
+uint32_t crc32(const uint8_t* data, size_t n) { return crc32_update(0xFFFFFFFFu, data, n) ^ 0xFFFFFFFFu; }
+
+uint32_t adler32(const uint8_t* data, size_t n) {
+    // s1 = 1 + sum of bytes, s2 = sum of the s1's, both mod 65521 (the largest prime < 2^16).
+    // 5552 bytes is the most that can be summed before s2 could overflow 32 bits (RFC 1950's
+    // reference code uses the same bound), so the modulo runs once per 5552 bytes.
+    const uint32_t mod = 65521;
+    uint32_t s1 = 1, s2 = 0;
+    while (n > 0) {
+        size_t chunk = std::min<size_t>(n, 5552);
+        for (size_t i = 0; i < chunk; i++) {
+            s1 += data[i];
+            s2 += s1;
+        }
+        s1 %= mod;
+        s2 %= mod;
+        data += chunk;
+        n -= chunk;
+    }
+    return (s2 << 16) | s1;
+}
+
+// ---- encoder ------------------------------------------------------------------------------
+namespace {
+void put_u32_be(std::string& out, uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(char((v >> shift) & 0xFF));
+}
+
+// A chunk: length, type, data, CRC-32 over type and data (not the length).
+void put_chunk(std::string& out, const char type[4], const std::string& data) {
+    put_u32_be(out, uint32_t(data.size()));
+    size_t start = out.size();
+    out.append(type, 4);
+    out += data;
+    put_u32_be(out, crc32(reinterpret_cast<const uint8_t*>(out.data() + start), out.size() - start));
+}
+
+// The zlib stream of `raw` using only stored deflate blocks.
+std::string zlib_stored(const std::string& raw) {
+    std::string z;
+    // CMF = 0x78: method 8 (deflate), window 2^(7+8) = 32K. FLG = 0x01: no preset dictionary,
+    // level 0, and FCHECK chosen so that (CMF*256 + FLG) % 31 == 0 (0x7801 = 30721 = 31 * 991).
+    z.push_back(char(0x78));
+    z.push_back(char(0x01));
+    size_t pos = 0;
+    do {
+        // Stored block: a 3-bit header (BFINAL, BTYPE = 00) padded to a byte, then LEN and
+        // NLEN = ~LEN as 16-bit little-endian, then LEN raw bytes. LEN is at most 65535.
+        size_t len = std::min<size_t>(raw.size() - pos, 65535);
+        bool final = pos + len == raw.size();
+        z.push_back(char(final ? 1 : 0));
+        uint16_t l = uint16_t(len), nl = uint16_t(~l);
+        z.push_back(char(l & 0xFF));
+        z.push_back(char(l >> 8));
+        z.push_back(char(nl & 0xFF));
+        z.push_back(char(nl >> 8));
+        z.append(raw, pos, len);
+        pos += len;
+    } while (pos < raw.size());
+    put_u32_be(z, adler32(reinterpret_cast<const uint8_t*>(raw.data()), raw.size()));
+    return z;
+}
+}  // namespace
+
+std::string encode_png_gray(const uint8_t* pixels, int width, int height) {
+    if (width <= 0 || height <= 0 || width > (1 << 24) || height > (1 << 24))
+        fail("encode_png_gray: expected width and height in 1..2^24, got ", width, "x", height);
+
+    // The image data before compression: every row is preceded by its filter type (0 = None).
+    std::string raw;
+    raw.reserve(size_t(height) * (size_t(width) + 1));
+    for (int y = 0; y < height; y++) {
+        raw.push_back(0);
+        raw.append(reinterpret_cast<const char*>(pixels) + size_t(y) * width, size_t(width));
+    }
+
+    std::string png("\x89PNG\r\n\x1a\n", 8);  // the signature (RFC 2083 section 3.1)
+    std::string ihdr;
+    put_u32_be(ihdr, uint32_t(width));
+    put_u32_be(ihdr, uint32_t(height));
+    ihdr.push_back(8);  // bit depth
+    ihdr.push_back(0);  // color type 0: grayscale
+    ihdr.push_back(0);  // compression method 0: deflate
+    ihdr.push_back(0);  // filter method 0: adaptive, five filter types
+    ihdr.push_back(0);  // interlace method 0: none
+    put_chunk(png, "IHDR", ihdr);
+    put_chunk(png, "IDAT", zlib_stored(raw));
+    put_chunk(png, "IEND", "");
+    return png;
+}
+
+void write_png_gray(const std::string& path, const uint8_t* pixels, int width, int height) {
+    write_file_atomic(path, encode_png_gray(pixels, width, height));
+}
+
+// ---- image grid ---------------------------------------------------------------------------
+std::vector<uint8_t> image_grid(const Tensor& images, int nrow, int pad, int& out_w, int& out_h,
+                                uint8_t pad_value) {
+    const Shape& s = images.shape();
+    bool ok = (s.size() == 4 && s[1] == 1) || s.size() == 3;
+    if (!ok || images.numel() == 0)
+        fail("image_grid: expected images of shape (N, 1, H, W) or (N, H, W) with N >= 1, got ", shape_str(s));
+    if (nrow < 1 || pad < 0) fail("image_grid: expected nrow >= 1 and pad >= 0, got nrow ", nrow, ", pad ", pad);
+    int64_t n = s[0], h = s[s.size() - 2], w = s[s.size() - 1];
+    int64_t cols = std::min<int64_t>(nrow, n), rows = (n + nrow - 1) / nrow;
+    int64_t gw = cols * (w + pad) + pad, gh = rows * (h + pad) + pad;
+    if (gw > (1 << 24) || gh > (1 << 24)) fail("image_grid: grid of ", gw, "x", gh, " pixels is too large");
+    out_w = int(gw);
+    out_h = int(gh);
+
+    std::vector<uint8_t> grid(size_t(gw * gh), pad_value);  // (gh, gw)
+    dispatch(images.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        const T* src = images.data<T>();  // (N, H, W) whatever the input's layout
+        for (int64_t i = 0; i < n; i++) {
+            int64_t x0 = pad + (i % nrow) * (w + pad), y0 = pad + (i / nrow) * (h + pad);
+            for (int64_t y = 0; y < h; y++)
+                for (int64_t x = 0; x < w; x++) {
+                    double v = double(src[(i * h + y) * w + x]);
+                    double p = std::isnan(v) ? 0.0 : std::clamp(std::round((v + 1.0) * 127.5), 0.0, 255.0);
+                    grid[size_t((y0 + y) * gw + x0 + x)] = uint8_t(p);
+                }
+        }
+    });
+    return grid;
+}
+
+void write_png_grid(const std::string& path, const Tensor& images, int nrow) {
+    int w = 0, h = 0;
+    std::vector<uint8_t> grid = image_grid(images, nrow, 2, w, h);
+    write_png_gray(path, grid.data(), w, h);
+}
+
+}  // namespace dl

@@ -1,0 +1,25 @@
+// SVG line plots written by hand (loss curves, learning rates, timings): a title, axes with
+// tick labels, one colored polyline per series and a legend. Opens in any browser.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace dl {
+
+struct Series {
+    std::string name;      // shown in the legend
+    std::vector<double> x;  // same length as y
+    std::vector<double> y;
+};
+
+// Writes the plot atomically. Points with a non-finite x or y are skipped (the line breaks
+// there); with log_y the y axis is log10 and points with y <= 0 are skipped too.
+// Throws dl::Error naming the path when a series' x and y lengths differ.
+void write_svg_plot(const std::string& path, const std::string& title, const std::string& xlabel,
+                    const std::string& ylabel, const std::vector<Series>& series, bool log_y);
+
+// The SVG text write_svg_plot writes.
+std::string svg_plot(const std::string& title, const std::string& xlabel, const std::string& ylabel,
+                     const std::vector<Series>& series, bool log_y);
+
+}  // namespace dl
