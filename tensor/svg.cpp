@@ -1,7 +1,7 @@
 // Hand-written SVG line plots. Data coordinates map linearly (or log10 for y) onto a plot
 // rectangle inside a 720x440 canvas; SVG's y axis points down, hence the flip in to_py.
 // Ticks are "nice" numbers: steps of 1, 2 or 5 times a power of ten, about six per axis;
-// on a log axis, the powers of ten (plus 2x and 5x when the range spans under two decades).
+// on a log axis, the powers of ten (plus 2x and 5x when the range spans under three decades).
 #include "tensor/svg.h"
 
 #include <algorithm>
@@ -48,7 +48,7 @@ std::vector<double> linear_ticks(double lo, double hi) {
 // Ticks for a log10 axis over [lo, hi] (given as log10 values); returned as log10 values.
 std::vector<double> log_ticks(double lo, double hi) {
     std::vector<double> ticks;
-    bool fine = hi - lo < 2;
+    bool fine = hi - lo < 3;
     for (double e = std::floor(lo); e <= std::ceil(hi); e++)
         for (double m : {1.0, 2.0, 5.0}) {
             double t = e + std::log10(m);

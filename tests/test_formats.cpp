@@ -1,0 +1,210 @@
+// File formats: PNG (taken apart chunk by chunk and inflated by hand), SVG plots, .npy files.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <unistd.h>
+
+#include "tensor/io.h"
+#include "tensor/npy.h"
+#include "tensor/png.h"
+#include "tensor/svg.h"
+
+using namespace dl;
+
+namespace {
+const uint8_t* bytes_of(const std::string& s) { return reinterpret_cast<const uint8_t*>(s.data()); }
+uint32_t be32(const std::string& s, size_t at) {
+    return uint32_t(uint8_t(s[at])) << 24 | uint32_t(uint8_t(s[at + 1])) << 16 | uint32_t(uint8_t(s[at + 2])) << 8 |
+           uint32_t(uint8_t(s[at + 3]));
+}
+std::string temp_dir() {
+    std::string d = (std::filesystem::temp_directory_path() / ("dl_formats_" + std::to_string(getpid()))).string();
+    make_dirs(d);
+    return d;
+}
+
+struct Chunk {
+    std::string type, data;
+};
+
+// Splits a PNG into chunks, checking the signature, every length and every CRC on the way.
+std::vector<Chunk> parse_png(const std::string& png) {
+    REQUIRE(png.size() >= 8);
+    REQUIRE(png.compare(0, 8, std::string("\x89PNG\r\n\x1a\n", 8)) == 0);
+    std::vector<Chunk> chunks;
+    size_t at = 8;
+    while (at < png.size()) {
+        REQUIRE(at + 12 <= png.size());
+        uint32_t len = be32(png, at);
+        REQUIRE(at + 12 + len <= png.size());
+        Chunk c{png.substr(at + 4, 4), png.substr(at + 8, len)};
+        CHECK(be32(png, at + 8 + len) == crc32(bytes_of(png) + at + 4, 4 + len));
+        chunks.push_back(c);
+        at += 12 + len;
+    }
+    CHECK(at == png.size());
+    return chunks;
+}
+
+// Undoes a zlib stream made of stored deflate blocks; fails on anything else.
+std::string inflate_stored(const std::string& z) {
+    REQUIRE(z.size() >= 6);
+    uint8_t cmf = uint8_t(z[0]), flg = uint8_t(z[1]);
+    CHECK((cmf & 0x0F) == 8);           // deflate
+    CHECK((cmf >> 4) <= 7);             // window at most 32K
+    CHECK((cmf * 256 + flg) % 31 == 0);  // FCHECK
+    CHECK((flg & 0x20) == 0);           // no preset dictionary
+    std::string out;
+    size_t at = 2;
+    bool final = false;
+    while (!final) {
+        REQUIRE(at + 5 <= z.size());
+        uint8_t head = uint8_t(z[at]);
+        final = head & 1;
+        REQUIRE(((head >> 1) & 3) == 0);  // BTYPE 00: stored
+        uint16_t len = uint16_t(uint8_t(z[at + 1]) | uint8_t(z[at + 2]) << 8);
+        uint16_t nlen = uint16_t(uint8_t(z[at + 3]) | uint8_t(z[at + 4]) << 8);
+        CHECK(uint16_t(~len) == nlen);
+        REQUIRE(at + 5 + len <= z.size());
+        out += z.substr(at + 5, len);
+        at += 5 + len;
+    }
+    REQUIRE(at + 4 == z.size());
+    CHECK(be32(z, at) == adler32(bytes_of(out), out.size()));
+    return out;
+}
+}  // namespace
+
+TEST_CASE("crc32 and adler32 known answers") {
+    std::string digits = "123456789", wiki = "Wikipedia";
+    CHECK(crc32(bytes_of(digits), digits.size()) == 0xCBF43926u);
+    CHECK(adler32(bytes_of(wiki), wiki.size()) == 0x11E60398u);
+    CHECK(crc32(nullptr, 0) == 0u);
+    CHECK(adler32(nullptr, 0) == 1u);
+    // Past the 5552-byte block where adler32 reduces its sums: compare with the plain definition.
+    std::string big(100000, '\0');
+    for (size_t i = 0; i < big.size(); i++) big[i] = char(255 - i % 7);
+    uint64_t s1 = 1, s2 = 0;
+    for (unsigned char c : big) s1 = (s1 + c) % 65521, s2 = (s2 + s1) % 65521;
+    CHECK(adler32(bytes_of(big), big.size()) == uint32_t(s2 << 16 | s1));
+}
+
+TEST_CASE("png: chunks, IHDR, stored blocks and pixels") {
+    // 300 x 250 makes 75,250 bytes of filtered rows: two stored blocks, the first full.
+    int w = 300, h = 250;
+    std::vector<uint8_t> px(size_t(w * h));
+    for (size_t i = 0; i < px.size(); i++) px[i] = uint8_t(i * 31 % 251);
+    std::string png = encode_png_gray(px.data(), w, h);
+    std::vector<Chunk> chunks = parse_png(png);
+    REQUIRE(chunks.size() == 3);
+    CHECK(chunks[0].type == "IHDR");
+    CHECK(chunks[1].type == "IDAT");
+    CHECK(chunks[2].type == "IEND");
+    CHECK(chunks[2].data.empty());
+
+    const std::string& ihdr = chunks[0].data;
+    REQUIRE(ihdr.size() == 13);
+    CHECK(be32(ihdr, 0) == uint32_t(w));
+    CHECK(be32(ihdr, 4) == uint32_t(h));
+    CHECK(ihdr.substr(8) == std::string("\x08\x00\x00\x00\x00", 5));  // depth 8, gray, deflate, no interlace
+
+    const std::string& z = chunks[1].data;
+    CHECK(uint8_t(z[2]) == 0);  // first block: not final
+    CHECK((uint8_t(z[3]) | uint8_t(z[4]) << 8) == 65535);
+    std::string raw = inflate_stored(z);
+    REQUIRE(raw.size() == size_t(h * (w + 1)));
+    for (int y = 0; y < h; y++) {
+        CHECK(raw[size_t(y * (w + 1))] == 0);  // filter type None
+        CHECK(std::memcmp(raw.data() + y * (w + 1) + 1, px.data() + y * w, size_t(w)) == 0);
+    }
+
+    CHECK_THROWS_WITH(encode_png_gray(px.data(), 0, 5), "encode_png_gray: expected width and height in 1..2^24, got 0x5");
+}
+
+TEST_CASE("png: image grid layout and value mapping") {
+    // Three 2x2 images, two per row, pad 1: a 7 x 7 picture.
+    Tensor imgs = Tensor::from_vector(std::vector<float>{-1, 1, 0, 2, 1, 1, 1, 1, -1, -1, -1, NAN}, {3, 1, 2, 2});
+    int w = 0, h = 0;
+    std::vector<uint8_t> g = image_grid(imgs, 2, 1, w, h, 77);
+    CHECK(w == 7);
+    CHECK(h == 7);
+    auto at = [&](int x, int y) { return int(g[size_t(y * w + x)]); };
+    CHECK(at(0, 0) == 77);
+    CHECK(at(1, 1) == 0);    // -1
+    CHECK(at(2, 1) == 255);  // 1
+    CHECK(at(1, 2) == 128);  // 0 -> round(127.5)
+    CHECK(at(2, 2) == 255);  // 2, clamped
+    CHECK(at(4, 1) == 255);  // image 1
+    CHECK(at(1, 4) == 0);    // image 2, row 2
+    CHECK(at(2, 5) == 0);    // NaN
+    CHECK(at(4, 4) == 77);   // no image 3: padding
+    CHECK_THROWS_WITH(image_grid(Tensor::zeros({2, 3, 4, 4}), 2, 1, w, h),
+                      "image_grid: expected images of shape (N, 1, H, W) or (N, H, W) with N >= 1, got (2, 3, 4, 4)");
+
+    std::string dir = temp_dir();
+    write_png_grid(dir + "/grid.png", Tensor::zeros({5, 28, 28}, DType::F64), 4);
+    std::vector<Chunk> chunks = parse_png(read_file(dir + "/grid.png"));
+    CHECK(be32(chunks[0].data, 0) == 4 * 30 + 2);
+    CHECK(be32(chunks[0].data, 4) == 2 * 30 + 2);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("svg plot holds the series, skips bad points, and checks lengths") {
+    std::string dir = temp_dir();
+    Series loss{"train loss", {1, 2, 3, 4}, {1.0, 0.5, NAN, 0.25}};
+    Series lr{"lr & <warmup>", {1, 2, 3, 4}, {0, 1e-4, 2e-4, 2e-4}};
+    write_svg_plot(dir + "/plot.svg", "Loss", "step", "value", {loss, lr}, true);
+    std::string svg = read_file(dir + "/plot.svg");
+    CHECK(svg.rfind("<svg", 0) == 0);
+    CHECK(svg.find("</svg>") != std::string::npos);
+    CHECK(svg.find("train loss") != std::string::npos);
+    CHECK(svg.find("lr &amp; &lt;warmup&gt;") != std::string::npos);  // escaped
+    CHECK(svg.find("nan") == std::string::npos);
+    CHECK(svg.find("inf") == std::string::npos);
+    CHECK(svg.find("#1f77b4") != std::string::npos);
+    CHECK(svg.find("#ff7f0e") != std::string::npos);
+    CHECK(svg.find("(log scale)") != std::string::npos);
+    CHECK(svg.find("<circle") != std::string::npos);  // the loss point after the NaN stands alone
+    std::string lin = svg_plot("t", "x", "y", {Series{"flat", {0, 1}, {3, 3}}}, false);
+    CHECK(lin.find("<polyline") != std::string::npos);
+    CHECK_THROWS_WITH(svg_plot("t", "x", "y", {Series{"bad", {1, 2}, {1}}}, false),
+                      "svg_plot: series 'bad' has 2 x values but 1 y values");
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("npy: header layout, round trip, and errors") {
+    Tensor t = Tensor::arange(0, 2 * 28 * 28).reshape({2, 28, 28});
+    std::string bytes = encode_npy(t);
+    std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 28, 28), }";
+    size_t hlen = size_t(uint8_t(bytes[8])) | size_t(uint8_t(bytes[9])) << 8;
+    CHECK(bytes.compare(0, 8, std::string("\x93NUMPY\x01\x00", 8)) == 0);
+    CHECK((10 + hlen) % 64 == 0);
+    CHECK(bytes.compare(10, dict.size(), dict) == 0);
+    CHECK(bytes[10 + hlen - 1] == '\n');
+    CHECK(bytes.size() == 10 + hlen + t.nbytes());
+    CHECK(encode_npy(Tensor::zeros({5})).find("'shape': (5,)") != std::string::npos);
+
+    std::string dir = temp_dir(), path = dir + "/x.npy";
+    write_npy(path, t);
+    Tensor r = read_npy(path);
+    CHECK(r.shape() == t.shape());
+    CHECK(r.dtype() == DType::F32);
+    CHECK(std::memcmp(r.raw(), t.raw(), t.nbytes()) == 0);
+    Tensor d = Tensor::from_vector(std::vector<double>{1.5, -2}, {2, 1});
+    write_npy(path, d);
+    CHECK(read_npy(path).to_vector() == d.to_vector());
+    CHECK(read_npy(path).dtype() == DType::F64);
+
+    CHECK_THROWS_WITH(decode_npy(bytes.substr(0, bytes.size() - 4), "cut.npy"),
+                      "cut.npy: expected 6400 bytes (header 128 + values of <f4 for shape (2, 28, 28)), found 6396");
+    std::string bad = bytes;
+    bad[1] = 'X';
+    CHECK_THROWS_WITH(decode_npy(bad, "bad.npy"), "bad.npy: expected the npy magic \"\\x93NUMPY\", found \"\x93XUMPY\"");
+    std::string f2 = bytes;
+    f2.replace(f2.find("<f4"), 3, ">f4");
+    CHECK_THROWS_WITH(decode_npy(f2, "be.npy"), "be.npy: expected dtype '<f4' or '<f8' (little-endian float32/float64), found '>f4'");
+    CHECK_THROWS_WITH(read_npy(dir + "/missing.npy"), doctest::Contains("missing.npy: cannot open"));
+    std::filesystem::remove_all(dir);
+}
