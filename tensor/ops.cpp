@@ -263,6 +263,17 @@ Tensor max(const Tensor& x, std::vector<int> dims, bool keepdim, std::vector<int
     return keepdim ? out : out.reshape(drop_dims(p.kept, dims));
 }
 
+Tensor expand(const Tensor& x, const Shape& shape) {
+    if (broadcast_shapes(x.shape(), shape, "expand") != shape) fail("expand: ", shape_str(x.shape()), " does not broadcast to ", shape_str(shape));
+    Tensor out(shape, x.dtype());
+    BroadcastPlan plan = plan_broadcast(x.shape(), x.shape(), shape);
+    dispatch(x.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        broadcast_apply<T>(x.data<T>(), x.data<T>(), out.data<T>(), plan, [](T a, T) { return a; });
+    });
+    return out;
+}
+
 Tensor sum_to_shape(const Tensor& x, const Shape& shape) {
     if (x.shape() == shape) return x;
     Shape full = broadcast_shapes(shape, x.shape(), "sum_to_shape");

@@ -42,7 +42,8 @@ Tensor mean(const Tensor& x, std::vector<int> dims = {}, bool keepdim = false);
 // Maximum over dims; `argmax` (optional) receives, for each output element, the flat index into
 // x of the first maximum, which is where max's backward sends the gradient.
 Tensor max(const Tensor& x, std::vector<int> dims = {}, bool keepdim = false, std::vector<int64_t>* argmax = nullptr);
-// Sums x down to `shape` (the inverse of broadcasting `shape` up to x.shape()).
+// Copies x broadcast up to `shape`, and its inverse: sums x down to `shape`.
+Tensor expand(const Tensor& x, const Shape& shape);
 Tensor sum_to_shape(const Tensor& x, const Shape& shape);
 std::vector<int> normalize_dims(std::vector<int> dims, int ndim, const char* op);
 

@@ -1,0 +1,37 @@
+// GroupNorm as an autograd op; the forward and backward math is derived in tensor/kernels.h.
+// The per-(sample, group) mean and rstd are kept from forward for backward.
+#include "autograd/ops.h"
+#include "tensor/kernels.h"
+
+namespace dl {
+
+Variable group_norm(const Variable& x, const Variable& gamma, const Variable& beta, int64_t groups, double eps) {
+    const Shape& s = x.shape();
+    if (s.size() < 2) fail("group_norm: expected x (B, C, ...), got ", shape_str(s));
+    int64_t B = s[0], C = s[1], HW = x.numel() / std::max<int64_t>(B * C, 1);
+    if (groups < 1 || C % groups) fail("group_norm: ", C, " channels do not split into ", groups, " groups");
+    if (gamma.shape() != Shape{C} || beta.shape() != Shape{C})
+        fail("group_norm: expected gamma and beta (", C, "), got ", shape_str(gamma.shape()), " and ", shape_str(beta.shape()));
+    if (x.dtype() != gamma.dtype() || x.dtype() != beta.dtype()) fail("group_norm: dtypes of x, gamma and beta differ");
+
+    Tensor y(s, x.dtype());
+    Tensor mean({B, groups}, x.dtype()), rstd({B, groups}, x.dtype());  // (B, G) each
+    dispatch(x.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        group_norm_forward<T>(x.value().data<T>(), gamma.value().data<T>(), beta.value().data<T>(), B, C, HW, groups, eps,
+                              y.data<T>(), mean.data<T>(), rstd.data<T>());
+    });
+    return make_result("group_norm", y, {x, gamma, beta}, [x, gamma, beta, mean, rstd, B, C, HW, groups](const Tensor& dy) {
+        dispatch(x.dtype(), [&](auto tag) {
+            using T = decltype(tag);
+            // dx is always computed into a buffer; the kernel's dx pass is the bulk of the work
+            Tensor dx = x.requires_grad() ? x.grad_buffer() : Tensor::zeros(x.shape(), x.dtype());
+            group_norm_backward<T>(x.value().data<T>(), gamma.value().data<T>(), mean.data<T>(), rstd.data<T>(), dy.data<T>(),
+                                   B, C, HW, groups, dx.data<T>(),
+                                   gamma.requires_grad() ? gamma.grad_buffer().data<T>() : nullptr,
+                                   beta.requires_grad() ? beta.grad_buffer().data<T>() : nullptr);
+        });
+    });
+}
+
+}  // namespace dl

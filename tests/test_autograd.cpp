@@ -1,0 +1,279 @@
+// Autograd: the backward engine, inspection, errors, and a gradcheck of every op.
+// Gradchecks run in float64 with eps 1e-6; tolerance: |analytic - numeric| <= 1e-8 + 1e-6 |numeric|.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+
+#include "autograd/gradcheck.h"
+#include "autograd/ops.h"
+#include "tensor/ops.h"
+#include "tensor/rng.h"
+
+using namespace dl;
+
+namespace {
+
+Tensor rnd(Shape s, uint64_t seed, double lo = -1, double hi = 1) {
+    Philox g(seed);
+    Tensor t = rand(std::move(s), g, DType::F64);
+    for (int64_t i = 0; i < t.numel(); i++) t.set_flat(i, lo + (hi - lo) * t.flat(i));
+    return t;
+}
+
+using Fn = std::function<Variable(const std::vector<Variable>&)>;
+
+void expect_gradcheck(const Fn& f, const std::vector<Tensor>& inputs, GradcheckOptions opt = {}) {
+    GradcheckReport r = gradcheck(f, inputs, opt);
+    INFO(r.str());
+    CHECK(r.ok);
+    for (const auto& e : r.entries) CHECK(e.checked > 0);
+}
+
+}  // namespace
+
+TEST_CASE("backward of a small expression matches the hand-computed gradient") {
+    // f(a, b) = sum(a * b + exp(a)),  df/da = b + exp(a),  df/db = a
+    Variable a(Tensor::from_vector(std::vector<double>{0.5, -1.0}, {2}), true, "a");
+    Variable b(Tensor::from_vector(std::vector<double>{2.0, 3.0}, {2}), true, "b");
+    Variable f = sum(a * b + exp(a));
+    f.backward();
+    CHECK(a.grad().flat(0) == doctest::Approx(2.0 + std::exp(0.5)));
+    CHECK(a.grad().flat(1) == doctest::Approx(3.0 + std::exp(-1.0)));
+    CHECK(b.grad().flat(0) == doctest::Approx(0.5));
+    CHECK(b.grad().flat(1) == doctest::Approx(-1.0));
+}
+
+TEST_CASE("a Variable used twice receives the sum of both paths, and leaves accumulate across backward calls") {
+    Variable x(Tensor::full({3}, 2.0, DType::F64), true);
+    Variable y = sum(x * x);  // dy/dx = 2x
+    y.backward();
+    CHECK(x.grad().flat(0) == doctest::Approx(4.0));
+    sum(x * 3.0).backward();
+    CHECK(x.grad().flat(0) == doctest::Approx(7.0));
+    x.zero_grad();
+    CHECK_FALSE(x.grad().defined());
+}
+
+TEST_CASE("intermediate gradients are freed unless retained; hooks see every gradient") {
+    Variable x(Tensor::full({2}, 1.5, DType::F64), true, "x");
+    Variable h = square(x);
+    Variable k = exp(x);
+    h.retain_grad();
+    std::vector<std::string> seen;
+    double hook_grad = 0;
+    k.register_hook([&](const Variable& v, const Tensor& g) {
+        seen.push_back(v.op());
+        hook_grad = g.flat(0);
+    });
+    Variable out = sum(h * k);
+    out.backward();
+    CHECK(h.grad().defined());                     // retained: dout/dh = k
+    CHECK(h.grad().flat(0) == doctest::Approx(std::exp(1.5)));
+    CHECK_FALSE(k.grad().defined());               // freed
+    CHECK(hook_grad == doctest::Approx(1.5 * 1.5));  // the hook saw dout/dk = h
+    CHECK(seen == std::vector<std::string>{"exp"});
+
+    set_retain_all_grads(true);
+    Variable y = exp(x);
+    Variable z = sum(y);
+    z.backward();
+    set_retain_all_grads(false);
+    CHECK(y.grad().defined());
+}
+
+TEST_CASE("no-grad scope records nothing") {
+    Variable x(Tensor::ones({2}, DType::F64), true);
+    NoGradGuard ng;
+    Variable y = exp(x);
+    CHECK_FALSE(y.requires_grad());
+    CHECK(y.inputs().empty());
+}
+
+TEST_CASE("names follow the scope, and topological_order lists inputs before their users") {
+    Variable x(Tensor::ones({2, 2}), true, "x");
+    Variable y;
+    {
+        NameScope outer("mid");
+        NameScope inner("attn");
+        y = softmax(x);
+    }
+    CHECK(y.name() == "mid.attn.softmax");
+    Variable z = sum(y);
+    CHECK(z.name() == "sum");
+    auto order = topological_order(z);
+    REQUIRE(order.size() == 3);
+    CHECK(order[0].name() == "x");
+    CHECK(order[1].name() == "mid.attn.softmax");
+    CHECK(order[2].op() == std::string("sum"));
+}
+
+TEST_CASE("errors name the op and the shapes or dtypes") {
+    Variable a(Tensor::ones({2, 3}), true), b(Tensor::ones({4, 3}), true);
+    CHECK_THROWS_WITH(add(a, b), "add: shapes (2, 3) and (4, 3) do not broadcast");
+    CHECK_THROWS_WITH(matmul(a, b), "matmul: inner dimensions differ: (2, 3) x (4, 3)");
+    Variable d(Tensor::ones({2, 3}, DType::F64), true);
+    CHECK_THROWS_WITH(mul(a, d), "mul: dtypes differ: float32 (2, 3) and float64 (2, 3)");
+    Variable y = exp(a);
+    CHECK_THROWS_WITH(y.backward(), "backward: op 'exp' (exp) float32 (2, 3) is not a scalar; a non-scalar output needs a seed gradient of its shape");
+    Variable s = sum(exp(a));
+    s.backward();
+    CHECK_THROWS_WITH(s.backward(), "backward: the graph of op 'sum' (sum) float32 () was freed by an earlier backward; pass keep_graph = true to the first one");
+    Variable t = sum(exp(a));
+    t.backward(true);
+    t.backward();  // kept once, so a second pass works
+    CHECK(a.grad().flat(0) == doctest::Approx(3 * std::exp(1.0)));  // s once and t twice, each d/da = e
+}
+
+TEST_CASE("backward from a non-scalar with a seed gradient") {
+    Variable x(Tensor::from_vector(std::vector<double>{1, 2}, {2}), true);
+    Variable y = x * 3.0;
+    y.backward(Tensor::from_vector(std::vector<double>{1, 10}, {2}));
+    CHECK(x.grad().flat(1) == doctest::Approx(30.0));
+    CHECK_THROWS_WITH((x * 2.0).backward(Tensor::ones({3}, DType::F64)),
+                      "backward: seed gradient is float64 (3), expected float64 (2)");
+}
+
+TEST_CASE("anomaly mode names the op that made a NaN, forward and backward") {
+    set_detect_anomaly(true);
+    Variable x(Tensor::from_vector(std::vector<double>{-1.0, 4.0}, {2}), true, "x");
+    CHECK_THROWS_WITH(log(x), "detect_anomaly: forward of op 'log' (log) float64 (2): the output is non-finite: element 0 is NaN");
+    Variable z(Tensor::from_vector(std::vector<double>{0.0, 4.0}, {2}), true, "z");
+    Variable s = sum(sqrt(z));  // finite forward, infinite gradient at 0
+    CHECK_THROWS_WITH(s.backward(), doctest::Contains("backward of op 'sqrt' (sqrt) float64 (2): the gradient of input 0, op 'leaf' (z) float64 (2) is non-finite"));
+    set_detect_anomaly(false);
+}
+
+// ---- a gradcheck of every op, including broadcasting cases and a chain ----------------------
+
+TEST_CASE("gradcheck: elementwise binary ops with broadcasting") {
+    Shape shapes[][2] = {{{3, 4}, {3, 4}}, {{2, 3, 4}, {4}}, {{2, 1, 4}, {3, 1}}, {{5}, {}}};
+    for (auto& s : shapes) {
+        CAPTURE(shape_str(s[0]));
+        CAPTURE(shape_str(s[1]));
+        Tensor a = rnd(s[0], 1), b = rnd(s[1], 2, 0.5, 2.0);  // b away from 0 for div
+        expect_gradcheck([](auto& v) { return add(v[0], v[1]); }, {a, b});
+        expect_gradcheck([](auto& v) { return sub(v[0], v[1]); }, {a, b});
+        expect_gradcheck([](auto& v) { return mul(v[0], v[1]); }, {a, b});
+        expect_gradcheck([](auto& v) { return div(v[0], v[1]); }, {a, b});
+    }
+    Tensor a = rnd({3, 2}, 3);
+    expect_gradcheck([](auto& v) { return add(v[0], 1.5); }, {a});
+    expect_gradcheck([](auto& v) { return mul(v[0], -2.5); }, {a});
+    expect_gradcheck([](auto& v) { return neg(v[0]); }, {a});
+}
+
+TEST_CASE("gradcheck: unary ops") {
+    Tensor x = rnd({4, 5}, 4), pos = rnd({4, 5}, 5, 0.2, 3.0);
+    expect_gradcheck([](auto& v) { return exp(v[0]); }, {x});
+    expect_gradcheck([](auto& v) { return log(v[0]); }, {pos});
+    expect_gradcheck([](auto& v) { return sqrt(v[0]); }, {pos});
+    expect_gradcheck([](auto& v) { return sin(v[0]); }, {x});
+    expect_gradcheck([](auto& v) { return cos(v[0]); }, {x});
+    expect_gradcheck([](auto& v) { return tanh(v[0]); }, {x});
+    expect_gradcheck([](auto& v) { return sigmoid(v[0]); }, {x});
+    expect_gradcheck([](auto& v) { return silu(mul(v[0], 4.0)); }, {x});
+    expect_gradcheck([](auto& v) { return square(v[0]); }, {x});
+}
+
+TEST_CASE("gradcheck: reductions") {
+    Tensor x = rnd({2, 3, 4}, 6);
+    expect_gradcheck([](auto& v) { return sum(v[0]); }, {x});
+    expect_gradcheck([](auto& v) { return sum(v[0], {1}); }, {x});
+    expect_gradcheck([](auto& v) { return sum(v[0], {0, -1}, true); }, {x});
+    expect_gradcheck([](auto& v) { return mean(v[0], {2}); }, {x});
+    expect_gradcheck([](auto& v) { return mean(v[0]); }, {x});
+    expect_gradcheck([](auto& v) { return max(v[0], {1}); }, {x});  // random values: no ties
+    expect_gradcheck([](auto& v) { return max(v[0], {}, true); }, {x});
+}
+
+TEST_CASE("gradcheck: matmul and bmm with every transpose combination, and linear") {
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            CAPTURE(ta);
+            CAPTURE(tb);
+            Tensor a = rnd(ta ? Shape{4, 3} : Shape{3, 4}, 7), b = rnd(tb ? Shape{5, 4} : Shape{4, 5}, 8);
+            expect_gradcheck([ta, tb](auto& v) { return matmul(v[0], v[1], ta, tb); }, {a, b});
+            Tensor ba = rnd(ta ? Shape{2, 4, 3} : Shape{2, 3, 4}, 9), bb = rnd(tb ? Shape{2, 5, 4} : Shape{2, 4, 5}, 10);
+            expect_gradcheck([ta, tb](auto& v) { return bmm(v[0], v[1], ta, tb); }, {ba, bb});
+        }
+    expect_gradcheck([](auto& v) { return linear(v[0], v[1], v[2]); }, {rnd({3, 4}, 11), rnd({5, 4}, 12), rnd({5}, 13)});
+    expect_gradcheck([](auto& v) { return linear(v[0], v[1], Variable()); }, {rnd({1, 4}, 11), rnd({2, 4}, 12)});
+}
+
+TEST_CASE("gradcheck: layout ops") {
+    Tensor x = rnd({2, 3, 4}, 14), y = rnd({2, 2, 4}, 15);
+    expect_gradcheck([](auto& v) { return reshape(v[0], {6, -1}); }, {x});
+    expect_gradcheck([](auto& v) { return concat({v[0], v[1]}, 1); }, {x, y});
+    expect_gradcheck([](auto& v) { return concat({v[0], v[0]}, -1); }, {x});
+    expect_gradcheck([](auto& v) { return slice(v[0], 2, 1, 3); }, {x});
+    expect_gradcheck([](auto& v) { return permute(v[0], {2, 0, 1}); }, {x});
+    expect_gradcheck([](auto& v) { return gather(v[0], {3, 0, 3, 1}); }, {rnd({5, 2}, 16)});
+}
+
+TEST_CASE("gradcheck: mse_loss and softmax") {
+    expect_gradcheck([](auto& v) { return mse_loss(v[0], v[1]); }, {rnd({2, 1, 3, 3}, 17), rnd({2, 1, 3, 3}, 18)});
+    expect_gradcheck([](auto& v) { return softmax(mul(v[0], 3.0)); }, {rnd({3, 7}, 19)});
+}
+
+TEST_CASE("gradcheck: conv2d with 1x1 and 3x3 kernels, stride 1 and 2, padding, odd sizes") {
+    struct Case { Shape x, w; int64_t stride, pad; bool bias; };
+    Case cases[] = {
+        {{2, 3, 5, 5}, {4, 3, 3, 3}, 1, 1, true},
+        {{1, 1, 7, 6}, {2, 1, 3, 3}, 2, 1, true},   // 1 input channel, stride 2, odd size
+        {{2, 3, 4, 4}, {1, 3, 3, 3}, 1, 0, false},  // 1 output channel, no padding, no bias
+        {{2, 4, 3, 3}, {3, 4, 1, 1}, 1, 0, true},   // 1x1
+    };
+    for (const Case& c : cases) {
+        CAPTURE(shape_str(c.x));
+        CAPTURE(shape_str(c.w));
+        std::vector<Tensor> in{rnd(c.x, 20), rnd(c.w, 21)};
+        if (c.bias) in.push_back(rnd({c.w[0]}, 22));
+        expect_gradcheck([c](auto& v) { return conv2d(v[0], v[1], c.bias ? v[2] : Variable(), c.stride, c.pad); }, in);
+    }
+    Variable x(Tensor::ones({1, 2, 5, 5}), true), w(Tensor::ones({3, 4, 3, 3}), true);
+    CHECK_THROWS_WITH(conv2d(x, w, Variable(), 1, 1), "conv2d: expected x (B, Cin, H, W) and weight (Cout, Cin, KH, KW), got (1, 2, 5, 5) and (3, 4, 3, 3)");
+}
+
+TEST_CASE("gradcheck: group_norm, upsample_nearest2d, dropout") {
+    expect_gradcheck([](auto& v) { return group_norm(v[0], v[1], v[2], 2); }, {rnd({2, 4, 3, 3}, 23), rnd({4}, 24, 0.5, 1.5), rnd({4}, 25)});
+    expect_gradcheck([](auto& v) { return group_norm(v[0], v[1], v[2], 1); }, {rnd({1, 3, 2, 5}, 26), rnd({3}, 27), rnd({3}, 28)});
+    expect_gradcheck([](auto& v) { return upsample_nearest2d(v[0]); }, {rnd({2, 3, 3, 2}, 29)});
+    // dropout draws a new mask per call, so the check uses a generator reset to the same state
+    expect_gradcheck([](auto& v) { Philox g(5); return dropout(v[0], 0.3, g); }, {rnd({4, 6}, 30)});
+    Philox g(1);
+    Variable ones(Tensor::ones({10000}), false);
+    Tensor y = dropout(ones, 0.25, g).value();
+    double kept = 0, mean_v = 0;
+    for (double v : y.to_vector()) { kept += v != 0; mean_v += v; }
+    CHECK(kept / 10000 == doctest::Approx(0.75).epsilon(0.03));
+    CHECK(mean_v / 10000 == doctest::Approx(1.0).epsilon(0.03));
+    CHECK(dropout(ones, 0.25, g, false).value().shares_storage(ones.value()));
+}
+
+TEST_CASE("gradcheck: a chain of several ops, like a tiny attention block") {
+    // softmax(q k^T / sqrt(d)) v with a residual and a GroupNorm in front, summed through mse
+    auto block = [](const std::vector<Variable>& v) {
+        Variable x = v[0];  // (1, 4, 2, 3): B=1, C=4, 6 positions
+        Variable h = group_norm(x, v[1], v[2], 2);
+        Variable flat = reshape(h, {4, 6});
+        Variable q = matmul(v[3], flat), k = matmul(v[4], flat), val = matmul(v[5], flat);  // (4, 6)
+        Variable w = softmax(mul(matmul(q, k, true, false), 1.0 / 2.0));                    // (6, 6)
+        Variable o = matmul(val, w, false, true);                                            // (4, 6)
+        Variable y = add(x, reshape(o, {1, 4, 2, 3}));
+        return mse_loss(silu(y), tanh(x));
+    };
+    expect_gradcheck(block, {rnd({1, 4, 2, 3}, 31), rnd({4}, 32), rnd({4}, 33), rnd({4, 4}, 34), rnd({4, 4}, 35), rnd({4, 4}, 36)});
+}
+
+TEST_CASE("gradcheck fails on a wrong gradient") {
+    // A deliberately wrong backward: claims d(x^2)/dx = x instead of 2x.
+    auto wrong_square = [](const std::vector<Variable>& v) {
+        Variable x = v[0];
+        return make_result("wrong_square", square(x.value()), {x}, [x](const Tensor& dy) { x.accumulate_grad(mul(dy, x.value())); });
+    };
+    GradcheckReport r = gradcheck(wrong_square, {rnd({3}, 37)});
+    CHECK_FALSE(r.ok);
+    CHECK(r.entries[0].max_rel_err > 0.3);
+    CHECK_THROWS_WITH(gradcheck(wrong_square, {Tensor::ones({2})}), "gradcheck: input 0 is float32; finite differences need float64");
+}
