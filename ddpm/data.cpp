@@ -36,12 +36,12 @@ std::string read_idx(const std::string& path, int dims, const char* what) {
     uint32_t want = 0x0800u | uint32_t(dims);
     if (b.size() >= 2 && uint8_t(b[0]) == 0x1f && uint8_t(b[1]) == 0x8b)
         fail(path, ": expected an IDX ", what, " file (magic ", hex32(want), "), found a gzip file: run gunzip on it");
-    if (b.size() < header)
-        fail(path, ": expected an IDX ", what, " file of at least ", header, " bytes, found ", b.size(), " bytes");
-    uint32_t magic = be32(b, 0);
-    if (magic != want)
+    uint32_t magic = b.size() >= 4 ? be32(b, 0) : 0;
+    if (b.size() >= 4 && magic != want)
         fail(path, ": expected IDX magic ", hex32(want), " (unsigned bytes, ", dims, " dimension", dims > 1 ? "s" : "",
              ": ", what, "), found ", hex32(magic), (magic >> 8) == 0x08 ? cat(" (", magic & 0xFF, " dimensions)") : "");
+    if (b.size() < header)
+        fail(path, ": expected an IDX ", what, " file of at least ", header, " bytes, found ", b.size(), " bytes");
     return b;
 }
 }  // namespace
