@@ -116,3 +116,11 @@ TEST_CASE("random numbers: seeded, thread-count independent, resumable, right mo
     for (int64_t i = 0; i < 100; i++) CHECK(sorted[size_t(i)] == i);
     CHECK(p != sorted);
 }
+
+TEST_CASE("constant vectors survive the compiler (GCC 12.2 AVX-512 SLP miscompile)") {
+    // Built with -march=native on an AVX-512 machine and without -fno-tree-slp-vectorize, GCC
+    // 12.2 stored {1, 1, 0, 0} as {1, 1, 1, 1}. The Makefile turns that pass off.
+    Tensor a = Tensor::from_vector(std::vector<double>{1, 1, 0, 0}, {2, 2});
+    CHECK(a.flat(2) == 0.0);
+    CHECK(a.flat(3) == 0.0);
+}

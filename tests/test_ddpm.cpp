@@ -1,0 +1,159 @@
+// The diffusion math: schedule constants, the forward process, the posterior, the reverse step
+// and DDIM, checked against independent computations and empirical moments.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "ddpm/diffusion.h"
+#include "tensor/ops.h"
+
+using namespace dl;
+using namespace dl::ddpm;
+
+namespace {
+
+// Mean and variance over many draws of each pixel, averaged over pixels.
+struct Moments { std::vector<double> mean, var; };
+Moments moments(const std::vector<Tensor>& draws) {
+    int64_t n = draws[0].numel();
+    Moments m{std::vector<double>(size_t(n), 0.0), std::vector<double>(size_t(n), 0.0)};
+    for (const Tensor& d : draws)
+        for (int64_t i = 0; i < n; i++) m.mean[size_t(i)] += d.flat(i) / double(draws.size());
+    for (const Tensor& d : draws)
+        for (int64_t i = 0; i < n; i++) m.var[size_t(i)] += std::pow(d.flat(i) - m.mean[size_t(i)], 2) / double(draws.size() - 1);
+    return m;
+}
+
+// The model a perfect network would be for a known x0: the eps that makes x_t from x0.
+EpsModel oracle(const Schedule& s, const Tensor& x0) {
+    return [&s, x0](const Tensor& xt, const std::vector<int64_t>& t) {
+        return div(sub(xt, mul(extract(s.sqrt_alphas_cumprod, t, xt.dtype()), x0)), extract(s.sqrt_one_minus_alphas_cumprod, t, xt.dtype()));
+    };
+}
+
+}  // namespace
+
+TEST_CASE("linear schedule constants against an independent computation in double") {
+    Schedule s = make_schedule(ScheduleKind::Linear, 1000);
+    CHECK(s.betas[0] == doctest::Approx(1e-4));
+    CHECK(s.betas[999] == doctest::Approx(0.02));
+    // abar_999 = exp(sum log(1 - beta_t)); the text quotes about 4.04e-5
+    double log_abar = 0;
+    for (int t = 0; t < 1000; t++) log_abar += std::log1p(-(1e-4 + (0.02 - 1e-4) * t / 999.0));
+    CHECK(s.alphas_cumprod[999] == doctest::Approx(std::exp(log_abar)).epsilon(1e-12));
+    CHECK(s.alphas_cumprod[999] == doctest::Approx(4.04e-5).epsilon(0.01));
+    CHECK(s.alphas_cumprod_prev[0] == 1.0);
+    CHECK(s.alphas_cumprod_prev[500] == s.alphas_cumprod[499]);
+    for (int t : {1, 10, 500, 999}) {
+        double a = s.alphas_cumprod[size_t(t)], ap = s.alphas_cumprod[size_t(t - 1)], b = s.betas[size_t(t)];
+        CHECK(s.posterior_variance[size_t(t)] == doctest::Approx(b * (1 - ap) / (1 - a)));
+        CHECK(s.posterior_mean_coef1[size_t(t)] == doctest::Approx(b * std::sqrt(ap) / (1 - a)));
+        CHECK(s.posterior_mean_coef2[size_t(t)] == doctest::Approx((1 - ap) * std::sqrt(1 - b) / (1 - a)));
+        CHECK(s.sqrt_recipm1_alphas_cumprod[size_t(t)] == doctest::Approx(std::sqrt(1 / a - 1)));
+    }
+    CHECK(s.posterior_variance[0] == 0.0);
+    CHECK(s.posterior_log_variance_clipped[0] == s.posterior_log_variance_clipped[1]);
+}
+
+TEST_CASE("cosine schedule: abar follows f(t)/f(0), betas clipped at 0.999") {
+    Schedule s = make_schedule(ScheduleKind::Cosine, 1000);
+    auto f = [](double t) { double c = std::cos((t / 1000 + 0.008) / 1.008 * M_PI / 2); return c * c; };
+    CHECK(s.alphas_cumprod[0] == doctest::Approx(f(1) / f(0)));
+    CHECK(s.alphas_cumprod[499] == doctest::Approx(f(500) / f(0)).epsilon(1e-9));
+    for (size_t t = 1; t < 1000; t++) REQUIRE(s.alphas_cumprod[t] < s.alphas_cumprod[t - 1]);
+    CHECK(s.betas[999] == 0.999);
+    CHECK(parse_schedule("cosine") == ScheduleKind::Cosine);
+    CHECK_THROWS_WITH(parse_schedule("quad"), "schedule: expected 'linear' or 'cosine', got 'quad'");
+}
+
+TEST_CASE("q_sample: t = 0 is about x0, and its moments are sqrt(abar) x0 and 1 - abar") {
+    Schedule s = make_schedule(ScheduleKind::Linear);
+    Philox g(1);
+    Tensor x0 = rand({2, 1, 4, 4}, g, DType::F64);
+    Tensor eps = randn({2, 1, 4, 4}, g, DType::F64);
+    Tensor x = q_sample(s, x0, {0, 0}, eps);
+    CHECK(max_abs_diff(x, x0) < 0.01 * 5);  // sqrt(1 - abar_0) = 0.01, |eps| < 5
+    std::vector<Tensor> draws;
+    for (int k = 0; k < 4000; k++) draws.push_back(q_sample(s, x0, {300, 300}, randn({2, 1, 4, 4}, g, DType::F64)));
+    Moments m = moments(draws);
+    double a = s.alphas_cumprod[300];
+    for (int64_t i = 0; i < x0.numel(); i++) {
+        CHECK(std::abs(m.mean[size_t(i)] - std::sqrt(a) * x0.flat(i)) < 4 * std::sqrt((1 - a) / 4000));
+        CHECK(m.var[size_t(i)] == doctest::Approx(1 - a).epsilon(0.1));
+    }
+    CHECK_THROWS_WITH(q_sample(s, x0, {1}, eps), "q_sample: 1 timesteps for a batch of shape (2, 1, 4, 4)");
+}
+
+TEST_CASE("the posterior step is mean + sqrt(variance) z: empirical moments match q_posterior") {
+    // The slip in the text (mean + variance.sqrt(), no z) would give zero variance here.
+    Schedule s = make_schedule(ScheduleKind::Linear);
+    Philox g(2);
+    Tensor x0 = rand({1, 1, 3, 3}, g, DType::F64);
+    std::vector<int64_t> t{400};
+    Tensor xt = q_sample(s, x0, t, randn(x0.shape(), g, DType::F64));
+    Gaussian post = q_posterior(s, x0, xt, t);
+    std::vector<Tensor> draws;
+    for (int k = 0; k < 4000; k++) draws.push_back(sample_gaussian(post, t, g));
+    Moments m = moments(draws);
+    double var = s.posterior_variance[400];
+    for (int64_t i = 0; i < x0.numel(); i++) {
+        CHECK(std::abs(m.mean[size_t(i)] - post.mean.flat(i)) < 4 * std::sqrt(var / 4000));
+        CHECK(m.var[size_t(i)] == doctest::Approx(var).epsilon(0.1));
+    }
+    // p_sample with the oracle model and beta tilde is exactly this posterior step
+    PMeanVariance p = p_mean_variance(s, oracle(s, x0), xt, t, false, VarianceKind::BetaTilde);
+    CHECK(max_abs_diff(p.pred_x0, x0) < 1e-9);
+    CHECK(max_abs_diff(p.mean, post.mean) < 1e-9);
+    CHECK(p.variance.item() == doctest::Approx(var));
+    PMeanVariance large = p_mean_variance(s, oracle(s, x0), xt, t, false, VarianceKind::Beta);
+    CHECK(large.variance.item() == doctest::Approx(s.betas[400]));
+    // at t = 0 the step adds no noise
+    Gaussian last = q_posterior(s, x0, xt, {0});
+    CHECK(max_abs_diff(sample_gaussian(last, {0}, g), last.mean) == 0.0);
+}
+
+TEST_CASE("DDIM with eta = 1, one step at a time, has the ancestral step's moments") {
+    Schedule s = make_schedule(ScheduleKind::Linear);
+    Philox g(3);
+    Tensor x0 = rand({1, 1, 2, 2}, g, DType::F64);
+    for (int64_t t : {1, 250, 999}) {
+        CAPTURE(t);
+        Tensor xt = q_sample(s, x0, {t}, randn(x0.shape(), g, DType::F64));
+        Tensor eps = oracle(s, x0)(xt, {t});
+        Gaussian post = q_posterior(s, x0, xt, {t});
+        std::vector<Tensor> draws;
+        for (int k = 0; k < 4000; k++) draws.push_back(ddim_step(s, xt, eps, t, t - 1, 1.0, g, false));
+        Moments m = moments(draws);
+        double var = s.posterior_variance[size_t(t)];
+        for (int64_t i = 0; i < x0.numel(); i++) {
+            CHECK(std::abs(m.mean[size_t(i)] - post.mean.flat(i)) < 4 * std::sqrt(var / 4000) + 1e-12);
+            CHECK(m.var[size_t(i)] == doctest::Approx(var).epsilon(0.1));
+        }
+        // eta = 0 is deterministic and lands on the posterior mean's x0 direction
+        Tensor d0 = ddim_step(s, xt, eps, t, t - 1, 0.0, g, false);
+        CHECK(max_abs_diff(d0, ddim_step(s, xt, eps, t, t - 1, 0.0, g, false)) == 0.0);
+    }
+    CHECK(ddim_timesteps(1000, 5) == std::vector<int64_t>{999, 749, 500, 250, 0});
+    CHECK(ddim_timesteps(1000, 1000).back() == 0);
+}
+
+TEST_CASE("the oracle reverse process recovers x0, and sampling loops run end to end") {
+    Schedule s = make_schedule(ScheduleKind::Linear, 50);
+    Philox g(4);
+    Tensor x0 = sub(mul_scalar(rand({2, 1, 4, 4}, g), 2.0), Tensor::scalar(1.0));
+    int steps = 0;
+    Tensor x = p_sample_loop(s, oracle(s, x0), x0.shape(), g, true, VarianceKind::BetaTilde, [&](int64_t, const Tensor&) { steps++; });
+    CHECK(steps == 50);
+    CHECK(max_abs_diff(x, x0) < 1e-4);
+    Tensor y = ddim_sample(s, oracle(s, x0), x0.shape(), 10, 0.0, g);
+    CHECK(max_abs_diff(y, x0) < 1e-4);
+}
+
+TEST_CASE("per_sample_mse") {
+    Tensor a = Tensor::from_vector(std::vector<double>{1, 1, 0, 0}, {2, 2});
+    Tensor b = Tensor::zeros({2, 2}, DType::F64);
+    std::vector<double> m = per_sample_mse(a, b);
+    REQUIRE(m.size() == 2);
+    CHECK(m[0] == 1.0);
+    CHECK(m[1] == 0.0);
+}
