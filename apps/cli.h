@@ -1,0 +1,151 @@
+// What every program here shares: flag parsing with --help, and a progress line with ETA.
+// Header-only, so each apps/<name>.cpp stays a single linear main().
+#pragma once
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace dl::cli {
+
+// Flags are declared in the order --help lists them:
+//   Args args(argc, argv, "train", "Trains the DDPM on MNIST.");
+//   int64_t steps = args.integer("--steps", 3000, "training steps");
+//   args.done();  // prints --help and exits, or throws on an unknown flag
+class Args {
+public:
+    Args(int argc, char** argv, std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {
+        for (int i = 1; i < argc; i++) {
+            std::string a = argv[i];
+            if (a == "-h" || a == "--help") { help_ = true; continue; }
+            if (a.rfind("--", 0) != 0) fail(program_, ": unexpected argument '", a, "' (flags start with --; see --help)");
+            size_t eq = a.find('=');
+            if (eq != std::string::npos) values_[a.substr(0, eq)] = a.substr(eq + 1);
+            else if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) values_[a] = argv[++i];
+            else values_[a] = "";
+        }
+    }
+
+    std::string str(const std::string& name, const std::string& def, const std::string& help) {
+        declare(name, "S", def, help);
+        auto it = values_.find(name);
+        return it == values_.end() ? def : take(it);
+    }
+    int64_t integer(const std::string& name, int64_t def, const std::string& help) {
+        declare(name, "N", std::to_string(def), help);
+        auto it = values_.find(name);
+        if (it == values_.end()) return def;
+        std::string v = take(it);
+        char* end = nullptr;
+        long long n = std::strtoll(v.c_str(), &end, 10);
+        if (v.empty() || *end) fail(program_, ": ", name, " expects an integer, got '", v, "'");
+        return n;
+    }
+    double real(const std::string& name, double def, const std::string& help) {
+        declare(name, "X", fmt(def), help);
+        auto it = values_.find(name);
+        if (it == values_.end()) return def;
+        std::string v = take(it);
+        char* end = nullptr;
+        double x = std::strtod(v.c_str(), &end);
+        if (v.empty() || *end) fail(program_, ": ", name, " expects a number, got '", v, "'");
+        return x;
+    }
+    bool flag(const std::string& name, const std::string& help) {
+        declare(name, "", "", help);
+        auto it = values_.find(name);
+        if (it == values_.end()) return false;
+        if (!it->second.empty()) fail(program_, ": ", name, " takes no value, got '", it->second, "'");
+        values_.erase(it);
+        return true;
+    }
+    // After all declarations: --help prints the usage and exits 0; a leftover flag is an error.
+    void done() {
+        if (help_) {
+            std::printf("%s: %s\n\nusage: %s [flags]\n\n", program_.c_str(), summary_.c_str(), program_.c_str());
+            for (const auto& o : options_) {
+                std::string left = o.name + (o.meta.empty() ? "" : " " + o.meta);
+                std::printf("  %-24s %s%s\n", left.c_str(), o.help.c_str(), o.def.empty() ? "" : (" (default " + o.def + ")").c_str());
+            }
+            std::printf("  %-24s %s\n", "-h, --help", "this text");
+            std::exit(0);
+        }
+        if (!values_.empty()) fail(program_, ": unknown flag ", values_.begin()->first, " (see --help)");
+    }
+    bool given(const std::string& name) const { return given_.count(name) > 0; }
+
+private:
+    struct Option { std::string name, meta, def, help; };
+    void declare(const std::string& name, const char* meta, const std::string& def, const std::string& help) {
+        options_.push_back({name, meta, def, help});
+        if (values_.count(name)) given_[name] = true;
+    }
+    std::string take(std::map<std::string, std::string>::iterator it) {
+        if (it->second.empty()) fail(program_, ": ", it->first, " needs a value");
+        std::string v = it->second;
+        values_.erase(it);
+        return v;
+    }
+    static std::string fmt(double x) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g", x);
+        return buf;
+    }
+    std::string program_, summary_;
+    std::map<std::string, std::string> values_;
+    std::map<std::string, bool> given_;
+    std::vector<Option> options_;
+    bool help_ = false;
+};
+
+// A progress line: "step 1200/3000 [=====>     ] 40% | loss 0.0412 | 92.3 img/s | ETA 05:12".
+// On a terminal it redraws one line; otherwise (a log file, CI) it prints a plain line every
+// `period` seconds.
+class Progress {
+public:
+    explicit Progress(int64_t total, int64_t start = 0, double period = 10.0)
+        : total_(total), start_(start), period_(period), tty_(isatty(fileno(stdout))), t0_(now()), last_(-1e9) {}
+
+    void update(int64_t done, const std::string& fields, bool force = false) {
+        double t = now() - t0_;
+        if (!force && !tty_ && t - last_ < period_) return;
+        if (!force && tty_ && t - last_ < 0.2) return;
+        last_ = t;
+        double rate = done > start_ ? double(done - start_) / t : 0;  // units per second this session
+        double eta = rate > 0 ? double(total_ - done) / rate : 0;
+        int width = 24, fill = total_ > 0 ? int(double(width) * double(done) / double(total_)) : 0;
+        std::string bar(size_t(fill), '=');
+        if (fill < width) bar += '>' + std::string(size_t(width - fill - 1), ' ');
+        std::printf("%s%lld/%lld [%s] %3.0f%% | %s | ETA %s%s", tty_ ? "\r\033[K" : "", (long long)done, (long long)total_,
+                    bar.c_str(), total_ > 0 ? 100.0 * double(done) / double(total_) : 100.0, fields.c_str(), clock(eta).c_str(),
+                    tty_ ? "" : "\n");
+        std::fflush(stdout);
+    }
+    void finish() {
+        if (tty_) std::printf("\n");
+        std::fflush(stdout);
+    }
+    double elapsed() const { return now() - t0_; }
+
+    static std::string clock(double seconds) {
+        long s = long(seconds + 0.5);
+        char buf[32];
+        if (s >= 3600) std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+        else std::snprintf(buf, sizeof buf, "%02ld:%02ld", s / 60, s % 60);
+        return buf;
+    }
+
+private:
+    static double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+    int64_t total_, start_;
+    double period_;
+    bool tty_;
+    double t0_, last_;
+};
+
+}  // namespace dl::cli
