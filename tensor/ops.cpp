@@ -221,17 +221,73 @@ static void for_each_reduced(const Shape& in, const std::vector<int64_t>& ostrid
     }
 }
 
+// The reduction as three coalesced extents (outer, middle, inner) when the pattern allows:
+// reduced outer and inner blocks around a kept middle (the bias gradient (B, C, H, W) -> (C),
+// row sums), or a reduced middle between kept blocks (column sums). False for other patterns.
+static bool three_blocks(const Shape& in, const std::vector<int>& dims, int64_t ext[3], bool& middle_reduced) {
+    std::vector<std::pair<bool, int64_t>> runs;  // (reduced?, extent), adjacent dims merged
+    for (size_t i = 0; i < in.size(); i++) {
+        bool r = std::binary_search(dims.begin(), dims.end(), int(i));
+        if (in[i] == 1) continue;
+        if (!runs.empty() && runs.back().first == r) runs.back().second *= in[i];
+        else runs.push_back({r, in[i]});
+    }
+    if (runs.empty()) runs.push_back({true, 1});
+    if (runs.size() > 3) return false;
+    middle_reduced = false;
+    if (runs.size() == 3) {  // [R, K, R] or [K, R, K]
+        for (int i = 0; i < 3; i++) ext[i] = runs[size_t(i)].second;
+        middle_reduced = runs[1].first;
+    } else if (runs.size() == 2) {  // [R, K] as (R, K, 1), [K, R] as (1, K, R)
+        bool r0 = runs[0].first;
+        ext[0] = r0 ? runs[0].second : 1;
+        ext[1] = r0 ? runs[1].second : runs[0].second;
+        ext[2] = r0 ? 1 : runs[1].second;
+    } else {  // [R] as (R, 1, 1), [K] as (1, K, 1)
+        ext[0] = runs[0].first ? runs[0].second : 1;
+        ext[1] = runs[0].first ? 1 : runs[0].second;
+        ext[2] = 1;
+    }
+    return true;
+}
+
 Tensor sum(const Tensor& x, std::vector<int> dims, bool keepdim) {
     dims = normalize_dims(std::move(dims), x.ndim(), "sum");
     ReducePlan p = plan_reduce(x.shape(), dims);
     Tensor out(p.kept, x.dtype());
+    int64_t e[3];
+    bool middle_reduced;
     dispatch(x.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        std::vector<double> acc(size_t(out.numel()), 0.0);  // accumulate in double
         const T* in = x.data<T>();
-        for_each_reduced(x.shape(), p.ostride, [&](int64_t i, int64_t o) { acc[size_t(o)] += double(in[i]); });
         T* y = out.data<T>();
-        for (int64_t o = 0; o < out.numel(); o++) y[o] = T(acc[size_t(o)]);
+        if (three_blocks(x.shape(), dims, e, middle_reduced) && middle_reduced) {
+            // y[a, c] = sum_m x[a, m, c]  (a, c kept)
+#pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
+            for (int64_t a = 0; a < e[0]; a++)
+                for (int64_t c = 0; c < e[2]; c++) {
+                    double acc = 0;
+                    for (int64_t m = 0; m < e[1]; m++) acc += double(in[(a * e[1] + m) * e[2] + c]);
+                    y[a * e[2] + c] = T(acc);
+                }
+        } else if (three_blocks(x.shape(), dims, e, middle_reduced)) {
+            // y[m] = sum_{a, c} x[a, m, c]  (a, c reduced); contiguous runs of c vectorize
+#pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
+            for (int64_t m = 0; m < e[1]; m++) {
+                double acc = 0;
+                for (int64_t a = 0; a < e[0]; a++) {
+                    const T* row = in + (a * e[1] + m) * e[2];
+                    T part = 0;
+                    for (int64_t c = 0; c < e[2]; c++) part += row[c];
+                    acc += double(part);
+                }
+                y[m] = T(acc);
+            }
+        } else {
+            std::vector<double> acc(size_t(out.numel()), 0.0);  // accumulate in double
+            for_each_reduced(x.shape(), p.ostride, [&](int64_t i, int64_t o) { acc[size_t(o)] += double(in[i]); });
+            for (int64_t o = 0; o < out.numel(); o++) y[o] = T(acc[size_t(o)]);
+        }
     });
     return keepdim ? out : out.reshape(drop_dims(p.kept, dims));
 }

@@ -89,3 +89,28 @@ TEST_CASE("concat, slice, permute, gather") {
     CHECK_THROWS_WITH(concat({a, vec({1, 2, 3}, {1, 3})}, 1), "concat: shapes (2, 2) and (1, 3) differ outside dim 1");
     CHECK_THROWS_WITH(permute(x, {0, 0, 1}), "permute: 3 dims is not a permutation of the 3 dims of (2, 3, 4)");
 }
+
+TEST_CASE("sum over every subset of dims agrees with a brute-force sum") {
+    // covers the fast paths (reduced blocks around a kept one, a reduced middle) and the general one
+    Shape s{2, 3, 1, 4, 5};
+    Tensor x = Tensor::arange(0, 120, 1, DType::F64).reshape(s);
+    for (int mask = 0; mask < 32; mask++) {
+        std::vector<int> dims;
+        for (int d = 0; d < 5; d++)
+            if (mask >> d & 1) dims.push_back(d);
+        if (dims.empty()) continue;
+        CAPTURE(mask);
+        Tensor y = sum(x, dims, true);
+        Tensor expect = Tensor::zeros(y.shape(), DType::F64);
+        for (int64_t i = 0; i < x.numel(); i++) {
+            int64_t rem = i, o = 0, stride = 1;
+            for (int d = 4; d >= 0; d--) {
+                int64_t idx = rem % s[size_t(d)];
+                rem /= s[size_t(d)];
+                if (!(mask >> d & 1)) { o += idx * stride; stride *= s[size_t(d)]; }
+            }
+            expect.set_flat(o, expect.flat(o) + x.flat(i));
+        }
+        CHECK(max_abs_diff(y, expect) == 0.0);
+    }
+}
