@@ -1,0 +1,70 @@
+#include "ddpm/train_log.h"
+
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "tensor/io.h"
+#include "tensor/svg.h"
+#include "tensor/tensor.h"
+
+namespace dl::ddpm {
+
+static const char* kHeader = "step,loss,grad_norm,lr,seconds";
+
+void TrainLog::read_csv(const std::string& path, int64_t max_step) {
+    rows.clear();
+    if (!file_exists(path)) return;
+    std::istringstream in(read_file(path));
+    std::string line;
+    int lineno = 0;
+    while (std::getline(in, line)) {
+        lineno++;
+        if (lineno == 1) {
+            if (line != kHeader) fail(path, ": line 1: expected the header '", kHeader, "', found '", line, "'");
+            continue;
+        }
+        if (line.empty()) continue;
+        LogRow r;
+        long long step;
+        if (std::sscanf(line.c_str(), "%lld,%lf,%lf,%lf,%lf", &step, &r.loss, &r.grad_norm, &r.lr, &r.seconds) != 5)
+            fail(path, ": line ", lineno, ": expected 5 comma-separated numbers, found '", line, "'");
+        r.step = step;
+        if (r.step <= max_step) rows.push_back(r);
+    }
+}
+
+void TrainLog::write_csv(const std::string& path) const {
+    std::string out = std::string(kHeader) + "\n";
+    char buf[160];
+    for (const LogRow& r : rows) {
+        std::snprintf(buf, sizeof buf, "%lld,%.6g,%.6g,%.6g,%.3f\n", (long long)r.step, r.loss, r.grad_norm, r.lr, r.seconds);
+        out += buf;
+    }
+    write_file_atomic(path, out);
+}
+
+void TrainLog::write_svg(const std::string& path, const std::string& title) const {
+    Series raw{"loss", {}, {}}, smooth{"moving average (100 steps)", {}, {}};
+    double window = 0;
+    std::vector<double> ring;
+    for (size_t i = 0; i < rows.size(); i++) {
+        raw.x.push_back(double(rows[i].step));
+        raw.y.push_back(rows[i].loss);
+        window += rows[i].loss;
+        if (i >= 100) window -= rows[i - 100].loss;
+        smooth.x.push_back(double(rows[i].step));
+        smooth.y.push_back(window / double(std::min<size_t>(i + 1, 100)));
+    }
+    write_svg_plot(path, title, "step", "loss (MSE of the noise)", {raw, smooth}, true);
+}
+
+double TrainLog::recent_loss(size_t n) const {
+    if (rows.empty()) return NAN;
+    double s = 0;
+    size_t k = std::min(n, rows.size());
+    for (size_t i = rows.size() - k; i < rows.size(); i++) s += rows[i].loss;
+    return s / double(k);
+}
+
+}  // namespace dl::ddpm

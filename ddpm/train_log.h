@@ -1,0 +1,33 @@
+// The record of a training run: one row per step (loss, gradient norm, learning rate, time),
+// written as CSV and drawn as an SVG loss curve. A resumed run reads the CSV back and keeps the
+// rows up to the checkpoint's step, so the curve continues where the checkpoint left off.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace dl::ddpm {
+
+struct LogRow {
+    int64_t step;      // 1-based: the row of the step-th update
+    double loss;       // the batch's training loss
+    double grad_norm;  // global gradient norm before clipping
+    double lr;         // learning rate used
+    double seconds;    // wall time of the run so far (across resumes)
+};
+
+class TrainLog {
+public:
+    std::vector<LogRow> rows;
+
+    void add(const LogRow& r) { rows.push_back(r); }
+    // Reads path (as written by write_csv) keeping rows with step <= max_step; a missing file is
+    // an empty log. A malformed row is a dl::Error naming the file and the line.
+    void read_csv(const std::string& path, int64_t max_step);
+    void write_csv(const std::string& path) const;  // atomic
+    // The loss per step and its moving average, log y axis.
+    void write_svg(const std::string& path, const std::string& title) const;
+    // Mean loss of the last n rows (NaN when empty).
+    double recent_loss(size_t n) const;
+};
+
+}  // namespace dl::ddpm
