@@ -1,0 +1,121 @@
+// The DDPM noise-prediction U-Net (Ho et al. 2020), exactly as shared/reference/ref_unet.py:
+// the same blocks, the same math, and the same parameter names in the same order, so that a
+// checkpoint written here loads into the reference with load_state_dict.
+// B batch, C channels, H, W, HW = H*W, R resolution, tdim = 4 * ch.
+//
+//   temb = fc2(silu(fc1(sinusoidal(t))))                                       (B, tdim)
+//   h = conv_in(x); keep h
+//   down level i (ch * ch_mult[i] channels): num_res_blocks x [ResBlock, Attention if R in
+//       attn_res], keeping each output; then (except the last level) a stride-2 3x3 conv, kept
+//   mid: ResBlock, Attention, ResBlock
+//   up level i, from the last back to 0: num_res_blocks + 1 x [ResBlock on concat(h, the last
+//       kept), Attention if R in attn_res]; then (except level 0) nearest 2x upsampling + 3x3 conv
+//   out = conv_out(silu(norm_out(h)))                                          (B, in_ch, R, R)
+//
+// The default configuration has 1,623,169 parameters.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/layers.h"
+
+namespace dl::nn {
+
+struct UNetConfig {
+    int64_t in_ch = 1;
+    int64_t ch = 32;
+    std::vector<int64_t> ch_mult{1, 2, 2};
+    int64_t num_res_blocks = 2;
+    std::vector<int64_t> attn_res{7};  // resolutions that get attention blocks
+    int64_t groups = 8;
+    double dropout = 0.1;
+    int64_t resolution = 28;
+
+    // "in_ch=1 ch=32 ch_mult=1,2,2 num_res_blocks=2 attn_res=7 groups=8 dropout=0.1 resolution=28",
+    // and back (for checkpoint metadata). parse() starts from the defaults; unknown keys throw.
+    std::string str() const;
+    static UNetConfig parse(const std::string& s);
+    bool operator==(const UNetConfig&) const = default;
+};
+
+// The sinusoidal embedding of integer timesteps, (B) -> (B, dim), computed in float32 as the
+// reference does: freq_i = exp(-ln(10000) i / (half - 1)), i < half = dim / 2,
+// emb = [sin(t freq_0) .. sin(t freq_{half-1}), cos(t freq_0) .. cos(t freq_{half-1})].
+// (The tensor2tensor original divides by half; Ho et al.'s code divides by half - 1.)
+Tensor timestep_embedding(const std::vector<int64_t>& t, int64_t dim);
+
+// GN -> SiLU -> conv3x3 -> + temb_proj(SiLU(temb)) -> GN -> SiLU -> dropout -> conv3x3, plus the
+// input (through a 1x1 conv when the channel count changes).
+class ResBlock : public Module {
+public:
+    ResBlock(int64_t cin, int64_t cout, int64_t tdim, int64_t groups, double dropout, Philox& gen);
+    // x (B, cin, H, W), temb (B, tdim) -> (B, cout, H, W)
+    Variable forward(const Variable& x, const Variable& temb, Philox* dropout_gen) const;
+
+    GroupNorm norm1;
+    Conv2d conv1;
+    Linear temb_proj;
+    GroupNorm norm2;
+    Dropout dropout;
+    Conv2d conv2;
+    std::unique_ptr<Conv2d> skip;  // only when cin != cout
+};
+
+// Single-head self-attention over the HW positions, with a residual connection:
+//   q, k, v = qkv(norm(x)) viewed as (B, 3, C, HW)          each (B, C, HW)
+//   w = softmax(q^T k / sqrt(C)) over the last dim           (B, HW, HW), w[b,i,j]
+//   out = x + proj(v w^T viewed as (B, C, H, W))             out[b,c,i] = sum_j w[b,i,j] v[b,c,j]
+class Attention : public Module {
+public:
+    Attention(int64_t channels, int64_t groups, Philox& gen);
+    Variable forward(const Variable& x) const;  // (B, C, H, W) -> same
+
+    GroupNorm norm;
+    Conv2d qkv;   // C -> 3C, 1x1
+    Conv2d proj;  // C -> C, 1x1
+};
+
+// One resolution of the U-Net: its ResBlocks, their attention blocks, and a resampling conv.
+struct Level : Module {
+    ModuleList<ResBlock> res;
+    ModuleList<Attention> attn;             // empty, or one per ResBlock
+    std::unique_ptr<Conv2d> downsample;     // down levels but the last: 3x3, stride 2
+    std::unique_ptr<Conv2d> upsample;       // up levels but level 0: 3x3 after nearest 2x
+    Level();
+    void set_resample(std::unique_ptr<Conv2d> conv, bool down);
+};
+
+class UNet : public Module {
+public:
+    // Builds the model, draws its initial parameters from Philox(seed), and packs them.
+    explicit UNet(const UNetConfig& config = {}, uint64_t seed = 0);
+    // x (B, in_ch, R, R) noisy images, t (B) integer timesteps -> predicted noise (B, in_ch, R, R).
+    // In training mode with dropout > 0 the masks come from dropout_gen, which must be given.
+    // Activations are named by module path and op, unique within the call.
+    Variable forward(const Variable& x, const std::vector<int64_t>& t, Philox* dropout_gen = nullptr) const;
+    const UNetConfig& config() const { return config_; }
+    std::string config_string() const override { return config_.str(); }
+
+    struct TimeEmbed : Module {
+        Linear fc1, fc2;
+        TimeEmbed(int64_t ch, int64_t tdim, Philox& gen);
+    };
+    struct Mid : Module {
+        ResBlock res1;
+        Attention attn;
+        ResBlock res2;
+        Mid(int64_t c, int64_t tdim, int64_t groups, double dropout, Philox& gen);
+    };
+
+private:
+    UNetConfig config_;
+    std::unique_ptr<TimeEmbed> temb_;
+    std::unique_ptr<Conv2d> conv_in_;
+    ModuleList<Level> down_, up_;  // up_[i] is resolution level i, as down_[i]
+    std::unique_ptr<Mid> mid_;
+    std::unique_ptr<GroupNorm> norm_out_;
+    std::unique_ptr<Conv2d> conv_out_;
+};
+
+}  // namespace dl::nn
