@@ -1,0 +1,85 @@
+#include "nn/checkpoint.h"
+
+#include "tensor/safetensors.h"
+
+namespace dl::nn {
+
+static const char* kFormat =
+    "dl checkpoint 1: <key> model parameters (ref_unet state_dict keys), ema.<key>, adam.m.<key>, adam.v.<key>, "
+    "adam.t, step, rng.<name> = [seed, offset]";
+
+Checkpoint capture(const Module& model, const Adam* adam, const Ema* ema, int64_t step) {
+    Checkpoint ck;
+    ck.step = step;
+    ck.model = model.state_dict();
+    if (!model.config_string().empty()) ck.metadata["model"] = model.config_string();
+    if (ema) ck.ema = model.views(ema->shadow);
+    if (adam) {
+        ck.adam_m = model.views(adam->m);
+        ck.adam_v = model.views(adam->v);
+        ck.adam_t = adam->t;
+    }
+    return ck;
+}
+
+void restore(const Checkpoint& ck, Module& model, Adam* adam, Ema* ema) {
+    model.load_state_dict(ck.model);
+    if (ema) {
+        if (ck.ema.empty()) fail("restore: the checkpoint has no EMA parameters (ema.<key>)");
+        load_named(model.views(ema->shadow), ck.ema, "restore: ema");
+    }
+    if (adam) {
+        if (ck.adam_m.empty() || ck.adam_v.empty()) fail("restore: the checkpoint has no Adam state (adam.m.<key>, adam.v.<key>)");
+        load_named(model.views(adam->m), ck.adam_m, "restore: adam.m");
+        load_named(model.views(adam->v), ck.adam_v, "restore: adam.v");
+        adam->t = ck.adam_t;
+    }
+}
+
+static bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
+
+void save_checkpoint(const std::string& path, const Checkpoint& ck) {
+    Safetensors st;
+    st.metadata = ck.metadata;
+    st.metadata["format"] = kFormat;
+    st.add_i64("step", {ck.step}, {});
+    for (const auto& e : ck.model) {
+        if (starts_with(e.name, "ema.") || starts_with(e.name, "adam.") || starts_with(e.name, "rng.") || e.name == "step")
+            fail("save_checkpoint: model key \"", e.name, "\" collides with the checkpoint's own keys");
+        st.add(e.name, e.value);
+    }
+    for (const auto& e : ck.ema) st.add("ema." + e.name, e.value);
+    for (const auto& e : ck.adam_m) st.add("adam.m." + e.name, e.value);
+    for (const auto& e : ck.adam_v) st.add("adam.v." + e.name, e.value);
+    if (!ck.adam_m.empty()) st.add_i64("adam.t", {ck.adam_t}, {});
+    for (const auto& [name, gen] : ck.rngs) st.add_i64("rng." + name, {int64_t(gen.seed), int64_t(gen.offset)});
+    st.save(path);
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+    Safetensors st = Safetensors::load(path);
+    Checkpoint ck;
+    ck.metadata = st.metadata;
+    auto scalar = [&](const std::string& name) {
+        std::vector<int64_t> v = st.i64(name);
+        if (v.size() != 1) fail(path, ": \"", name, "\" has ", v.size(), " values, expected 1");
+        return v[0];
+    };
+    for (const SafetensorsEntry& e : st.entries()) {
+        const std::string& n = e.name;
+        if (n == "step") ck.step = scalar(n);
+        else if (n == "adam.t") ck.adam_t = scalar(n);
+        else if (starts_with(n, "rng.")) {
+            std::vector<int64_t> v = st.i64(n);
+            if (v.size() != 2) fail(path, ": \"", n, "\" has ", v.size(), " values, expected 2 (seed, offset)");
+            ck.rngs[n.substr(4)] = Philox(uint64_t(v[0]), uint64_t(v[1]));
+        } else if (starts_with(n, "ema.")) ck.ema.push_back({n.substr(4), st.tensor(n)});
+        else if (starts_with(n, "adam.m.")) ck.adam_m.push_back({n.substr(7), st.tensor(n)});
+        else if (starts_with(n, "adam.v.")) ck.adam_v.push_back({n.substr(7), st.tensor(n)});
+        else ck.model.push_back({n, st.tensor(n)});
+    }
+    if (!st.contains("step")) fail(path, ": not a checkpoint: no \"step\" entry");
+    return ck;
+}
+
+}  // namespace dl::nn
