@@ -1,6 +1,50 @@
+// conv2d on NCHW float32: the reference loops (conv2d_*_ref, also the float64 path) and the fast
+// path, which plans each call and hands the inner loops to the SIMD kernels of conv_kernels.h.
+// B batch, C channels, H x W input, Ho x Wo output, k x k kernel, s stride, pad zero padding.
+//
+// Formulations (chosen per shape by measurement on the U-Net's layers, see apps/bench.cpp):
+//
+//  * Direct, channel-blocked ("nChw16c" inside, NCHW outside) for 3x3 and other kernels, stride 1
+//    and 2, any channel counts. Per image, the input is copied into a zero-padded blocked layout
+//    (16 channels per pixel adjacent). A register tile holds R output pixels of one row x NV*16
+//    output channels (R*NV <= 28 zmm); the sum runs over input channel blocks, taps and the 16
+//    channels, each step one weight vector load per 16 outputs and one broadcast per pixel (the
+//    structure of oneDNN's jit_avx512_common_conv kernel). The finished tile is transposed 16x16
+//    in registers into NCHW rows. No im2col buffer, and no lanes wasted on 7-pixel rows.
+//  * Backward to the input, the same kernel run over dy. For stride s the input gradient splits into
+//    s*s phases (h mod s, w mod s); each phase is a stride-1 convolution of dy with the taps that
+//    reach it (the 180-degree-rotated, transposed weight), written to every s-th pixel of dx.
+//  * Backward to the weight, direct: a tile of RC input channels x NV*16 output channels for one
+//    tap, summed in registers over all pixels of a chunk of images that fits L2. Each thread takes
+//    its share of the images and accumulates into its own copy of dW, summed at the end.
+//  * 1x1 stride 1: GEMM per image (W (Cout, Cin) times x[b] (Cin, HW)); dW as dy[b] x[b]^T.
+//  * One input channel (conv_in) or one output channel (conv_out), 3x3 stride 1: GEMM and the
+//    channel-blocked tiles would waste 15/16 of each vector, so these vectorize over pixels or
+//    reduce over channel lanes instead (one_to_many, many_to_one, dw_taps).
+//  * Anything else (stride > 2) falls back to the reference loops.
+//
+// Threads: over images (each thread converts and convolves its own images), or over output rows of
+// one image at a time when the batch is smaller than the team. Called inside a parallel region,
+// everything runs on the calling thread. Scratch (cpu.h) slots: 0 packed weights, 1 shared blocked
+// image, 2-3 per-thread blocked images, 4-5 per-thread accumulators; gemm uses 6-7.
 #include "tensor/conv.h"
 
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <type_traits>
+#include <vector>
+
+#include "tensor/conv_isa.h"
+#include "tensor/cpu.h"
+#include "tensor/gemm.h"
+#include "tensor/tensor.h"
+
 namespace dl {
+
+// ---- reference loops -----------------------------------------------------------------------------
+
 
 template <class T> void conv2d_forward_ref(const Conv2dParams& p, const T* x, const T* w, const T* bias, T* y) {
     const int64_t Ho = p.Ho(), Wo = p.Wo();
@@ -76,14 +120,544 @@ template <class T> void conv2d_backward_weight_ref(const Conv2dParams& p, const 
         }
 }
 
-template <class T> void conv2d_forward(const Conv2dParams& p, const T* x, const T* w, const T* bias, T* y) {
+
+// ---- the fast float32 path -----------------------------------------------------------------------
+
+namespace {
+using namespace conv_detail;
+
+const ConvIsa& conv_isa() {
+    switch (simd_level()) {
+        case SimdLevel::AVX512: return conv_isa_avx512();
+        case SimdLevel::AVX2: return conv_isa_avx2();
+        default: return conv_isa_portable();
+    }
+}
+
+int team_size() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
+
+// A zero-padded grid around an H x W image: the image at rows [pt, pt+H), columns [pl, pl+W).
+struct Grid {
+    int64_t Hp, Wp, pt, pl;
+};
+
+// Output channels in groups of NV blocks of 16, one register tile each.
+struct OGroup {
+    int64_t o0;  // first channel
+    int nv, n;   // blocks of 16, channels that exist
+};
+
+std::vector<OGroup> split_channels(int64_t C, const std::vector<int>& sizes) {
+    std::vector<OGroup> g;
+    int64_t o0 = 0;
+    for (int nv : sizes) {
+        g.push_back({o0, nv, int(std::min<int64_t>(16 * nv, C - o0))});
+        o0 += 16 * nv;
+    }
+    return g;
+}
+
+int rmax(const ConvIsa& k, int nv) { return std::min(kMaxTileR, k.acc_regs / nv); }
+
+// Direct-tile plan: output channel groups of NV in {4, 2, 1} blocks, picked to need the fewest
+// tiles per row (ties to the larger NV: fewer loads per FMA).
+std::vector<OGroup> plan_direct_groups(const ConvIsa& k, int64_t C, int64_t width) {
+    const int64_t nb = (C + 15) / 16;
+    std::vector<int> best;
+    int64_t best_tiles = -1;
+    for (int nv : {4, 2, 1}) {
+        if (rmax(k, nv) < 1 || (nv > nb && nv > 1)) continue;
+        std::vector<int> sizes;
+        int64_t tiles = 0;
+        for (int64_t left = nb; left > 0;) {
+            int g = nv;
+            while (g > left || rmax(k, g) < 1) g /= 2;
+            sizes.push_back(g);
+            tiles += (width + rmax(k, g) - 1) / rmax(k, g);
+            left -= g;
+        }
+        if (best_tiles < 0 || tiles < best_tiles) best = sizes, best_tiles = tiles;
+    }
+    return split_channels(C, best);
+}
+
+// One output group's weights packed for direct_tile: [cb][tap][c < cn][nv*16], zero past the channels.
+// wt(o, c, tap) gives the weight from output channel o to input channel c at the tap.
+template <class F>
+float* pack_direct(float* dst, const OGroup& g, int64_t Cin, int ntaps, const F& wt) {
+    for (int64_t c0 = 0; c0 < Cin; c0 += 16) {
+        const int64_t cn = std::min<int64_t>(16, Cin - c0);
+        for (int t = 0; t < ntaps; t++)
+            for (int64_t c = 0; c < cn; c++)
+                for (int64_t o = 0; o < 16 * g.nv; o++) *dst++ = o < g.n ? wt(g.o0 + o, c0 + c, t) : 0.f;
+    }
+    return dst;
+}
+
+// One phase of a direct pass: a set of output pixels on a lattice, and the taps that reach them.
+struct Phase {
+    std::vector<int64_t> tap_off;      // floats from a pixel's window origin in the blocked input
+    std::vector<const float*> wgroup;  // packed weights, one per output group
+    int64_t out_off, out_row, out_col;  // output pixel (r, c) of the phase sits at out_off + r*out_row + c*out_col
+    int64_t rows, cols;
+    int64_t in_row;  // padded input rows per output row; the kernel's SIN is the input columns per pixel
+    int sin;
+};
+
+// out[b] (+)= direct convolution of in[b] over every phase. in: (B, Ci, Hi, Wi), blocked into grid g.
+// out: (B, Co, plane) with a phase's pixels placed by out_off/out_row/out_col.
+struct DirectPass {
+    int64_t B, Ci, Hi, Wi, Co, out_plane;
+    Grid g;
+    std::vector<OGroup> groups;
+    std::vector<Phase> phases;
+    const float* bias;
+    bool accumulate;
+};
+
+void run_direct_row(const ConvIsa& k, const DirectPass& d, const float* blk, float* out, const Phase& ph,
+                    size_t gi, int64_t r) {
+    const OGroup& grp = d.groups[gi];
+    const int64_t ntile = (ph.cols + rmax(k, grp.nv) - 1) / rmax(k, grp.nv);
+    DirectTile a;
+    a.in_cb_stride = d.g.Hp * d.g.Wp * 16;
+    a.ncb = int((d.Ci + 15) / 16);
+    a.c_last = int(d.Ci - 16 * (a.ncb - 1));
+    a.tap_off = ph.tap_off.data();
+    a.ntaps = int(ph.tap_off.size());
+    a.w = ph.wgroup[gi];
+    a.out_cstride = d.out_plane;
+    a.out_jstride = ph.out_col;
+    a.nout = grp.n;
+    a.bias = d.bias ? d.bias + grp.o0 : nullptr;
+    a.accumulate = d.accumulate;
+    for (int64_t t = 0, c0 = 0; t < ntile; t++) {  // near-equal tiles along the row
+        const int64_t R = (ph.cols - c0) / (ntile - t);
+        a.in = blk + (r * ph.in_row * d.g.Wp + c0 * ph.sin) * 16;
+        a.out = out + grp.o0 * d.out_plane + ph.out_off + r * ph.out_row + c0 * ph.out_col;
+        k.direct_tile(a, int(R), grp.nv, ph.sin);
+        c0 += R;
+    }
+}
+
+void run_direct(const ConvIsa& k, const DirectPass& d, const float* in, float* out) {
+    const int64_t img = (d.Ci + 15) / 16 * d.g.Hp * d.g.Wp * 16;  // floats of one blocked image
+    const int nt = team_size();
+    // rows of one image, over phases and groups, as one flat index for the small-batch split
+    std::vector<std::array<int64_t, 3>> items;
+    for (size_t ph = 0; ph < d.phases.size(); ph++)
+        for (size_t gi = 0; gi < d.groups.size(); gi++)
+            for (int64_t r = 0; r < d.phases[ph].rows; r++) items.push_back({int64_t(ph), int64_t(gi), r});
+    float* shared = d.B < nt ? scratch(1, size_t(img)) : nullptr;
+#pragma omp parallel num_threads(nt)
+    {
+        if (d.B >= nt) {
+            float* blk = scratch(2, size_t(img));
+#pragma omp for schedule(static)
+            for (int64_t b = 0; b < d.B; b++) {
+                k.to_blocked(in + b * d.Ci * d.Hi * d.Wi, d.Ci, d.Hi, d.Wi, blk, d.g.Hp, d.g.Wp, d.g.pt, d.g.pl);
+                for (const auto& it : items)
+                    run_direct_row(k, d, blk, out + b * d.Co * d.out_plane, d.phases[size_t(it[0])], size_t(it[1]), it[2]);
+            }
+        } else {
+            for (int64_t b = 0; b < d.B; b++) {
+#pragma omp single
+                k.to_blocked(in + b * d.Ci * d.Hi * d.Wi, d.Ci, d.Hi, d.Wi, shared, d.g.Hp, d.g.Wp, d.g.pt, d.g.pl);
+#pragma omp for schedule(static)
+                for (size_t i = 0; i < items.size(); i++)
+                    run_direct_row(k, d, shared, out + b * d.Co * d.out_plane, d.phases[size_t(items[i][0])],
+                                   size_t(items[i][1]), items[i][2]);
+            }
+        }
+    }
+}
+
+bool direct_ok(const Conv2dParams& p) { return (p.stride == 1 || p.stride == 2) && p.pad < p.KH && p.pad < p.KW; }
+bool is_1x1(const Conv2dParams& p) { return p.KH == 1 && p.KW == 1 && p.stride == 1 && p.pad == 0; }
+bool is_3x3_same(const Conv2dParams& p) { return p.KH == 3 && p.KW == 3 && p.stride == 1 && p.pad == 1; }
+
+Grid forward_grid(const Conv2dParams& p) {
+    return {std::max(p.pad + p.H, (p.Ho() - 1) * p.stride + p.KH), std::max(p.pad + p.W, (p.Wo() - 1) * p.stride + p.KW),
+            p.pad, p.pad};
+}
+
+// ---- forward ----
+
+void direct_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* w, const float* bias,
+                    float* y) {
+    DirectPass d{p.B, p.Cin, p.H, p.W, p.Cout, p.Ho() * p.Wo(), forward_grid(p), {}, {}, bias, false};
+    d.groups = plan_direct_groups(k, p.Cout, p.Wo());
+    Phase ph;
+    for (int64_t i = 0; i < p.KH; i++)
+        for (int64_t j = 0; j < p.KW; j++) ph.tap_off.push_back((i * d.g.Wp + j) * 16);
+    const int ntaps = int(ph.tap_off.size());
+    int64_t packed = 0;
+    for (const OGroup& g : d.groups) packed += p.Cin * ntaps * 16 * g.nv;
+    float* wp = scratch(0, size_t(packed));
+    const int64_t KK = p.KH * p.KW;
+    for (const OGroup& g : d.groups) {
+        ph.wgroup.push_back(wp);
+        wp = pack_direct(wp, g, p.Cin, ntaps, [&](int64_t o, int64_t c, int t) { return w[(o * p.Cin + c) * KK + t]; });
+    }
+    ph.out_off = 0, ph.out_row = p.Wo(), ph.out_col = 1, ph.rows = p.Ho(), ph.cols = p.Wo();
+    ph.in_row = p.stride, ph.sin = int(p.stride);
+    d.phases.push_back(std::move(ph));
+    run_direct(k, d, x, y);
+}
+
+// y (B, Cout, Ho, Wo) from a single input channel: a zero-padded copy of each image, then rows of
+// 16 pixels x 4 output channels.
+void cin1_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+    const int64_t Wp = p.W + 2 + 16, Hp = p.H + 2, plane = Hp * Wp + 16;  // 16 floats of slack for vector over-reads
+#pragma omp parallel for schedule(static) num_threads(team_size())
+    for (int64_t b = 0; b < p.B; b++) {
+        float* xp = scratch(2, size_t(plane));
+        std::fill(xp, xp + plane, 0.f);
+        for (int64_t h = 0; h < p.H; h++) std::copy_n(x + (b * p.H + h) * p.W, p.W, xp + (h + 1) * Wp + 1);
+        OneToMany a{nullptr, Wp, 3, 3, w, nullptr, p.H * p.W, p.W, int(p.Cout), bias, false};
+        for (int64_t i = 0; i < p.H; i++) {
+            a.in = xp + i * Wp;
+            a.out = y + b * p.Cout * p.H * p.W + i * p.W;
+            k.one_to_many(a);
+        }
+    }
+}
+
+// y (B, 1, Ho, Wo): per pixel, lane-parallel dot products over the channel blocks and taps.
+void cout1_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+    const Grid g = forward_grid(p);
+    const int64_t ncb = (p.Cin + 15) / 16, img = ncb * g.Hp * g.Wp * 16;
+    float* wp = scratch(0, size_t(ncb * 9 * 16));  // [cb][tap][16]
+    int64_t off[9];
+    for (int t = 0; t < 9; t++) {
+        off[t] = ((t / 3) * g.Wp + t % 3) * 16;
+        for (int64_t c = 0; c < 16 * ncb; c++) wp[((c / 16) * 9 + t) * 16 + c % 16] = c < p.Cin ? w[c * 9 + t] : 0.f;
+    }
+    const int R = std::min(16, k.acc_regs);
+#pragma omp parallel for schedule(static) num_threads(team_size())
+    for (int64_t b = 0; b < p.B; b++) {
+        float* blk = scratch(2, size_t(img));
+        k.to_blocked(x + b * p.Cin * p.H * p.W, p.Cin, p.H, p.W, blk, g.Hp, g.Wp, g.pt, g.pl);
+        ManyToOne a{nullptr, g.Hp * g.Wp * 16, int(ncb), off, 9, wp, nullptr, bias ? bias[0] : 0.f, false};
+        for (int64_t i = 0; i < p.Ho(); i++)
+            for (int64_t j = 0; j < p.Wo(); j += R) {
+                a.in = blk + (i * g.Wp + j) * 16;
+                a.out = y + (b * p.Ho() + i) * p.Wo() + j;
+                k.many_to_one(a, int(std::min<int64_t>(R, p.Wo() - j)));
+            }
+    }
+}
+
+// 1x1: y[b] (Cout, HW) = W (Cout, Cin) x[b] (Cin, HW) + bias, one GEMM per image.
+void gemm_forward_1x1(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+    const int64_t HW = p.H * p.W;
+    const bool per_thread = p.B >= team_size();  // else let each GEMM use the team
+#pragma omp parallel for schedule(static) num_threads(team_size()) if (per_thread)
+    for (int64_t b = 0; b < p.B; b++) {
+        float* yb = y + b * p.Cout * HW;
+        gemm<float>(false, false, p.Cout, HW, p.Cin, 1.f, w, p.Cin, x + b * p.Cin * HW, HW, 0.f, yb, HW);
+        if (bias)
+            for (int64_t o = 0; o < p.Cout; o++)
+                for (int64_t i = 0; i < HW; i++) yb[o * HW + i] += bias[o];
+    }
+}
+
+void fast_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+    const ConvIsa& k = conv_isa();
+    if (is_1x1(p)) return gemm_forward_1x1(p, x, w, bias, y);
+    if (is_3x3_same(p) && p.Cin == 1) return cin1_forward(k, p, x, w, bias, y);
+    if (is_3x3_same(p) && p.Cout == 1) return cout1_forward(k, p, x, w, bias, y);
+    if (direct_ok(p)) return direct_forward(k, p, x, w, bias, y);
     conv2d_forward_ref(p, x, w, bias, y);
 }
-template <class T> void conv2d_backward_data(const Conv2dParams& p, const T* dy, const T* w, T* dx) {
+
+// ---- backward to the input ----
+
+// dx += the transposed convolution of dy, as s*s stride-1 phases (see the header comment).
+void direct_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+    const int64_t s = p.stride, Ho = p.Ho(), Wo = p.Wo(), KK = p.KH * p.KW;
+    // dx row h = u*s + a takes kernel row i from dy row u + (a + pad - i)/s when s divides a + pad - i.
+    auto reach = [&](int64_t a, int64_t i) { return ((a + p.pad - i) % s + s) % s == 0; };
+    auto shift = [&](int64_t a, int64_t i) { return (a + p.pad - i) / s; };  // exact when reach()
+    // padding of dy so that every shifted read stays inside the grid
+    int64_t pt = 0, pb = 0, pl = 0, pr = 0;
+    for (int64_t a = 0; a < s; a++)
+        for (int64_t i = 0; i < p.KH; i++)
+            if (reach(a, i)) {
+                const int64_t rows = (p.H - a + s - 1) / s;
+                pt = std::max(pt, -shift(a, i)), pb = std::max(pb, rows - 1 + shift(a, i) - (Ho - 1));
+            }
+    for (int64_t e = 0; e < s; e++)
+        for (int64_t j = 0; j < p.KW; j++)
+            if (reach(e, j)) {
+                const int64_t cols = (p.W - e + s - 1) / s;
+                pl = std::max(pl, -shift(e, j)), pr = std::max(pr, cols - 1 + shift(e, j) - (Wo - 1));
+            }
+    DirectPass d{p.B, p.Cout, Ho, Wo, p.Cin, p.H * p.W, {pt + Ho + pb, pl + Wo + pr, pt, pl}, {}, {}, nullptr, true};
+    d.groups = plan_direct_groups(k, p.Cin, (p.W + s - 1) / s);
+    float* wp = scratch(0, size_t(p.Cin + 16 * 4) * size_t(p.Cout * KK));
+    for (int64_t a = 0; a < s; a++)
+        for (int64_t e = 0; e < s; e++) {
+            Phase ph;
+            std::vector<int64_t> taps;  // kernel index i*KW + j of each tap of the phase
+            for (int64_t i = 0; i < p.KH; i++)
+                for (int64_t j = 0; j < p.KW; j++)
+                    if (reach(a, i) && reach(e, j)) {
+                        taps.push_back(i * p.KW + j);
+                        ph.tap_off.push_back(((shift(a, i) + pt) * d.g.Wp + shift(e, j) + pl) * 16);
+                    }
+            ph.rows = (p.H - a + s - 1) / s, ph.cols = (p.W - e + s - 1) / s;
+            if (taps.empty() || ph.rows <= 0 || ph.cols <= 0) continue;
+            for (const OGroup& g : d.groups) {
+                ph.wgroup.push_back(wp);
+                // output channel c of dx, input channel o of dy
+                wp = pack_direct(wp, g, p.Cout, int(taps.size()), [&](int64_t c, int64_t o, int t) {
+                    return w[(o * p.Cin + c) * KK + taps[size_t(t)]];
+                });
+            }
+            ph.out_off = a * p.W + e, ph.out_row = s * p.W, ph.out_col = s;
+            ph.in_row = 1, ph.sin = 1;
+            d.phases.push_back(std::move(ph));
+        }
+    run_direct(k, d, dy, dx);
+}
+
+// dx (B, 1, H, W) += sum over the output channels: many_to_one over dy with the rotated kernel.
+void cin1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+    const Grid g{p.H + 2, p.W + 2, 1, 1};
+    const int64_t nob = (p.Cout + 15) / 16, img = nob * g.Hp * g.Wp * 16;
+    float* wp = scratch(0, size_t(nob * 9 * 16));  // [ob][tap][16]
+    int64_t off[9];
+    for (int t = 0; t < 9; t++) {  // dx[h][w] takes w[p][q] * dy[h + 1 - p][w + 1 - q]
+        off[t] = ((2 - t / 3) * g.Wp + 2 - t % 3) * 16;
+        for (int64_t o = 0; o < 16 * nob; o++) wp[((o / 16) * 9 + t) * 16 + o % 16] = o < p.Cout ? w[o * 9 + t] : 0.f;
+    }
+    const int R = std::min(16, k.acc_regs);
+#pragma omp parallel for schedule(static) num_threads(team_size())
+    for (int64_t b = 0; b < p.B; b++) {
+        float* blk = scratch(2, size_t(img));
+        k.to_blocked(dy + b * p.Cout * p.H * p.W, p.Cout, p.H, p.W, blk, g.Hp, g.Wp, g.pt, g.pl);
+        ManyToOne a{nullptr, g.Hp * g.Wp * 16, int(nob), off, 9, wp, nullptr, 0.f, true};
+        for (int64_t i = 0; i < p.H; i++)
+            for (int64_t j = 0; j < p.W; j += R) {
+                a.in = blk + (i * g.Wp + j) * 16;
+                a.out = dx + (b * p.H + i) * p.W + j;
+                k.many_to_one(a, int(std::min<int64_t>(R, p.W - j)));
+            }
+    }
+}
+
+// dx (B, Cin, H, W) += w[0][c] (rotated) * dy: one_to_many over a padded copy of the single dy plane.
+void cout1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+    const int64_t Wp = p.W + 2 + 16, Hp = p.H + 2, plane = Hp * Wp + 16;
+    float* wr = scratch(0, size_t(p.Cin * 9));  // (Cin, 3, 3) rotated by 180 degrees
+    for (int64_t c = 0; c < p.Cin; c++)
+        for (int t = 0; t < 9; t++) wr[c * 9 + t] = w[c * 9 + 8 - t];
+#pragma omp parallel for schedule(static) num_threads(team_size())
+    for (int64_t b = 0; b < p.B; b++) {
+        float* dp = scratch(2, size_t(plane));
+        std::fill(dp, dp + plane, 0.f);
+        for (int64_t h = 0; h < p.H; h++) std::copy_n(dy + (b * p.H + h) * p.W, p.W, dp + (h + 1) * Wp + 1);
+        OneToMany a{nullptr, Wp, 3, 3, wr, nullptr, p.H * p.W, p.W, int(p.Cin), nullptr, true};
+        for (int64_t i = 0; i < p.H; i++) {
+            a.in = dp + i * Wp;
+            a.out = dx + b * p.Cin * p.H * p.W + i * p.W;
+            k.one_to_many(a);
+        }
+    }
+}
+
+void gemm_backward_data_1x1(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+    const int64_t HW = p.H * p.W;
+    const bool per_thread = p.B >= team_size();
+#pragma omp parallel for schedule(static) num_threads(team_size()) if (per_thread)
+    for (int64_t b = 0; b < p.B; b++)  // dx[b] (Cin, HW) += W^T (Cin, Cout) dy[b] (Cout, HW)
+        gemm<float>(true, false, p.Cin, HW, p.Cout, 1.f, w, p.Cin, dy + b * p.Cout * HW, HW, 1.f, dx + b * p.Cin * HW, HW);
+}
+
+void fast_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+    const ConvIsa& k = conv_isa();
+    if (is_1x1(p)) return gemm_backward_data_1x1(p, dy, w, dx);
+    if (is_3x3_same(p) && p.Cin == 1) return cin1_backward_data(k, p, dy, w, dx);
+    if (is_3x3_same(p) && p.Cout == 1) return cout1_backward_data(k, p, dy, w, dx);
+    if (direct_ok(p)) return direct_backward_data(k, p, dy, w, dx);
     conv2d_backward_data_ref(p, dy, w, dx);
 }
+
+// ---- backward to the weight ----
+
+// dbias[o] += sum over images and pixels of dy[b][o].
+void bias_grad(const Conv2dParams& p, const float* dy, float* dbias) {
+    const int64_t P = p.Ho() * p.Wo();
+#pragma omp parallel for schedule(static) num_threads(team_size())
+    for (int64_t o = 0; o < p.Cout; o++) {
+        double acc = 0;
+        for (int64_t b = 0; b < p.B; b++) {
+            const float* d = dy + (b * p.Cout + o) * P;
+            float s = 0;
+            for (int64_t i = 0; i < P; i++) s += d[i];
+            acc += s;
+        }
+        dbias[o] += float(acc);
+    }
+}
+
+// Each thread sums its images into a private buffer of `len` floats; then the buffers are added
+// into dst through `add(i, value)`. body(acc, b0, b1) does one thread's share of the images.
+template <class Body, class Add>
+void reduce_over_images(int64_t B, int64_t len, const Body& body, const Add& add) {
+    const int nt = int(std::max<int64_t>(1, std::min<int64_t>(team_size(), B)));
+    std::vector<float*> bufs(static_cast<size_t>(nt));
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num();
+        float* acc = bufs[size_t(t)] = scratch(4, size_t(len));
+        std::fill(acc, acc + len, 0.f);
+        body(acc, B * t / nt, B * (t + 1) / nt);
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < len; i++) {
+            float s = 0;
+            for (int u = 0; u < nt; u++) s += bufs[size_t(u)][i];
+            add(i, s);
+        }
+    }
+}
+
+void direct_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw) {
+    const Grid g = forward_grid(p);
+    const int64_t Ho = p.Ho(), Wo = p.Wo(), KK = p.KH * p.KW;
+    const int64_t ncb = (p.Cin + 15) / 16, nob = (p.Cout + 15) / 16, Op = 16 * nob;
+    const int64_t ximg = ncb * g.Hp * g.Wp * 16, dimg = nob * Ho * Wo * 16;
+    // images per chunk: blocked x and dy of a chunk fill about half of a 1 MiB L2
+    const int64_t chunk = std::max<int64_t>(1, (128 << 10) / (ximg + dimg));
+    // output blocks in groups of up to 3 (RC x NV accumulators), as even as possible
+    const int64_t maxnv = std::max(1, std::min(3, (k.acc_regs - 4) / 8)), ng = (nob + maxnv - 1) / maxnv;
+    const int rc = int(std::min<int64_t>(8, std::max(1, (k.acc_regs - 4) / int((nob + ng - 1) / ng))));
+    reduce_over_images(
+        p.B, KK * p.Cin * Op,
+        [&](float* acc, int64_t b0, int64_t b1) {  // acc (KK, Cin, Op)
+            float* xb = scratch(2, size_t(chunk * ximg));
+            float* db = scratch(3, size_t(chunk * dimg));
+            for (int64_t c0 = b0; c0 < b1; c0 += chunk) {
+                const int64_t n = std::min(chunk, b1 - c0);
+                for (int64_t b = 0; b < n; b++) {
+                    k.to_blocked(x + (c0 + b) * p.Cin * p.H * p.W, p.Cin, p.H, p.W, xb + b * ximg, g.Hp, g.Wp, g.pt, g.pl);
+                    k.to_blocked(dy + (c0 + b) * p.Cout * Ho * Wo, p.Cout, Ho, Wo, db + b * dimg, Ho, Wo, 0, 0);
+                }
+                DwTile a{nullptr, ximg, g.Wp * 16, nullptr, dimg, Ho * Wo * 16, n, Ho, Wo, nullptr, Op};
+                for (int64_t t = 0; t < KK; t++)
+                    for (int64_t c = 0; c < p.Cin; c += rc) {
+                        const int64_t cn = std::min<int64_t>(rc, std::min(p.Cin - c, 16 - c % 16));
+                        a.x = xb + (c / 16) * g.Hp * g.Wp * 16 + ((t / p.KW) * g.Wp + t % p.KW) * 16 + c % 16;
+                        for (int64_t gi = 0, ob = 0; gi < ng; gi++) {
+                            const int64_t nv = (nob - ob) / (ng - gi);
+                            a.dy = db + ob * Ho * Wo * 16;
+                            a.acc = acc + (t * p.Cin + c) * Op + ob * 16;
+                            k.dw_tile(a, int(cn), int(nv), int(p.stride));
+                            ob += nv;
+                        }
+                        c += cn - rc;  // chunks never straddle a block of 16
+                    }
+            }
+        },
+        [&](int64_t i, float s) {  // i = (t, c, o)
+            const int64_t o = i % Op, c = (i / Op) % p.Cin, t = i / (Op * p.Cin);
+            if (o < p.Cout) dw[(o * p.Cin + c) * KK + t] += s;
+        });
+}
+
+// conv_in (Cin = 1) and conv_out (Cout = 1), 3x3 stride 1: all 9 taps in registers, the single
+// channel broadcast from a padded plane, the other side's channels in vectors.
+void single_channel_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw) {
+    const bool cin1 = p.Cin == 1;
+    const int64_t C = cin1 ? p.Cout : p.Cin, nb = (C + 15) / 16, Cp = 16 * nb;  // the vector side
+    const int64_t Hp = p.H + 2, Wp = p.W + 2, plane = Hp * Wp, vimg = nb * p.H * p.W * 16;
+    int64_t uoff[9];  // conv_in: x[h + p - 1][w + q - 1]; conv_out: dy[h + 1 - p][w + 1 - q] (padded by 1)
+    for (int t = 0; t < 9; t++) uoff[t] = cin1 ? (t / 3) * Wp + t % 3 : (2 - t / 3) * Wp + 2 - t % 3;
+    const int64_t chunk = std::max<int64_t>(1, (128 << 10) / (plane + vimg));
+    reduce_over_images(
+        p.B, 9 * Cp,
+        [&](float* acc, int64_t b0, int64_t b1) {  // acc (9, Cp)
+            float* ub = scratch(2, size_t(chunk * plane));
+            float* vb = scratch(3, size_t(chunk * vimg));
+            for (int64_t c0 = b0; c0 < b1; c0 += chunk) {
+                const int64_t n = std::min(chunk, b1 - c0);
+                for (int64_t b = 0; b < n; b++) {
+                    const float* u = cin1 ? x + (c0 + b) * p.H * p.W : dy + (c0 + b) * p.H * p.W;
+                    const float* v = cin1 ? dy + (c0 + b) * p.Cout * p.H * p.W : x + (c0 + b) * p.Cin * p.H * p.W;
+                    float* up = ub + b * plane;
+                    std::fill(up, up + plane, 0.f);
+                    for (int64_t h = 0; h < p.H; h++) std::copy_n(u + h * p.W, p.W, up + (h + 1) * Wp + 1);
+                    k.to_blocked(v, C, p.H, p.W, vb + b * vimg, p.H, p.W, 0, 0);
+                }
+                for (int64_t ob = 0; ob < nb; ob += 2) {
+                    const int nv = int(std::min<int64_t>(2, nb - ob));
+                    std::vector<float> tile(size_t(9 * 16 * nv), 0.f);
+                    DwTaps a{ub, plane, Wp, uoff, vb + ob * p.H * p.W * 16, vimg, p.H * p.W * 16, n, p.H, p.W, tile.data()};
+                    k.dw_taps(a, nv);
+                    for (int t = 0; t < 9; t++)
+                        for (int64_t o = 0; o < 16 * nv; o++) acc[t * Cp + ob * 16 + o] += tile[size_t(t * 16 * nv + o)];
+                }
+            }
+        },
+        [&](int64_t i, float s) {  // i = (t, channel)
+            const int64_t c = i % Cp, t = i / Cp;
+            if (c < C) dw[c * 9 + t] += s;  // (Cout, 1, 3, 3) or (1, Cin, 3, 3): channel-major either way
+        });
+}
+
+void gemm_backward_weight_1x1(const Conv2dParams& p, const float* x, const float* dy, float* dw) {
+    const int64_t HW = p.H * p.W;
+    reduce_over_images(
+        p.B, p.Cout * p.Cin,
+        [&](float* acc, int64_t b0, int64_t b1) {  // acc (Cout, Cin) += dy[b] (Cout, HW) x[b]^T (HW, Cin)
+            for (int64_t b = b0; b < b1; b++)
+                gemm<float>(false, true, p.Cout, p.Cin, HW, 1.f, dy + b * p.Cout * HW, HW, x + b * p.Cin * HW, HW, 1.f,
+                            acc, p.Cin);
+        },
+        [&](int64_t i, float s) { dw[i] += s; });
+}
+
+void fast_backward_weight(const Conv2dParams& p, const float* x, const float* dy, float* dw, float* dbias) {
+    const ConvIsa& k = conv_isa();
+    if (dbias) bias_grad(p, dy, dbias);
+    if (is_1x1(p)) return gemm_backward_weight_1x1(p, x, dy, dw);
+    if (is_3x3_same(p) && (p.Cin == 1 || p.Cout == 1) && std::max(p.Cin, p.Cout) <= 64)
+        return single_channel_backward_weight(k, p, x, dy, dw);
+    if (direct_ok(p)) return direct_backward_weight(k, p, x, dy, dw);
+    conv2d_backward_weight_ref<float>(p, x, dy, dw, nullptr);
+}
+
+void check_params(const char* op, const Conv2dParams& p) {
+    if (p.B < 0 || p.Cin <= 0 || p.Cout <= 0 || p.KH <= 0 || p.KW <= 0 || p.stride <= 0 || p.pad < 0 || p.Ho() <= 0 ||
+        p.Wo() <= 0)
+        fail(op, ": invalid parameters B=", p.B, " Cin=", p.Cin, " H=", p.H, " W=", p.W, " Cout=", p.Cout, " kernel ",
+             p.KH, "x", p.KW, " stride ", p.stride, " pad ", p.pad);
+}
+
+}  // namespace
+
+template <class T> void conv2d_forward(const Conv2dParams& p, const T* x, const T* w, const T* bias, T* y) {
+    check_params("conv2d_forward", p);
+    if constexpr (std::is_same_v<T, float>)
+        fast_forward(p, x, w, bias, y);
+    else
+        conv2d_forward_ref(p, x, w, bias, y);
+}
+template <class T> void conv2d_backward_data(const Conv2dParams& p, const T* dy, const T* w, T* dx) {
+    check_params("conv2d_backward_data", p);
+    if constexpr (std::is_same_v<T, float>)
+        fast_backward_data(p, dy, w, dx);
+    else
+        conv2d_backward_data_ref(p, dy, w, dx);
+}
 template <class T> void conv2d_backward_weight(const Conv2dParams& p, const T* x, const T* dy, T* dw, T* dbias) {
-    conv2d_backward_weight_ref(p, x, dy, dw, dbias);
+    check_params("conv2d_backward_weight", p);
+    if constexpr (std::is_same_v<T, float>)
+        fast_backward_weight(p, x, dy, dw, dbias);
+    else
+        conv2d_backward_weight_ref(p, x, dy, dw, dbias);
 }
 
 #define INSTANTIATE(T)                                                                                \

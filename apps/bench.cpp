@@ -1,0 +1,255 @@
+// Kernel benchmarks: GFLOP/s of conv2d and SGEMM on the U-Net's shapes, beside the machine's FMA
+// peak, which the bench measures itself. Never a timed test: `make bench` runs `bench --conv`.
+//
+//   bench --conv       conv2d forward and forward+backward GFLOP/s per U-Net shape (batch 64)
+//   bench --gemm       SGEMM GFLOP/s on square and U-Net-like sizes
+//   bench --kernels    GroupNorm, SiLU, upsampling and softmax, GB/s
+//   --json             one JSON object per line instead of the table
+//   --simd LEVEL       avx512, avx2 or portable (default: the best this CPU has)
+//   --batch B, --reps N, --threads T
+//
+// Forward+backward counts 3x the forward FLOPs (forward, backward to the input, backward to the
+// weight), as PyTorch's anchor (shared/reference/conv_anchor.py) does; each figure is the median
+// of --reps timed runs after warm-up runs. The peak is an FMA loop with enough independent
+// accumulators to hide latency, one per thread, all threads at once.
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tensor/conv.h"
+#include "tensor/cpu.h"
+#include "tensor/gemm.h"
+#include "tensor/kernels.h"
+#include "tensor/tensor.h"
+
+using namespace dl;
+
+namespace {
+
+struct Options {
+    bool conv = false, gemm = false, kernels = false, json = false;
+    int batch = 64, reps = 10, threads = 0;
+};
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// Median seconds of fn over reps runs, after warm-up runs (at least 3, and at least 0.2 s).
+double median_time(const std::function<void()>& fn, int reps) {
+    double t0 = now();
+    for (int i = 0; i < 3 || now() - t0 < 0.2; i++) fn();
+    std::vector<double> ts;
+    for (int i = 0; i < reps; i++) {
+        double s = now();
+        fn();
+        ts.push_back(now() - s);
+    }
+    std::sort(ts.begin(), ts.end());
+    return ts[ts.size() / 2];
+}
+
+void fill_random(std::vector<float>& v, uint32_t seed) {
+    uint32_t s = seed * 2654435761u + 1;
+    for (float& x : v) {
+        s = s * 1664525u + 1013904223u;
+        x = float(s >> 8) / float(1 << 24) * 2.f - 1.f;
+    }
+}
+
+// ---- FMA peak ----------------------------------------------------------------------------------
+// 12 independent accumulator chains per thread: enough for 2 FMA pipes of latency 4 (or 6).
+__attribute__((target("avx512f"))) float fma_loop_avx512(int64_t iters) {
+    // distinct starting values, or the compiler merges the identical chains into one
+    __m512 a0 = _mm512_set1_ps(0.10f), a1 = _mm512_set1_ps(0.11f), a2 = _mm512_set1_ps(0.12f), a3 = _mm512_set1_ps(0.13f),
+           a4 = _mm512_set1_ps(0.14f), a5 = _mm512_set1_ps(0.15f), a6 = _mm512_set1_ps(0.16f), a7 = _mm512_set1_ps(0.17f),
+           a8 = _mm512_set1_ps(0.18f), a9 = _mm512_set1_ps(0.19f), a10 = _mm512_set1_ps(0.20f), a11 = _mm512_set1_ps(0.21f);
+    const __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-4f);
+    for (int64_t i = 0; i < iters; i++) {
+        a0 = _mm512_fmadd_ps(a0, m, c), a1 = _mm512_fmadd_ps(a1, m, c), a2 = _mm512_fmadd_ps(a2, m, c);
+        a3 = _mm512_fmadd_ps(a3, m, c), a4 = _mm512_fmadd_ps(a4, m, c), a5 = _mm512_fmadd_ps(a5, m, c);
+        a6 = _mm512_fmadd_ps(a6, m, c), a7 = _mm512_fmadd_ps(a7, m, c), a8 = _mm512_fmadd_ps(a8, m, c);
+        a9 = _mm512_fmadd_ps(a9, m, c), a10 = _mm512_fmadd_ps(a10, m, c), a11 = _mm512_fmadd_ps(a11, m, c);
+    }
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+    float out[16];
+    _mm512_storeu_ps(out, s);
+    return out[0];
+}
+
+__attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iters) {
+    // distinct starting values, or the compiler merges the identical chains into one
+    __m256 a0 = _mm256_set1_ps(0.10f), a1 = _mm256_set1_ps(0.11f), a2 = _mm256_set1_ps(0.12f), a3 = _mm256_set1_ps(0.13f),
+           a4 = _mm256_set1_ps(0.14f), a5 = _mm256_set1_ps(0.15f), a6 = _mm256_set1_ps(0.16f), a7 = _mm256_set1_ps(0.17f),
+           a8 = _mm256_set1_ps(0.18f), a9 = _mm256_set1_ps(0.19f), a10 = _mm256_set1_ps(0.20f), a11 = _mm256_set1_ps(0.21f);
+    const __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-4f);
+    for (int64_t i = 0; i < iters; i++) {
+        a0 = _mm256_fmadd_ps(a0, m, c), a1 = _mm256_fmadd_ps(a1, m, c), a2 = _mm256_fmadd_ps(a2, m, c);
+        a3 = _mm256_fmadd_ps(a3, m, c), a4 = _mm256_fmadd_ps(a4, m, c), a5 = _mm256_fmadd_ps(a5, m, c);
+        a6 = _mm256_fmadd_ps(a6, m, c), a7 = _mm256_fmadd_ps(a7, m, c), a8 = _mm256_fmadd_ps(a8, m, c);
+        a9 = _mm256_fmadd_ps(a9, m, c), a10 = _mm256_fmadd_ps(a10, m, c), a11 = _mm256_fmadd_ps(a11, m, c);
+    }
+    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+    float out[8];
+    _mm256_storeu_ps(out, s);
+    return out[0];
+}
+
+// GFLOP/s of the FMA loop on all threads at once (best of a few tries; the clock ramps up).
+double measure_peak(SimdLevel level) {
+    if (level == SimdLevel::PORTABLE) return 0;
+    const int lanes = level == SimdLevel::AVX512 ? 16 : 8;
+    const int64_t iters = 20'000'000;
+    double best = 0;
+    for (int t = 0; t < 4; t++) {
+        double s = now();
+        float sink = 0;
+#pragma omp parallel reduction(+ : sink)
+        sink += level == SimdLevel::AVX512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
+        double el = now() - s;
+        if (sink == 12345.f) std::printf(" ");  // keep the result alive
+        best = std::max(best, double(iters) * 12 * lanes * 2 * omp_get_max_threads() / el / 1e9);
+    }
+    return best;
+}
+
+// ---- conv2d --------------------------------------------------------------------------------------
+
+struct ConvShape {
+    const char* name;
+    int64_t cin, cout, h, k, stride;
+};
+
+void bench_conv(const Options& o, double peak) {
+    const ConvShape shapes[] = {
+        {"3x3 C32 28px", 32, 32, 28, 3, 1},  {"3x3 C64 14px", 64, 64, 14, 3, 1},
+        {"3x3 C64 7px", 64, 64, 7, 3, 1},    {"3x3 C128 14px", 128, 128, 14, 3, 1},
+        {"conv_in 1->32", 1, 32, 28, 3, 1},  {"conv_out 32->1", 32, 1, 28, 3, 1},
+        {"1x1 64->32 14px", 64, 32, 14, 1, 1}, {"down 3x3 s2 C32", 32, 32, 28, 3, 2},
+    };
+    if (!o.json)
+        std::printf("%-17s %9s %9s %9s %9s %9s %7s\n", "conv2d", "fwd", "bwd_data", "bwd_wt", "fwd+bwd", "GFLOP/s",
+                    "%peak");
+    for (const ConvShape& s : shapes) {
+        Conv2dParams p{o.batch, s.cin, s.h, s.h, s.cout, s.k, s.k, s.stride, s.k / 2};
+        std::vector<float> x(size_t(p.B * p.Cin * p.H * p.W)), w(size_t(p.Cout * p.Cin * p.KH * p.KW)),
+            bias(size_t(p.Cout)), y(size_t(p.B * p.Cout * p.Ho() * p.Wo())), dy(y.size()), dx(x.size()),
+            dw(w.size()), db(bias.size());
+        fill_random(x, 1), fill_random(w, 2), fill_random(bias, 3), fill_random(dy, 4);
+        const double fl = p.flops();
+        double tf = median_time([&] { conv2d_forward(p, x.data(), w.data(), bias.data(), y.data()); }, o.reps);
+        double td = median_time([&] { conv2d_backward_data(p, dy.data(), w.data(), dx.data()); }, o.reps);
+        double tw = median_time([&] { conv2d_backward_weight(p, x.data(), dy.data(), dw.data(), db.data()); }, o.reps);
+        double tfb = median_time(
+            [&] {
+                conv2d_forward(p, x.data(), w.data(), bias.data(), y.data());
+                conv2d_backward_data(p, dy.data(), w.data(), dx.data());
+                conv2d_backward_weight(p, x.data(), dy.data(), dw.data(), db.data());
+            },
+            o.reps);
+        const double gf = fl / tf / 1e9, gfb = 3 * fl / tfb / 1e9;
+        if (o.json)
+            std::printf("{\"op\": \"conv2d\", \"B\": %ld, \"Cin\": %ld, \"Cout\": %ld, \"H\": %ld, \"W\": %ld, \"k\": %ld, "
+                        "\"stride\": %ld, \"fwd_gflops\": %.1f, \"fwdbwd_gflops\": %.1f, \"bwd_data_gflops\": %.1f, "
+                        "\"bwd_weight_gflops\": %.1f, \"peak_gflops\": %.1f}\n",
+                        long(p.B), long(p.Cin), long(p.Cout), long(p.H), long(p.W), long(p.KH), long(p.stride), gf, gfb,
+                        fl / td / 1e9, fl / tw / 1e9, peak);
+        else
+            std::printf("%-17s %9.1f %9.1f %9.1f %9.1f %9s %6.0f%%\n", s.name, gf, fl / td / 1e9, fl / tw / 1e9, gfb, "",
+                        peak > 0 ? 100 * gfb / peak : 0.0);
+        std::fflush(stdout);
+    }
+}
+
+// ---- SGEMM ---------------------------------------------------------------------------------------
+
+void bench_gemm(const Options& o, double peak) {
+    struct G { int64_t m, n, k; bool ta, tb; const char* what; };
+    const G sizes[] = {
+        {256, 256, 256, false, false, "square"},        {512, 512, 512, false, false, "square"},
+        {1024, 1024, 1024, false, false, "square"},     {1024, 1024, 1024, true, true, "square, both transposed"},
+        {32, 784, 288, false, false, "conv 3x3 C32 28px, one image"},
+        {64, 196, 576, false, false, "conv 3x3 C64 14px, one image"},
+        {49, 49, 64, true, false, "attention q^T k, 7px C64"},
+        {64, 49, 49, false, true, "attention v w^T, 7px C64"},
+        {64, 128, 64, false, true, "linear, batch 64"},
+    };
+    if (!o.json) std::printf("%-6s %-6s %-6s %-3s %9s %7s  %s\n", "M", "N", "K", "op", "GFLOP/s", "%peak", "");
+    for (const G& g : sizes) {
+        std::vector<float> a(size_t(g.m * g.k)), b(size_t(g.k * g.n)), c(size_t(g.m * g.n));
+        fill_random(a, 1), fill_random(b, 2);
+        const int64_t lda = g.ta ? g.m : g.k, ldb = g.tb ? g.k : g.n;
+        double t = median_time([&] { gemm<float>(g.ta, g.tb, g.m, g.n, g.k, 1.f, a.data(), lda, b.data(), ldb, 0.f, c.data(), g.n); },
+                               o.reps);
+        const double gf = 2.0 * g.m * g.n * g.k / t / 1e9;
+        const char* op = g.ta ? (g.tb ? "TT" : "TN") : (g.tb ? "NT" : "NN");
+        if (o.json)
+            std::printf("{\"op\": \"gemm\", \"M\": %ld, \"N\": %ld, \"K\": %ld, \"trans\": \"%s\", \"gflops\": %.1f}\n",
+                        long(g.m), long(g.n), long(g.k), op, gf);
+        else
+            std::printf("%-6ld %-6ld %-6ld %-3s %9.1f %6.0f%%  %s\n", long(g.m), long(g.n), long(g.k), op, gf,
+                        peak > 0 ? 100 * gf / peak : 0.0, g.what);
+    }
+}
+
+void usage() {
+    std::printf(
+        "usage: bench [--conv] [--gemm] [--kernels] [--json] [--simd avx512|avx2|portable]\n"
+        "             [--batch B] [--reps N] [--threads T]\n"
+        "Kernel GFLOP/s against the FMA peak measured here; see the header of apps/bench.cpp.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        Options o;
+        for (int i = 1; i < argc; i++) {
+            std::string a = argv[i];
+            auto next = [&]() -> std::string {
+                if (i + 1 >= argc) fail("bench: ", a, " needs a value");
+                return argv[++i];
+            };
+            if (a == "--conv") o.conv = true;
+            else if (a == "--gemm") o.gemm = true;
+            else if (a == "--kernels") o.kernels = true;
+            else if (a == "--json") o.json = true;
+            else if (a == "--batch") o.batch = std::stoi(next());
+            else if (a == "--reps") o.reps = std::stoi(next());
+            else if (a == "--threads") o.threads = std::stoi(next());
+            else if (a == "--simd") {
+                std::string s = next();
+                set_simd_level(s == "avx512" ? SimdLevel::AVX512 : s == "avx2" ? SimdLevel::AVX2 : SimdLevel::PORTABLE);
+            } else if (a == "--help" || a == "-h") {
+                usage();
+                return 0;
+            } else
+                fail("bench: unknown argument ", a, " (try --help)");
+        }
+        if (!o.conv && !o.gemm && !o.kernels) o.conv = true;
+        if (o.threads > 0) omp_set_num_threads(o.threads);
+        set_flush_denormals();
+        const double peak = measure_peak(simd_detected());
+        if (!o.json)
+            std::printf("threads %d, simd %s, FMA peak %.1f GFLOP/s (%.1f per thread), batch %d\n", omp_get_max_threads(),
+                        simd_name(simd_level()), peak, peak / omp_get_max_threads(), o.batch);
+        else
+            std::printf("{\"op\": \"peak\", \"threads\": %d, \"simd\": \"%s\", \"fma_gflops\": %.1f}\n",
+                        omp_get_max_threads(), simd_name(simd_level()), peak);
+        if (o.conv) bench_conv(o, peak);
+        if (o.gemm) bench_gemm(o, peak);
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return 1;
+    }
+}

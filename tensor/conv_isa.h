@@ -1,0 +1,105 @@
+// The interface between conv.cpp (which plans a convolution: layouts, weight packing, threads) and
+// the SIMD kernels of conv_kernels.h, built once per instruction set (conv_avx512.cpp,
+// conv_avx2.cpp, conv_portable.cpp). Internal to tensor/; nothing outside includes it.
+//
+// "Blocked" layout: an image of C channels stored as (ceil(C/16), Hp, Wp, 16): channel blocks of
+// 16, pixels of a block in row-major order, the 16 channels of a pixel adjacent (oneDNN's
+// nChw16c). The image sits at rows [pt, pt+H) and columns [pl, pl+W) of the Hp x Wp grid; the
+// border and the channels past C are zero, so kernels read padding without bounds checks.
+#pragma once
+#include <cstdint>
+
+namespace dl::conv_detail {
+
+// One tile of a direct convolution: R output pixels of one row x NV*16 output channels,
+//   out[o][j] (+)= bias[o] + sum_{cb, tap, c} w[cb][tap][c][o] * in[cb][pixel(j) + tap_off[tap]][c]
+// where pixel(j) = j * SIN pixels from `in`. Accumulators stay in registers for the whole sum; the
+// tile is transposed to write NCHW rows.
+struct DirectTile {
+    const float* in;         // blocked input, channel block 0, the window origin of output pixel 0
+    int64_t in_cb_stride;    // floats between channel blocks (Hp*Wp*16)
+    int ncb, c_last;         // channel blocks, and channels used in the last one (1..16)
+    const int64_t* tap_off;  // ntaps offsets in floats from a pixel's window origin
+    int ntaps;
+    const float* w;          // packed weights of the output block: [cb][tap][c < cn][NV*16]
+    float* out;              // output channel 0, pixel 0 of the tile
+    int64_t out_cstride;     // floats between output channels
+    int64_t out_jstride;     // floats between output pixels (1; the stride for backward-data phases)
+    int nout;                // output channels of the block that exist (1..NV*16)
+    const float* bias;       // nout values, or null
+    bool accumulate;         // out += tile, else out = tile
+};
+
+// Weight gradient of one (channel chunk, output block, tap), summed over pixels and images:
+//   acc[c][o] += sum_{img, i, j} x[img][pixel(i*SIN, j*SIN)][c] * dy[img][o / 16][i][j][o % 16]
+struct DwTile {
+    const float* x;          // blocked padded input of image 0 at the chunk's first channel, tap origin
+    int64_t x_img, x_row;    // floats between images, between rows (Wp*16)
+    const float* dy;         // blocked dy (OB, Ho, Wo, 16) of image 0 at the tile's first output block
+    int64_t dy_img, dy_ob;   // floats between images, between output blocks (Ho*Wo*16)
+    int64_t nimg, Ho, Wo;
+    float* acc;              // (RC, NV*16), accumulated
+    int64_t acc_ld;          // floats between rows of acc
+};
+
+// Weight gradient when one side has a single channel (conv_in: Cin = 1; conv_out: Cout = 1),
+// all NT taps at once:
+//   acc[t][k] += sum_{img, pixel} u[img][pixel + uoff[t]] * v[img][k / 16][pixel][k % 16]
+// u is a single zero-padded plane (Hu rows of Wu floats), v a blocked unpadded image (Hv, Wv).
+struct DwTaps {
+    const float* u;          // plane of image 0 at the origin of pixel (0, 0)
+    int64_t u_img, u_row;    // floats between images, between rows
+    const int64_t* uoff;     // NT offsets in floats
+    const float* v;          // blocked (NV, Hv, Wv, 16) of image 0
+    int64_t v_img, v_vstride;
+    int64_t nimg, Hv, Wv;
+    float* acc;              // (NT, NV*16), accumulated
+};
+
+// A convolution with one output channel (conv_out forward, conv_in backward-data), R pixels of a row:
+//   out[j] (+)= bias + sum_{cb, tap} dot16(w[cb][tap], in[cb][pixel j + tap_off[tap]])
+struct ManyToOne {
+    const float* in;         // blocked input, channel block 0, window origin of pixel 0
+    int64_t in_cb_stride;
+    int ncb;
+    const int64_t* tap_off;
+    int ntaps;
+    const float* w;          // [cb][tap][16], zero past the channels
+    float* out;
+    float bias;
+    bool accumulate;
+};
+
+// A convolution with one input channel (conv_in forward, conv_out backward-data), one output row,
+// vectorized over pixels:  out[o][j] (+)= bias[o] + sum_{p<kh, q<kw} w[o][p][q] * in[p*in_row + j + q]
+struct OneToMany {
+    const float* in;         // plain padded plane at the window origin of pixel 0; readable 16 floats past the row
+    int64_t in_row;
+    int kh, kw;
+    const float* w;          // (nout, kh*kw)
+    float* out;
+    int64_t out_cstride, width;
+    int nout;
+    const float* bias;       // or null
+    bool accumulate;
+};
+
+struct ConvIsa {
+    const char* name;
+    int acc_regs;  // V16 accumulators a tile may hold: R * NV <= acc_regs (and R <= 14)
+    void (*to_blocked)(const float* src, int64_t C, int64_t H, int64_t W, float* dst, int64_t Hp, int64_t Wp,
+                       int64_t pt, int64_t pl);
+    void (*direct_tile)(const DirectTile& a, int R, int NV, int SIN);  // NV in {1, 2, 4}, SIN in {1, 2}
+    void (*dw_tile)(const DwTile& a, int RC, int NV, int SIN);         // RC <= 8, NV in {1, 2, 3}
+    void (*dw_taps)(const DwTaps& a, int NV);                          // NT = 9, NV in {1, 2}
+    void (*many_to_one)(const ManyToOne& a, int R);                    // R <= 16
+    void (*one_to_many)(const OneToMany& a);
+};
+
+const ConvIsa& conv_isa_avx512();
+const ConvIsa& conv_isa_avx2();
+const ConvIsa& conv_isa_portable();
+
+constexpr int kMaxTileR = 14;  // longest row tile of direct_tile
+
+}  // namespace dl::conv_detail

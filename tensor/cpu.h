@@ -1,0 +1,40 @@
+// What the CPU can do, and the per-thread state the fast kernels rely on.
+//
+// SIMD level. The float32 kernels (gemm, conv, kernels) exist in three builds of the same source:
+// AVX-512 (F, VL, BW, DQ), AVX2+FMA and portable C++. Each build is compiled with a GCC target
+// pragma, so all three are in the binary whatever -march says (ARCH=x86-64 gives a portable
+// build that still uses AVX-512 where the CPU has it). The level is chosen once from CPUID (and
+// XGETBV: the OS must save the wide registers); the environment variable DL_SIMD=avx512|avx2|
+// portable caps it, and set_simd_level() forces it (tests run every level the CPU has).
+//
+// Flush to zero. Denormal floats make trained-weight convolutions many times slower
+// (PyTorch issues #23862, #21734). set_flush_denormals() sets MXCSR.FTZ and MXCSR.DAZ in the
+// calling thread and in every thread of the OpenMP pool; call it once at the top of main().
+//
+// Scratch memory. Kernels that need workspace (packed panels, blocked copies of an image) take it
+// from scratch(), a per-thread arena of slots that grow to the largest request and are reused,
+// so a training step does not allocate in its inner loops.
+#pragma once
+#include <cstddef>
+
+namespace dl {
+
+enum class SimdLevel { PORTABLE = 0, AVX2 = 1, AVX512 = 2 };
+
+const char* simd_name(SimdLevel level);  // "portable", "avx2", "avx512"
+SimdLevel simd_detected();               // the best level this CPU and OS support
+SimdLevel simd_level();                  // the level the kernels use now
+// Force a level (tests, benchmarks). Throws dl::Error if the CPU lacks it.
+void set_simd_level(SimdLevel level);
+
+// MXCSR FTZ and DAZ on, in this thread and every OpenMP thread. A no-op off x86.
+void set_flush_denormals();
+bool flush_denormals_on();  // FTZ and DAZ both set in the calling thread
+
+// A 64-byte-aligned buffer of at least `floats` floats, owned by the calling thread. Slots are
+// independent buffers (0..kScratchSlots-1); a later call with the same slot may move the buffer,
+// so take all the slots a kernel needs before using any of them. Contents are undefined.
+constexpr int kScratchSlots = 8;
+float* scratch(int slot, size_t floats);
+
+}  // namespace dl

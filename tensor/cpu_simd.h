@@ -1,0 +1,219 @@
+// V16: sixteen floats, the unit every float32 kernel is written in, for three instruction sets.
+//
+// This header is included several times into one program, once per instruction set, each time
+// inside its own namespace and after a `#pragma GCC target` that enables that set (see
+// gemm.cpp, conv_*.cpp, kernels.cpp). The macro picks the build:
+//   DL_SIMD_AVX512   V16 is one __m512 (32 registers; masks for partial vectors)
+//   DL_SIMD_AVX2     V16 is two __m256 (16 registers in all, so kernels use smaller tiles)
+//   neither          V16 is float[16] with plain loops, which the compiler vectorizes as it can
+// There is deliberately no include guard. Include <immintrin.h> and the standard headers before
+// the target pragma, so that no standard-library function is compiled for a wider target.
+//
+// kAccRegs is how many V16 accumulators a kernel may keep live (registers minus operands).
+
+#if defined(DL_SIMD_AVX512)
+
+constexpr int kAccRegs = 28;
+struct V16 { __m512 v; };
+inline V16 vzero() { return {_mm512_setzero_ps()}; }
+inline V16 vset(float x) { return {_mm512_set1_ps(x)}; }
+inline V16 vload(const float* p) { return {_mm512_loadu_ps(p)}; }
+inline void vstore(float* p, V16 a) { _mm512_storeu_ps(p, a.v); }
+inline __mmask16 lanes_mask(int n) { return __mmask16((1u << n) - 1u); }  // 0 <= n <= 16
+// The first n lanes (0 <= n <= 16); the others read as zero and are not written.
+inline V16 vload_n(const float* p, int n) { return {_mm512_maskz_loadu_ps(lanes_mask(n), p)}; }
+inline void vstore_n(float* p, V16 a, int n) { _mm512_mask_storeu_ps(p, lanes_mask(n), a.v); }
+inline V16 vfma(V16 a, V16 b, V16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }  // a*b + c
+inline V16 vadd(V16 a, V16 b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline V16 vsub(V16 a, V16 b) { return {_mm512_sub_ps(a.v, b.v)}; }
+inline V16 vmul(V16 a, V16 b) { return {_mm512_mul_ps(a.v, b.v)}; }
+inline V16 vdiv(V16 a, V16 b) { return {_mm512_div_ps(a.v, b.v)}; }
+inline V16 vmax(V16 a, V16 b) { return {_mm512_max_ps(a.v, b.v)}; }
+inline V16 vmin(V16 a, V16 b) { return {_mm512_min_ps(a.v, b.v)}; }
+inline __m256 vhalves_add(__m512 a) { return _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1)); }
+inline float vsum(V16 a) {
+    __m256 h = vhalves_add(a.v);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+inline float vhmax(V16 a) {
+    __m256 h = _mm256_max_ps(_mm512_castps512_ps256(a.v), _mm512_extractf32x8_ps(a.v, 1));
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
+}
+// 2^n * p for integral-valued n in [-126, 127] (scalef computes exactly this).
+inline V16 vldexp(V16 p, V16 n) { return {_mm512_scalef_ps(p.v, n.v)}; }
+inline V16 vround(V16 a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+
+// In-place 16x16 transpose: r[i] lane j <-> r[j] lane i. Three shuffle stages: 32-bit
+// interleave, 64-bit interleave, then two rounds of 128-bit lane selection. (The all-ones-mask
+// forms compile to the plain instructions; GCC 12's unmasked intrinsics trip -Wmaybe-uninitialized.)
+inline __m512 unpacklo32(__m512 a, __m512 b) { return _mm512_mask_unpacklo_ps(a, 0xFFFF, a, b); }
+inline __m512 unpackhi32(__m512 a, __m512 b) { return _mm512_mask_unpackhi_ps(a, 0xFFFF, a, b); }
+inline __m512 unpacklo64(__m512 a, __m512 b) {
+    __m512d x = _mm512_castps_pd(a);
+    return _mm512_castpd_ps(_mm512_mask_unpacklo_pd(x, 0xFF, x, _mm512_castps_pd(b)));
+}
+inline __m512 unpackhi64(__m512 a, __m512 b) {
+    __m512d x = _mm512_castps_pd(a);
+    return _mm512_castpd_ps(_mm512_mask_unpackhi_pd(x, 0xFF, x, _mm512_castps_pd(b)));
+}
+template <int IMM> inline __m512 shuffle128(__m512 a, __m512 b) { return _mm512_mask_shuffle_f32x4(a, 0xFFFF, a, b, IMM); }
+
+inline void vtranspose(V16 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) t[i] = unpacklo32(r[i].v, r[i + 1].v), t[i + 1] = unpackhi32(r[i].v, r[i + 1].v);
+    // u[4g+m], 128-bit lane k = rows 4g..4g+3 at column 4k+m
+    for (int g = 0; g < 4; g++) {
+        u[4 * g + 0] = unpacklo64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 1] = unpackhi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 2] = unpacklo64(t[4 * g + 1], t[4 * g + 3]);
+        u[4 * g + 3] = unpackhi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    for (int m = 0; m < 4; m++) {
+        __m512 v02 = shuffle128<0x88>(u[m], u[4 + m]), v13 = shuffle128<0xDD>(u[m], u[4 + m]);
+        __m512 w02 = shuffle128<0x88>(u[8 + m], u[12 + m]), w13 = shuffle128<0xDD>(u[8 + m], u[12 + m]);
+        r[m].v = shuffle128<0x88>(v02, w02);
+        r[8 + m].v = shuffle128<0xDD>(v02, w02);
+        r[4 + m].v = shuffle128<0x88>(v13, w13);
+        r[12 + m].v = shuffle128<0xDD>(v13, w13);
+    }
+}
+
+#elif defined(DL_SIMD_AVX2)
+
+constexpr int kAccRegs = 6;  // 12 of the 16 ymm registers
+struct V16 { __m256 lo, hi; };
+inline V16 vzero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+inline V16 vset(float x) { __m256 s = _mm256_set1_ps(x); return {s, s}; }
+inline V16 vload(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+inline void vstore(float* p, V16 a) { _mm256_storeu_ps(p, a.lo); _mm256_storeu_ps(p + 8, a.hi); }
+inline __m256i lanes_mask8(int n) {  // lanes < n all-ones, n clamped to [0, 8]
+    n = n < 0 ? 0 : n > 8 ? 8 : n;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline V16 vload_n(const float* p, int n) {
+    return {_mm256_maskload_ps(p, lanes_mask8(n)), _mm256_maskload_ps(p + 8, lanes_mask8(n - 8))};
+}
+inline void vstore_n(float* p, V16 a, int n) {
+    _mm256_maskstore_ps(p, lanes_mask8(n), a.lo);
+    _mm256_maskstore_ps(p + 8, lanes_mask8(n - 8), a.hi);
+}
+inline V16 vfma(V16 a, V16 b, V16 c) { return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)}; }
+inline V16 vadd(V16 a, V16 b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
+inline V16 vsub(V16 a, V16 b) { return {_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)}; }
+inline V16 vmul(V16 a, V16 b) { return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
+inline V16 vdiv(V16 a, V16 b) { return {_mm256_div_ps(a.lo, b.lo), _mm256_div_ps(a.hi, b.hi)}; }
+inline V16 vmax(V16 a, V16 b) { return {_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)}; }
+inline V16 vmin(V16 a, V16 b) { return {_mm256_min_ps(a.lo, b.lo), _mm256_min_ps(a.hi, b.hi)}; }
+inline float hsum8(__m256 a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+inline float vsum(V16 a) { return hsum8(_mm256_add_ps(a.lo, a.hi)); }
+inline float vhmax(V16 a) {
+    __m256 m = _mm256_max_ps(a.lo, a.hi);
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+inline __m256 ldexp8(__m256 p, __m256 n) {  // n integral in [-126, 127]: build 2^n from exponent bits
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+inline V16 vldexp(V16 p, V16 n) { return {ldexp8(p.lo, n.lo), ldexp8(p.hi, n.hi)}; }
+inline V16 vround(V16 a) {
+    const int m = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    return {_mm256_round_ps(a.lo, m), _mm256_round_ps(a.hi, m)};
+}
+
+inline void transpose8(__m256 r[8]) {  // in-place 8x8
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 2; g++) {
+        __m256 a = t[4 * g], b = t[4 * g + 1], c = t[4 * g + 2], d = t[4 * g + 3];
+        u[4 * g + 0] = _mm256_shuffle_ps(a, c, 0x44);
+        u[4 * g + 1] = _mm256_shuffle_ps(a, c, 0xEE);
+        u[4 * g + 2] = _mm256_shuffle_ps(b, d, 0x44);
+        u[4 * g + 3] = _mm256_shuffle_ps(b, d, 0xEE);
+    }
+    for (int m = 0; m < 4; m++) {
+        r[m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x20);
+        r[4 + m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x31);
+    }
+}
+// In-place 16x16 transpose as four 8x8 blocks: [A B; C D]^T = [A^T C^T; B^T D^T].
+inline void vtranspose(V16 r[16]) {
+    __m256 a[8], b[8], c[8], d[8];
+    for (int i = 0; i < 8; i++) a[i] = r[i].lo, b[i] = r[i].hi, c[i] = r[8 + i].lo, d[i] = r[8 + i].hi;
+    transpose8(a), transpose8(b), transpose8(c), transpose8(d);
+    for (int i = 0; i < 8; i++) r[i] = {a[i], c[i]}, r[8 + i] = {b[i], d[i]};
+}
+
+#else  // portable
+
+constexpr int kAccRegs = 4;
+struct V16 { float f[16]; };
+inline V16 vzero() { V16 r; for (int i = 0; i < 16; i++) r.f[i] = 0.f; return r; }
+inline V16 vset(float x) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = x; return r; }
+inline V16 vload(const float* p) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = p[i]; return r; }
+inline void vstore(float* p, V16 a) { for (int i = 0; i < 16; i++) p[i] = a.f[i]; }
+inline V16 vload_n(const float* p, int n) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = i < n ? p[i] : 0.f; return r; }
+inline void vstore_n(float* p, V16 a, int n) { for (int i = 0; i < n && i < 16; i++) p[i] = a.f[i]; }
+#define DL_V16_BINARY(name, expr) \
+    inline V16 name(V16 a, V16 b) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = (expr); return r; }
+DL_V16_BINARY(vadd, a.f[i] + b.f[i])
+DL_V16_BINARY(vsub, a.f[i] - b.f[i])
+DL_V16_BINARY(vmul, a.f[i] * b.f[i])
+DL_V16_BINARY(vdiv, a.f[i] / b.f[i])
+DL_V16_BINARY(vmax, a.f[i] > b.f[i] ? a.f[i] : b.f[i])
+DL_V16_BINARY(vmin, a.f[i] < b.f[i] ? a.f[i] : b.f[i])
+#undef DL_V16_BINARY
+inline V16 vfma(V16 a, V16 b, V16 c) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = a.f[i] * b.f[i] + c.f[i]; return r; }
+inline float vsum(V16 a) { float s = 0; for (int i = 0; i < 16; i++) s += a.f[i]; return s; }
+inline float vhmax(V16 a) { float m = a.f[0]; for (int i = 1; i < 16; i++) m = a.f[i] > m ? a.f[i] : m; return m; }
+inline V16 vldexp(V16 p, V16 n) {
+    V16 r;
+    for (int i = 0; i < 16; i++) {
+        uint32_t bits = uint32_t(int32_t(n.f[i]) + 127) << 23;
+        float s;
+        std::memcpy(&s, &bits, 4);
+        r.f[i] = p.f[i] * s;
+    }
+    return r;
+}
+inline V16 vround(V16 a) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = std::nearbyint(a.f[i]); return r; }
+inline void vtranspose(V16 r[16]) {
+    for (int i = 0; i < 16; i++)
+        for (int j = i + 1; j < 16; j++) std::swap(r[i].f[j], r[j].f[i]);
+}
+
+#endif
+
+// ---- shared by all three builds -------------------------------------------------------------
+
+// exp(x) for x in float range: x = n ln2 + r with |r| <= ln2/2, exp(r) by the degree-6 polynomial
+// of Cephes expf (S. Moshier), times 2^n. Relative error about 2 ulp; inputs are clamped to
+// [-87.3, 88.7], so the result never overflows and underflows to the smallest normal.
+inline V16 vexp(V16 x) {
+    x = vmin(vmax(x, vset(-87.33654f)), vset(88.72283f));
+    V16 n = vround(vmul(x, vset(1.44269504088896341f)));
+    V16 r = vsub(x, vmul(n, vset(0.693359375f)));  // ln2 split in two for an exact first product
+    r = vsub(r, vmul(n, vset(-2.12194440e-4f)));
+    V16 p = vset(1.9875691500e-4f);
+    p = vfma(p, r, vset(1.3981999507e-3f));
+    p = vfma(p, r, vset(8.3334519073e-3f));
+    p = vfma(p, r, vset(4.1665795894e-2f));
+    p = vfma(p, r, vset(1.6666665459e-1f));
+    p = vfma(p, r, vset(5.0000001201e-1f));
+    p = vfma(p, vmul(r, r), vadd(r, vset(1.f)));
+    return vldexp(p, n);
+}

@@ -1,0 +1,212 @@
+// The fast float32 kernels (gemm, conv2d, GroupNorm, SiLU, upsampling, softmax) against their
+// reference loops run in float64 on the same inputs, on awkward shapes, for every SIMD level this
+// CPU has (portable, AVX2, AVX-512, forced with set_simd_level) and with 1 and 2 threads.
+//
+// Tolerance: max |fast - ref| <= tol * max(1, max |ref|). The float32 kernels sum up to a few
+// hundred products of values in [-1, 1], so their rounding error is about 1e-6 of the largest
+// value; an indexing or accumulation bug gives errors of order 1. Each tolerance is stated where
+// it is used. Backward kernels accumulate, so their outputs start from random values.
+#include <doctest/doctest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "tensor/conv.h"
+#include "tensor/cpu.h"
+#include "tensor/gemm.h"
+#include "tensor/kernels.h"
+
+using namespace dl;
+
+namespace {
+
+std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+    std::vector<float> v(n);
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (float& x : v) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x = lo + (hi - lo) * float(s >> 40) / float(1 << 24);
+    }
+    return v;
+}
+
+std::vector<double> to_double(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
+
+// max |a - b| / max(1, max |b|)
+double rel_err(const std::vector<float>& a, const std::vector<double>& b) {
+    REQUIRE(a.size() == b.size());
+    double m = 1, e = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+        m = std::max(m, std::abs(b[i]));
+        e = std::max(e, std::abs(double(a[i]) - b[i]));
+        if (std::isnan(a[i])) e = std::numeric_limits<double>::infinity();
+    }
+    return e / m;
+}
+
+// Every SIMD level this CPU supports; the level in force is restored afterwards.
+std::vector<SimdLevel> levels() {
+    std::vector<SimdLevel> l{SimdLevel::PORTABLE};
+    if (simd_detected() >= SimdLevel::AVX2) l.push_back(SimdLevel::AVX2);
+    if (simd_detected() >= SimdLevel::AVX512) l.push_back(SimdLevel::AVX512);
+    return l;
+}
+
+// Runs body for every (SIMD level, thread count in {1, 2}), restoring both afterwards.
+template <class F>
+void for_levels_and_threads(const F& body) {
+    const SimdLevel saved = simd_level();
+    const int saved_threads = omp_get_max_threads();
+    for (SimdLevel l : levels())
+        for (int nt : {1, 2}) {
+            set_simd_level(l);
+            omp_set_num_threads(nt);
+            INFO("simd=", simd_name(l), " threads=", nt);
+            body();
+        }
+    set_simd_level(saved);
+    omp_set_num_threads(saved_threads);
+}
+
+}  // namespace
+
+TEST_CASE("cpu: SIMD level detection, forcing, flush-to-zero") {
+    const SimdLevel saved = simd_level();
+    CHECK(simd_level() <= simd_detected());
+    set_simd_level(SimdLevel::PORTABLE);
+    CHECK(simd_level() == SimdLevel::PORTABLE);
+    if (simd_detected() < SimdLevel::AVX512) CHECK_THROWS(set_simd_level(SimdLevel::AVX512));
+    set_simd_level(saved);
+#if defined(__x86_64__)
+    set_flush_denormals();
+    CHECK(flush_denormals_on());
+    int on = 0;
+#pragma omp parallel num_threads(2) reduction(+ : on)
+    on += flush_denormals_on();
+    CHECK(on == 2);
+    volatile float tiny = 1e-30f;
+    CHECK(tiny * 1e-10f == 0.f);  // would be a denormal without FTZ
+#endif
+}
+
+TEST_CASE("gemm: every transpose, odd sizes, padded leading dims, beta 0 and 1, against float64") {
+    struct Case { int64_t M, N, K; };
+    // odd sizes; sizes across the KC (256), MC (144) and NC (512) blocks; a single row and column
+    const Case cases[] = {{1, 1, 1}, {7, 5, 3}, {37, 45, 29}, {13, 70, 1}, {150, 530, 260}, {1, 33, 17}, {33, 1, 40}};
+    for_levels_and_threads([&] {
+        for (const Case& c : cases)
+            for (int tr = 0; tr < 4; tr++)
+                for (float beta : {0.f, 1.f}) {
+                    const bool ta = tr & 1, tb = tr & 2;
+                    INFO("M=", c.M, " N=", c.N, " K=", c.K, " ta=", ta, " tb=", tb, " beta=", beta);
+                    const int64_t ar = ta ? c.K : c.M, ac = ta ? c.M : c.K, br = tb ? c.N : c.K, bc = tb ? c.K : c.N;
+                    const int64_t lda = ac + 3, ldb = bc + 5, ldc = c.N + 2;  // leading dims past the columns
+                    auto A = random_vec(size_t(ar * lda), 1), B = random_vec(size_t(br * ldb), 2);
+                    auto C = random_vec(size_t(c.M * ldc), 3);
+                    std::vector<float> C0 = C;
+                    if (beta == 0.f) std::fill(C.begin(), C.end(), std::numeric_limits<float>::quiet_NaN());
+                    gemm<float>(ta, tb, c.M, c.N, c.K, 0.75f, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+                    std::vector<double> R = to_double(C0);
+                    gemm_ref<double>(ta, tb, c.M, c.N, c.K, 0.75, to_double(A).data(), lda, to_double(B).data(), ldb, beta,
+                                     R.data(), ldc);
+                    // compare the M x N block; the padding columns must be untouched
+                    std::vector<float> got;
+                    std::vector<double> want;
+                    for (int64_t i = 0; i < c.M; i++)
+                        for (int64_t j = 0; j < ldc; j++)
+                            if (j < c.N) got.push_back(C[size_t(i * ldc + j)]), want.push_back(R[size_t(i * ldc + j)]);
+                            else if (beta != 0.f) CHECK(C[size_t(i * ldc + j)] == C0[size_t(i * ldc + j)]);
+                    CHECK(rel_err(got, want) < 1e-5);  // K <= 260 products of values in [-1, 1]
+                }
+    });
+}
+
+TEST_CASE("gemm inside a parallel region runs on the calling thread") {
+    const int64_t n = 64;
+    auto A = random_vec(size_t(n * n), 4), B = random_vec(size_t(n * n), 5);
+    std::vector<float> C1(size_t(n * n)), C2(size_t(n * n));
+    gemm<float>(false, false, n, n, n, 1.f, A.data(), n, B.data(), n, 0.f, C1.data(), n);
+#pragma omp parallel num_threads(2)
+    {
+#pragma omp single
+        gemm<float>(false, false, n, n, n, 1.f, A.data(), n, B.data(), n, 0.f, C2.data(), n);
+    }
+    CHECK(C1 == C2);
+}
+
+namespace {
+
+// Forward, backward-data and backward-weight (+ bias) of one shape, fast float32 against float64.
+void check_conv(const Conv2dParams& p, bool with_bias = true) {
+    INFO("B=", p.B, " Cin=", p.Cin, " H=", p.H, " W=", p.W, " Cout=", p.Cout, " k=", p.KH, "x", p.KW, " stride=", p.stride,
+         " pad=", p.pad);
+    const size_t nx = size_t(p.B * p.Cin * p.H * p.W), nw = size_t(p.Cout * p.Cin * p.KH * p.KW);
+    const size_t ny = size_t(p.B * p.Cout * p.Ho() * p.Wo());
+    auto x = random_vec(nx, 11), w = random_vec(nw, 12), b = random_vec(size_t(p.Cout), 13), dy = random_vec(ny, 14);
+    const float* bias = with_bias ? b.data() : nullptr;
+    // tolerance: sums of Cin*k*k (forward, weight: B*Ho*Wo) products; float32 error ~ 1e-7 per term
+    const double tol = 2e-5;
+
+    std::vector<float> y(ny, std::numeric_limits<float>::quiet_NaN());  // forward overwrites
+    conv2d_forward(p, x.data(), w.data(), bias, y.data());
+    std::vector<double> yr(ny), bd = to_double(b);
+    conv2d_forward_ref<double>(p, to_double(x).data(), to_double(w).data(), with_bias ? bd.data() : nullptr, yr.data());
+    CHECK(rel_err(y, yr) < tol);
+
+    auto dx = random_vec(nx, 15);  // accumulated into
+    std::vector<double> dxr = to_double(dx);
+    conv2d_backward_data(p, dy.data(), w.data(), dx.data());
+    conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxr.data());
+    CHECK(rel_err(dx, dxr) < tol);
+
+    auto dw = random_vec(nw, 16), db = random_vec(size_t(p.Cout), 17);
+    std::vector<double> dwr = to_double(dw), dbr = to_double(db);
+    conv2d_backward_weight(p, x.data(), dy.data(), dw.data(), with_bias ? db.data() : nullptr);
+    conv2d_backward_weight_ref<double>(p, to_double(x).data(), to_double(dy).data(), dwr.data(),
+                                       with_bias ? dbr.data() : nullptr);
+    CHECK(rel_err(dw, dwr) < tol);
+    CHECK(rel_err(db, dbr) < tol);
+}
+
+}  // namespace
+
+TEST_CASE("conv2d: 3x3 and 1x1, stride 1 and 2, awkward channel counts and sizes, against float64") {
+    // B, Cin, H, W, Cout, KH, KW, stride, pad
+    const Conv2dParams cases[] = {
+        {2, 3, 7, 5, 17, 3, 3, 1, 1},     // channels not a multiple of 16, odd sizes
+        {1, 17, 9, 11, 33, 3, 3, 2, 1},   // batch 1, stride 2 with odd input
+        {3, 33, 6, 6, 5, 3, 3, 1, 1},     // 3 images on 2 threads
+        {2, 16, 7, 30, 64, 3, 3, 1, 1},   // rows split into tiles, 4 output blocks per tile
+        {2, 32, 8, 8, 48, 3, 3, 2, 1},    // stride 2, even input, output blocks 48
+        {1, 20, 5, 6, 9, 1, 1, 1, 0},     // 1x1
+        {2, 64, 3, 4, 32, 1, 1, 1, 0},    // 1x1, U-Net-like channels
+        {2, 1, 8, 9, 4, 3, 3, 1, 1},      // one input channel (conv_in)
+        {2, 40, 8, 7, 1, 3, 3, 1, 1},     // one output channel (conv_out)
+        {1, 1, 5, 5, 1, 3, 3, 1, 1},      // one channel both sides
+        {2, 1, 9, 9, 3, 3, 3, 2, 1},      // one input channel, stride 2 (general path)
+        {2, 6, 9, 8, 7, 5, 5, 1, 2},      // 5x5
+        {2, 4, 8, 9, 6, 2, 2, 2, 0},      // 2x2 stride 2, no padding
+        {1, 5, 7, 7, 6, 1, 1, 2, 0},      // 1x1 stride 2
+        {2, 3, 10, 9, 4, 3, 3, 3, 1},     // stride 3: reference fallback
+    };
+    for_levels_and_threads([&] {
+        for (const Conv2dParams& p : cases) check_conv(p);
+        check_conv({2, 5, 6, 7, 3, 3, 3, 1, 1}, false);  // no bias
+    });
+}
+
+TEST_CASE("conv2d: U-Net layer shapes at batch 2") {
+    const Conv2dParams cases[] = {
+        {2, 32, 28, 28, 32, 3, 3, 1, 1}, {2, 64, 7, 7, 64, 3, 3, 1, 1}, {2, 32, 28, 28, 32, 3, 3, 2, 1},
+        {2, 1, 28, 28, 32, 3, 3, 1, 1},  {2, 32, 28, 28, 1, 3, 3, 1, 1}, {2, 96, 14, 14, 64, 1, 1, 1, 0},
+    };
+    const SimdLevel saved = simd_level();
+    set_simd_level(simd_detected());
+    for (const Conv2dParams& p : cases) check_conv(p);
+    set_simd_level(saved);
+}
