@@ -120,6 +120,7 @@ int main(int argc, char** argv) try {
         ck.metadata["data_cursor"] = cat(c.epoch, " ", c.pos, " ", c.perm_seed, " ", c.perm_offset);
         ck.metadata["train"] = cat("data=", data_dir, " steps=", steps, " batch=", batch, " lr=", lr, " warmup=", warmup, " lr_decay=", decay,
                                    " schedule=", schedule_name, " T=", T, " ema=", ema_decay, " clip=", clip, " seed=", seed);
+        ck.metadata["model"] = cfg.str();
         ck.metadata["schedule"] = schedule_name;
         ck.metadata["T"] = std::to_string(T);
         nn::save_checkpoint(ckpt_path, ck);

@@ -1,0 +1,160 @@
+// build/figures: the pictures of the diffusion process, as PNG grids (one row per chain, one
+// column per snapshot; snapshot timesteps are printed):
+//   forward.png        x_0 -> x_T: q_sample of real digits at 8 evenly spaced t
+//   oracle_reverse.png the reverse chain with the true posterior q(x_{t-1} | x_t, x_0), which
+//                      knows x_0 and so walks back to the digit
+//   reverse.png        the learned reverse chain p(x_{t-1} | x_t) from pure noise (--checkpoint)
+//   one_to_many.png    digits noised to x_600, then 8 runs of the learned reverse chain from
+//                      that same x_600: 8 different clean images (--checkpoint). Columns: x_0,
+//                      x_600, then the 8 results.
+#include <cstdio>
+#include <omp.h>
+
+#include "apps/cli.h"
+#include "autograd/ops.h"
+#include "ddpm/data.h"
+#include "ddpm/diffusion.h"
+#include "nn/checkpoint.h"
+#include "nn/unet.h"
+#include "tensor/cpu.h"
+#include "tensor/io.h"
+#include "tensor/ops.h"
+#include "tensor/png.h"
+
+using namespace dl;
+
+// Snapshots of a chain: rows x columns images, filled column by column.
+struct Strip {
+    int64_t rows, cols, H, W;
+    Tensor images;  // (rows * cols, 1, H, W), row-major: row r, column c at r * cols + c
+    Strip(int64_t r, int64_t c, int64_t h, int64_t w) : rows(r), cols(c), H(h), W(w), images(Tensor::zeros({r * c, 1, h, w})) {}
+    void set_column(int64_t c, const Tensor& x) {  // x (rows, 1, H, W)
+        for (int64_t r = 0; r < rows; r++) images.rows(r * cols + c, 1).copy_from(x.rows(r, 1).to(DType::F32));
+    }
+    void write(const std::string& path) const { write_png_grid(path, images, int(cols)); }
+};
+
+int main(int argc, char** argv) try {
+    cli::Args args(argc, argv, "figures", "draws the forward and reverse diffusion processes as PNG grids");
+    std::string data_dir = args.str("--data", "data/mnist", "folder with the IDX images");
+    std::string ckpt_path = args.str("--checkpoint", "", "trained checkpoint, for the learned reverse process ('' skips those figures)");
+    std::string out = args.str("--out", "figures", "output folder");
+    int64_t rows = args.integer("--rows", 4, "chains per figure");
+    int64_t t_one = args.integer("--t", 600, "timestep of the one-to-many figure");
+    int64_t seed = args.integer("--seed", 0, "seed of the noise");
+    int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: all)");
+    args.done();
+    if (threads > 0) omp_set_num_threads(int(threads));
+    set_flush_denormals();
+    make_dirs(out);
+
+    ddpm::Dataset data(data_dir);
+    const int64_t H = data.rows(), W = data.cols(), cols = 8;
+    std::vector<int64_t> idx;
+    for (int64_t i = 0; i < rows; i++) idx.push_back(i % data.size());
+    Tensor x0 = data.images(idx);  // (rows, 1, H, W)
+    Philox gen{uint64_t(seed)};
+
+    // The model, when there is one: its schedule comes with it.
+    ddpm::Schedule sched = ddpm::make_schedule(ddpm::ScheduleKind::Linear);
+    std::unique_ptr<nn::UNet> model;
+    if (!ckpt_path.empty()) {
+        nn::Checkpoint ck = nn::load_checkpoint(ckpt_path);
+        auto meta = [&](const char* key) {
+            auto it = ck.metadata.find(key);
+            if (it == ck.metadata.end()) fail(ckpt_path, ": metadata has no '", key, "'");
+            return it->second;
+        };
+        sched = ddpm::make_schedule(ddpm::parse_schedule(meta("schedule")), std::stoll(meta("T")));
+        model = std::make_unique<nn::UNet>(nn::UNetConfig::parse(meta("model")));
+        nn::load_named(model->state_dict(), ck.ema.empty() ? ck.model : ck.ema, ckpt_path);
+        model->eval();
+    }
+    const int64_t T = sched.T;
+    std::vector<int64_t> snap_t;  // 8 evenly spaced timesteps, 0 .. T-1
+    for (int64_t c = 0; c < cols; c++) snap_t.push_back(c * (T - 1) / (cols - 1));
+    auto show = [](const char* name, const std::vector<int64_t>& ts) {
+        std::printf("%-18s columns at t =", name);
+        for (int64_t t : ts) std::printf(" %lld", (long long)t);
+        std::printf("\n");
+    };
+
+    // (1) the forward process: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, one eps per row
+    {
+        Strip s(rows, cols, H, W);
+        Tensor eps = randn(x0.shape(), gen);
+        for (int64_t c = 0; c < cols; c++) s.set_column(c, ddpm::q_sample(sched, x0, std::vector<int64_t>(size_t(rows), snap_t[size_t(c)]), eps));
+        s.write(out + "/forward.png");
+        show("forward.png", snap_t);
+    }
+
+    // the reverse columns run from t = T-1 down to 0
+    std::vector<int64_t> rev_t(snap_t.rbegin(), snap_t.rend());
+    auto column_of = [&](int64_t t) {
+        for (int64_t c = 0; c < cols; c++)
+            if (rev_t[size_t(c)] == t) return c;
+        return int64_t(-1);
+    };
+
+    // (2) the oracle reverse process: x_{t-1} ~ q(x_{t-1} | x_t, x_0), from x_{T-1} ~ q(x_{T-1} | x_0)
+    {
+        Strip s(rows, cols, H, W);
+        Tensor x = ddpm::q_sample(sched, x0, std::vector<int64_t>(size_t(rows), T - 1), randn(x0.shape(), gen));
+        s.set_column(0, x);
+        for (int64_t t = T - 1; t >= 0; t--) {
+            std::vector<int64_t> ts(size_t(rows), t);
+            x = ddpm::sample_gaussian(ddpm::q_posterior(sched, x0, x, ts), ts, gen);  // now x_{t-1}
+            if (int64_t c = column_of(t - 1); t >= 1 && c > 0) s.set_column(c, x);
+        }
+        s.set_column(cols - 1, x);  // the end of the chain
+        s.write(out + "/oracle_reverse.png");
+        show("oracle_reverse.png", rev_t);
+    }
+
+    if (!model) {
+        std::printf("no --checkpoint: skipped reverse.png and one_to_many.png\n");
+        return 0;
+    }
+    ddpm::EpsModel eps_model = [&](const Tensor& x, const std::vector<int64_t>& t) {
+        NoGradGuard ng;
+        return model->forward(Variable(x), t).value();
+    };
+
+    // (3) the learned reverse process from pure noise (Algorithm 2, all T steps)
+    {
+        Strip s(rows, cols, H, W);
+        cli::Progress progress(T);
+        Tensor xT = randn(x0.shape(), gen);
+        s.set_column(0, xT);
+        ddpm::p_sample_loop_from(sched, eps_model, xT, T - 1, gen, true, ddpm::VarianceKind::Beta, [&](int64_t t, const Tensor& x) {
+            if (t >= 1)
+                if (int64_t c = column_of(t - 1); c > 0) s.set_column(c, x);
+            if (t == 0) s.set_column(cols - 1, x);
+            progress.update(T - t, "reverse.png");
+        });
+        progress.finish();
+        s.write(out + "/reverse.png");
+        show("reverse.png", rev_t);
+    }
+
+    // (4) one to many: the same x_t, eight reverse runs
+    {
+        if (t_one < 0 || t_one >= T) fail("figures: --t must be in [0, ", T, "), got ", t_one);
+        Strip s(rows, cols + 2, H, W);
+        Tensor xt = ddpm::q_sample(sched, x0, std::vector<int64_t>(size_t(rows), t_one), randn(x0.shape(), gen));
+        s.set_column(0, x0);
+        s.set_column(1, xt);
+        cli::Progress progress(cols);
+        for (int64_t run = 0; run < cols; run++) {
+            s.set_column(2 + run, ddpm::p_sample_loop_from(sched, eps_model, xt, t_one, gen, true, ddpm::VarianceKind::Beta));
+            progress.update(run + 1, "one_to_many.png", true);
+        }
+        progress.finish();
+        s.write(out + "/one_to_many.png");
+        std::printf("%-18s columns: x_0, x_%lld, then 8 reverse runs from that x_%lld\n", "one_to_many.png", (long long)t_one, (long long)t_one);
+    }
+    return 0;
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+}
