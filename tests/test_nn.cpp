@@ -35,6 +35,15 @@ UNetConfig tiny_config() {
     return c;
 }
 
+// The same shape at ch 4 (channels 4, 8, 12, 16), for the gradcheck: about 4x cheaper, which
+// matters under the sanitizers, where the float64 reference conv runs at -O1.
+UNetConfig gradcheck_config() {
+    UNetConfig c = tiny_config();
+    c.ch = 4;
+    c.groups = 2;
+    return c;
+}
+
 Tensor rnd(Shape s, uint64_t seed, DType dt = DType::F32) {
     Philox g(seed);
     return randn(std::move(s), g, dt);
@@ -125,7 +134,7 @@ TEST_CASE("unet: initialization is PyTorch's default, and the seed decides it") 
 }
 
 TEST_CASE("unet: gradcheck of the whole U-Net in float64, every parameter tensor and the input") {
-    UNet model(tiny_config(), 3);
+    UNet model(gradcheck_config(), 3);
     model.to(DType::F64);
     CHECK(model.dtype() == DType::F64);
     CHECK(model.flat_parameters().dtype() == DType::F64);
