@@ -1,0 +1,139 @@
+// Training end to end: a tiny U-Net overfits a few fixed (x0, t, eps) examples, and the programs
+// train -> checkpoint -> sample work together, resume bit for bit, and fail clearly on bad input.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ddpm/data.h"
+#include "ddpm/diffusion.h"
+#include "nn/checkpoint.h"
+#include "nn/optim.h"
+#include "nn/unet.h"
+#include "tensor/io.h"
+#include "tensor/npy.h"
+#include "tensor/ops.h"
+
+using namespace dl;
+
+namespace {
+
+// Runs a shell command; returns its exit status and, in `output`, what it printed.
+int run(const std::string& cmd, std::string* output = nullptr) {
+    std::string log = "/tmp/dl_test_run_" + std::to_string(getpid()) + ".log";
+    int rc = std::system((cmd + " > " + log + " 2>&1").c_str());
+    if (output) *output = read_file(log);
+    std::remove(log.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// The build folder holding the programs: the one this test binary lives in.
+std::string build_dir() {
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    REQUIRE(n > 0);
+    std::string exe(buf, size_t(n));
+    return exe.substr(0, exe.rfind('/'));
+}
+
+std::string temp_dir(const char* name) {
+    std::string d = "/tmp/dl_test_" + std::string(name) + "_" + std::to_string(getpid());
+    std::system(("rm -rf " + d).c_str());
+    make_dirs(d);
+    return d;
+}
+
+}  // namespace
+
+TEST_CASE("a tiny U-Net overfits 16 fixed noisy images: the loss falls by a large factor") {
+    nn::UNetConfig cfg;
+    cfg.ch = 8;
+    cfg.ch_mult = {1, 2};
+    cfg.num_res_blocks = 1;
+    cfg.attn_res = {4};
+    cfg.groups = 4;
+    cfg.dropout = 0;
+    cfg.resolution = 8;
+    nn::UNet model(cfg, 1);
+    ddpm::Schedule sched = ddpm::make_schedule(ddpm::ScheduleKind::Linear, 100);
+    Philox gen(2);
+    // 16 blobs at random places, with fixed timesteps and noise: a set small enough to memorize
+    Tensor x0 = Tensor::zeros({16, 1, 8, 8});
+    for (int64_t i = 0; i < 16; i++) {
+        int64_t cy = i % 5 + 1, cx = (i * 3) % 5 + 1;
+        for (int64_t y = 0; y < 8; y++)
+            for (int64_t x = 0; x < 8; x++)
+                x0.set_flat(i * 64 + y * 8 + x, (std::abs(y - cy) + std::abs(x - cx) <= 1) ? 1.0 : -1.0);
+    }
+    std::vector<int64_t> t = randint(16, 100, gen);
+    Tensor eps = randn(x0.shape(), gen);
+    nn::Adam adam(model.num_parameters(), DType::F32);
+    auto model_fn = [&](const Variable& xt, const std::vector<int64_t>& tt) { return model.forward(xt, tt); };
+    double first = 0, last = 0;
+    for (int step = 0; step < 150; step++) {
+        model.zero_grad();
+        Variable loss = ddpm::training_loss(sched, model_fn, x0, t, eps);
+        loss.backward();
+        adam.step(model.flat_parameters(), model.flat_grads(), 3e-3);
+        if (step == 0) first = loss.value().item();
+        last = loss.value().item();
+    }
+    MESSAGE("loss ", first, " -> ", last);
+    CHECK(first > 0.5);
+    CHECK(last < first / 10);
+}
+
+TEST_CASE("train writes a checkpoint that sample reads; a resumed run matches an uninterrupted one") {
+    std::string bin = build_dir(), dir = temp_dir("train");
+    ddpm::write_synthetic_idx(dir + "/data", 24, 3);
+    std::string common = bin + "/train --data " + dir + "/data --ch 8 --batch 4 --samples 4 --ddim-steps 2 --threads 2 --seed 5";
+    std::string out;
+
+    // 4 steps in one go
+    REQUIRE(run(common + " --steps 4 --every 4 --out " + dir + "/straight", &out) == 0);
+    INFO(out);
+    CHECK(file_exists(dir + "/straight/checkpoint.safetensors"));
+    CHECK(file_exists(dir + "/straight/samples.png"));
+    CHECK(file_exists(dir + "/straight/loss.csv"));
+    CHECK(file_exists(dir + "/straight/loss.svg"));
+
+    // 1 step (the time limit stops it), then resumed to 4
+    REQUIRE(run(common + " --steps 4 --every 2 --minutes 1e-9 --out " + dir + "/resumed", &out) == 0);  // stops after 1 step
+    REQUIRE(run(common + " --steps 4 --every 2 --resume --out " + dir + "/resumed", &out) == 0);
+    CHECK(out.find("resumed") != std::string::npos);
+    nn::Checkpoint a = nn::load_checkpoint(dir + "/straight/checkpoint.safetensors");
+    nn::Checkpoint b = nn::load_checkpoint(dir + "/resumed/checkpoint.safetensors");
+    CHECK(a.step == 4);
+    CHECK(b.step == 4);
+    REQUIRE(a.model.size() == b.model.size());
+    double worst = 0;
+    for (size_t i = 0; i < a.model.size(); i++) worst = std::max(worst, max_abs_diff(a.model[i].value, b.model[i].value));
+    for (size_t i = 0; i < a.ema.size(); i++) worst = std::max(worst, max_abs_diff(a.ema[i].value, b.ema[i].value));
+    CHECK(worst == 0.0);  // bit for bit
+
+    // sample reads it
+    REQUIRE(run(bin + "/sample --checkpoint " + dir + "/straight/checkpoint.safetensors --n 3 --ddim-steps 2 --out " + dir +
+                    "/s.npy --png " + dir + "/s.png",
+                &out) == 0);
+    Tensor s = read_npy(dir + "/s.npy");
+    CHECK(s.shape() == Shape{3, 28, 28});
+    CHECK(s.dtype() == DType::F32);
+    CHECK(file_exists(dir + "/s.png"));
+
+    // bad input: a clear message and a non-zero exit
+    CHECK(run(bin + "/sample --checkpoint " + dir + "/missing.safetensors", &out) != 0);
+    CHECK(out.find("missing.safetensors: cannot open") != std::string::npos);
+    CHECK(run(common + " --steps 1 --data " + dir + "/nowhere --out " + dir + "/x", &out) != 0);
+    CHECK(out.find("nowhere") != std::string::npos);
+    CHECK(run(bin + "/train --bogus 1", &out) != 0);
+    CHECK(out.find("unknown flag --bogus") != std::string::npos);
+    // resuming with another model configuration is refused, and the checkpoint is untouched
+    std::string before = read_file(dir + "/straight/checkpoint.safetensors");
+    CHECK(run(bin + "/train --data " + dir + "/data --ch 16 --resume --steps 5 --out " + dir + "/straight", &out) != 0);
+    CHECK(out.find("the checkpoint's model is") != std::string::npos);
+    CHECK(read_file(dir + "/straight/checkpoint.safetensors") == before);
+    std::system(("rm -rf " + dir).c_str());
+}
