@@ -273,7 +273,7 @@ void run_direct(const ConvIsa& k, const DirectPass& d, const float* in, float* o
 }
 
 bool direct_ok(const Conv2dParams& p) { return (p.stride == 1 || p.stride == 2) && p.pad < p.KH && p.pad < p.KW; }
-bool is_1x1(const Conv2dParams& p) { return p.KH == 1 && p.KW == 1 && p.stride == 1 && p.pad == 0; }
+bool is_1x1(const Conv2dParams& p) { return getenv("NO1X1") ? false : p.KH == 1 && p.KW == 1 && p.stride == 1 && p.pad == 0; }
 bool is_3x3_same(const Conv2dParams& p) { return p.KH == 3 && p.KW == 3 && p.stride == 1 && p.pad == 1; }
 
 Grid forward_grid(const Conv2dParams& p) {
@@ -305,47 +305,36 @@ void direct_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, con
     run_direct(k, d, x, y);
 }
 
-// y (B, Cout, Ho, Wo) from a single input channel: a zero-padded copy of each image, then rows of
-// 16 pixels x 4 output channels.
+// A zero-padded copy (border 1, 16 floats of slack past each row) of the plane src (H, W).
+int64_t padded_row(int64_t W) { return W + 2 + 16; }
+int64_t padded_plane(int64_t H, int64_t W) { return (H + 2) * padded_row(W) + 16; }
+void pad_plane(const float* src, int64_t H, int64_t W, float* dst) {
+    const int64_t Wp = padded_row(W);
+    std::fill(dst, dst + padded_plane(H, W), 0.f);
+    for (int64_t h = 0; h < H; h++) std::copy_n(src + h * W, W, dst + (h + 1) * Wp + 1);
+}
+
+// y (B, Cout, H, W) from a single input channel: rows of 16 pixels x 8 output channels over a
+// padded copy of each image.
 void cin1_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
-    const int64_t Wp = p.W + 2 + 16, Hp = p.H + 2, plane = Hp * Wp + 16;  // 16 floats of slack for vector over-reads
 #pragma omp parallel for schedule(static) num_threads(team_size())
     for (int64_t b = 0; b < p.B; b++) {
-        float* xp = scratch(2, size_t(plane));
-        std::fill(xp, xp + plane, 0.f);
-        for (int64_t h = 0; h < p.H; h++) std::copy_n(x + (b * p.H + h) * p.W, p.W, xp + (h + 1) * Wp + 1);
-        OneToMany a{nullptr, Wp, 3, 3, w, nullptr, p.H * p.W, p.W, int(p.Cout), bias, false};
+        float* xp = scratch(2, size_t(padded_plane(p.H, p.W)));
+        pad_plane(x + b * p.H * p.W, p.H, p.W, xp);
+        OneToMany a{nullptr, padded_row(p.W), w, nullptr, p.H * p.W, p.W, int(p.Cout), bias, false};
         for (int64_t i = 0; i < p.H; i++) {
-            a.in = xp + i * Wp;
+            a.in = xp + i * a.in_row;
             a.out = y + b * p.Cout * p.H * p.W + i * p.W;
             k.one_to_many(a);
         }
     }
 }
 
-// y (B, 1, Ho, Wo): per pixel, lane-parallel dot products over the channel blocks and taps.
+// y (B, 1, H, W) = bias + sum over input channels, straight from the NCHW planes.
 void cout1_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
-    const Grid g = forward_grid(p);
-    const int64_t ncb = (p.Cin + 15) / 16, img = ncb * g.Hp * g.Wp * 16;
-    float* wp = scratch(0, size_t(ncb * 9 * 16));  // [cb][tap][16]
-    int64_t off[9];
-    for (int t = 0; t < 9; t++) {
-        off[t] = ((t / 3) * g.Wp + t % 3) * 16;
-        for (int64_t c = 0; c < 16 * ncb; c++) wp[((c / 16) * 9 + t) * 16 + c % 16] = c < p.Cin ? w[c * 9 + t] : 0.f;
-    }
-    const int R = std::min(16, k.acc_regs);
 #pragma omp parallel for schedule(static) num_threads(team_size())
-    for (int64_t b = 0; b < p.B; b++) {
-        float* blk = scratch(2, size_t(img));
-        k.to_blocked(x + b * p.Cin * p.H * p.W, p.Cin, p.H, p.W, blk, g.Hp, g.Wp, g.pt, g.pl);
-        ManyToOne a{nullptr, g.Hp * g.Wp * 16, int(ncb), off, 9, wp, nullptr, bias ? bias[0] : 0.f, false};
-        for (int64_t i = 0; i < p.Ho(); i++)
-            for (int64_t j = 0; j < p.Wo(); j += R) {
-                a.in = blk + (i * g.Wp + j) * 16;
-                a.out = y + (b * p.Ho() + i) * p.Wo() + j;
-                k.many_to_one(a, int(std::min<int64_t>(R, p.Wo() - j)));
-            }
-    }
+    for (int64_t b = 0; b < p.B; b++)
+        k.many_to_one({x + b * p.Cin * p.H * p.W, p.Cin, p.H, p.W, w, y + b * p.H * p.W, bias ? bias[0] : 0.f, false});
 }
 
 // 1x1: y[b] (Cout, HW) = W (Cout, Cin) x[b] (Cin, HW) + bias, one GEMM per image.
@@ -422,45 +411,32 @@ void direct_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* 
     run_direct(k, d, dy, dx);
 }
 
-// dx (B, 1, H, W) += sum over the output channels: many_to_one over dy with the rotated kernel.
-void cin1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
-    const Grid g{p.H + 2, p.W + 2, 1, 1};
-    const int64_t nob = (p.Cout + 15) / 16, img = nob * g.Hp * g.Wp * 16;
-    float* wp = scratch(0, size_t(nob * 9 * 16));  // [ob][tap][16]
-    int64_t off[9];
-    for (int t = 0; t < 9; t++) {  // dx[h][w] takes w[p][q] * dy[h + 1 - p][w + 1 - q]
-        off[t] = ((2 - t / 3) * g.Wp + 2 - t % 3) * 16;
-        for (int64_t o = 0; o < 16 * nob; o++) wp[((o / 16) * 9 + t) * 16 + o % 16] = o < p.Cout ? w[o * 9 + t] : 0.f;
-    }
-    const int R = std::min(16, k.acc_regs);
-#pragma omp parallel for schedule(static) num_threads(team_size())
-    for (int64_t b = 0; b < p.B; b++) {
-        float* blk = scratch(2, size_t(img));
-        k.to_blocked(dy + b * p.Cout * p.H * p.W, p.Cout, p.H, p.W, blk, g.Hp, g.Wp, g.pt, g.pl);
-        ManyToOne a{nullptr, g.Hp * g.Wp * 16, int(nob), off, 9, wp, nullptr, 0.f, true};
-        for (int64_t i = 0; i < p.H; i++)
-            for (int64_t j = 0; j < p.W; j += R) {
-                a.in = blk + (i * g.Wp + j) * 16;
-                a.out = dx + (b * p.H + i) * p.W + j;
-                k.many_to_one(a, int(std::min<int64_t>(R, p.W - j)));
-            }
-    }
+// The 3x3 kernel rotated by 180 degrees, per channel: (n, 9) -> (n, 9), tap t -> 8 - t.
+float* rotated_3x3(const float* w, int64_t n) {
+    float* r = scratch(0, size_t(n * 9));
+    for (int64_t c = 0; c < n; c++)
+        for (int t = 0; t < 9; t++) r[c * 9 + t] = w[c * 9 + 8 - t];
+    return r;
 }
 
-// dx (B, Cin, H, W) += w[0][c] (rotated) * dy: one_to_many over a padded copy of the single dy plane.
+// dx (B, 1, H, W) += sum over the output channels of dy with the rotated kernel.
+void cin1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+    const float* wr = rotated_3x3(w, p.Cout);
+#pragma omp parallel for schedule(static) num_threads(team_size())
+    for (int64_t b = 0; b < p.B; b++)
+        k.many_to_one({dy + b * p.Cout * p.H * p.W, p.Cout, p.H, p.W, wr, dx + b * p.H * p.W, 0.f, true});
+}
+
+// dx (B, Cin, H, W) += the rotated kernel of each input channel times a padded copy of the single dy plane.
 void cout1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
-    const int64_t Wp = p.W + 2 + 16, Hp = p.H + 2, plane = Hp * Wp + 16;
-    float* wr = scratch(0, size_t(p.Cin * 9));  // (Cin, 3, 3) rotated by 180 degrees
-    for (int64_t c = 0; c < p.Cin; c++)
-        for (int t = 0; t < 9; t++) wr[c * 9 + t] = w[c * 9 + 8 - t];
+    const float* wr = rotated_3x3(w, p.Cin);
 #pragma omp parallel for schedule(static) num_threads(team_size())
     for (int64_t b = 0; b < p.B; b++) {
-        float* dp = scratch(2, size_t(plane));
-        std::fill(dp, dp + plane, 0.f);
-        for (int64_t h = 0; h < p.H; h++) std::copy_n(dy + (b * p.H + h) * p.W, p.W, dp + (h + 1) * Wp + 1);
-        OneToMany a{nullptr, Wp, 3, 3, wr, nullptr, p.H * p.W, p.W, int(p.Cin), nullptr, true};
+        float* dp = scratch(2, size_t(padded_plane(p.H, p.W)));
+        pad_plane(dy + b * p.H * p.W, p.H, p.W, dp);
+        OneToMany a{nullptr, padded_row(p.W), wr, nullptr, p.H * p.W, p.W, int(p.Cin), nullptr, true};
         for (int64_t i = 0; i < p.H; i++) {
-            a.in = dp + i * Wp;
+            a.in = dp + i * a.in_row;
             a.out = dx + b * p.Cin * p.H * p.W + i * p.W;
             k.one_to_many(a);
         }
@@ -486,19 +462,14 @@ void fast_backward_data(const Conv2dParams& p, const float* dy, const float* w, 
 
 // ---- backward to the weight ----
 
-// dbias[o] += sum over images and pixels of dy[b][o].
-void bias_grad(const Conv2dParams& p, const float* dy, float* dbias) {
+// dbias[o] += sum over images and pixels of dy[b][o]; threads over output channels.
+void bias_grad(const ConvIsa& k, const Conv2dParams& p, const float* dy, float* dbias) {
     const int64_t P = p.Ho() * p.Wo();
 #pragma omp parallel for schedule(static) num_threads(team_size())
     for (int64_t o = 0; o < p.Cout; o++) {
-        double acc = 0;
-        for (int64_t b = 0; b < p.B; b++) {
-            const float* d = dy + (b * p.Cout + o) * P;
-            float s = 0;
-            for (int64_t i = 0; i < P; i++) s += d[i];
-            acc += s;
-        }
-        dbias[o] += float(acc);
+        float s = 0;
+        for (int64_t b = 0; b < p.B; b++) k.sum_planes(dy + (b * p.Cout + o) * P, 1, P, &s);
+        dbias[o] += s;
     }
 }
 
@@ -567,43 +538,32 @@ void direct_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float
         });
 }
 
-// conv_in (Cin = 1) and conv_out (Cout = 1), 3x3 stride 1: all 9 taps in registers, the single
-// channel broadcast from a padded plane, the other side's channels in vectors.
-void single_channel_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw) {
+// conv_in (Cin = 1) and conv_out (Cout = 1), 3x3 stride 1: each channel of the many side times
+// the 9 shifted copies of the single side (x for conv_in, dy for conv_out), summed in registers.
+void single_channel_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw,
+                                    float* dbias) {
     const bool cin1 = p.Cin == 1;
-    const int64_t C = cin1 ? p.Cout : p.Cin, nb = (C + 15) / 16, Cp = 16 * nb;  // the vector side
-    const int64_t Hp = p.H + 2, Wp = p.W + 2, plane = Hp * Wp, vimg = nb * p.H * p.W * 16;
-    int64_t uoff[9];  // conv_in: x[h + p - 1][w + q - 1]; conv_out: dy[h + 1 - p][w + 1 - q] (padded by 1)
-    for (int t = 0; t < 9; t++) uoff[t] = cin1 ? (t / 3) * Wp + t % 3 : (2 - t / 3) * Wp + 2 - t % 3;
-    const int64_t chunk = std::max<int64_t>(1, (128 << 10) / (plane + vimg));
+    const int64_t M = cin1 ? p.Cout : p.Cin, HW = p.H * p.W, Wp = padded_row(p.W), plane = padded_plane(p.H, p.W);
+    int64_t off[9];  // conv_in: x[h + p - 1][w + q - 1]; conv_out: dy[h + 1 - p][w + 1 - q]
+    for (int t = 0; t < 9; t++) off[t] = cin1 ? (t / 3) * Wp + t % 3 : (2 - t / 3) * Wp + 2 - t % 3;
+    const int64_t chunk = std::max<int64_t>(1, (64 << 10) / plane);  // padded planes of a chunk stay in L2
+    // conv_in's many side is dy: its channel sums (the bias gradient) come with the same pass
+    const bool fuse_bias = cin1 && dbias;
+    if (dbias && !fuse_bias) bias_grad(k, p, dy, dbias);
     reduce_over_images(
-        p.B, 9 * Cp,
-        [&](float* acc, int64_t b0, int64_t b1) {  // acc (9, Cp)
-            float* ub = scratch(2, size_t(chunk * plane));
-            float* vb = scratch(3, size_t(chunk * vimg));
+        p.B, M * 10,
+        [&](float* acc, int64_t b0, int64_t b1) {  // acc (M, 9), then the bias sums (M)
+            float* sb = scratch(2, size_t(chunk * plane));
             for (int64_t c0 = b0; c0 < b1; c0 += chunk) {
                 const int64_t n = std::min(chunk, b1 - c0);
-                for (int64_t b = 0; b < n; b++) {
-                    const float* u = cin1 ? x + (c0 + b) * p.H * p.W : dy + (c0 + b) * p.H * p.W;
-                    const float* v = cin1 ? dy + (c0 + b) * p.Cout * p.H * p.W : x + (c0 + b) * p.Cin * p.H * p.W;
-                    float* up = ub + b * plane;
-                    std::fill(up, up + plane, 0.f);
-                    for (int64_t h = 0; h < p.H; h++) std::copy_n(u + h * p.W, p.W, up + (h + 1) * Wp + 1);
-                    k.to_blocked(v, C, p.H, p.W, vb + b * vimg, p.H, p.W, 0, 0);
-                }
-                for (int64_t ob = 0; ob < nb; ob += 2) {
-                    const int nv = int(std::min<int64_t>(2, nb - ob));
-                    std::vector<float> tile(size_t(9 * 16 * nv), 0.f);
-                    DwTaps a{ub, plane, Wp, uoff, vb + ob * p.H * p.W * 16, vimg, p.H * p.W * 16, n, p.H, p.W, tile.data()};
-                    k.dw_taps(a, nv);
-                    for (int t = 0; t < 9; t++)
-                        for (int64_t o = 0; o < 16 * nv; o++) acc[t * Cp + ob * 16 + o] += tile[size_t(t * 16 * nv + o)];
-                }
+                for (int64_t b = 0; b < n; b++) pad_plane((cin1 ? x : dy) + (c0 + b) * HW, p.H, p.W, sb + b * plane);
+                const float* many = cin1 ? dy + c0 * p.Cout * HW : x + c0 * p.Cin * HW;
+                k.dw_single({many, M * HW, sb, plane, Wp, off, M, n, p.H, p.W, acc, fuse_bias ? acc + M * 9 : nullptr});
             }
         },
-        [&](int64_t i, float s) {  // i = (t, channel)
-            const int64_t c = i % Cp, t = i / Cp;
-            if (c < C) dw[c * 9 + t] += s;  // (Cout, 1, 3, 3) or (1, Cin, 3, 3): channel-major either way
+        [&](int64_t i, float s) {  // (Cout, 1, 3, 3) or (1, Cin, 3, 3): (M, 9) either way
+            if (i < M * 9) dw[i] += s;
+            else if (fuse_bias) dbias[i - M * 9] += s;
         });
 }
 
@@ -621,10 +581,9 @@ void gemm_backward_weight_1x1(const Conv2dParams& p, const float* x, const float
 
 void fast_backward_weight(const Conv2dParams& p, const float* x, const float* dy, float* dw, float* dbias) {
     const ConvIsa& k = conv_isa();
-    if (dbias) bias_grad(p, dy, dbias);
+    if (is_3x3_same(p) && (p.Cin == 1 || p.Cout == 1)) return single_channel_backward_weight(k, p, x, dy, dw, dbias);
+    if (dbias) bias_grad(k, p, dy, dbias);
     if (is_1x1(p)) return gemm_backward_weight_1x1(p, x, dy, dw);
-    if (is_3x3_same(p) && (p.Cin == 1 || p.Cout == 1) && std::max(p.Cin, p.Cout) <= 64)
-        return single_channel_backward_weight(k, p, x, dy, dw);
     if (direct_ok(p)) return direct_backward_weight(k, p, x, dy, dw);
     conv2d_backward_weight_ref<float>(p, x, dy, dw, nullptr);
 }

@@ -42,46 +42,49 @@ struct DwTile {
     int64_t acc_ld;          // floats between rows of acc
 };
 
-// Weight gradient when one side has a single channel (conv_in: Cin = 1; conv_out: Cout = 1),
-// all NT taps at once:
-//   acc[t][k] += sum_{img, pixel} u[img][pixel + uoff[t]] * v[img][k / 16][pixel][k % 16]
-// u is a single zero-padded plane (Hu rows of Wu floats), v a blocked unpadded image (Hv, Wv).
-struct DwTaps {
-    const float* u;          // plane of image 0 at the origin of pixel (0, 0)
-    int64_t u_img, u_row;    // floats between images, between rows
-    const int64_t* uoff;     // NT offsets in floats
-    const float* v;          // blocked (NV, Hv, Wv, 16) of image 0
-    int64_t v_img, v_vstride;
-    int64_t nimg, Hv, Wv;
-    float* acc;              // (NT, NV*16), accumulated
+// ---- 3x3, stride 1, pad 1 with a single channel on one side (conv_in: Cin = 1, conv_out: Cout = 1) ----
+// The channel-blocked tiles would waste 15 of 16 lanes here, so these kernels vectorize over 16
+// pixels of a row instead, on NCHW planes. A "padded plane" is one channel with a zero border of 1
+// (row stride in_row), readable 16 floats past the end of every row.
+
+// One input channel, many outputs (conv_in forward; conv_out backward-data with the kernel rotated):
+//   out[o][j] (+)= bias[o] + sum_{p,q<3} w[o][3p+q] * in[p*in_row + j + q]     for one output row
+struct OneToMany {
+    const float* in;          // padded plane at the window origin of the row's first pixel
+    int64_t in_row;
+    const float* w;           // (nout, 9)
+    float* out;               // output channel 0 of the row
+    int64_t out_cstride, width;
+    int nout;
+    const float* bias;        // or null
+    bool accumulate;
 };
 
-// A convolution with one output channel (conv_out forward, conv_in backward-data), R pixels of a row:
-//   out[j] (+)= bias + sum_{cb, tap} dot16(w[cb][tap], in[cb][pixel j + tap_off[tap]])
+// Many input channels, one output (conv_out forward; conv_in backward-data with the kernel rotated):
+//   out[i][j] (+)= bias + sum_{c, p, q} w[c][3p+q] * in[c][i+p-1][j+q-1]    (zero outside the image)
+// read straight from the unpadded NCHW planes with lane masks at the borders.
 struct ManyToOne {
-    const float* in;         // blocked input, channel block 0, window origin of pixel 0
-    int64_t in_cb_stride;
-    int ncb;
-    const int64_t* tap_off;
-    int ntaps;
-    const float* w;          // [cb][tap][16], zero past the channels
-    float* out;
+    const float* in;          // (C, H, W) of one image
+    int64_t C, H, W;
+    const float* w;           // (C, 9)
+    float* out;               // (H, W)
     float bias;
     bool accumulate;
 };
 
-// A convolution with one input channel (conv_in forward, conv_out backward-data), one output row,
-// vectorized over pixels:  out[o][j] (+)= bias[o] + sum_{p<kh, q<kw} w[o][p][q] * in[p*in_row + j + q]
-struct OneToMany {
-    const float* in;         // plain padded plane at the window origin of pixel 0; readable 16 floats past the row
-    int64_t in_row;
-    int kh, kw;
-    const float* w;          // (nout, kh*kw)
-    float* out;
-    int64_t out_cstride, width;
-    int nout;
-    const float* bias;       // or null
-    bool accumulate;
+// Weight gradient, all 9 taps of each channel in registers:
+//   acc[m][t] += sum_{img, i, j} many[img][m][i][j] * single[img][(i, j) + off[t]]
+// conv_in: many = dy, single = padded x, off = (p, q); conv_out: many = x, single = padded dy,
+// off = (2-p, 2-q).
+struct DwSingle {
+    const float* many;        // (M, H, W) planes of image 0
+    int64_t many_img;         // floats between images
+    const float* single;      // padded plane of image 0, at padded (0, 0)
+    int64_t single_img, single_row;
+    const int64_t* off;       // 9 offsets in floats
+    int64_t M, nimg, H, W;
+    float* acc;               // (M, 9), accumulated
+    float* bias_acc;          // (M): += sum of each many-side channel (its bias gradient), or null
 };
 
 struct ConvIsa {
@@ -91,9 +94,10 @@ struct ConvIsa {
                        int64_t pt, int64_t pl);
     void (*direct_tile)(const DirectTile& a, int R, int NV, int SIN);  // NV in {1, 2, 4}, SIN in {1, 2}
     void (*dw_tile)(const DwTile& a, int RC, int NV, int SIN);         // RC <= 8, NV in {1, 2, 3}
-    void (*dw_taps)(const DwTaps& a, int NV);                          // NT = 9, NV in {1, 2}
-    void (*many_to_one)(const ManyToOne& a, int R);                    // R <= 16
     void (*one_to_many)(const OneToMany& a);
+    void (*many_to_one)(const ManyToOne& a);
+    void (*dw_single)(const DwSingle& a);
+    void (*sum_planes)(const float* src, int64_t n, int64_t P, float* out);  // out[i] += sum of plane i
 };
 
 const ConvIsa& conv_isa_avx512();

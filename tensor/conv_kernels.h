@@ -46,7 +46,7 @@ template <int R, int NV, int SIN>
 __attribute__((always_inline)) inline void direct_step(V16 (&acc)[R][NV], const float* x, const float* wc, int c) {
     V16 wv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) wv[v] = vload(wc + 16 * v);
+    for (int v = 0; v < NV; v++) wv[v] = vload(wc + 16 * v), vreg(wv[v]);
 #pragma GCC unroll 14
     for (int j = 0; j < R; j++) {
         const V16 xv = vset(x[j * SIN * 16 + c]);
@@ -140,7 +140,7 @@ void dw_tile(const DwTile& a) {
             for (int64_t j = 0; j < a.Wo; j++) {
                 V16 d[NV];
 #pragma GCC unroll 4
-                for (int v = 0; v < NV; v++) d[v] = vload(dr + v * a.dy_ob + j * 16);
+                for (int v = 0; v < NV; v++) d[v] = vload(dr + v * a.dy_ob + j * 16), vreg(d[v]);
 #pragma GCC unroll 8
                 for (int c = 0; c < RC; c++) {
                     const V16 xv = vset(xr[j * SIN * 16 + c]);
@@ -178,114 +178,152 @@ void dw_tile_any(const DwTile& a, int RC, int NV, int SIN) {
     }
 }
 
-// All 9 taps of a 3x3 kernel in registers (9 x NV accumulators); u is a single channel.
-template <int NV>
-void dw_taps(const DwTaps& a) {
-    constexpr int NT = 9;
-    V16 acc[NT][NV];
+// ---- 3x3 with a single channel on one side ----------------------------------------------------------
+
+// Output channels NO at a time over one 16-pixel chunk whose 9 shifted input vectors are in x.
+template <int NO>
+__attribute__((always_inline)) inline void one_to_many_block(const OneToMany& a, const V16 (&x)[9], int o, int64_t j0,
+                                                             int n) {
+    V16 acc[NO];
+#pragma GCC unroll 8
+    for (int k = 0; k < NO; k++) acc[k] = a.bias ? vset(a.bias[o + k]) : vzero();
+    const float* w = a.w + o * 9;
 #pragma GCC unroll 9
-    for (int t = 0; t < NT; t++)
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; v++) acc[t][v] = vzero();
-    int64_t off[NT];
-    for (int t = 0; t < NT; t++) off[t] = a.uoff[t];
-    for (int64_t img = 0; img < a.nimg; img++)
-        for (int64_t i = 0; i < a.Hv; i++) {
-            const float* ur = a.u + img * a.u_img + i * a.u_row;
-            const float* vr = a.v + img * a.v_img + i * a.Wv * 16;
-            for (int64_t j = 0; j < a.Wv; j++) {
-                V16 d[NV];
-#pragma GCC unroll 2
-                for (int v = 0; v < NV; v++) d[v] = vload(vr + v * a.v_vstride + j * 16);
-#pragma GCC unroll 9
-                for (int t = 0; t < NT; t++) {
-                    const V16 uv = vset(ur[j + off[t]]);
-#pragma GCC unroll 2
-                    for (int v = 0; v < NV; v++) acc[t][v] = vfma(uv, d[v], acc[t][v]);
-                }
-            }
+    for (int t = 0; t < 9; t++)
+#pragma GCC unroll 8
+        for (int k = 0; k < NO; k++) acc[k] = vfma(vset(w[k * 9 + t]), x[t], acc[k]);
+#pragma GCC unroll 8
+    for (int k = 0; k < NO; k++) {
+        float* p = a.out + (o + k) * a.out_cstride + j0;
+        if (n == 16) {
+            vstore(p, a.accumulate ? vadd(acc[k], vload(p)) : acc[k]);
+        } else {
+            vstore_n(p, a.accumulate ? vadd(acc[k], vload_n(p, n)) : acc[k], n);
         }
-    for (int t = 0; t < NT; t++)
-        for (int v = 0; v < NV; v++) {
-            float* p = a.acc + t * NV * 16 + 16 * v;
-            vstore(p, vadd(vload(p), acc[t][v]));
-        }
-}
-
-void dw_taps_any(const DwTaps& a, int NV) {
-    if (NV == 1) dw_taps<1>(a);
-    else dw_taps<2>(a);
-}
-
-// ---- one output channel ----------------------------------------------------------------------------
-
-template <int R>
-void many_to_one(const ManyToOne& a) {
-    V16 acc[R];
-#pragma GCC unroll 16
-    for (int j = 0; j < R; j++) acc[j] = vzero();
-    const float* w = a.w;
-    for (int cb = 0; cb < a.ncb; cb++)
-        for (int t = 0; t < a.ntaps; t++, w += 16) {
-            const V16 wv = vload(w);
-            const float* x = a.in + cb * a.in_cb_stride + a.tap_off[t];
-#pragma GCC unroll 16
-            for (int j = 0; j < R; j++) acc[j] = vfma(vload(x + j * 16), wv, acc[j]);
-        }
-    // lane sums of the R accumulators, all at once: transpose, then add the 16 rows
-    V16 rows[16];
-#pragma GCC unroll 16
-    for (int j = 0; j < 16; j++) rows[j] = j < R ? acc[j < R ? j : 0] : vzero();
-    vtranspose(rows);
-    V16 s = vset(a.bias);
-#pragma GCC unroll 16
-    for (int j = 0; j < 16; j++) s = vadd(s, rows[j]);
-    if (a.accumulate) s = vadd(s, vload_n(a.out, R));
-    vstore_n(a.out, s, R);
-}
-
-template <int R = 1>
-void many_to_one_dispatch(const ManyToOne& a, int r) {
-    if constexpr (R <= 16) {
-        if (r == R) return many_to_one<R>(a);
-        many_to_one_dispatch<R + 1>(a, r);
     }
 }
-void many_to_one_any(const ManyToOne& a, int R) { many_to_one_dispatch(a, R); }
 
-// ---- one input channel -----------------------------------------------------------------------------
-
-// 16 pixels x 4 output channels at a time: each shifted input vector feeds 4 FMAs.
 void one_to_many(const OneToMany& a) {
-    const int nt = a.kh * a.kw;
     for (int64_t j0 = 0; j0 < a.width; j0 += 16) {
         const int n = int(imin(16, a.width - j0));
-        const float* x = a.in + j0;
-        for (int o0 = 0; o0 < a.nout; o0 += 4) {
-            const int on = int(imin(4, a.nout - o0));
-            V16 acc[4];
-            for (int k = 0; k < 4; k++) acc[k] = vset(a.bias && k < on ? a.bias[o0 + k] : 0.f);
-            const float* w = a.w + o0 * nt;
-            for (int p = 0; p < a.kh; p++)
-                for (int q = 0; q < a.kw; q++) {
-                    const V16 xv = vload(x + p * a.in_row + q);
-                    const int t = p * a.kw + q;
-                    if (on == 4) {
-#pragma GCC unroll 4
-                        for (int k = 0; k < 4; k++) acc[k] = vfma(vset(w[k * nt + t]), xv, acc[k]);
-                    } else {
-                        for (int k = 0; k < on; k++) acc[k] = vfma(vset(w[k * nt + t]), xv, acc[k]);
-                    }
-                }
-            for (int k = 0; k < on; k++) {
-                float* p = a.out + (o0 + k) * a.out_cstride + j0;
-                V16 r = acc[k];
-                if (a.accumulate) r = vadd(r, vload_n(p, n));
-                vstore_n(p, r, n);
-            }
-        }
+        V16 x[9];
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++) x[t] = vload(a.in + (t / 3) * a.in_row + j0 + t % 3);
+        int o = 0;
+        for (; o + 8 <= a.nout; o += 8) one_to_many_block<8>(a, x, o, j0, n);
+        for (; o < a.nout; o++) one_to_many_block<1>(a, x, o, j0, n);
     }
 }
 
-const ConvIsa kConvIsa{kIsaName, kAccRegs, to_blocked, direct_tile_any, dw_tile_any, dw_taps_any, many_to_one_any,
-                       one_to_many};
+// RR output rows x 16 pixels: each shifted input row vector feeds up to 3 output rows (taps p).
+constexpr int kManyRows = kAccRegs >= 8 ? 8 : 2;
+
+void many_to_one(const ManyToOne& a) {
+    constexpr int RR = kManyRows;
+    const int64_t plane = a.H * a.W;
+    for (int64_t i0 = 0; i0 < a.H; i0 += RR)
+        for (int64_t j0 = 0; j0 < a.W; j0 += 16) {
+            const int n = int(imin(16, a.W - j0));
+            VMask m[3];  // lane l reads column j0 + l + q - 1, which must be in [0, W)
+            for (int q = 0; q < 3; q++) m[q] = vmask_range(int(j0 + q - 1 < 0 ? 1 - q - j0 : 0), int(imin(16, a.W - (j0 + q - 1))));
+            V16 acc[RR];
+#pragma GCC unroll 8
+            for (int r = 0; r < RR; r++) acc[r] = vset(a.bias);
+            for (int64_t c = 0; c < a.C; c++) {
+                V16 w[9];
+#pragma GCC unroll 9
+                for (int t = 0; t < 9; t++) w[t] = vset(a.w[c * 9 + t]);
+                const float* src = a.in + c * plane + (i0 - 1) * a.W + j0 - 1;
+#pragma GCC unroll 10
+                for (int rr = 0; rr < RR + 2; rr++, src += a.W) {  // input row i0 - 1 + rr feeds output rows rr - p
+                    if (i0 - 1 + rr < 0 || i0 - 1 + rr >= a.H) continue;
+#pragma GCC unroll 3
+                    for (int q = 0; q < 3; q++) {
+                        const V16 v = vload_mask(src + q, m[q]);
+#pragma GCC unroll 3
+                        for (int p = 0; p < 3; p++)
+                            if (rr - p >= 0 && rr - p < RR) acc[rr - p] = vfma(w[3 * p + q], v, acc[rr - p]);
+                    }
+                }
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < RR; r++) {  // unrolled with constant indices, so acc stays in registers
+                if (i0 + r >= a.H) break;
+                float* p = a.out + (i0 + r) * a.W + j0;
+                vstore_n(p, a.accumulate ? vadd(acc[r], vload_n(p, n)) : acc[r], n);
+            }
+        }
+}
+
+// MB channels x 9 taps of accumulators (and, with BIAS, the plain sum of each channel in acc[k][9]);
+// per 16 pixels, 9 shifted single-plane vectors shared by MB channel vectors.
+template <int MB, bool BIAS>
+void dw_single_block(const DwSingle& a, int64_t m0) {
+    constexpr int NT = BIAS ? 10 : 9;
+    V16 acc[MB][NT];
+#pragma GCC unroll 3
+    for (int k = 0; k < MB; k++)
+#pragma GCC unroll 10
+        for (int t = 0; t < NT; t++) acc[k][t] = vzero();
+    int64_t off[9];
+    for (int t = 0; t < 9; t++) off[t] = a.off[t];
+    const int64_t plane = a.H * a.W;
+    for (int64_t r = 0; r < a.nimg * a.H; r++) {  // rows of all images as one loop (GCC then keeps acc in registers)
+        const int64_t img = r / a.H, i = r % a.H;
+        const float* mrow = a.many + img * a.many_img + m0 * plane + i * a.W;
+        const float* srow = a.single + img * a.single_img + i * a.single_row;
+        for (int64_t j0 = 0; j0 < a.W; j0 += 16) {
+            const VMask mk = vmask_range(0, int(imin(16, a.W - j0)));
+            V16 m[MB];
+#pragma GCC unroll 3
+            for (int k = 0; k < MB; k++) m[k] = vload_mask(mrow + k * plane + j0, mk);
+#pragma GCC unroll 9
+            for (int t = 0; t < 9; t++) {
+                V16 s = vload(srow + j0 + off[t]);
+                vreg(s);
+#pragma GCC unroll 3
+                for (int k = 0; k < MB; k++) acc[k][t] = vfma(m[k], s, acc[k][t]);
+            }
+            if constexpr (BIAS) {
+#pragma GCC unroll 3
+                for (int k = 0; k < MB; k++) acc[k][9] = vadd(acc[k][9], m[k]);
+            }
+        }
+    }
+#pragma GCC unroll 3
+    for (int k = 0; k < MB; k++) {
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++) a.acc[(m0 + k) * 9 + t] += vsum(acc[k][t]);
+        if constexpr (BIAS) a.bias_acc[m0 + k] += vsum(acc[k][9]);
+    }
+}
+
+void dw_single(const DwSingle& a) {
+    constexpr int MB = kAccRegs >= 18 ? 2 : 1, MBB = MB;  // 18 or 20 accumulators, 2 channel vectors, 1 shifted plane vector
+    int64_t m = 0;
+    if (a.bias_acc) {
+        for (; m + MBB <= a.M; m += MBB) dw_single_block<MBB, true>(a, m);
+        for (; m < a.M; m++) dw_single_block<1, true>(a, m);
+    } else {
+        for (; m + MB <= a.M; m += MB) dw_single_block<MB, false>(a, m);
+        for (; m < a.M; m++) dw_single_block<1, false>(a, m);
+    }
+}
+
+// out[i] += sum of plane i (P floats), four vector accumulators for latency.
+void sum_planes(const float* src, int64_t n, int64_t P, float* out) {
+    for (int64_t i = 0; i < n; i++) {
+        const float* s = src + i * P;
+        V16 a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+        int64_t k = 0;
+        for (; k + 64 <= P; k += 64) {
+            a0 = vadd(a0, vload(s + k)), a1 = vadd(a1, vload(s + k + 16));
+            a2 = vadd(a2, vload(s + k + 32)), a3 = vadd(a3, vload(s + k + 48));
+        }
+        for (; k < P; k += 16) a0 = vadd(a0, vload_n(s + k, int(imin(16, P - k))));
+        out[i] += vsum(vadd(vadd(a0, a1), vadd(a2, a3)));
+    }
+}
+
+const ConvIsa kConvIsa{kIsaName,  kAccRegs,    to_blocked, direct_tile_any, dw_tile_any,
+                       one_to_many, many_to_one, dw_single,  sum_planes};

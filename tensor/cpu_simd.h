@@ -23,26 +23,33 @@ inline __mmask16 lanes_mask(int n) { return __mmask16((1u << n) - 1u); }  // 0 <
 // The first n lanes (0 <= n <= 16); the others read as zero and are not written.
 inline V16 vload_n(const float* p, int n) { return {_mm512_maskz_loadu_ps(lanes_mask(n), p)}; }
 inline void vstore_n(float* p, V16 a, int n) { _mm512_mask_storeu_ps(p, lanes_mask(n), a.v); }
+// Lanes [lo, hi) of a vector; loads through a mask read only those lanes (p may point outside them).
+struct VMask { __mmask16 m; };
+inline VMask vmask_range(int lo, int hi) { return {__mmask16(lanes_mask(hi) & ~lanes_mask(lo))}; }
+inline V16 vload_mask(const float* p, VMask m) { return {_mm512_maskz_loadu_ps(m.m, p)}; }
+inline void vstore_mask(float* p, V16 a, VMask m) { _mm512_mask_storeu_ps(p, m.m, a.v); }
 inline V16 vfma(V16 a, V16 b, V16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }  // a*b + c
+// Pin a value in a register: GCC otherwise folds a vector used by several FMAs into each of them as
+// a memory operand, one load per use.
+inline void vreg(V16& a) { asm("" : "+v"(a.v)); }
 inline V16 vadd(V16 a, V16 b) { return {_mm512_add_ps(a.v, b.v)}; }
 inline V16 vsub(V16 a, V16 b) { return {_mm512_sub_ps(a.v, b.v)}; }
 inline V16 vmul(V16 a, V16 b) { return {_mm512_mul_ps(a.v, b.v)}; }
 inline V16 vdiv(V16 a, V16 b) { return {_mm512_div_ps(a.v, b.v)}; }
 inline V16 vmax(V16 a, V16 b) { return {_mm512_max_ps(a.v, b.v)}; }
 inline V16 vmin(V16 a, V16 b) { return {_mm512_min_ps(a.v, b.v)}; }
-inline __m256 vhalves_add(__m512 a) { return _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1)); }
-inline float vsum(V16 a) {
-    __m256 h = vhalves_add(a.v);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+// Horizontal sum and max by swapping 256-bit halves, 128-bit lanes, 64-bit pairs, then neighbours
+// (all-ones-mask forms: GCC 12's unmasked extract/shuffle intrinsics trip -Wmaybe-uninitialized).
+template <class Op>
+inline float vreduce(__m512 a, Op op) {
+    a = op(a, _mm512_mask_shuffle_f32x4(a, 0xFFFF, a, a, 0x4E));
+    a = op(a, _mm512_mask_shuffle_f32x4(a, 0xFFFF, a, a, 0xB1));
+    a = op(a, _mm512_mask_permute_ps(a, 0xFFFF, a, 0x4E));
+    a = op(a, _mm512_mask_permute_ps(a, 0xFFFF, a, 0xB1));
+    return _mm512_cvtss_f32(a);
 }
-inline float vhmax(V16 a) {
-    __m256 h = _mm256_max_ps(_mm512_castps512_ps256(a.v), _mm512_extractf32x8_ps(a.v, 1));
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
-}
+inline float vsum(V16 a) { return vreduce(a.v, [](__m512 x, __m512 y) { return _mm512_add_ps(x, y); }); }
+inline float vhmax(V16 a) { return vreduce(a.v, [](__m512 x, __m512 y) { return _mm512_max_ps(x, y); }); }
 // 2^n * p for integral-valued n in [-126, 127] (scalef computes exactly this).
 inline V16 vldexp(V16 p, V16 n) { return {_mm512_scalef_ps(p.v, n.v)}; }
 inline V16 vround(V16 a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
@@ -101,7 +108,14 @@ inline void vstore_n(float* p, V16 a, int n) {
     _mm256_maskstore_ps(p, lanes_mask8(n), a.lo);
     _mm256_maskstore_ps(p + 8, lanes_mask8(n - 8), a.hi);
 }
+struct VMask { __m256i lo, hi; };
+inline VMask vmask_range(int lo, int hi) {
+    return {_mm256_andnot_si256(lanes_mask8(lo), lanes_mask8(hi)), _mm256_andnot_si256(lanes_mask8(lo - 8), lanes_mask8(hi - 8))};
+}
+inline V16 vload_mask(const float* p, VMask m) { return {_mm256_maskload_ps(p, m.lo), _mm256_maskload_ps(p + 8, m.hi)}; }
+inline void vstore_mask(float* p, V16 a, VMask m) { _mm256_maskstore_ps(p, m.lo, a.lo), _mm256_maskstore_ps(p + 8, m.hi, a.hi); }
 inline V16 vfma(V16 a, V16 b, V16 c) { return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)}; }
+inline void vreg(V16& a) { asm("" : "+x"(a.lo), "+x"(a.hi)); }
 inline V16 vadd(V16 a, V16 b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
 inline V16 vsub(V16 a, V16 b) { return {_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)}; }
 inline V16 vmul(V16 a, V16 b) { return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
@@ -168,6 +182,14 @@ inline V16 vload(const float* p) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = 
 inline void vstore(float* p, V16 a) { for (int i = 0; i < 16; i++) p[i] = a.f[i]; }
 inline V16 vload_n(const float* p, int n) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = i < n ? p[i] : 0.f; return r; }
 inline void vstore_n(float* p, V16 a, int n) { for (int i = 0; i < n && i < 16; i++) p[i] = a.f[i]; }
+struct VMask { int lo, hi; };
+inline VMask vmask_range(int lo, int hi) { return {lo, hi}; }
+inline V16 vload_mask(const float* p, VMask m) {
+    V16 r;
+    for (int i = 0; i < 16; i++) r.f[i] = i >= m.lo && i < m.hi ? p[i] : 0.f;
+    return r;
+}
+inline void vstore_mask(float* p, V16 a, VMask m) { for (int i = m.lo; i < m.hi && i < 16; i++) p[i] = a.f[i]; }
 #define DL_V16_BINARY(name, expr) \
     inline V16 name(V16 a, V16 b) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = (expr); return r; }
 DL_V16_BINARY(vadd, a.f[i] + b.f[i])
@@ -178,6 +200,7 @@ DL_V16_BINARY(vmax, a.f[i] > b.f[i] ? a.f[i] : b.f[i])
 DL_V16_BINARY(vmin, a.f[i] < b.f[i] ? a.f[i] : b.f[i])
 #undef DL_V16_BINARY
 inline V16 vfma(V16 a, V16 b, V16 c) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = a.f[i] * b.f[i] + c.f[i]; return r; }
+inline void vreg(V16&) {}
 inline float vsum(V16 a) { float s = 0; for (int i = 0; i < 16; i++) s += a.f[i]; return s; }
 inline float vhmax(V16 a) { float m = a.f[0]; for (int i = 1; i < 16; i++) m = a.f[i] > m ? a.f[i] : m; return m; }
 inline V16 vldexp(V16 p, V16 n) {
