@@ -41,11 +41,27 @@ static std::string describe(const Variable& v) {
     return cat("op '", v.op(), "'", v.name().empty() ? "" : cat(" (", v.name(), ")"), " ", dtype_name(v.dtype()), " ", shape_str(v.shape()));
 }
 
-static void check_finite(const Tensor& t, const std::string& what) {
+static std::string bad_value(const Tensor& t, int64_t i) {
+    double v = t.flat(i);
+    return cat("element ", i, " is ", std::isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+}
+
+// Anomaly mode's check; `more` is appended to the message (which input was already bad).
+static void check_finite(const Tensor& t, const std::string& what, const std::string& more = "") {
     int64_t bad = 0;
     if (all_finite(t, &bad)) return;
-    double v = t.flat(bad);
-    fail("detect_anomaly: ", what, " is non-finite: element ", bad, " is ", std::isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+    fail("detect_anomaly: ", what, " is non-finite: ", bad_value(t, bad), more);
+}
+
+// For a forward check that failed: the first input that was non-finite already (a parameter or
+// an input that came in bad), or "" when all were finite and this op made the first NaN/Inf.
+static std::string nonfinite_input(const std::vector<Variable>& inputs) {
+    for (size_t k = 0; k < inputs.size(); k++) {
+        int64_t bad = 0;
+        if (inputs[k].defined() && !all_finite(inputs[k].value(), &bad))
+            return cat("; its input ", k, ", ", describe(inputs[k]), ", was non-finite already: ", bad_value(inputs[k].value(), bad));
+    }
+    return "";
 }
 
 // ---- Variable -----------------------------------------------------------------------------
@@ -93,7 +109,7 @@ Variable make_result(const char* op, Tensor value, std::vector<Variable> inputs,
     impl->op = op;
     std::string scope = current_scope();
     impl->name = scope.empty() ? op : scope + "." + op;
-    if (g_anomaly) check_finite(out.value(), cat("forward of ", describe(out), ": the output"));
+    if (g_anomaly && !all_finite(out.value())) check_finite(out.value(), cat("forward of ", describe(out), ": the output"), nonfinite_input(inputs));
     bool needs = false;
     if (g_grad_enabled)
         for (const Variable& in : inputs) needs = needs || (in.defined() && in.requires_grad());

@@ -112,7 +112,9 @@ void set_retain_all_grads(bool on);
 bool retain_all_grads();
 
 // Anomaly detection: after each op's forward and each op's backward, check for NaN and Inf; the
-// first one throws dl::Error naming the op, its name, and the value or gradient that went bad.
+// first one throws dl::Error naming the op, its name (module path and op), and the value or
+// gradient that went bad: the output, or the gradient of input k. When a forward output is bad
+// because an input already was (a NaN in a parameter, say), the message names that input too.
 void set_detect_anomaly(bool on);
 bool detect_anomaly();
 
