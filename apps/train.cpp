@@ -14,6 +14,7 @@
 #include "ddpm/diffusion.h"
 #include "ddpm/train_log.h"
 #include "nn/checkpoint.h"
+#include "nn/grad_norm_log.h"
 #include "nn/unet.h"
 #include "tensor/cpu.h"
 #include "tensor/io.h"
@@ -60,6 +61,7 @@ int main(int argc, char** argv) try {
     double minutes = args.real("--minutes", 0, "stop (and save) after this many minutes; 0: no limit");
     bool resume = args.flag("--resume", "continue from <out>/checkpoint.safetensors when it exists");
     bool anomaly = args.flag("--detect-anomaly", "check every op's output and gradient for NaN/Inf");
+    int64_t grad_norms_every = args.integer("--grad-norms-every", 50, "log each parameter tensor's gradient norm every N steps (grad_norms.csv/.svg; 0: off)");
     args.done();
 
     if (threads > 0) omp_set_num_threads(int(threads));
@@ -84,6 +86,7 @@ int main(int argc, char** argv) try {
     nn::Ema ema(model.flat_parameters(), ema_decay);
     Philox data_gen = stream(uint64_t(seed), 1), noise_gen = stream(uint64_t(seed), 2), dropout_gen = stream(uint64_t(seed), 3);
     ddpm::TrainLog log;
+    nn::GradNormLog grad_log(model);  // per-parameter gradient norms every grad_norms_every steps
     int64_t step = 0;
     double seconds_before = 0;  // wall time of earlier sessions of this run
 
@@ -103,6 +106,7 @@ int main(int argc, char** argv) try {
             fail(ckpt_path, ": metadata 'data_cursor' is not four integers");
         data.set_cursor(c);
         log.read_csv(out + "/loss.csv", step);
+        if (grad_norms_every > 0) grad_log.read_csv(out + "/grad_norms.csv", step);
         if (!log.rows.empty()) seconds_before = log.rows.back().seconds;
         std::printf("resumed %s at step %lld\n", ckpt_path.c_str(), (long long)step);
     }
@@ -126,6 +130,10 @@ int main(int argc, char** argv) try {
         nn::save_checkpoint(ckpt_path, ck);
         log.write_csv(out + "/loss.csv");
         log.write_svg(out + "/loss.svg", cat("DDPM training loss (", data_dir, ")"));
+        if (grad_norms_every > 0) {
+            grad_log.write_csv(out + "/grad_norms.csv");
+            grad_log.write_svg(out + "/grad_norms.svg", "largest gradient norms per parameter tensor, before clipping");
+        }
     };
     auto sample_grid = [&]() {
         ema_model.flat_parameters().copy_from(ema.shadow);
@@ -163,6 +171,7 @@ int main(int argc, char** argv) try {
                  " (try a lower --lr, or --detect-anomaly to find the op)");
         loss.backward();
 
+        if (grad_norms_every > 0 && (step + 1) % grad_norms_every == 0) grad_log.record(step + 1, model.flat_grads());
         double grad_norm = nn::clip_grad_norm(model.flat_grads(), clip);
         double rate = nn::warmup_lr(lr, step + 1, warmup);
         if (decay == "cosine" && step + 1 > warmup)

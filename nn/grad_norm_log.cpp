@@ -1,0 +1,118 @@
+// Per-parameter gradient norms over a training run (see grad_norm_log.h).
+#include "nn/grad_norm_log.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+#include "tensor/io.h"
+#include "tensor/svg.h"
+
+namespace dl::nn {
+
+GradNormLog::GradNormLog(const Module& model) {
+    int64_t offset = 0;
+    for (const NamedParameter& p : model.named_parameters()) {
+        names.push_back(p.name);
+        offsets.push_back(offset);
+        sizes.push_back(p.var.numel());
+        offset += p.var.numel();
+    }
+}
+
+void GradNormLog::record(int64_t step, const Tensor& flat_grads) {
+    int64_t total = sizes.empty() ? 0 : offsets.back() + sizes.back();
+    if (flat_grads.ndim() != 1 || flat_grads.numel() != total)
+        fail("GradNormLog::record: expected the flat gradient buffer of ", total, " values, got ", shape_str(flat_grads.shape()));
+    Row row{step, std::vector<double>(names.size(), 0.0)};
+    dispatch(flat_grads.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        const T* g = flat_grads.data<T>();
+        const int64_t n = int64_t(names.size());
+#pragma omp parallel for schedule(dynamic)
+        for (int64_t k = 0; k < n; k++) {
+            double sq = 0;
+            const T* s = g + offsets[size_t(k)];
+            for (int64_t i = 0; i < sizes[size_t(k)]; i++) sq += double(s[i]) * double(s[i]);
+            row.norms[size_t(k)] = std::sqrt(sq);
+        }
+    });
+    rows.push_back(std::move(row));
+}
+
+static std::string header_of(const std::vector<std::string>& names) {
+    std::string h = "step";
+    for (const auto& n : names) h += "," + n;
+    return h;
+}
+
+void GradNormLog::read_csv(const std::string& path, int64_t max_step) {
+    rows.clear();
+    if (!file_exists(path)) return;
+    std::istringstream in(read_file(path));
+    std::string line, header = header_of(names);
+    int lineno = 0;
+    while (std::getline(in, line)) {
+        lineno++;
+        if (lineno == 1) {
+            if (line != header)
+                fail(path, ": line 1: expected the header 'step' and the ", names.size(), " parameter keys of this model, found '",
+                     line.substr(0, 80), line.size() > 80 ? "...'" : "'");
+            continue;
+        }
+        if (line.empty()) continue;
+        Row r{0, {}};
+        std::istringstream fields(line);
+        std::string f;
+        bool ok = bool(std::getline(fields, f, ','));
+        char* end = nullptr;
+        r.step = std::strtoll(f.c_str(), &end, 10);
+        ok = ok && !f.empty() && *end == 0;
+        while (ok && std::getline(fields, f, ',')) {
+            r.norms.push_back(std::strtod(f.c_str(), &end));
+            ok = !f.empty() && *end == 0;
+        }
+        if (!ok || r.norms.size() != names.size())
+            fail(path, ": line ", lineno, ": expected a step and ", names.size(), " numbers, comma-separated");
+        if (r.step <= max_step) rows.push_back(std::move(r));
+    }
+}
+
+void GradNormLog::write_csv(const std::string& path) const {
+    std::string out = header_of(names) + "\n";
+    char buf[32];
+    for (const Row& r : rows) {
+        out += std::to_string(r.step);
+        for (double v : r.norms) {
+            std::snprintf(buf, sizeof buf, ",%.6g", v);
+            out += buf;
+        }
+        out += "\n";
+    }
+    write_file_atomic(path, out);
+}
+
+void GradNormLog::write_svg(const std::string& path, const std::string& title, size_t top) const {
+    std::vector<std::pair<double, size_t>> peak;  // (largest norm over the run, parameter)
+    for (size_t k = 0; k < names.size(); k++) {
+        double m = 0;
+        for (const Row& r : rows)
+            if (std::isfinite(r.norms[k])) m = std::max(m, r.norms[k]);
+        peak.push_back({m, k});
+    }
+    std::sort(peak.begin(), peak.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::vector<Series> series;
+    for (size_t i = 0; i < std::min(top, peak.size()); i++) {
+        Series s{names[peak[i].second], {}, {}};
+        for (const Row& r : rows) {
+            s.x.push_back(double(r.step));
+            s.y.push_back(r.norms[peak[i].second]);
+        }
+        series.push_back(std::move(s));
+    }
+    write_svg_plot(path, title, "step", "gradient L2 norm (before clipping)", series, true);
+}
+
+}  // namespace dl::nn
