@@ -77,3 +77,12 @@ RUN ?= runs/mnist
 train: $(BUILD)/train
 	@test -f $(MNIST_DIR)/train-images-idx3-ubyte || $(MAKE) data
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/train --data $(MNIST_DIR) --out $(RUN) --resume $(TRAIN_ARGS)
+
+# One forward and backward of the DDPM loss on an MNIST batch, every parameter and activation with
+# its gradient in a table (build/inspect --help): the run's checkpoint when there is one, else a
+# fresh init. INSPECT_ARGS adds flags, e.g. INSPECT_ARGS="--out dump.safetensors --dot graph.dot --per-t".
+.PHONY: inspect
+inspect: $(BUILD)/inspect
+	@test -f $(MNIST_DIR)/train-images-idx3-ubyte || $(MAKE) data
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/inspect --data $(MNIST_DIR) \
+	  $$(test -f $(RUN)/checkpoint.safetensors && echo --checkpoint $(RUN)/checkpoint.safetensors) $(INSPECT_ARGS)

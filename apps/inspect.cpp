@@ -1,0 +1,164 @@
+// build/inspect: every gradient of the DDPM noise-prediction loss, by name. From a checkpoint
+// (or a fresh seeded init) and one batch, it runs the loss of Algorithm 1 forward and backward
+// with every intermediate gradient kept, prints a table of every parameter and activation in
+// graph order (value mean / std / max|x|, gradient norm and max|g|, |g|/|x|), and on request
+// dumps all of it as safetensors, draws the graph as Graphviz DOT, checks the parameters'
+// gradients against float64 finite differences, and sweeps the loss and gradient norm over t.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <omp.h>
+
+#include "apps/cli.h"
+#include "autograd/inspect.h"
+#include "ddpm/data.h"
+#include "ddpm/inspect.h"
+#include "nn/checkpoint.h"
+#include "nn/unet.h"
+#include "tensor/cpu.h"
+#include "tensor/io.h"
+
+using namespace dl;
+
+static std::string meta(const nn::Checkpoint& ck, const std::string& key, const std::string& path) {
+    auto it = ck.metadata.find(key);
+    if (it == ck.metadata.end()) fail(path, ": metadata has no '", key, "' (not written by train?)");
+    return it->second;
+}
+
+int main(int argc, char** argv) try {
+    cli::Args args(argc, argv, "inspect", "one forward and backward of the DDPM loss, with every gradient by name");
+    std::string ckpt_path = args.str("--checkpoint", "", "checkpoint written by train ('': a fresh init from --seed)");
+    bool use_ema = args.flag("--ema", "inspect the checkpoint's EMA weights instead of the trained ones");
+    int64_t ch = args.integer("--ch", 32, "fresh init: U-Net base channels");
+    std::string model_str = args.str("--model", "", "fresh init: more of the config, e.g. 'ch_mult=1,2 attn_res=4 resolution=8'");
+    std::string schedule_name = args.str("--schedule", "linear", "fresh init: beta schedule, linear or cosine");
+    int64_t T = args.integer("--T", 1000, "fresh init: diffusion steps");
+    std::string data_dir = args.str("--data", "", "folder with train-images-idx3-ubyte ('': synthetic rings and discs)");
+    int64_t batch = args.integer("--batch", 8, "images in the batch");
+    int64_t t_fixed = args.integer("--t", -1, "timestep of every sample (-1: uniform at random per sample)");
+    int64_t seed = args.integer("--seed", 0, "seed of the batch, t, the noise, the dropout masks (and a fresh init)");
+    double dropout = args.real("--dropout", -1, "dropout probability (-1: the model's; 0: off, to compare with another implementation)");
+    std::string dump_path = args.str("--out", "", "write inputs, loss, parameters, activations and all gradients to this .safetensors");
+    std::string dot_path = args.str("--dot", "", "write the autograd graph to this Graphviz .dot file");
+    int64_t gradcheck_k = args.integer("--gradcheck", 0, "check K random coordinates of every parameter's gradient in float64 (slow: use a small --batch)");
+    bool per_t = args.flag("--per-t", "sweep t over buckets of [0, T): loss and gradient norm as CSV and SVG");
+    int64_t buckets = args.integer("--per-t-buckets", 20, "buckets of the --per-t sweep");
+    std::string per_t_out = args.str("--per-t-out", "per_t", "--per-t writes <this>.csv and <this>.svg");
+    bool table = !args.flag("--no-table", "skip the table");
+    bool anomaly = args.flag("--detect-anomaly", "check every op's output and gradient for NaN/Inf");
+    int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
+    args.done();
+    auto start = std::chrono::steady_clock::now();
+    if (threads > 0) omp_set_num_threads(int(threads));
+    set_flush_denormals();
+    set_detect_anomaly(anomaly);
+    if (batch < 1) fail("inspect: --batch must be positive, got ", batch);
+    if (dropout >= 1) fail("inspect: --dropout must be below 1, got ", dropout);
+
+    // ---- the data (to know the resolution before building a fresh model) ----
+    std::unique_ptr<ddpm::Dataset> data;
+    if (!data_dir.empty()) data = std::make_unique<ddpm::Dataset>(data_dir);
+
+    // ---- the model and the schedule: from the checkpoint, or fresh from the flags ----
+    nn::Checkpoint ck;
+    nn::UNetConfig cfg;
+    if (!ckpt_path.empty()) {
+        for (const char* f : {"--ch", "--model", "--schedule", "--T"})
+            if (args.given(f)) fail("inspect: ", f, " is for a fresh init; with --checkpoint the model and schedule come from its metadata");
+        ck = nn::load_checkpoint(ckpt_path);
+        cfg = nn::UNetConfig::parse(meta(ck, "model", ckpt_path));
+        schedule_name = meta(ck, "schedule", ckpt_path);
+        T = std::stoll(meta(ck, "T", ckpt_path));
+    } else {
+        if (data) cfg.resolution = data->rows(), cfg.attn_res = {data->rows() / 4};  // as train does
+        cfg.ch = ch;
+        cfg = nn::UNetConfig::parse(cfg.str() + " " + model_str);  // later keys override earlier ones
+    }
+    if (dropout >= 0) cfg.dropout = dropout;
+    ddpm::Schedule sched = ddpm::make_schedule(ddpm::parse_schedule(schedule_name), T);
+    nn::UNet model(cfg, uint64_t(seed));
+    if (!ckpt_path.empty()) {
+        if (use_ema && ck.ema.empty()) fail(ckpt_path, ": no EMA weights in the checkpoint (drop --ema)");
+        nn::load_named(model.state_dict(), use_ema ? ck.ema : ck.model, ckpt_path);
+    }
+    ddpm::NetFn net = [&](const Variable& xt, const std::vector<int64_t>& t, Philox* g) { return model.forward(xt, t, g); };
+
+    // ---- the batch: x0, t, eps ----
+    Philox gen{uint64_t(seed)};
+    const uint64_t dropout_seed = uint64_t(seed) + 1;
+    Tensor x0;  // (B, 1, R, R) in [-1, 1]
+    if (data) {
+        if (data->rows() != cfg.resolution || data->cols() != cfg.resolution)
+            fail(data_dir, ": images are ", data->rows(), "x", data->cols(), ", the model takes ", cfg.resolution, "x", cfg.resolution);
+        x0 = data->next_batch(int(batch), gen);
+    } else {
+        x0 = ddpm::synthetic_images(batch, cfg.in_ch, cfg.resolution, gen);
+    }
+    ddpm::InspectBatch b = ddpm::make_batch(x0, T, t_fixed, gen);
+
+    // ---- one forward and backward, every gradient kept ----
+    ddpm::Inspection in = ddpm::inspect_training_loss(sched, model, net, b, dropout_seed);
+    std::vector<NodeStats> rows = node_stats(in.nodes);
+    int64_t n_param = 0, n_input = 0, n_act = 0;
+    for (const NodeStats& r : rows) (r.kind == "param" ? n_param : r.kind == "input" ? n_input : n_act)++;
+    std::string ts;
+    for (size_t i = 0; i < b.t.size() && i < 16; i++) ts += cat(i ? " " : "", b.t[i]);
+    std::printf("inspect: %s | U-Net %lld parameters (%s) | %s %lld T | batch %lld from %s | t = %s%s | dropout %g\n",
+                ckpt_path.empty() ? cat("fresh init, seed ", seed).c_str() : (ckpt_path + (use_ema ? " (EMA)" : "")).c_str(),
+                (long long)model.num_parameters(), cfg.str().c_str(), schedule_name.c_str(), (long long)T, (long long)batch,
+                data ? data_dir.c_str() : "synthetic images", ts.c_str(), b.t.size() > 16 ? " ..." : "", cfg.dropout);
+    if (table) std::printf("\n%s\n", stats_table(rows).c_str());
+    std::printf("loss %.6g | %lld nodes: %lld parameters, %lld inputs, %lld activations | forward %.3f s, backward %.3f s (graph kept, all gradients retained)\n",
+                in.loss.value().item(), (long long)rows.size(), (long long)n_param, (long long)n_input, (long long)n_act,
+                in.forward_seconds, in.backward_seconds);
+
+    // ---- the dump and the graph ----
+    if (!dump_path.empty()) {
+        Safetensors st = ddpm::inspection_dump(in, model, sched, dropout_seed);
+        st.save(dump_path);
+        std::printf("wrote %s: %zu tensors\n", dump_path.c_str(), st.entries().size());
+    }
+    if (!dot_path.empty()) {
+        write_file_atomic(dot_path, graph_dot(in.nodes, "DDPM loss"));
+        std::printf("wrote %s: %lld op nodes, %lld leaf nodes (dot -Tsvg %s -o graph.svg)\n", dot_path.c_str(), (long long)n_act,
+                    (long long)(n_param + n_input), dot_path.c_str());
+    }
+    in = ddpm::Inspection();  // release the graph
+
+    // ---- loss and gradient norm against t ----
+    if (per_t) {
+        std::vector<ddpm::PerTRow> sweep = ddpm::per_t_sweep(sched, model, net, b.x0, b.eps, buckets, dropout_seed);
+        ddpm::write_per_t_csv(per_t_out + ".csv", sweep);
+        ddpm::write_per_t_svg(per_t_out + ".svg", sweep, cat("loss and gradient norm against t (batch ", batch, ")"));
+        std::printf("wrote %s.csv and %s.svg: %lld buckets of t\n", per_t_out.c_str(), per_t_out.c_str(), (long long)buckets);
+    }
+
+    // ---- finite differences in float64 ----
+    if (gradcheck_k > 0) {
+        GradcheckOptions opt;
+        opt.max_coords = gradcheck_k;
+        opt.seed = uint64_t(seed);
+        std::unique_ptr<cli::Progress> progress;  // made at the first evaluation, which knows the total
+        GradcheckReport r = ddpm::gradcheck_training_loss(sched, model, net, b, dropout_seed, opt, [&](int64_t done, int64_t total) {
+            if (!progress) progress = std::make_unique<cli::Progress>(total, 0, 30);
+            progress->update(done, "gradcheck: float64 loss evaluations", done == total);
+        });
+        if (progress) progress->finish();
+        std::printf("\ngradcheck (float64, %lld coordinates per tensor, eps %g; a coordinate passes when |analytic - numeric| <= %g + %g |numeric|)\n",
+                    (long long)gradcheck_k, opt.eps, opt.atol, opt.rtol);
+        int64_t passed = 0;
+        for (const GradcheckEntry& e : r.entries) {
+            std::printf("  %s  %-40s %3lld coords  max rel err %9.3e  max abs err %9.3e\n", e.ok ? "ok  " : "FAIL", e.name.c_str(),
+                        (long long)e.checked, e.max_rel_err, e.max_abs_err);
+            passed += e.ok;
+        }
+        std::printf("gradcheck: %lld of %zu parameter tensors pass%s\n", (long long)passed, r.entries.size(), r.ok ? "" : ": FAILED");
+        if (!r.ok) return 1;
+    }
+    std::printf("total %.2f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    return 0;
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "\n%s\n", e.what());
+    return 1;
+}

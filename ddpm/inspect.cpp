@@ -1,0 +1,170 @@
+// One inspected step of DDPM training: the loss with every gradient kept, its dump, its
+// float64 gradient check and its dependence on t (see inspect.h). B batch, C channels, R side.
+#include "ddpm/inspect.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "autograd/inspect.h"
+#include "tensor/io.h"
+#include "tensor/ops.h"
+#include "tensor/svg.h"
+
+namespace dl::ddpm {
+
+static double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+InspectBatch make_batch(const Tensor& x0, int64_t T, int64_t t_fixed, Philox& gen) {
+    if (x0.ndim() != 4) fail("make_batch: expected images (B, C, H, W), got ", shape_str(x0.shape()));
+    if (t_fixed >= T || t_fixed < -1) fail("make_batch: t = ", t_fixed, " is out of range [0, ", T, ") (or -1: random per sample)");
+    int64_t B = x0.dim(0);
+    InspectBatch b;
+    b.x0 = x0;
+    b.t = t_fixed >= 0 ? std::vector<int64_t>(size_t(B), t_fixed) : randint(B, T, gen);  // t ~ U{0..T-1}
+    b.eps = randn(x0.shape(), gen, x0.dtype());                                             // eps ~ N(0, I)
+    return b;
+}
+
+Tensor synthetic_images(int64_t B, int64_t C, int64_t R, Philox& gen) {
+    Tensor x({B, C, R, R});  // (B, C, R, R)
+    float* p = x.data<float>();
+    for (int64_t b = 0; b < B; b++) {
+        double u[3];
+        gen.uniform(u, 3);
+        double cx = R * (0.35 + 0.3 * u[0]), cy = R * (0.35 + 0.3 * u[1]), r = R * (0.15 + 0.15 * u[2]);
+        bool ring = b % 2 == 0;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t y = 0; y < R; y++)
+                for (int64_t xx = 0; xx < R; xx++) {
+                    double rho = std::hypot(double(xx) + 0.5 - cx, double(y) + 0.5 - cy);
+                    double d = ring ? std::abs(rho - r) - 0.1 * R : rho - r;  // < 0 inside the stroke
+                    *p++ = float(-std::tanh(2 * d));                        // ink +1, background -1
+                }
+    }
+    return x;
+}
+
+Inspection inspect_training_loss(const Schedule& s, nn::Module& model, const NetFn& net, const InspectBatch& batch,
+                                 uint64_t dropout_seed) {
+    Inspection in;
+    in.batch = batch;
+    in.xt = q_sample(s, batch.x0, batch.t, batch.eps);
+    model.zero_grad();
+    RetainAllGrads keep;
+    Philox gen(dropout_seed);
+    auto t0 = std::chrono::steady_clock::now();
+    in.loss = training_loss(s, [&](const Variable& xt, const std::vector<int64_t>& t) { return net(xt, t, &gen); },
+                            batch.x0, batch.t, batch.eps);
+    in.forward_seconds = seconds_since(t0);
+    nn::make_names_unique(in.loss);
+    in.nodes = graph_order(in.loss);
+    t0 = std::chrono::steady_clock::now();
+    in.loss.backward(/*keep_graph=*/true);
+    in.backward_seconds = seconds_since(t0);
+    return in;
+}
+
+Safetensors inspection_dump(const Inspection& in, const nn::Module& model, const Schedule& s, uint64_t dropout_seed) {
+    Safetensors st;
+    st.metadata["format"] = "ddpm.cpp inspect dump 1";
+    st.metadata["model"] = model.config_string();
+    st.metadata["schedule"] = schedule_name(s.kind);
+    st.metadata["T"] = std::to_string(s.T);
+    st.metadata["dropout_seed"] = std::to_string(dropout_seed);
+    st.add("input.x0", in.batch.x0);
+    st.add_i64("input.t", in.batch.t);
+    st.add("input.eps", in.batch.eps);
+    st.add("input.xt", in.xt);
+    st.add("loss", in.loss.value());
+    for (const nn::NamedParameter& p : model.named_parameters()) {
+        st.add("param." + p.name, p.var.value());
+        st.add("grad." + p.name, p.var.grad().defined() ? p.var.grad() : Tensor::zeros(p.var.shape(), p.var.dtype()));
+    }
+    for (const Variable& v : in.nodes) {
+        if (!is_op_node(v)) continue;
+        st.add("act." + v.name(), v.value());
+        if (v.grad().defined()) st.add("grad.act." + v.name(), v.grad());
+    }
+    return st;
+}
+
+// Converts a module to float64 and back to its dtype when it goes out of scope (also on errors).
+struct TemporaryDType {
+    nn::Module& model;
+    DType saved;
+    TemporaryDType(nn::Module& m, DType d) : model(m), saved(m.dtype()) { model.to(d); }
+    ~TemporaryDType() { model.to(saved); }
+};
+
+GradcheckReport gradcheck_training_loss(const Schedule& s, nn::Module& model, const NetFn& net, const InspectBatch& batch,
+                                        uint64_t dropout_seed, const GradcheckOptions& opt,
+                                        const std::function<void(int64_t, int64_t)>& on_eval) {
+    TemporaryDType f64(model, DType::F64);
+    Tensor x0 = batch.x0.to(DType::F64), eps = batch.eps.to(DType::F64);  // (B, C, H, W)
+    std::vector<Variable> params = model.parameters();
+    int64_t total = 1;  // one evaluation with backward, then two per checked coordinate
+    for (const Variable& p : params) total += 2 * (opt.max_coords < 0 ? p.numel() : std::min(opt.max_coords, p.numel()));
+    int64_t done = 0;
+    auto loss = [&]() {
+        Philox gen(dropout_seed);  // the same masks in every evaluation
+        Variable L = training_loss(s, [&](const Variable& xt, const std::vector<int64_t>& t) { return net(xt, t, &gen); }, x0,
+                                   batch.t, eps);
+        if (on_eval) on_eval(++done, total);
+        return L;
+    };
+    return gradcheck_leaves(loss, params, opt);
+}
+
+// ---- loss and gradient norm against t ------------------------------------------------------
+std::vector<PerTRow> per_t_sweep(const Schedule& s, nn::Module& model, const NetFn& net, const Tensor& x0, const Tensor& eps,
+                                 int64_t buckets, uint64_t dropout_seed) {
+    if (buckets < 1 || buckets > s.T) fail("per_t_sweep: buckets must be in [1, T = ", s.T, "], got ", buckets);
+    const int64_t B = x0.dim(0);
+    std::vector<PerTRow> rows;
+    for (int64_t k = 0; k < buckets; k++) {
+        PerTRow r{k * s.T / buckets, (k + 1) * s.T / buckets, 0, 0, 0};
+        std::vector<int64_t> t(static_cast<size_t>(B));  // (B) spread evenly over [t_lo, t_hi)
+        for (int64_t i = 0; i < B; i++) {
+            t[size_t(i)] = r.t_lo + i * (r.t_hi - r.t_lo) / B;
+            r.t_mean += double(t[size_t(i)]) / double(B);
+        }
+        model.zero_grad();
+        Philox gen(dropout_seed);
+        Variable loss = training_loss(s, [&](const Variable& xt, const std::vector<int64_t>& tt) { return net(xt, tt, &gen); },
+                                      x0, t, eps);
+        loss.backward();
+        double sq = 0;
+        for (const Variable& p : model.parameters())
+            if (p.grad().defined()) sq += std::pow(tensor_stats(p.grad()).l2, 2);
+        r.loss = loss.value().item();
+        r.grad_norm = std::sqrt(sq);
+        rows.push_back(r);
+    }
+    return rows;
+}
+
+void write_per_t_csv(const std::string& path, const std::vector<PerTRow>& rows) {
+    std::string out = "t_lo,t_hi,t_mean,loss,grad_norm\n";
+    char buf[160];
+    for (const PerTRow& r : rows) {
+        std::snprintf(buf, sizeof buf, "%lld,%lld,%.2f,%.6g,%.6g\n", (long long)r.t_lo, (long long)r.t_hi, r.t_mean, r.loss, r.grad_norm);
+        out += buf;
+    }
+    write_file_atomic(path, out);
+}
+
+void write_per_t_svg(const std::string& path, const std::vector<PerTRow>& rows, const std::string& title) {
+    Series loss{"loss (MSE of the noise)", {}, {}}, norm{"global gradient norm", {}, {}};
+    for (const PerTRow& r : rows) {
+        loss.x.push_back(r.t_mean);
+        loss.y.push_back(r.loss);
+        norm.x.push_back(r.t_mean);
+        norm.y.push_back(r.grad_norm);
+    }
+    write_svg_plot(path, title, "timestep t", "loss, gradient norm", {loss, norm}, true);
+}
+
+}  // namespace dl::ddpm

@@ -1,0 +1,350 @@
+// Inspection: graph order and kinds, the statistics table, the DOT graph (one node per op), the
+// safetensors dump (every parameter and gradient, equal to what backward produced), anomaly mode
+// naming the op, the float64 gradcheck of the DDPM loss passing on a tiny U-Net and failing on a
+// deliberately wrong backward, the per-t sweep, per-parameter gradient norms, and build/inspect
+// (and train's --grad-norms-every) run as programs.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "autograd/inspect.h"
+#include "autograd/ops.h"
+#include "ddpm/data.h"
+#include "ddpm/inspect.h"
+#include "nn/checkpoint.h"
+#include "nn/grad_norm_log.h"
+#include "nn/unet.h"
+#include "tensor/io.h"
+#include "tensor/ops.h"
+
+using namespace dl;
+
+namespace {
+
+// ch 4 (channels 4, 8), 8x8 and 4x4, one ResBlock per level, attention at 4x4, dropout on:
+// every kind of block at a size the sanitizer build runs in a blink.
+nn::UNetConfig tiny_config() {
+    nn::UNetConfig c;
+    c.ch = 4;
+    c.ch_mult = {1, 2};
+    c.num_res_blocks = 1;
+    c.attn_res = {4};
+    c.groups = 2;
+    c.dropout = 0.1;
+    c.resolution = 8;
+    return c;
+}
+const char* tiny_flags = "--model 'ch=4 ch_mult=1,2 num_res_blocks=1 attn_res=4 groups=2 resolution=8' --T 100";
+
+ddpm::NetFn unet_fn(const nn::UNet& m) {
+    return [&m](const Variable& xt, const std::vector<int64_t>& t, Philox* g) { return m.forward(xt, t, g); };
+}
+
+ddpm::InspectBatch tiny_batch(int64_t B, int64_t T, uint64_t seed) {
+    Philox gen(seed);
+    return ddpm::make_batch(ddpm::synthetic_images(B, 1, 8, gen), T, -1, gen);
+}
+
+// y = 2x with a WRONG backward, dx = 3 dy: what gradcheck is there to catch.
+Variable wrong_double(const Variable& x) {
+    return make_result("wrong_double", mul_scalar(x.value(), 2.0), {x}, [x](const Tensor& dy) { x.accumulate_grad(mul_scalar(dy, 3.0)); });
+}
+
+// The identity whose backward plants a NaN in the gradient: what anomaly mode is there to catch.
+Variable nan_grad(const Variable& x) {
+    return make_result("nan_grad", x.value().clone(), {x}, [x](const Tensor& dy) {
+        Tensor g = dy.clone();
+        g.set_flat(0, NAN);
+        x.accumulate_grad(g);
+    });
+}
+
+size_t count(const std::string& s, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) n++;
+    return n;
+}
+
+// Runs a shell command; returns its exit status and, in `output`, what it printed.
+int run(const std::string& cmd, std::string* output = nullptr) {
+    std::string log = "/tmp/dl_test_inspect_run_" + std::to_string(getpid()) + ".log";
+    int rc = std::system((cmd + " > " + log + " 2>&1").c_str());
+    if (output) *output = read_file(log);
+    std::remove(log.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// The build folder holding the programs: the one this test binary lives in.
+std::string build_dir() {
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    REQUIRE(n > 0);
+    std::string exe(buf, size_t(n));
+    return exe.substr(0, exe.rfind('/'));
+}
+
+std::string temp_dir(const char* name) {
+    std::string d = "/tmp/dl_test_" + std::string(name) + "_" + std::to_string(getpid());
+    std::system(("rm -rf " + d).c_str());
+    make_dirs(d);
+    return d;
+}
+
+}  // namespace
+
+TEST_CASE("inspect: graph order puts each leaf before its first use; kinds; find_node") {
+    Variable x(Tensor::from_vector(std::vector<float>{0.5f, -1.0f}, {2}), false, "x");
+    Variable w(Tensor::from_vector(std::vector<float>{2.0f, 3.0f}, {2}), true, "w");
+    Variable loss = sum(silu(x * w));
+    std::vector<Variable> order = graph_order(loss);
+    REQUIRE(order.size() == 5);
+    std::vector<std::string> names, kinds;
+    for (const Variable& v : order) names.push_back(v.name()), kinds.push_back(node_kind(v));
+    CHECK(names == std::vector<std::string>{"x", "w", "mul", "silu", "sum"});
+    CHECK(kinds == std::vector<std::string>{"input", "param", "act", "act", "act"});
+    CHECK(find_node(loss, "silu").impl() == order[3].impl());
+    CHECK_THROWS_WITH(find_node(loss, "sil"), "find_node: no node named 'sil' among the 5 nodes of the graph (e.g. silu)");
+
+    TensorStats s = tensor_stats(Tensor::from_vector(std::vector<double>{1, 2, 3, -4}, {4}));
+    CHECK(s.mean == doctest::Approx(0.5));
+    CHECK(s.std == doctest::Approx(std::sqrt(7.25)));
+    CHECK(s.max_abs == 4);
+    CHECK(s.l2 == doctest::Approx(std::sqrt(30.0)));
+    CHECK(!tensor_stats(Tensor::from_vector(std::vector<double>{1, NAN}, {2})).finite);
+}
+
+TEST_CASE("inspect: the table has a row per node with its gradient; the DOT graph a node per op") {
+    Variable x(Tensor::from_vector(std::vector<float>{0.5f, -1.0f}, {2}), false, "x");
+    Variable w(Tensor::from_vector(std::vector<float>{2.0f, 3.0f}, {2}), true, "w");
+    RetainAllGrads keep;
+    Variable loss = sum(silu(x * w));
+    std::vector<Variable> order = graph_order(loss);
+    loss.backward(/*keep_graph=*/true);
+    std::vector<NodeStats> rows = node_stats(order);
+    REQUIRE(rows.size() == 5);
+    CHECK(!rows[0].has_grad);  // the input x needs none
+    for (size_t i = 1; i < 5; i++) CHECK(rows[i].has_grad);
+    CHECK(rows[1].grad.l2 == doctest::Approx(tensor_stats(w.grad()).l2));
+    CHECK(rows[4].grad.l2 == doctest::Approx(1.0));  // d loss / d loss
+    std::string table = stats_table(rows);
+    CHECK(count(table, "\n") == 6);  // header + 5 rows
+    CHECK(table.find("silu") != std::string::npos);
+
+    std::string dot = graph_dot(order);
+    CHECK(dot.rfind("digraph", 0) == 0);
+    CHECK(count(dot, "shape=box") == 3);      // mul, silu, sum
+    CHECK(count(dot, "shape=ellipse") == 2);  // x, w
+    CHECK(count(dot, " -> ") == 4);           // x->mul, w->mul, mul->silu, silu->sum
+}
+
+TEST_CASE("inspect: the dump of a tiny U-Net holds every parameter and gradient, equal to backward's") {
+    nn::UNet model(tiny_config(), 1);
+    ddpm::Schedule sched = ddpm::make_schedule(ddpm::ScheduleKind::Linear, 100);
+    ddpm::InspectBatch b = tiny_batch(2, 100, 2);
+    ddpm::Inspection in = ddpm::inspect_training_loss(sched, model, unet_fn(model), b, 7);
+    Safetensors st = Safetensors::parse(ddpm::inspection_dump(in, model, sched, 7).serialize());
+
+    CHECK(st.i64("input.t") == b.t);
+    CHECK(max_abs_diff(st.tensor("input.x0"), b.x0) == 0);
+    CHECK(max_abs_diff(st.tensor("input.eps"), b.eps) == 0);
+    CHECK(max_abs_diff(st.tensor("input.xt"), ddpm::q_sample(sched, b.x0, b.t, b.eps)) == 0);
+    CHECK(st.tensor("loss").item() == in.loss.value().item());
+    CHECK(st.metadata.at("model") == tiny_config().str());
+
+    // The same step again, on an identical model, with a plain backward: the gradients the dump
+    // holds are what backward produces, bit for bit.
+    nn::UNet twin(tiny_config(), 1);
+    Philox gen(7);
+    twin.zero_grad();
+    ddpm::training_loss(sched, [&](const Variable& xt, const std::vector<int64_t>& t) { return twin.forward(xt, t, &gen); },
+                        b.x0, b.t, b.eps).backward();
+    auto params = model.named_parameters(), twins = twin.named_parameters();
+    int64_t n_param = 0;
+    for (size_t i = 0; i < params.size(); i++) {
+        INFO(params[i].name);
+        REQUIRE(st.contains("param." + params[i].name));
+        REQUIRE(st.contains("grad." + params[i].name));
+        CHECK(max_abs_diff(st.tensor("param." + params[i].name), params[i].var.value()) == 0);
+        CHECK(max_abs_diff(st.tensor("grad." + params[i].name), params[i].var.grad()) == 0);
+        CHECK(max_abs_diff(st.tensor("grad." + params[i].name), twins[i].var.grad()) == 0);
+        CHECK(tensor_stats(twins[i].var.grad()).l2 > 0);
+        n_param++;
+    }
+    // every activation and its gradient, under its unique name
+    int64_t n_act = 0;
+    for (const Variable& v : in.nodes) {
+        if (!is_op_node(v)) continue;
+        INFO(v.name());
+        CHECK(max_abs_diff(st.tensor("act." + v.name()), v.value()) == 0);
+        CHECK(max_abs_diff(st.tensor("grad.act." + v.name()), v.grad()) == 0);
+        n_act++;
+    }
+    CHECK(n_act > 50);
+    CHECK(int64_t(st.entries().size()) == 5 + 2 * n_param + 2 * n_act);
+    // the graph: one DOT box per recorded op, counted here from the raw topological order
+    int64_t ops = 0, leaves = 0;
+    for (const Variable& v : topological_order(in.loss)) (is_op_node(v) ? ops : leaves)++;
+    std::string dot = graph_dot(in.nodes);
+    CHECK(int64_t(count(dot, "shape=box")) == ops);
+    CHECK(int64_t(count(dot, "shape=ellipse")) == leaves);
+    CHECK(ops == n_act);
+}
+
+TEST_CASE("inspect: anomaly mode names the op, its module path, and the value that went non-finite") {
+    nn::UNet model(tiny_config(), 1);
+    ddpm::InspectBatch b = tiny_batch(1, 100, 3);
+    Variable w = model.named_parameters()[0].var;  // the first parameter, temb.fc1.weight
+    REQUIRE(w.name() == "temb.fc1.weight");
+    set_detect_anomaly(true);
+    w.value().set_flat(5, NAN);  // a NaN injected into a parameter
+    Philox gen(4);
+    CHECK_THROWS_WITH(model.forward(Variable(b.x0), b.t, &gen),
+                      doctest::Contains("forward of op 'linear' (temb.fc1.linear) float32 (1, 16): the output is non-finite: element 1 is NaN; "
+                                        "its input 1, op 'leaf' (temb.fc1.weight) float32 (16, 4), was non-finite already: element 5 is NaN"));
+    w.value().set_flat(5, 0.1);
+
+    // A NaN made by a backward: the message names that op and its module path.
+    Variable x(randn({3}, gen), true, "x");
+    Variable y;
+    {
+        NameScope scope("probe");
+        y = sum(nan_grad(silu(x)));
+    }
+    CHECK_THROWS_WITH(y.backward(), doctest::Contains("backward of op 'nan_grad' (probe.nan_grad) float32 (3): the gradient of input 0, "
+                                                      "op 'silu' (probe.silu) float32 (3) is non-finite: element 0 is NaN"));
+    set_detect_anomaly(false);
+}
+
+TEST_CASE("inspect: the float64 gradcheck of the DDPM loss passes on a tiny U-Net and fails on a wrong backward") {
+    nn::UNet model(tiny_config(), 1);
+    ddpm::Schedule sched = ddpm::make_schedule(ddpm::ScheduleKind::Linear, 100);
+    ddpm::InspectBatch b = tiny_batch(2, 100, 5);
+    Tensor before = model.flat_parameters().clone();
+    GradcheckOptions opt;
+    opt.max_coords = 1;
+    int64_t evals = 0, total = 0;
+    GradcheckReport good = ddpm::gradcheck_training_loss(sched, model, unet_fn(model), b, 9, opt, [&](int64_t d, int64_t t) { evals = d, total = t; });
+    INFO(good.str());
+    CHECK(good.ok);
+    CHECK(good.entries.size() == model.named_parameters().size());
+    CHECK(evals == total);
+    CHECK(total == 1 + 2 * int64_t(good.entries.size()));
+    // the model is back in float32 with the same values (float32 -> float64 -> float32 is exact)
+    CHECK(model.dtype() == DType::F32);
+    CHECK(max_abs_diff(model.flat_parameters(), before) == 0);
+
+    ddpm::NetFn wrong = [&](const Variable& xt, const std::vector<int64_t>& t, Philox* g) { return wrong_double(model.forward(xt, t, g)); };
+    GradcheckReport bad = ddpm::gradcheck_training_loss(sched, model, wrong, b, 9, opt);
+    CHECK(!bad.ok);
+    int64_t failed = 0;
+    for (const GradcheckEntry& e : bad.entries) failed += !e.ok;
+    CHECK(failed > int64_t(bad.entries.size()) / 2);  // every path to the loss goes through it
+}
+
+TEST_CASE("inspect: the per-t sweep and per-parameter gradient norms") {
+    nn::UNet model(tiny_config(), 1);
+    ddpm::Schedule sched = ddpm::make_schedule(ddpm::ScheduleKind::Linear, 100);
+    ddpm::InspectBatch b = tiny_batch(2, 100, 6);
+    std::vector<ddpm::PerTRow> rows = ddpm::per_t_sweep(sched, model, unet_fn(model), b.x0, b.eps, 4, 3);
+    REQUIRE(rows.size() == 4);
+    for (size_t k = 0; k < 4; k++) {
+        CHECK(rows[k].t_lo == int64_t(k) * 25);
+        CHECK(rows[k].t_hi == int64_t(k + 1) * 25);
+        CHECK(rows[k].t_mean >= double(rows[k].t_lo));
+        CHECK(rows[k].t_mean < double(rows[k].t_hi));
+        CHECK(rows[k].loss > 0);
+        CHECK(rows[k].grad_norm > 0);
+    }
+    CHECK_THROWS_WITH(ddpm::per_t_sweep(sched, model, unet_fn(model), b.x0, b.eps, 0, 3), "per_t_sweep: buckets must be in [1, T = 100], got 0");
+
+    // The last sweep's gradients are in the flat buffer: the log's norms are each slice's norm.
+    nn::GradNormLog log(model);
+    log.record(10, model.flat_grads());
+    log.record(20, model.flat_grads());
+    auto params = model.named_parameters();
+    REQUIRE(log.rows.size() == 2);
+    REQUIRE(log.rows[0].norms.size() == params.size());
+    for (size_t k = 0; k < params.size(); k++) CHECK(log.rows[0].norms[k] == doctest::Approx(tensor_stats(params[k].var.grad()).l2));
+    std::string dir = temp_dir("gradnorms");
+    log.write_csv(dir + "/g.csv");
+    log.write_svg(dir + "/g.svg", "gradient norms");
+    CHECK(file_exists(dir + "/g.svg"));
+    nn::GradNormLog back(model);
+    back.read_csv(dir + "/g.csv", 15);  // a resume at step 15 keeps the rows up to it
+    REQUIRE(back.rows.size() == 1);
+    CHECK(back.rows[0].step == 10);
+    CHECK(back.rows[0].norms[3] == doctest::Approx(log.rows[0].norms[3]).epsilon(1e-5));
+    nn::UNet other(nn::UNetConfig{}, 0);  // another model's columns
+    nn::GradNormLog wrong(other);
+    CHECK_THROWS_WITH(wrong.read_csv(dir + "/g.csv", 100),
+                      doctest::Contains(cat("line 1: expected the header 'step' and the ", other.named_parameters().size(), " parameter keys").c_str()));
+    std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("inspect: build/inspect writes a dump, a DOT graph and the per-t curves that parse; bad input fails clearly") {
+    std::string bin = build_dir(), dir = temp_dir("inspect");
+    std::string out;
+    int rc = run(bin + "/inspect " + tiny_flags + " --batch 2 --seed 3 --threads 2 --out " + dir + "/dump.safetensors --dot " + dir +
+                     "/graph.dot --per-t --per-t-buckets 3 --per-t-out " + dir + "/per_t --gradcheck 1",
+                 &out);
+    INFO(out);
+    REQUIRE(rc == 0);
+    CHECK(out.find("gradcheck: ") != std::string::npos);
+    CHECK(out.find("parameter tensors pass\n") != std::string::npos);
+    CHECK(out.find("temb.fc1.weight") != std::string::npos);  // in the table
+
+    Safetensors st = Safetensors::load(dir + "/dump.safetensors");
+    nn::UNet model(tiny_config(), 3);  // the program's fresh init: the same config and seed
+    int64_t acts = 0;
+    for (const auto& e : st.entries()) acts += e.name.rfind("act.", 0) == 0;
+    for (const auto& p : model.named_parameters()) {
+        INFO(p.name);
+        CHECK(max_abs_diff(st.tensor("param." + p.name), p.var.value()) == 0);
+        CHECK(st.tensor("grad." + p.name).shape() == p.var.shape());
+    }
+    CHECK(st.i64("input.t").size() == 2);
+    std::string dot = read_file(dir + "/graph.dot");
+    CHECK(int64_t(count(dot, "shape=box")) == acts);
+    CHECK(count(dot, "shape=ellipse") == model.named_parameters().size() + 3);  // + input.xt, temb.sinusoidal, input.eps
+    CHECK(count(read_file(dir + "/per_t.csv"), "\n") == 4);
+    CHECK(file_exists(dir + "/per_t.svg"));
+
+    CHECK(run(bin + "/inspect --checkpoint " + dir + "/missing.safetensors", &out) != 0);
+    CHECK(out.find(dir + "/missing.safetensors") != std::string::npos);
+    CHECK(run(bin + "/inspect " + tiny_flags + " --t 100", &out) != 0);
+    CHECK(out.find("make_batch: t = 100 is out of range [0, 100)") != std::string::npos);
+    CHECK(run(bin + "/inspect --ch 8 --checkpoint " + dir + "/missing.safetensors", &out) != 0);
+    CHECK(out.find("inspect: --ch is for a fresh init; with --checkpoint the model and schedule come from its metadata") != std::string::npos);
+    std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("inspect: train --grad-norms-every writes per-parameter gradient norms next to the checkpoint") {
+    std::string bin = build_dir(), dir = temp_dir("train_gradnorms");
+    ddpm::write_synthetic_idx(dir + "/data", 8, 3);
+    std::string out;
+    int rc = run(bin + "/train --data " + dir + "/data --out " + dir + "/run --ch 8 --batch 2 --steps 3 --every 3 --samples 1 --ddim-steps 1 --threads 2 --grad-norms-every 2",
+                 &out);
+    INFO(out);
+    REQUIRE(rc == 0);
+    std::string csv = read_file(dir + "/run/grad_norms.csv");
+    CHECK(csv.rfind("step,temb.fc1.weight,", 0) == 0);
+    CHECK(count(csv, "\n") == 2);  // the header and step 2
+    CHECK(file_exists(dir + "/run/grad_norms.svg"));
+
+    // build/inspect on that checkpoint: the dump's parameters are the checkpoint's
+    REQUIRE(run(bin + "/inspect --checkpoint " + dir + "/run/checkpoint.safetensors --data " + dir + "/data --batch 1 --no-table --threads 2 --out " +
+                    dir + "/dump.safetensors",
+                &out) == 0);
+    nn::Checkpoint ck = nn::load_checkpoint(dir + "/run/checkpoint.safetensors");
+    Safetensors dump = Safetensors::load(dir + "/dump.safetensors");
+    for (const nn::NamedTensor& e : ck.model) {
+        INFO(e.name);
+        CHECK(max_abs_diff(dump.tensor("param." + e.name), e.value) == 0);
+        CHECK(dump.tensor("grad." + e.name).shape() == e.value.shape());
+    }
+    std::system(("rm -rf " + dir).c_str());
+}
