@@ -273,7 +273,7 @@ void run_direct(const ConvIsa& k, const DirectPass& d, const float* in, float* o
 }
 
 bool direct_ok(const Conv2dParams& p) { return (p.stride == 1 || p.stride == 2) && p.pad < p.KH && p.pad < p.KW; }
-bool is_1x1(const Conv2dParams& p) { return getenv("NO1X1") ? false : p.KH == 1 && p.KW == 1 && p.stride == 1 && p.pad == 0; }
+bool is_1x1(const Conv2dParams& p) { return p.KH == 1 && p.KW == 1 && p.stride == 1 && p.pad == 0; }
 bool is_3x3_same(const Conv2dParams& p) { return p.KH == 3 && p.KW == 3 && p.stride == 1 && p.pad == 1; }
 
 Grid forward_grid(const Conv2dParams& p) {

@@ -27,6 +27,9 @@ inline void vstore_n(float* p, V16 a, int n) { _mm512_mask_storeu_ps(p, lanes_ma
 struct VMask { __mmask16 m; };
 inline VMask vmask_range(int lo, int hi) { return {__mmask16(lanes_mask(hi) & ~lanes_mask(lo))}; }
 inline V16 vload_mask(const float* p, VMask m) { return {_mm512_maskz_loadu_ps(m.m, p)}; }
+// The first n lanes from p, the others `fill`; and v with lanes from n on zeroed.
+inline V16 vload_n_or(const float* p, int n, float fill) { return {_mm512_mask_loadu_ps(_mm512_set1_ps(fill), lanes_mask(n), p)}; }
+inline V16 vkeep_n(V16 v, int n) { return {_mm512_maskz_mov_ps(lanes_mask(n), v.v)}; }
 inline void vstore_mask(float* p, V16 a, VMask m) { _mm512_mask_storeu_ps(p, m.m, a.v); }
 inline V16 vfma(V16 a, V16 b, V16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }  // a*b + c
 // Pin a value in a register: GCC otherwise folds a vector used by several FMAs into each of them as
@@ -36,8 +39,8 @@ inline V16 vadd(V16 a, V16 b) { return {_mm512_add_ps(a.v, b.v)}; }
 inline V16 vsub(V16 a, V16 b) { return {_mm512_sub_ps(a.v, b.v)}; }
 inline V16 vmul(V16 a, V16 b) { return {_mm512_mul_ps(a.v, b.v)}; }
 inline V16 vdiv(V16 a, V16 b) { return {_mm512_div_ps(a.v, b.v)}; }
-inline V16 vmax(V16 a, V16 b) { return {_mm512_max_ps(a.v, b.v)}; }
-inline V16 vmin(V16 a, V16 b) { return {_mm512_min_ps(a.v, b.v)}; }
+inline V16 vmax(V16 a, V16 b) { return {_mm512_mask_max_ps(a.v, 0xFFFF, a.v, b.v)}; }  // mask forms: see vtranspose
+inline V16 vmin(V16 a, V16 b) { return {_mm512_mask_min_ps(a.v, 0xFFFF, a.v, b.v)}; }
 // Horizontal sum and max by swapping 256-bit halves, 128-bit lanes, 64-bit pairs, then neighbours
 // (all-ones-mask forms: GCC 12's unmasked extract/shuffle intrinsics trip -Wmaybe-uninitialized).
 template <class Op>
@@ -49,10 +52,10 @@ inline float vreduce(__m512 a, Op op) {
     return _mm512_cvtss_f32(a);
 }
 inline float vsum(V16 a) { return vreduce(a.v, [](__m512 x, __m512 y) { return _mm512_add_ps(x, y); }); }
-inline float vhmax(V16 a) { return vreduce(a.v, [](__m512 x, __m512 y) { return _mm512_max_ps(x, y); }); }
+inline float vhmax(V16 a) { return vreduce(a.v, [](__m512 x, __m512 y) { return _mm512_mask_max_ps(x, 0xFFFF, x, y); }); }
 // 2^n * p for integral-valued n in [-126, 127] (scalef computes exactly this).
-inline V16 vldexp(V16 p, V16 n) { return {_mm512_scalef_ps(p.v, n.v)}; }
-inline V16 vround(V16 a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+inline V16 vldexp(V16 p, V16 n) { return {_mm512_mask_scalef_ps(p.v, 0xFFFF, p.v, n.v)}; }
+inline V16 vround(V16 a) { return {_mm512_mask_roundscale_ps(a.v, 0xFFFF, a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 
 // In-place 16x16 transpose: r[i] lane j <-> r[j] lane i. Three shuffle stages: 32-bit
 // interleave, 64-bit interleave, then two rounds of 128-bit lane selection. (The all-ones-mask
@@ -113,6 +116,15 @@ inline VMask vmask_range(int lo, int hi) {
     return {_mm256_andnot_si256(lanes_mask8(lo), lanes_mask8(hi)), _mm256_andnot_si256(lanes_mask8(lo - 8), lanes_mask8(hi - 8))};
 }
 inline V16 vload_mask(const float* p, VMask m) { return {_mm256_maskload_ps(p, m.lo), _mm256_maskload_ps(p + 8, m.hi)}; }
+inline V16 vload_n_or(const float* p, int n, float fill) {
+    const __m256i m0 = lanes_mask8(n), m1 = lanes_mask8(n - 8);
+    const __m256 f = _mm256_set1_ps(fill);
+    return {_mm256_blendv_ps(f, _mm256_maskload_ps(p, m0), _mm256_castsi256_ps(m0)),
+            _mm256_blendv_ps(f, _mm256_maskload_ps(p + 8, m1), _mm256_castsi256_ps(m1))};
+}
+inline V16 vkeep_n(V16 v, int n) {
+    return {_mm256_and_ps(v.lo, _mm256_castsi256_ps(lanes_mask8(n))), _mm256_and_ps(v.hi, _mm256_castsi256_ps(lanes_mask8(n - 8)))};
+}
 inline void vstore_mask(float* p, V16 a, VMask m) { _mm256_maskstore_ps(p, m.lo, a.lo), _mm256_maskstore_ps(p + 8, m.hi, a.hi); }
 inline V16 vfma(V16 a, V16 b, V16 c) { return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)}; }
 inline void vreg(V16& a) { asm("" : "+x"(a.lo), "+x"(a.hi)); }
@@ -190,6 +202,8 @@ inline V16 vload_mask(const float* p, VMask m) {
     return r;
 }
 inline void vstore_mask(float* p, V16 a, VMask m) { for (int i = m.lo; i < m.hi && i < 16; i++) p[i] = a.f[i]; }
+inline V16 vload_n_or(const float* p, int n, float fill) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = i < n ? p[i] : fill; return r; }
+inline V16 vkeep_n(V16 v, int n) { for (int i = n < 0 ? 0 : n; i < 16; i++) v.f[i] = 0.f; return v; }
 #define DL_V16_BINARY(name, expr) \
     inline V16 name(V16 a, V16 b) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = (expr); return r; }
 DL_V16_BINARY(vadd, a.f[i] + b.f[i])

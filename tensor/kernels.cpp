@@ -1,12 +1,130 @@
+// GroupNorm, SiLU, nearest 2x upsampling and softmax on raw arrays (kernels.h).
+//
+// Two implementations of each: the generic templates below (plain loops, double accumulators) are
+// the float64 path and the reference the tests hold the float32 path to; the float32 path runs the
+// V16 kernels of kernels_simd.h, built for AVX-512, AVX2 and portable C++ and picked by
+// simd_level(), with OpenMP over independent tasks (a group of an image, a row, a chunk).
+//
+// GroupNorm backward in one read of x and dy per group: per channel, s1 = sum dgn and
+// s2 = sum dgn * xhat give both the group's two reductions (sum gamma s1, sum gamma s2) and, summed
+// over the batch, dbeta and dgamma. The fused GroupNorm+SiLU pair never stores the GroupNorm output:
+// backward recomputes it from x, mean and rstd.
 #include "tensor/kernels.h"
+
+#include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "tensor/cpu.h"
 
 namespace dl {
 
+// ---- float32 kernels, one build per instruction set ---------------------------------------------
+
+namespace {
+struct KernelsIsa {
+    void (*gn_forward_group)(const float*, const float*, const float*, int64_t, int64_t, double, float*, float*, float*,
+                             bool);
+    void (*gn_backward_group)(const float*, const float*, const float*, float, float, const float*, int64_t, int64_t,
+                              float*, float*, float*, bool, float*);
+    void (*silu_forward)(const float*, float*, int64_t);
+    void (*silu_backward)(const float*, const float*, float*, int64_t);
+    void (*softmax_forward_row)(const float*, float*, int64_t);
+    void (*softmax_backward_row)(const float*, const float*, float*, int64_t);
+};
+}  // namespace
+
+#define DL_KERNELS_TABLE                                                                                     \
+    const KernelsIsa kTable{gn_forward_group,   gn_backward_group,   silu_forward_chunk,                   \
+                            silu_backward_chunk, softmax_forward_row, softmax_backward_row};
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+namespace kernels_avx512 {
+#define DL_SIMD_AVX512
+#include "tensor/cpu_simd.h"
+#include "tensor/kernels_simd.h"
+#undef DL_SIMD_AVX512
+DL_KERNELS_TABLE
+}  // namespace kernels_avx512
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace kernels_avx2 {
+#define DL_SIMD_AVX2
+#include "tensor/cpu_simd.h"
+#include "tensor/kernels_simd.h"
+#undef DL_SIMD_AVX2
+DL_KERNELS_TABLE
+}  // namespace kernels_avx2
+#pragma GCC pop_options
+
+namespace kernels_portable {
+#include "tensor/cpu_simd.h"
+#include "tensor/kernels_simd.h"
+DL_KERNELS_TABLE
+}  // namespace kernels_portable
+#undef DL_KERNELS_TABLE
+
+namespace {
+
+const KernelsIsa& kisa() {
+    switch (simd_level()) {
+        case SimdLevel::AVX512: return kernels_avx512::kTable;
+        case SimdLevel::AVX2: return kernels_avx2::kTable;
+        default: return kernels_portable::kTable;
+    }
+}
+
+int team(int64_t work) {  // threads for `work` elements: none inside a parallel region, one per 32K
+    if (omp_in_parallel()) return 1;
+    return int(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), work / 32768)));
+}
+
+void gn_forward_f32(const float* x, const float* gamma, const float* beta, int64_t B, int64_t C, int64_t HW, int64_t G,
+                    double eps, float* y, float* mean, float* rstd, bool silu) {
+    const KernelsIsa& k = kisa();
+    const int64_t cg = C / G;
+#pragma omp parallel for schedule(static) num_threads(team(B * C * HW))
+    for (int64_t bg = 0; bg < B * G; bg++) {
+        const int64_t off = bg * cg * HW, g = bg % G;
+        k.gn_forward_group(x + off, gamma + g * cg, beta + g * cg, cg, HW, eps, y + off, mean + bg, rstd + bg, silu);
+    }
+}
+
+void gn_backward_f32(const float* x, const float* gamma, const float* beta, const float* mean, const float* rstd,
+                     const float* dy, int64_t B, int64_t C, int64_t HW, int64_t G, float* dx, float* dgamma,
+                     float* dbeta, bool silu) {
+    const KernelsIsa& k = kisa();
+    const int64_t cg = C / G;
+    std::vector<float> s1(size_t(B * C)), s2(size_t(B * C));  // per (image, channel): sum dgn, sum dgn * xhat
+#pragma omp parallel for schedule(static) num_threads(team(B * C * HW))
+    for (int64_t bg = 0; bg < B * G; bg++) {
+        const int64_t off = bg * cg * HW, g = bg % G;
+        float* work = silu ? scratch(0, size_t(cg * HW)) : nullptr;
+        k.gn_backward_group(x + off, gamma + g * cg, silu ? beta + g * cg : nullptr, mean[bg], rstd[bg], dy + off, cg, HW,
+                            dx + off, &s1[size_t(bg * cg)], &s2[size_t(bg * cg)], silu, work);
+    }
+    for (int64_t c = 0; c < C; c++) {
+        double a = 0, b = 0;
+        for (int64_t i = 0; i < B; i++) a += s2[size_t(i * C + c)], b += s1[size_t(i * C + c)];
+        if (dgamma) dgamma[c] += float(a);
+        if (dbeta) dbeta[c] += float(b);
+    }
+}
+
+// ---- generic templates: the float64 path and the reference -----------------------------------------
+
 template <class T>
-void group_norm_forward(const T* x, const T* gamma, const T* beta, int64_t B, int64_t C, int64_t HW, int64_t G,
+void group_norm_forward_generic(const T* x, const T* gamma, const T* beta, int64_t B, int64_t C, int64_t HW, int64_t G,
                         double eps, T* y, T* mean, T* rstd) {
     const int64_t cg = C / G, N = cg * HW;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -31,7 +149,7 @@ void group_norm_forward(const T* x, const T* gamma, const T* beta, int64_t B, in
 }
 
 template <class T>
-void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, int64_t B, int64_t C,
+void group_norm_backward_generic(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, int64_t B, int64_t C,
                          int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta) {
     const int64_t cg = C / G, N = cg * HW;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -81,12 +199,12 @@ void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rst
     }
 }
 
-template <class T> void silu_forward(const T* x, T* y, int64_t n) {
+template <class T> void silu_forward_generic(const T* x, T* y, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] / (T(1) + std::exp(-x[i]));
 }
 
-template <class T> void silu_backward(const T* x, const T* dy, T* dx, int64_t n) {
+template <class T> void silu_backward_generic(const T* x, const T* dy, T* dx, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; i++) {
         T s = T(1) / (T(1) + std::exp(-x[i]));
@@ -94,7 +212,7 @@ template <class T> void silu_backward(const T* x, const T* dy, T* dx, int64_t n)
     }
 }
 
-template <class T> void upsample_nearest2d_forward(const T* x, T* y, int64_t P, int64_t H, int64_t W) {
+template <class T> void upsample_nearest2d_forward_generic(const T* x, T* y, int64_t P, int64_t H, int64_t W) {
 #pragma omp parallel for schedule(static) if (P * H * W > 8192)
     for (int64_t p = 0; p < P; p++)
         for (int64_t i = 0; i < 2 * H; i++) {
@@ -104,7 +222,7 @@ template <class T> void upsample_nearest2d_forward(const T* x, T* y, int64_t P, 
         }
 }
 
-template <class T> void upsample_nearest2d_backward(const T* dy, T* dx, int64_t P, int64_t H, int64_t W) {
+template <class T> void upsample_nearest2d_backward_generic(const T* dy, T* dx, int64_t P, int64_t H, int64_t W) {
 #pragma omp parallel for schedule(static) if (P * H * W > 8192)
     for (int64_t p = 0; p < P; p++)
         for (int64_t i = 0; i < H; i++) {
@@ -115,7 +233,7 @@ template <class T> void upsample_nearest2d_backward(const T* dy, T* dx, int64_t 
         }
 }
 
-template <class T> void softmax_forward(const T* x, T* y, int64_t rows, int64_t n) {
+template <class T> void softmax_forward_generic(const T* x, T* y, int64_t rows, int64_t n) {
 #pragma omp parallel for schedule(static) if (rows * n > 32768)
     for (int64_t r = 0; r < rows; r++) {
         const T* xr = x + r * n;
@@ -128,7 +246,7 @@ template <class T> void softmax_forward(const T* x, T* y, int64_t rows, int64_t 
     }
 }
 
-template <class T> void softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t n) {
+template <class T> void softmax_backward_generic(const T* y, const T* dy, T* dx, int64_t rows, int64_t n) {
 #pragma omp parallel for schedule(static) if (rows * n > 32768)
     for (int64_t r = 0; r < rows; r++) {
         const T *yr = y + r * n, *dyr = dy + r * n;
@@ -138,11 +256,132 @@ template <class T> void softmax_backward(const T* y, const T* dy, T* dx, int64_t
     }
 }
 
+template <class T>
+void group_norm_silu_forward_generic(const T* x, const T* gamma, const T* beta, int64_t B, int64_t C, int64_t HW,
+                                     int64_t G, double eps, T* y, T* mean, T* rstd) {
+    group_norm_forward_generic(x, gamma, beta, B, C, HW, G, eps, y, mean, rstd);
+    std::vector<T> gn(y, y + B * C * HW);
+    silu_forward_generic(gn.data(), y, B * C * HW);
+}
+
+template <class T>
+void group_norm_silu_backward_generic(const T* x, const T* gamma, const T* beta, const T* mean, const T* rstd,
+                                      const T* dy, int64_t B, int64_t C, int64_t HW, int64_t G, T* dx, T* dgamma,
+                                      T* dbeta) {
+    const int64_t cg = C / G;
+    std::vector<T> gn(size_t(B * C * HW)), dgn(size_t(B * C * HW), T(0));  // recomputed GroupNorm output, its gradient
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t k = 0; k < HW; k++) {
+                const int64_t i = (b * C + c) * HW + k, bg = b * G + c / cg;
+                gn[size_t(i)] = (x[i] - mean[bg]) * rstd[bg] * gamma[c] + beta[c];
+            }
+    silu_backward_generic(gn.data(), dy, dgn.data(), B * C * HW);
+    group_norm_backward_generic(x, gamma, mean, rstd, dgn.data(), B, C, HW, G, dx, dgamma, dbeta);
+}
+
+}  // namespace
+
+// ---- the public functions: float32 fast, float64 generic ----------------------------------------------
+
+template <class T>
+void group_norm_forward(const T* x, const T* gamma, const T* beta, int64_t B, int64_t C, int64_t HW, int64_t G,
+                        double eps, T* y, T* mean, T* rstd) {
+    if constexpr (std::is_same_v<T, float>)
+        gn_forward_f32(x, gamma, beta, B, C, HW, G, eps, y, mean, rstd, false);
+    else
+        group_norm_forward_generic(x, gamma, beta, B, C, HW, G, eps, y, mean, rstd);
+}
+
+template <class T>
+void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, int64_t B, int64_t C,
+                         int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta) {
+    if constexpr (std::is_same_v<T, float>)
+        gn_backward_f32(x, gamma, nullptr, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta, false);
+    else
+        group_norm_backward_generic(x, gamma, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta);
+}
+
+template <class T>
+void group_norm_silu_forward(const T* x, const T* gamma, const T* beta, int64_t B, int64_t C, int64_t HW, int64_t G,
+                             double eps, T* y, T* mean, T* rstd) {
+    if constexpr (std::is_same_v<T, float>)
+        gn_forward_f32(x, gamma, beta, B, C, HW, G, eps, y, mean, rstd, true);
+    else
+        group_norm_silu_forward_generic(x, gamma, beta, B, C, HW, G, eps, y, mean, rstd);
+}
+
+template <class T>
+void group_norm_silu_backward(const T* x, const T* gamma, const T* beta, const T* mean, const T* rstd, const T* dy,
+                              int64_t B, int64_t C, int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta) {
+    if constexpr (std::is_same_v<T, float>)
+        gn_backward_f32(x, gamma, beta, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta, true);
+    else
+        group_norm_silu_backward_generic(x, gamma, beta, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta);
+}
+
+template <class T> void silu_forward(const T* x, T* y, int64_t n) {
+    if constexpr (std::is_same_v<T, float>) {
+        const KernelsIsa& k = kisa();
+        const int nt = team(n);
+        const int64_t chunk = (n + nt - 1) / nt;
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int t = 0; t < nt; t++) k.silu_forward(x + t * chunk, y + t * chunk, std::max<int64_t>(0, std::min(chunk, n - t * chunk)));
+    } else {
+        silu_forward_generic(x, y, n);
+    }
+}
+
+template <class T> void silu_backward(const T* x, const T* dy, T* dx, int64_t n) {
+    if constexpr (std::is_same_v<T, float>) {
+        const KernelsIsa& k = kisa();
+        const int nt = team(n);
+        const int64_t chunk = (n + nt - 1) / nt;
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int t = 0; t < nt; t++)
+            k.silu_backward(x + t * chunk, dy + t * chunk, dx + t * chunk, std::max<int64_t>(0, std::min(chunk, n - t * chunk)));
+    } else {
+        silu_backward_generic(x, dy, dx, n);
+    }
+}
+
+template <class T> void upsample_nearest2d_forward(const T* x, T* y, int64_t P, int64_t H, int64_t W) {
+    upsample_nearest2d_forward_generic(x, y, P, H, W);
+}
+
+template <class T> void upsample_nearest2d_backward(const T* dy, T* dx, int64_t P, int64_t H, int64_t W) {
+    upsample_nearest2d_backward_generic(dy, dx, P, H, W);
+}
+
+template <class T> void softmax_forward(const T* x, T* y, int64_t rows, int64_t n) {
+    if constexpr (std::is_same_v<T, float>) {
+        const KernelsIsa& k = kisa();
+#pragma omp parallel for schedule(static) num_threads(team(rows * n))
+        for (int64_t r = 0; r < rows; r++) k.softmax_forward_row(x + r * n, y + r * n, n);
+    } else {
+        softmax_forward_generic(x, y, rows, n);
+    }
+}
+
+template <class T> void softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t n) {
+    if constexpr (std::is_same_v<T, float>) {
+        const KernelsIsa& k = kisa();
+#pragma omp parallel for schedule(static) num_threads(team(rows * n))
+        for (int64_t r = 0; r < rows; r++) k.softmax_backward_row(y + r * n, dy + r * n, dx + r * n, n);
+    } else {
+        softmax_backward_generic(y, dy, dx, rows, n);
+    }
+}
+
 #define INSTANTIATE(T)                                                                                             \
     template void group_norm_forward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, double, \
                                         T*, T*, T*);                                                               \
     template void group_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,       \
                                          int64_t, int64_t, T*, T*, T*);                                            \
+    template void group_norm_silu_forward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t,     \
+                                             double, T*, T*, T*);                                                  \
+    template void group_norm_silu_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, int64_t, \
+                                              int64_t, int64_t, int64_t, T*, T*, T*);                              \
     template void silu_forward<T>(const T*, T*, int64_t);                                                          \
     template void silu_backward<T>(const T*, const T*, T*, int64_t);                                               \
     template void upsample_nearest2d_forward<T>(const T*, T*, int64_t, int64_t, int64_t);                          \

@@ -1,6 +1,7 @@
 // The U-Net's other kernels on raw arrays: GroupNorm, SiLU, nearest 2x upsampling, softmax.
 // B batch, C channels, G groups, HW = H*W positions. Forward overwrites its output; backward
-// accumulates (+=) into the gradients it is given.
+// accumulates (+=) into the gradients it is given. float is the fast path (SIMD, OpenMP; run on the
+// calling thread only inside a parallel region); double runs plain loops, the reference in tests.
 #pragma once
 #include <cstdint>
 
@@ -19,6 +20,17 @@ void group_norm_forward(const T* x, const T* gamma, const T* beta, int64_t B, in
 template <class T>
 void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, int64_t B, int64_t C,
                          int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta);
+
+// GroupNorm then SiLU in one pass: y = silu(gamma * xhat + beta), mean and rstd as above. The
+// GroupNorm output is never stored: the backward recomputes it from x, mean and rstd, so a ResBlock's
+// norm+activation costs one read of x and one write of y. dy is the gradient of y; dx, dgamma, dbeta
+// accumulate as in group_norm_backward (dgamma/dbeta may be null).
+template <class T>
+void group_norm_silu_forward(const T* x, const T* gamma, const T* beta, int64_t B, int64_t C, int64_t HW, int64_t G,
+                             double eps, T* y, T* mean, T* rstd);
+template <class T>
+void group_norm_silu_backward(const T* x, const T* gamma, const T* beta, const T* mean, const T* rstd, const T* dy,
+                              int64_t B, int64_t C, int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta);
 
 // SiLU: y = x * s, s = sigmoid(x);  dy/dx = s * (1 + x * (1 - s)).
 template <class T> void silu_forward(const T* x, T* y, int64_t n);

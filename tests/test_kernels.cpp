@@ -96,34 +96,39 @@ TEST_CASE("cpu: SIMD level detection, forcing, flush-to-zero") {
 
 TEST_CASE("gemm: every transpose, odd sizes, padded leading dims, beta 0 and 1, against float64") {
     struct Case { int64_t M, N, K; };
-    // odd sizes; sizes across the KC (256), MC (144) and NC (512) blocks; a single row and column
-    const Case cases[] = {{1, 1, 1}, {7, 5, 3}, {37, 45, 29}, {13, 70, 1}, {150, 530, 260}, {1, 33, 17}, {33, 1, 40}};
-    for_levels_and_threads([&] {
-        for (const Case& c : cases)
-            for (int tr = 0; tr < 4; tr++)
-                for (float beta : {0.f, 1.f}) {
-                    const bool ta = tr & 1, tb = tr & 2;
-                    INFO("M=", c.M, " N=", c.N, " K=", c.K, " ta=", ta, " tb=", tb, " beta=", beta);
-                    const int64_t ar = ta ? c.K : c.M, ac = ta ? c.M : c.K, br = tb ? c.N : c.K, bc = tb ? c.K : c.N;
-                    const int64_t lda = ac + 3, ldb = bc + 5, ldc = c.N + 2;  // leading dims past the columns
-                    auto A = random_vec(size_t(ar * lda), 1), B = random_vec(size_t(br * ldb), 2);
-                    auto C = random_vec(size_t(c.M * ldc), 3);
-                    std::vector<float> C0 = C;
+    // odd sizes; a single row or column; K past KC (256), M past MC (144), N past NC (512)
+    const Case cases[] = {{1, 1, 1},    {7, 5, 3},      {37, 45, 29}, {13, 70, 1},
+                          {1, 33, 17},  {33, 1, 40},    {20, 40, 300}, {150, 40, 20}, {10, 530, 20}};
+    for (const Case& c : cases)
+        for (int tr = 0; tr < 4; tr++)
+            for (float beta : {0.f, 1.f}) {
+                const bool ta = tr & 1, tb = tr & 2;
+                INFO("M=", c.M, " N=", c.N, " K=", c.K, " ta=", ta, " tb=", tb, " beta=", beta);
+                const int64_t ar = ta ? c.K : c.M, ac = ta ? c.M : c.K, br = tb ? c.N : c.K, bc = tb ? c.K : c.N;
+                const int64_t lda = ac + 3, ldb = bc + 5, ldc = c.N + 2;  // leading dims past the columns
+                const auto A = random_vec(size_t(ar * lda), 1), B = random_vec(size_t(br * ldb), 2);
+                const auto C0 = random_vec(size_t(c.M * ldc), 3);
+                std::vector<double> R = to_double(C0), want;
+                gemm_ref<double>(ta, tb, c.M, c.N, c.K, 0.75, to_double(A).data(), lda, to_double(B).data(), ldb, beta,
+                                 R.data(), ldc);
+                for (int64_t i = 0; i < c.M; i++)
+                    for (int64_t j = 0; j < c.N; j++) want.push_back(R[size_t(i * ldc + j)]);
+                for_levels_and_threads([&] {
+                    std::vector<float> C = C0;  // beta 0 must not read C: fill it with NaN
                     if (beta == 0.f) std::fill(C.begin(), C.end(), std::numeric_limits<float>::quiet_NaN());
                     gemm<float>(ta, tb, c.M, c.N, c.K, 0.75f, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
-                    std::vector<double> R = to_double(C0);
-                    gemm_ref<double>(ta, tb, c.M, c.N, c.K, 0.75, to_double(A).data(), lda, to_double(B).data(), ldb, beta,
-                                     R.data(), ldc);
-                    // compare the M x N block; the padding columns must be untouched
                     std::vector<float> got;
-                    std::vector<double> want;
+                    bool pad_untouched = true;  // columns past N
                     for (int64_t i = 0; i < c.M; i++)
-                        for (int64_t j = 0; j < ldc; j++)
-                            if (j < c.N) got.push_back(C[size_t(i * ldc + j)]), want.push_back(R[size_t(i * ldc + j)]);
-                            else if (beta != 0.f) CHECK(C[size_t(i * ldc + j)] == C0[size_t(i * ldc + j)]);
-                    CHECK(rel_err(got, want) < 1e-5);  // K <= 260 products of values in [-1, 1]
-                }
-    });
+                        for (int64_t j = 0; j < ldc; j++) {
+                            const float v = C[size_t(i * ldc + j)];
+                            if (j < c.N) got.push_back(v);
+                            else pad_untouched &= beta == 0.f ? std::isnan(v) : v == C0[size_t(i * ldc + j)];
+                        }
+                    CHECK(pad_untouched);
+                    CHECK(rel_err(got, want) < 1e-5);  // K <= 300 products of values in [-1, 1]
+                });
+            }
 }
 
 TEST_CASE("gemm inside a parallel region runs on the calling thread") {
@@ -141,36 +146,36 @@ TEST_CASE("gemm inside a parallel region runs on the calling thread") {
 
 namespace {
 
-// Forward, backward-data and backward-weight (+ bias) of one shape, fast float32 against float64.
-void check_conv(const Conv2dParams& p, bool with_bias = true) {
+// Forward, backward-data and backward-weight (+ bias) of one shape, fast float32 against float64,
+// at every SIMD level and thread count (the reference is computed once).
+void check_conv(const Conv2dParams& p, bool with_bias = true, bool every_level = true) {
     INFO("B=", p.B, " Cin=", p.Cin, " H=", p.H, " W=", p.W, " Cout=", p.Cout, " k=", p.KH, "x", p.KW, " stride=", p.stride,
          " pad=", p.pad);
     const size_t nx = size_t(p.B * p.Cin * p.H * p.W), nw = size_t(p.Cout * p.Cin * p.KH * p.KW);
     const size_t ny = size_t(p.B * p.Cout * p.Ho() * p.Wo());
-    auto x = random_vec(nx, 11), w = random_vec(nw, 12), b = random_vec(size_t(p.Cout), 13), dy = random_vec(ny, 14);
+    const auto x = random_vec(nx, 11), w = random_vec(nw, 12), b = random_vec(size_t(p.Cout), 13), dy = random_vec(ny, 14);
+    const auto dx0 = random_vec(nx, 15), dw0 = random_vec(nw, 16), db0 = random_vec(size_t(p.Cout), 17);  // accumulated into
     const float* bias = with_bias ? b.data() : nullptr;
-    // tolerance: sums of Cin*k*k (forward, weight: B*Ho*Wo) products; float32 error ~ 1e-7 per term
-    const double tol = 2e-5;
-
-    std::vector<float> y(ny, std::numeric_limits<float>::quiet_NaN());  // forward overwrites
-    conv2d_forward(p, x.data(), w.data(), bias, y.data());
-    std::vector<double> yr(ny), bd = to_double(b);
+    std::vector<double> yr(ny), bd = to_double(b), dxr = to_double(dx0), dwr = to_double(dw0), dbr = to_double(db0);
     conv2d_forward_ref<double>(p, to_double(x).data(), to_double(w).data(), with_bias ? bd.data() : nullptr, yr.data());
-    CHECK(rel_err(y, yr) < tol);
-
-    auto dx = random_vec(nx, 15);  // accumulated into
-    std::vector<double> dxr = to_double(dx);
-    conv2d_backward_data(p, dy.data(), w.data(), dx.data());
     conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxr.data());
-    CHECK(rel_err(dx, dxr) < tol);
-
-    auto dw = random_vec(nw, 16), db = random_vec(size_t(p.Cout), 17);
-    std::vector<double> dwr = to_double(dw), dbr = to_double(db);
-    conv2d_backward_weight(p, x.data(), dy.data(), dw.data(), with_bias ? db.data() : nullptr);
     conv2d_backward_weight_ref<double>(p, to_double(x).data(), to_double(dy).data(), dwr.data(),
                                        with_bias ? dbr.data() : nullptr);
-    CHECK(rel_err(dw, dwr) < tol);
-    CHECK(rel_err(db, dbr) < tol);
+    // tolerance: sums of Cin*k*k (forward, data) or B*Ho*Wo (weight) products; float32 error ~1e-7 per term
+    const double tol = 2e-5;
+    auto check = [&] {
+        std::vector<float> y(ny, std::numeric_limits<float>::quiet_NaN());  // forward overwrites
+        conv2d_forward(p, x.data(), w.data(), bias, y.data());
+        CHECK(rel_err(y, yr) < tol);
+        std::vector<float> dx = dx0, dw = dw0, db = db0;
+        conv2d_backward_data(p, dy.data(), w.data(), dx.data());
+        CHECK(rel_err(dx, dxr) < tol);
+        conv2d_backward_weight(p, x.data(), dy.data(), dw.data(), with_bias ? db.data() : nullptr);
+        CHECK(rel_err(dw, dwr) < tol);
+        CHECK(rel_err(db, dbr) < tol);
+    };
+    if (every_level) for_levels_and_threads(check);
+    else check();
 }
 
 }  // namespace
@@ -194,19 +199,119 @@ TEST_CASE("conv2d: 3x3 and 1x1, stride 1 and 2, awkward channel counts and sizes
         {1, 5, 7, 7, 6, 1, 1, 2, 0},      // 1x1 stride 2
         {2, 3, 10, 9, 4, 3, 3, 3, 1},     // stride 3: reference fallback
     };
-    for_levels_and_threads([&] {
-        for (const Conv2dParams& p : cases) check_conv(p);
-        check_conv({2, 5, 6, 7, 3, 3, 3, 1, 1}, false);  // no bias
-    });
+    for (const Conv2dParams& p : cases) check_conv(p);
+    check_conv({2, 5, 6, 7, 3, 3, 3, 1, 1}, false);  // no bias
 }
 
-TEST_CASE("conv2d: U-Net layer shapes at batch 2") {
+TEST_CASE("conv2d: U-Net layer shapes, batch 1") {
+    // at the best SIMD level only (the small cases above cover every level), to stay quick under sanitizers
     const Conv2dParams cases[] = {
-        {2, 32, 28, 28, 32, 3, 3, 1, 1}, {2, 64, 7, 7, 64, 3, 3, 1, 1}, {2, 32, 28, 28, 32, 3, 3, 2, 1},
-        {2, 1, 28, 28, 32, 3, 3, 1, 1},  {2, 32, 28, 28, 1, 3, 3, 1, 1}, {2, 96, 14, 14, 64, 1, 1, 1, 0},
+        {1, 32, 28, 28, 32, 3, 3, 1, 1}, {1, 64, 7, 7, 64, 3, 3, 1, 1}, {1, 32, 28, 28, 32, 3, 3, 2, 1},
+        {1, 1, 28, 28, 32, 3, 3, 1, 1},  {1, 32, 28, 28, 1, 3, 3, 1, 1}, {1, 96, 14, 14, 64, 1, 1, 1, 0},
     };
     const SimdLevel saved = simd_level();
     set_simd_level(simd_detected());
-    for (const Conv2dParams& p : cases) check_conv(p);
+    for (const Conv2dParams& p : cases) check_conv(p, true, false);
     set_simd_level(saved);
+}
+
+TEST_CASE("group_norm and the fused group_norm_silu: forward and backward against float64") {
+    struct Case { int64_t B, C, HW, G; };
+    // odd sizes, one group, one position, 16 channels of 7x7 per group, partial vectors
+    const Case cases[] = {{2, 6, 35, 3}, {1, 16, 49, 1}, {3, 4, 1, 2}, {2, 32, 196, 8}, {1, 8, 17, 4}};
+    for_levels_and_threads([&] {
+        for (const Case& c : cases)
+            for (bool fused : {false, true})
+                for (bool with_affine_grads : {true, false}) {
+                    INFO("B=", c.B, " C=", c.C, " HW=", c.HW, " G=", c.G, " fused=", fused);
+                    const size_t n = size_t(c.B * c.C * c.HW), ng = size_t(c.B * c.G);
+                    auto x = random_vec(n, 21, 2.f, 4.f);  // a mean far from zero
+                    auto gamma = random_vec(size_t(c.C), 22, 0.5f, 1.5f), beta = random_vec(size_t(c.C), 23);
+                    auto dy = random_vec(n, 24);
+                    std::vector<float> y(n), mean(ng), rstd(ng);
+                    std::vector<double> yr(n), meanr(ng), rstdr(ng);
+                    const auto xd = to_double(x), gd = to_double(gamma), bd = to_double(beta), dyd = to_double(dy);
+                    if (fused) {
+                        group_norm_silu_forward(x.data(), gamma.data(), beta.data(), c.B, c.C, c.HW, c.G, 1e-5, y.data(),
+                                                mean.data(), rstd.data());
+                        group_norm_silu_forward(xd.data(), gd.data(), bd.data(), c.B, c.C, c.HW, c.G, 1e-5, yr.data(),
+                                                meanr.data(), rstdr.data());
+                    } else {
+                        group_norm_forward(x.data(), gamma.data(), beta.data(), c.B, c.C, c.HW, c.G, 1e-5, y.data(),
+                                           mean.data(), rstd.data());
+                        group_norm_forward(xd.data(), gd.data(), bd.data(), c.B, c.C, c.HW, c.G, 1e-5, yr.data(),
+                                           meanr.data(), rstdr.data());
+                    }
+                    CHECK(rel_err(y, yr) < 1e-5);  // normalized values of order 1
+                    CHECK(rel_err(mean, meanr) < 1e-6);
+                    CHECK(rel_err(rstd, rstdr) < 1e-4);  // rstd up to ~3; relative 3e-5 of it
+
+                    auto dx = random_vec(n, 25), dg = random_vec(size_t(c.C), 26), db = random_vec(size_t(c.C), 27);
+                    auto dxr = to_double(dx), dgr = to_double(dg), dbr = to_double(db);
+                    float* dgp = with_affine_grads ? dg.data() : nullptr;
+                    float* dbp = with_affine_grads ? db.data() : nullptr;
+                    double* dgrp = with_affine_grads ? dgr.data() : nullptr;
+                    double* dbrp = with_affine_grads ? dbr.data() : nullptr;
+                    // the reference backward gets the float forward's statistics, so both see the same inputs
+                    const auto md = to_double(mean), rd = to_double(rstd);
+                    if (fused) {
+                        group_norm_silu_backward(x.data(), gamma.data(), beta.data(), mean.data(), rstd.data(), dy.data(),
+                                                 c.B, c.C, c.HW, c.G, dx.data(), dgp, dbp);
+                        group_norm_silu_backward(xd.data(), gd.data(), bd.data(), md.data(), rd.data(), dyd.data(), c.B,
+                                                 c.C, c.HW, c.G, dxr.data(), dgrp, dbrp);
+                    } else {
+                        group_norm_backward(x.data(), gamma.data(), mean.data(), rstd.data(), dy.data(), c.B, c.C, c.HW,
+                                            c.G, dx.data(), dgp, dbp);
+                        group_norm_backward(xd.data(), gd.data(), md.data(), rd.data(), dyd.data(), c.B, c.C, c.HW, c.G,
+                                            dxr.data(), dgrp, dbrp);
+                    }
+                    CHECK(rel_err(dx, dxr) < 2e-5);
+                    CHECK(rel_err(dg, dgr) < 2e-5);  // sums of up to B*HW = 392 products
+                    CHECK(rel_err(db, dbr) < 2e-5);
+                }
+    });
+}
+
+TEST_CASE("silu, softmax and upsampling: forward and backward against float64") {
+    for_levels_and_threads([&] {
+        for (int64_t n : {1, 15, 16, 17, 100003}) {  // partial vectors; enough to split over threads
+            INFO("silu n=", n);
+            auto x = random_vec(size_t(n), 31, -30.f, 30.f), dy = random_vec(size_t(n), 32);
+            if (n > 4) x[0] = -100.f, x[1] = 100.f, x[2] = 0.f;  // exp clamping at both ends
+            std::vector<float> y(static_cast<size_t>(n)), dx = random_vec(size_t(n), 33);
+            std::vector<double> yr(static_cast<size_t>(n)), dxr = to_double(dx);
+            silu_forward(x.data(), y.data(), n);
+            silu_forward(to_double(x).data(), yr.data(), n);
+            CHECK(rel_err(y, yr) < 1e-6);  // relative to max(1, max |y|) = 100
+            silu_backward(x.data(), dy.data(), dx.data(), n);
+            silu_backward(to_double(x).data(), to_double(dy).data(), dxr.data(), n);
+            CHECK(rel_err(dx, dxr) < 1e-5);
+        }
+        for (int64_t n : {1, 7, 49, 100}) {
+            INFO("softmax n=", n);
+            const int64_t rows = 37;
+            auto x = random_vec(size_t(rows * n), 34, -20.f, 20.f), dy = random_vec(size_t(rows * n), 35);
+            std::vector<float> y(size_t(rows * n)), dx = random_vec(size_t(rows * n), 36);
+            std::vector<double> yr(size_t(rows * n)), dxr = to_double(dx);
+            softmax_forward(x.data(), y.data(), rows, n);
+            softmax_forward(to_double(x).data(), yr.data(), rows, n);
+            CHECK(rel_err(y, yr) < 1e-6);  // probabilities
+            softmax_backward(y.data(), dy.data(), dx.data(), rows, n);
+            softmax_backward(yr.data(), to_double(dy).data(), dxr.data(), rows, n);
+            CHECK(rel_err(dx, dxr) < 1e-5);
+        }
+        for (int64_t w : {1, 7, 14, 17}) {
+            INFO("upsample W=", w);
+            const int64_t P = 5, H = 3;
+            auto x = random_vec(size_t(P * H * w), 37), dy = random_vec(size_t(P * 4 * H * w), 38);
+            std::vector<float> y(size_t(P * 4 * H * w)), dx = random_vec(size_t(P * H * w), 39);
+            std::vector<double> yr(y.size()), dxr = to_double(dx);
+            upsample_nearest2d_forward(x.data(), y.data(), P, H, w);
+            upsample_nearest2d_forward(to_double(x).data(), yr.data(), P, H, w);
+            CHECK(rel_err(y, yr) == 0);
+            upsample_nearest2d_backward(dy.data(), dx.data(), P, H, w);
+            upsample_nearest2d_backward(to_double(dy).data(), dxr.data(), P, H, w);
+            CHECK(rel_err(dx, dxr) < 1e-6);
+        }
+    });
 }
