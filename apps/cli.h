@@ -131,6 +131,7 @@ public:
         std::fflush(stdout);
     }
     double elapsed() const { return now() - t0_; }
+    bool tty() const { return tty_; }
 
     static std::string clock(double seconds) {
         long s = long(seconds + 0.5);

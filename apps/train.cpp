@@ -6,6 +6,8 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <chrono>
+#include <limits>
 #include <omp.h>
 
 #include "apps/cli.h"
@@ -42,7 +44,7 @@ int main(int argc, char** argv) try {
     cli::Args args(argc, argv, "train", "trains the DDPM U-Net on one-channel IDX images (MNIST by default)");
     std::string data_dir = args.str("--data", "data/mnist", "folder with train-images-idx3-ubyte");
     std::string out = args.str("--out", "runs/mnist", "output folder: checkpoint, samples, loss curve");
-    int64_t steps = args.integer("--steps", 3000, "total training steps");
+    int64_t steps = args.integer("--steps", 0, "total training steps; 0: as many as fit in --minutes, measured on the first steps");
     int64_t batch = args.integer("--batch", 64, "images per step");
     double lr = args.real("--lr", 1e-3, "Adam learning rate after warmup");
     int64_t warmup = args.integer("--warmup", 100, "linear learning-rate warmup steps");
@@ -58,7 +60,7 @@ int main(int argc, char** argv) try {
     int64_t every = args.integer("--every", 500, "write checkpoint, samples and curves every N steps");
     int64_t n_samples = args.integer("--samples", 64, "images in the sample grid");
     int64_t ddim_steps = args.integer("--ddim-steps", 50, "DDIM steps for the sample grid");
-    double minutes = args.real("--minutes", 0, "stop (and save) after this many minutes; 0: no limit");
+    double minutes = args.real("--minutes", 30, "time budget: sizes --steps 0, and stops (and saves) a run that overruns; 0: none");
     bool resume = args.flag("--resume", "continue from <out>/checkpoint.safetensors when it exists");
     bool anomaly = args.flag("--detect-anomaly", "check every op's output and gradient for NaN/Inf");
     int64_t grad_norms_every = args.integer("--grad-norms-every", 50, "log each parameter tensor's gradient norm every N steps (grad_norms.csv/.svg; 0: off)");
@@ -67,7 +69,8 @@ int main(int argc, char** argv) try {
     if (threads > 0) omp_set_num_threads(int(threads));
     set_flush_denormals();
     if (decay != "cosine" && decay != "none") fail("train: --lr-decay expects 'cosine' or 'none', got '", decay, "'");
-    if (batch < 1 || steps < 1 || every < 1) fail("train: --batch, --steps and --every must be positive");
+    if (batch < 1 || steps < 0 || every < 1) fail("train: --batch and --every must be positive, --steps not negative");
+    if (steps == 0 && minutes <= 0) fail("train: --steps 0 sizes the run to --minutes, which must then be positive");
     set_detect_anomaly(anomaly);
     make_dirs(out);
     const std::string ckpt_path = out + "/checkpoint.safetensors";
@@ -105,14 +108,16 @@ int main(int argc, char** argv) try {
         if (std::sscanf(checkpoint_meta("data_cursor", ck, ckpt_path).c_str(), "%lu %lu %lu %lu", &c.epoch, &c.pos, &c.perm_seed, &c.perm_offset) != 4)
             fail(ckpt_path, ": metadata 'data_cursor' is not four integers");
         data.set_cursor(c);
+        if (steps == 0) steps = std::stoll(checkpoint_meta("steps", ck, ckpt_path));  // the count the run was sized to
         log.read_csv(out + "/loss.csv", step);
         if (grad_norms_every > 0) grad_log.read_csv(out + "/grad_norms.csv", step);
         if (!log.rows.empty()) seconds_before = log.rows.back().seconds;
         std::printf("resumed %s at step %lld\n", ckpt_path.c_str(), (long long)step);
     }
-    std::printf("train: %lld images %lldx%lld from %s | U-Net %lld parameters (%s) | batch %lld, %lld steps, lr %g (%s), %d threads\n",
+    std::printf("train: %lld images %lldx%lld from %s | U-Net %lld parameters (%s) | batch %lld, %s, lr %g (%s), %d threads\n",
                 (long long)data.size(), (long long)data.rows(), (long long)data.cols(), data_dir.c_str(), (long long)model.num_parameters(),
-                cfg.str().c_str(), (long long)batch, (long long)steps, lr, decay.c_str(), omp_get_max_threads());
+                cfg.str().c_str(), (long long)batch, steps ? cat(steps, " steps").c_str() : cat("steps to fit ", minutes, " minutes").c_str(),
+                lr, decay.c_str(), omp_get_max_threads());
 
     // ---- what is written every `every` steps and at the end ----
     nn::UNet ema_model(cfg, uint64_t(seed));
@@ -125,6 +130,7 @@ int main(int argc, char** argv) try {
         ck.metadata["train"] = cat("data=", data_dir, " steps=", steps, " batch=", batch, " lr=", lr, " warmup=", warmup, " lr_decay=", decay,
                                    " schedule=", schedule_name, " T=", T, " ema=", ema_decay, " clip=", clip, " seed=", seed);
         ck.metadata["model"] = cfg.str();
+        ck.metadata["steps"] = std::to_string(steps == std::numeric_limits<int64_t>::max() ? 0 : steps);  // 0: not sized yet
         ck.metadata["schedule"] = schedule_name;
         ck.metadata["T"] = std::to_string(T);
         nn::save_checkpoint(ckpt_path, ck);
@@ -153,8 +159,17 @@ int main(int argc, char** argv) try {
     // ---- the training loop: Algorithm 1 ----
     std::signal(SIGINT, on_sigint);
     model.train();
-    const int64_t start_step = step;
-    cli::Progress progress(steps, step);
+    // --steps 0: time kProbe steps after kWarm warm-up steps (the first ones fill the allocator
+    // cache), then fix the count so the run fits the time budget, keeping 4% for the sample grids
+    // and checkpoints written every --every steps.
+    const int64_t start_step = step, kWarm = 2, kProbe = 10;
+    double probe_start = 0;
+    const bool sizing = steps == 0;
+    const bool hard_limit = args.given("--minutes");  // an explicit --minutes also stops a long run
+    const auto session_start = std::chrono::steady_clock::now();
+    auto seconds_run = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - session_start).count(); };
+    if (sizing) steps = std::numeric_limits<int64_t>::max();
+    cli::Progress progress(sizing ? start_step + kWarm + kProbe : steps, step);
     double smoothed = log.rows.empty() ? NAN : log.recent_loss(50);
     bool timed_out = false;
     while (step < steps && !g_interrupted) {
@@ -179,14 +194,22 @@ int main(int argc, char** argv) try {
         adam.step(model.flat_parameters(), model.flat_grads(), rate);
         ema.update(model.flat_parameters());
         step++;
+        if (sizing && step - start_step == kWarm) probe_start = seconds_run();
+        if (sizing && step - start_step == kWarm + kProbe) {
+            double per_step = (seconds_run() - probe_start) / double(kProbe);
+            double left = minutes * 60 * 0.96 - seconds_before - seconds_run();
+            steps = step + std::max<int64_t>(0, int64_t(left / per_step));
+            progress = cli::Progress(steps, step);
+            std::printf("%s--steps 0: %.2f s per step, so %lld steps fit in %g minutes\n", progress.tty() ? "\r\033[K" : "", per_step, (long long)steps, minutes);
+        }
 
         smoothed = std::isnan(smoothed) ? loss_value : 0.98 * smoothed + 0.02 * loss_value;
-        double elapsed = progress.elapsed();
+        double elapsed = seconds_run();
         log.add({step, loss_value, grad_norm, rate, seconds_before + elapsed});
         char fields[128];
         std::snprintf(fields, sizeof fields, "loss %.4f | %.1f img/s", smoothed, double(batch) * double(step - start_step) / std::max(elapsed, 1e-9));
         progress.update(step, fields, step == steps);
-        timed_out = minutes > 0 && elapsed > minutes * 60;
+        timed_out = hard_limit && minutes > 0 && seconds_before + elapsed > minutes * 60;
         if (step % every == 0 || step == steps || timed_out) {
             save();
             sample_grid();
@@ -199,7 +222,7 @@ int main(int argc, char** argv) try {
         std::printf("interrupted: saved %s at step %lld; `make train` (or --resume) continues\n", ckpt_path.c_str(), (long long)step);
         return 130;
     }
-    if (timed_out) std::printf("stopped after %g minutes at step %lld\n", minutes, (long long)step);
+    if (timed_out && step < steps) std::printf("stopped after %g minutes at step %lld of %lld\n", minutes, (long long)step, (long long)steps);
     std::printf("done: %s, %s/samples.png, %s/loss.svg\n", ckpt_path.c_str(), out.c_str(), out.c_str());
     return 0;
 } catch (const std::exception& e) {
