@@ -202,12 +202,14 @@ struct Phase {
     int64_t rows, cols;
     int64_t in_row;  // padded input rows per output row; the kernel's SIN is the input columns per pixel
     int sin;
+    int64_t row_family = 0;  // phases of one family write the same output rows (consecutive in the list)
+    int64_t col_off = 0;     // column of the phase's first pixel within an output row
 };
 
 // out[b] (+)= direct convolution of in[b] over every phase. in: (B, Ci, Hi, Wi), blocked into grid g.
 // out: (B, Co, plane) with a phase's pixels placed by out_off/out_row/out_col.
 struct DirectPass {
-    int64_t B, Ci, Hi, Wi, Co, out_plane;
+    int64_t B, Ci, Hi, Wi, Co, out_plane, out_width;
     Grid g;
     std::vector<OGroup> groups;
     std::vector<Phase> phases;
@@ -215,8 +217,10 @@ struct DirectPass {
     bool accumulate;
 };
 
-void run_direct_row(const ConvIsa& k, const DirectPass& d, const float* blk, float* out, const Phase& ph,
-                    size_t gi, int64_t r) {
+// One row of one phase for one output group. out: the group's first channel at the phase's first
+// pixel of the row; cstride: floats between output channels.
+void run_direct_row(const ConvIsa& k, const DirectPass& d, const float* blk, float* out, int64_t cstride, bool accumulate,
+                    const Phase& ph, size_t gi, int64_t r) {
     const OGroup& grp = d.groups[gi];
     const int64_t ntile = (ph.cols + rmax(k, grp.nv) - 1) / rmax(k, grp.nv);
     DirectTile a;
@@ -226,28 +230,46 @@ void run_direct_row(const ConvIsa& k, const DirectPass& d, const float* blk, flo
     a.tap_off = ph.tap_off.data();
     a.ntaps = int(ph.tap_off.size());
     a.w = ph.wgroup[gi];
-    a.out_cstride = d.out_plane;
+    a.out_cstride = cstride;
     a.out_jstride = ph.out_col;
     a.nout = grp.n;
     a.bias = d.bias ? d.bias + grp.o0 : nullptr;
-    a.accumulate = d.accumulate;
+    a.accumulate = accumulate;
     for (int64_t t = 0, c0 = 0; t < ntile; t++) {  // near-equal tiles along the row
         const int64_t R = (ph.cols - c0) / (ntile - t);
         a.in = blk + (r * ph.in_row * d.g.Wp + c0 * ph.sin) * 16;
-        a.out = out + grp.o0 * d.out_plane + ph.out_off + r * ph.out_row + c0 * ph.out_col;
+        a.out = out + c0 * ph.out_col;
         k.direct_tile(a, int(R), grp.nv, ph.sin);
         c0 += R;
     }
 }
 
+// Phases that write the same output rows (backward-data phases with the same h mod s).
+bool same_rows(const Phase& a, const Phase& b) { return a.row_family == b.row_family; }
+
 void run_direct(const ConvIsa& k, const DirectPass& d, const float* in, float* out) {
     const int64_t img = (d.Ci + 15) / 16 * d.g.Hp * d.g.Wp * 16;  // floats of one blocked image
     const int nt = team_size();
-    // rows of one image, over phases and groups, as one flat index for the small-batch split
+    // Work items of one image: (first phase, group, row), one per row family, so that the phases
+    // sharing an output row are in one item, on one thread.
     std::vector<std::array<int64_t, 3>> items;
-    for (size_t ph = 0; ph < d.phases.size(); ph++)
+    for (size_t ph = 0; ph < d.phases.size(); ph++) {
+        if (ph > 0 && same_rows(d.phases[ph - 1], d.phases[ph])) continue;
         for (size_t gi = 0; gi < d.groups.size(); gi++)
             for (int64_t r = 0; r < d.phases[ph].rows; r++) items.push_back({int64_t(ph), int64_t(gi), r});
+    }
+    // One item: every phase of its family (the stride-2 kernel store adds zeros to the other
+    // phases' pixels of the row, so they must not be written by another thread meanwhile).
+    auto run_item = [&](const float* blk, float* o, const std::array<int64_t, 3>& it) {
+        const size_t gi = size_t(it[1]);
+        const int64_t r = it[2], o0 = d.groups[gi].o0;
+        for (size_t ph = size_t(it[0]); ph < d.phases.size(); ph++) {
+            const Phase& f = d.phases[ph];
+            if (ph > size_t(it[0]) && !same_rows(d.phases[ph - 1], f)) break;
+            if (r < f.rows) run_direct_row(k, d, blk, o + o0 * d.out_plane + f.out_off + r * f.out_row, d.out_plane,
+                                           d.accumulate, f, gi, r);
+        }
+    };
     float* shared = d.B < nt ? scratch(1, size_t(img)) : nullptr;
 #pragma omp parallel num_threads(nt)
     {
@@ -256,17 +278,14 @@ void run_direct(const ConvIsa& k, const DirectPass& d, const float* in, float* o
 #pragma omp for schedule(static)
             for (int64_t b = 0; b < d.B; b++) {
                 k.to_blocked(in + b * d.Ci * d.Hi * d.Wi, d.Ci, d.Hi, d.Wi, blk, d.g.Hp, d.g.Wp, d.g.pt, d.g.pl);
-                for (const auto& it : items)
-                    run_direct_row(k, d, blk, out + b * d.Co * d.out_plane, d.phases[size_t(it[0])], size_t(it[1]), it[2]);
+                for (const auto& it : items) run_item(blk, out + b * d.Co * d.out_plane, it);
             }
         } else {
             for (int64_t b = 0; b < d.B; b++) {
 #pragma omp single
                 k.to_blocked(in + b * d.Ci * d.Hi * d.Wi, d.Ci, d.Hi, d.Wi, shared, d.g.Hp, d.g.Wp, d.g.pt, d.g.pl);
 #pragma omp for schedule(static)
-                for (size_t i = 0; i < items.size(); i++)
-                    run_direct_row(k, d, shared, out + b * d.Co * d.out_plane, d.phases[size_t(items[i][0])],
-                                   size_t(items[i][1]), items[i][2]);
+                for (size_t i = 0; i < items.size(); i++) run_item(shared, out + b * d.Co * d.out_plane, items[i]);
             }
         }
     }
@@ -285,7 +304,7 @@ Grid forward_grid(const Conv2dParams& p) {
 
 void direct_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* w, const float* bias,
                     float* y) {
-    DirectPass d{p.B, p.Cin, p.H, p.W, p.Cout, p.Ho() * p.Wo(), forward_grid(p), {}, {}, bias, false};
+    DirectPass d{p.B, p.Cin, p.H, p.W, p.Cout, p.Ho() * p.Wo(), p.Wo(), forward_grid(p), {}, {}, bias, false};
     d.groups = plan_direct_groups(k, p.Cout, p.Wo());
     Phase ph;
     for (int64_t i = 0; i < p.KH; i++)
@@ -382,7 +401,7 @@ void direct_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* 
                 const int64_t cols = (p.W - e + s - 1) / s;
                 pl = std::max(pl, -shift(e, j)), pr = std::max(pr, cols - 1 + shift(e, j) - (Wo - 1));
             }
-    DirectPass d{p.B, p.Cout, Ho, Wo, p.Cin, p.H * p.W, {pt + Ho + pb, pl + Wo + pr, pt, pl}, {}, {}, nullptr, true};
+    DirectPass d{p.B, p.Cout, Ho, Wo, p.Cin, p.H * p.W, p.W, {pt + Ho + pb, pl + Wo + pr, pt, pl}, {}, {}, nullptr, true};
     d.groups = plan_direct_groups(k, p.Cin, (p.W + s - 1) / s);
     float* wp = scratch(0, size_t(p.Cin + 16 * 4) * size_t(p.Cout * KK));
     for (int64_t a = 0; a < s; a++)
@@ -404,7 +423,7 @@ void direct_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* 
                     return w[(o * p.Cin + c) * KK + taps[size_t(t)]];
                 });
             }
-            ph.out_off = a * p.W + e, ph.out_row = s * p.W, ph.out_col = s;
+            ph.out_off = a * p.W + e, ph.out_row = s * p.W, ph.out_col = s, ph.row_family = a, ph.col_off = e;
             ph.in_row = 1, ph.sin = 1;
             d.phases.push_back(std::move(ph));
         }

@@ -93,6 +93,15 @@ void direct_tile(const DirectTile& a) {
             if (a.out_jstride == 1) {
                 if (a.accumulate) r = vadd(r, vload_n(p, R));
                 vstore_n(p, r, R);
+            } else if (a.out_jstride == 2 && a.accumulate) {
+                // every other float (a backward-data phase of stride 2): add the tile spread with zeros
+                // in between; the zeros land on the other phase's pixels of the same row, which the
+                // same thread handles (conv.cpp keeps a row's phases in one work item)
+                V16 lo, hi;
+                vspread2(r, lo, hi);
+                const int n = 2 * R - 1;
+                vstore_n(p, vadd(vload_n(p, n < 16 ? n : 16), lo), n < 16 ? n : 16);
+                if (n > 16) vstore_n(p + 16, vadd(vload_n(p + 16, n - 16), hi), n - 16);
             } else {
                 float tmp[16];
                 vstore(tmp, r);

@@ -57,6 +57,14 @@ inline float vhmax(V16 a) { return vreduce(a.v, [](__m512 x, __m512 y) { return 
 inline V16 vldexp(V16 p, V16 n) { return {_mm512_mask_scalef_ps(p.v, 0xFFFF, p.v, n.v)}; }
 inline V16 vround(V16 a) { return {_mm512_mask_roundscale_ps(a.v, 0xFFFF, a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 
+// lo lane 2j = v[j], hi lane 2j = v[8 + j] (j < 8), odd lanes zero: v spread over every other float.
+inline void vspread2(V16 v, V16& lo, V16& hi) {
+    const __m512i i0 = _mm512_setr_epi32(0, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0);
+    const __m512i i1 = _mm512_setr_epi32(8, 0, 9, 0, 10, 0, 11, 0, 12, 0, 13, 0, 14, 0, 15, 0);
+    lo.v = _mm512_maskz_permutexvar_ps(0x5555, i0, v.v);
+    hi.v = _mm512_maskz_permutexvar_ps(0x5555, i1, v.v);
+}
+
 // In-place 16x16 transpose: r[i] lane j <-> r[j] lane i. Three shuffle stages: 32-bit
 // interleave, 64-bit interleave, then two rounds of 128-bit lane selection. (The all-ones-mask
 // forms compile to the plain instructions; GCC 12's unmasked intrinsics trip -Wmaybe-uninitialized.)
@@ -158,6 +166,14 @@ inline V16 vround(V16 a) {
     return {_mm256_round_ps(a.lo, m), _mm256_round_ps(a.hi, m)};
 }
 
+inline void vspread2(V16 v, V16& lo, V16& hi) {
+    const __m256 z = _mm256_setzero_ps();
+    const __m256 a = _mm256_unpacklo_ps(v.lo, z), b = _mm256_unpackhi_ps(v.lo, z);  // [v0 0 v1 0 | v4 0 v5 0], [v2 0 v3 0 | v6 0 v7 0]
+    const __m256 c = _mm256_unpacklo_ps(v.hi, z), d = _mm256_unpackhi_ps(v.hi, z);
+    lo = {_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31)};
+    hi = {_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31)};
+}
+
 inline void transpose8(__m256 r[8]) {  // in-place 8x8
     __m256 t[8], u[8];
     for (int i = 0; i < 8; i += 2) {
@@ -228,6 +244,9 @@ inline V16 vldexp(V16 p, V16 n) {
     return r;
 }
 inline V16 vround(V16 a) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = std::nearbyint(a.f[i]); return r; }
+inline void vspread2(V16 v, V16& lo, V16& hi) {
+    for (int j = 0; j < 8; j++) lo.f[2 * j] = v.f[j], lo.f[2 * j + 1] = 0.f, hi.f[2 * j] = v.f[8 + j], hi.f[2 * j + 1] = 0.f;
+}
 inline void vtranspose(V16 r[16]) {
     for (int i = 0; i < 16; i++)
         for (int j = i + 1; j < 16; j++) std::swap(r[i].f[j], r[j].f[i]);
