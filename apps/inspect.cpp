@@ -42,6 +42,7 @@ int main(int argc, char** argv) try {
     std::string dump_path = args.str("--out", "", "write inputs, loss, parameters, activations and all gradients to this .safetensors");
     std::string dot_path = args.str("--dot", "", "write the autograd graph to this Graphviz .dot file");
     int64_t gradcheck_k = args.integer("--gradcheck", 0, "check K random coordinates of every parameter's gradient in float64 (slow: use a small --batch)");
+    std::string gradcheck_match = args.str("--gradcheck-match", "", "--gradcheck only the parameters whose key contains this, e.g. 'mid.attn'");
     bool per_t = args.flag("--per-t", "sweep t over buckets of [0, T): loss and gradient norm as CSV and SVG");
     int64_t buckets = args.integer("--per-t-buckets", 20, "buckets of the --per-t sweep");
     std::string per_t_out = args.str("--per-t-out", "per_t", "--per-t writes <this>.csv and <this>.svg");
@@ -140,7 +141,7 @@ int main(int argc, char** argv) try {
         opt.max_coords = gradcheck_k;
         opt.seed = uint64_t(seed);
         std::unique_ptr<cli::Progress> progress;  // made at the first evaluation, which knows the total
-        GradcheckReport r = ddpm::gradcheck_training_loss(sched, model, net, b, dropout_seed, opt, [&](int64_t done, int64_t total) {
+        GradcheckReport r = ddpm::gradcheck_training_loss(sched, model, net, b, dropout_seed, opt, gradcheck_match, [&](int64_t done, int64_t total) {
             if (!progress) progress = std::make_unique<cli::Progress>(total, 0, 30);
             progress->update(done, "gradcheck: float64 loss evaluations", done == total);
         });

@@ -100,11 +100,14 @@ struct TemporaryDType {
 };
 
 GradcheckReport gradcheck_training_loss(const Schedule& s, nn::Module& model, const NetFn& net, const InspectBatch& batch,
-                                        uint64_t dropout_seed, const GradcheckOptions& opt,
+                                        uint64_t dropout_seed, const GradcheckOptions& opt, const std::string& match,
                                         const std::function<void(int64_t, int64_t)>& on_eval) {
     TemporaryDType f64(model, DType::F64);
     Tensor x0 = batch.x0.to(DType::F64), eps = batch.eps.to(DType::F64);  // (B, C, H, W)
-    std::vector<Variable> params = model.parameters();
+    std::vector<Variable> params;
+    for (const nn::NamedParameter& p : model.named_parameters())
+        if (p.name.find(match) != std::string::npos) params.push_back(p.var);
+    if (params.empty()) fail("gradcheck_training_loss: no parameter key contains '", match, "'");
     int64_t total = 1;  // one evaluation with backward, then two per checked coordinate
     for (const Variable& p : params) total += 2 * (opt.max_coords < 0 ? p.numel() : std::min(opt.max_coords, p.numel()));
     int64_t done = 0;

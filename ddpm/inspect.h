@@ -63,9 +63,10 @@ Safetensors inspection_dump(const Inspection& in, const nn::Module& model, const
 // of every parameter tensor. The model is converted to float64 for the check (Module::to) and
 // back to its dtype afterwards; the batch is converted too. Every evaluation draws its dropout
 // masks from a fresh Philox(dropout_seed), so the loss is one smooth function of the parameters.
-// on_eval(done, total) is called after each loss evaluation (for a progress line).
+// Only the parameters whose key contains `match` are checked ("" for all; the loss is always
+// the whole model's). on_eval(done, total) is called after each loss evaluation (for a progress line).
 GradcheckReport gradcheck_training_loss(const Schedule& s, nn::Module& model, const NetFn& net, const InspectBatch& batch,
-                                        uint64_t dropout_seed, const GradcheckOptions& opt,
+                                        uint64_t dropout_seed, const GradcheckOptions& opt, const std::string& match = "",
                                         const std::function<void(int64_t done, int64_t total)>& on_eval = nullptr);
 
 // ---- loss and gradient norm against t ------------------------------------------------------
