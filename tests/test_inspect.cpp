@@ -8,8 +8,6 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "autograd/inspect.h"
 #include "autograd/ops.h"
@@ -19,9 +17,11 @@
 #include "nn/grad_norm_log.h"
 #include "nn/unet.h"
 #include "tensor/io.h"
+#include "tests/programs.h"
 #include "tensor/ops.h"
 
 using namespace dl;
+using namespace dl::test;
 
 namespace {
 
@@ -67,31 +67,6 @@ size_t count(const std::string& s, const std::string& what) {
     size_t n = 0;
     for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) n++;
     return n;
-}
-
-// Runs a shell command; returns its exit status and, in `output`, what it printed.
-int run(const std::string& cmd, std::string* output = nullptr) {
-    std::string log = "/tmp/dl_test_inspect_run_" + std::to_string(getpid()) + ".log";
-    int rc = std::system((cmd + " > " + log + " 2>&1").c_str());
-    if (output) *output = read_file(log);
-    std::remove(log.c_str());
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-// The build folder holding the programs: the one this test binary lives in.
-std::string build_dir() {
-    char buf[4096];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    REQUIRE(n > 0);
-    std::string exe(buf, size_t(n));
-    return exe.substr(0, exe.rfind('/'));
-}
-
-std::string temp_dir(const char* name) {
-    std::string d = "/tmp/dl_test_" + std::string(name) + "_" + std::to_string(getpid());
-    std::system(("rm -rf " + d).c_str());
-    make_dirs(d);
-    return d;
 }
 
 }  // namespace

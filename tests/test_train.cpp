@@ -5,8 +5,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
@@ -16,37 +14,10 @@
 #include "tensor/io.h"
 #include "tensor/npy.h"
 #include "tensor/ops.h"
+#include "tests/programs.h"
 
 using namespace dl;
-
-namespace {
-
-// Runs a shell command; returns its exit status and, in `output`, what it printed.
-int run(const std::string& cmd, std::string* output = nullptr) {
-    std::string log = "/tmp/dl_test_run_" + std::to_string(getpid()) + ".log";
-    int rc = std::system((cmd + " > " + log + " 2>&1").c_str());
-    if (output) *output = read_file(log);
-    std::remove(log.c_str());
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-// The build folder holding the programs: the one this test binary lives in.
-std::string build_dir() {
-    char buf[4096];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    REQUIRE(n > 0);
-    std::string exe(buf, size_t(n));
-    return exe.substr(0, exe.rfind('/'));
-}
-
-std::string temp_dir(const char* name) {
-    std::string d = "/tmp/dl_test_" + std::string(name) + "_" + std::to_string(getpid());
-    std::system(("rm -rf " + d).c_str());
-    make_dirs(d);
-    return d;
-}
-
-}  // namespace
+using namespace dl::test;
 
 TEST_CASE("a tiny U-Net overfits 16 fixed noisy images: the loss falls by a large factor") {
     nn::UNetConfig cfg;
