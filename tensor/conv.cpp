@@ -356,23 +356,31 @@ void cout1_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, cons
         k.many_to_one({x + b * p.Cin * p.H * p.W, p.Cin, p.H, p.W, w, y + b * p.H * p.W, bias ? bias[0] : 0.f, false});
 }
 
-// 1x1: y[b] (Cout, HW) = W (Cout, Cin) x[b] (Cin, HW) + bias, one GEMM per image.
-void gemm_forward_1x1(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+// W (M, K) as pointwise panels: [M / MR][K][MR], zero past M. wt(o, c) gives W[o][c].
+template <class F>
+float* pack_pointwise(const ConvIsa& k, int64_t M, int64_t K, const F& wt) {
+    const int mr = k.pointwise_mr;
+    const int64_t Mp = (M + mr - 1) / mr * mr;
+    float* wp = scratch(0, size_t(Mp * K));
+    for (int64_t o0 = 0; o0 < Mp; o0 += mr)
+        for (int64_t c = 0; c < K; c++)
+            for (int i = 0; i < mr; i++) wp[o0 * K + c * mr + i] = o0 + i < M ? wt(o0 + i, c) : 0.f;
+    return wp;
+}
+
+// 1x1: y[b] (Cout, HW) = W (Cout, Cin) x[b] (Cin, HW) + bias, per image, W packed once.
+void pointwise_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* w, const float* bias,
+                       float* y) {
     const int64_t HW = p.H * p.W;
-    const bool per_thread = p.B >= team_size();  // else let each GEMM use the team
-#pragma omp parallel for schedule(static) num_threads(team_size()) if (per_thread)
-    for (int64_t b = 0; b < p.B; b++) {
-        float* yb = y + b * p.Cout * HW;
-        gemm<float>(false, false, p.Cout, HW, p.Cin, 1.f, w, p.Cin, x + b * p.Cin * HW, HW, 0.f, yb, HW);
-        if (bias)
-            for (int64_t o = 0; o < p.Cout; o++)
-                for (int64_t i = 0; i < HW; i++) yb[o * HW + i] += bias[o];
-    }
+    const float* wp = pack_pointwise(k, p.Cout, p.Cin, [&](int64_t o, int64_t c) { return w[o * p.Cin + c]; });
+#pragma omp parallel for schedule(static) num_threads(team_size())
+    for (int64_t b = 0; b < p.B; b++)
+        k.pointwise({wp, x + b * p.Cin * HW, y + b * p.Cout * HW, p.Cout, p.Cin, HW, bias, false});
 }
 
 void fast_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
     const ConvIsa& k = conv_isa();
-    if (is_1x1(p)) return gemm_forward_1x1(p, x, w, bias, y);
+    if (is_1x1(p)) return pointwise_forward(k, p, x, w, bias, y);
     if (is_3x3_same(p) && p.Cin == 1) return cin1_forward(k, p, x, w, bias, y);
     if (is_3x3_same(p) && p.Cout == 1) return cout1_forward(k, p, x, w, bias, y);
     if (direct_ok(p)) return direct_forward(k, p, x, w, bias, y);
@@ -462,17 +470,18 @@ void cout1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* d
     }
 }
 
-void gemm_backward_data_1x1(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+// 1x1: dx[b] (Cin, HW) += W^T (Cin, Cout) dy[b] (Cout, HW).
+void pointwise_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
     const int64_t HW = p.H * p.W;
-    const bool per_thread = p.B >= team_size();
-#pragma omp parallel for schedule(static) num_threads(team_size()) if (per_thread)
-    for (int64_t b = 0; b < p.B; b++)  // dx[b] (Cin, HW) += W^T (Cin, Cout) dy[b] (Cout, HW)
-        gemm<float>(true, false, p.Cin, HW, p.Cout, 1.f, w, p.Cin, dy + b * p.Cout * HW, HW, 1.f, dx + b * p.Cin * HW, HW);
+    const float* wp = pack_pointwise(k, p.Cin, p.Cout, [&](int64_t c, int64_t o) { return w[o * p.Cin + c]; });
+#pragma omp parallel for schedule(static) num_threads(team_size())
+    for (int64_t b = 0; b < p.B; b++)
+        k.pointwise({wp, dy + b * p.Cout * HW, dx + b * p.Cin * HW, p.Cin, p.Cout, HW, nullptr, true});
 }
 
 void fast_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
     const ConvIsa& k = conv_isa();
-    if (is_1x1(p)) return gemm_backward_data_1x1(p, dy, w, dx);
+    if (is_1x1(p)) return pointwise_backward_data(k, p, dy, w, dx);
     if (is_3x3_same(p) && p.Cin == 1) return cin1_backward_data(k, p, dy, w, dx);
     if (is_3x3_same(p) && p.Cout == 1) return cout1_backward_data(k, p, dy, w, dx);
     if (direct_ok(p)) return direct_backward_data(k, p, dy, w, dx);
@@ -586,14 +595,15 @@ void single_channel_backward_weight(const ConvIsa& k, const Conv2dParams& p, con
         });
 }
 
-void gemm_backward_weight_1x1(const Conv2dParams& p, const float* x, const float* dy, float* dw) {
-    const int64_t HW = p.H * p.W;
+// 1x1: dW (Cout, Cin) += sum_b dy[b] (Cout, HW) x[b]^T (HW, Cin), in chunks of images that fit L2.
+void pointwise_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw) {
+    const int64_t HW = p.H * p.W, chunk = std::max<int64_t>(1, (128 << 10) / ((p.Cin + p.Cout) * HW));
     reduce_over_images(
         p.B, p.Cout * p.Cin,
-        [&](float* acc, int64_t b0, int64_t b1) {  // acc (Cout, Cin) += dy[b] (Cout, HW) x[b]^T (HW, Cin)
-            for (int64_t b = b0; b < b1; b++)
-                gemm<float>(false, true, p.Cout, p.Cin, HW, 1.f, dy + b * p.Cout * HW, HW, x + b * p.Cin * HW, HW, 1.f,
-                            acc, p.Cin);
+        [&](float* acc, int64_t b0, int64_t b1) {
+            for (int64_t c0 = b0; c0 < b1; c0 += chunk)
+                k.pointwise_dw({dy + c0 * p.Cout * HW, x + c0 * p.Cin * HW, p.Cout * HW, p.Cin * HW, p.Cout, p.Cin, HW,
+                                std::min(chunk, b1 - c0), acc});
         },
         [&](int64_t i, float s) { dw[i] += s; });
 }
@@ -602,7 +612,7 @@ void fast_backward_weight(const Conv2dParams& p, const float* x, const float* dy
     const ConvIsa& k = conv_isa();
     if (is_3x3_same(p) && (p.Cin == 1 || p.Cout == 1)) return single_channel_backward_weight(k, p, x, dy, dw, dbias);
     if (dbias) bias_grad(k, p, dy, dbias);
-    if (is_1x1(p)) return gemm_backward_weight_1x1(p, x, dy, dw);
+    if (is_1x1(p)) return pointwise_backward_weight(k, p, x, dy, dw);
     if (direct_ok(p)) return direct_backward_weight(k, p, x, dy, dw);
     conv2d_backward_weight_ref<float>(p, x, dy, dw, nullptr);
 }

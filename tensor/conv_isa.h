@@ -87,6 +87,28 @@ struct DwSingle {
     float* bias_acc;          // (M): += sum of each many-side channel (its bias gradient), or null
 };
 
+// ---- 1x1 stride 1 (pointwise): GEMMs on NCHW planes without packing the pixels ----
+
+// y (M, P) (+)= bias + W (M, K) x (K, P) for one image, tiles of MR output channels x 32 pixels.
+// w is packed once per call in panels of MR rows: [M / MR][K][MR], zero past M.
+struct Pointwise {
+    const float* w;
+    const float* x;           // (K, P)
+    float* y;                 // (M, P)
+    int64_t M, K, P;
+    const float* bias;        // or null
+    bool accumulate;
+};
+
+// acc[i][j] += sum_{img, p} a[img][i][p] * b[img][j][p]  (a weight gradient dy x^T), i < MA, j < MB.
+struct PointwiseDw {
+    const float* a;           // (MA, P) of image 0
+    const float* b;           // (MB, P) of image 0
+    int64_t a_img, b_img;     // floats between images
+    int64_t MA, MB, P, nimg;
+    float* acc;               // (MA, MB), accumulated
+};
+
 struct ConvIsa {
     const char* name;
     int acc_regs;  // V16 accumulators a tile may hold: R * NV <= acc_regs (and R <= 14)
@@ -98,6 +120,9 @@ struct ConvIsa {
     void (*many_to_one)(const ManyToOne& a);
     void (*dw_single)(const DwSingle& a);
     void (*sum_planes)(const float* src, int64_t n, int64_t P, float* out);  // out[i] += sum of plane i
+    int pointwise_mr;  // output channels per Pointwise tile (the packing of w)
+    void (*pointwise)(const Pointwise& a);
+    void (*pointwise_dw)(const PointwiseDw& a);
 };
 
 const ConvIsa& conv_isa_avx512();

@@ -334,5 +334,105 @@ void sum_planes(const float* src, int64_t n, int64_t P, float* out) {
     }
 }
 
-const ConvIsa kConvIsa{kIsaName,  kAccRegs,    to_blocked, direct_tile_any, dw_tile_any,
-                       one_to_many, many_to_one, dw_single,  sum_planes};
+// ---- 1x1 (pointwise) ---------------------------------------------------------------------------------
+
+constexpr int kPwMR = kAccRegs >= 16 ? 8 : kAccRegs >= 6 ? 3 : 2;  // x 2 vectors of pixels
+
+template <int MR, int NV>
+void pointwise_tile(const Pointwise& a, const float* w, int64_t o0, int64_t p0) {
+    const int n = int(imin(16 * NV, a.P - p0));
+    VMask mk[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) mk[v] = vmask_range(0, int(imin(16, n - 16 * v)));
+    V16 acc[MR][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) acc[i][v] = vzero();
+    const float* x = a.x + p0;
+    for (int64_t c = 0; c < a.K; c++, x += a.P, w += MR) {
+        V16 xv[NV];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) xv[v] = vload_mask(x + 16 * v, mk[v]), vreg(xv[v]);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            const V16 wv = vset(w[i]);
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) acc[i][v] = vfma(wv, xv[v], acc[i][v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        if (o0 + i >= a.M) break;
+        float* y = a.y + (o0 + i) * a.P + p0;
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) {
+            V16 r = acc[i][v];
+            if (a.bias) r = vadd(r, vset(a.bias[o0 + i]));
+            if (a.accumulate) r = vadd(r, vload_mask(y + 16 * v, mk[v]));
+            vstore_mask(y + 16 * v, r, mk[v]);
+        }
+    }
+}
+
+void pointwise(const Pointwise& a) {
+    for (int64_t o0 = 0; o0 < a.M; o0 += kPwMR) {
+        const float* w = a.w + o0 * a.K;  // panel o0 / MR: (K, MR)
+        int64_t p0 = 0;
+        for (; p0 + 16 < a.P; p0 += 32) pointwise_tile<kPwMR, 2>(a, w, o0, p0);
+        if (p0 < a.P) pointwise_tile<kPwMR, 1>(a, w, o0, p0);
+    }
+}
+
+// MA x MB vector accumulators, each a partial dot product over 16 pixel lanes, summed at the end.
+template <int MA, int MB>
+void pointwise_dw_tile(const PointwiseDw& a, int64_t i0, int64_t j0) {
+    V16 acc[MA][MB];
+#pragma GCC unroll 4
+    for (int i = 0; i < MA; i++)
+#pragma GCC unroll 6
+        for (int j = 0; j < MB; j++) acc[i][j] = vzero();
+    // one step: 16 pixels at p (the first n of them)
+    auto step = [&](const float* ar, const float* br, int64_t p, int n) __attribute__((always_inline)) {
+        const VMask mk = vmask_range(0, n);
+        V16 av[MA];
+#pragma GCC unroll 4
+        for (int i = 0; i < MA; i++) av[i] = n == 16 ? vload(ar + i * a.P + p) : vload_mask(ar + i * a.P + p, mk), vreg(av[i]);
+#pragma GCC unroll 6
+        for (int j = 0; j < MB; j++) {
+            V16 bv = n == 16 ? vload(br + j * a.P + p) : vload_mask(br + j * a.P + p, mk);
+            vreg(bv);
+#pragma GCC unroll 4
+            for (int i = 0; i < MA; i++) acc[i][j] = vfma(av[i], bv, acc[i][j]);
+        }
+    };
+    for (int64_t img = 0; img < a.nimg; img++) {
+        const float* ar = a.a + img * a.a_img + i0 * a.P;
+        const float* br = a.b + img * a.b_img + j0 * a.P;
+        int64_t p = 0;
+        for (; p + 16 <= a.P; p += 16) step(ar, br, p, 16);
+        if (p < a.P) step(ar, br, p, int(a.P - p));
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MA; i++)
+#pragma GCC unroll 6
+        for (int j = 0; j < MB; j++) a.acc[(i0 + i) * a.MB + j0 + j] += vsum(acc[i][j]);
+}
+
+constexpr int kPwDwA = kAccRegs >= 24 ? 4 : 2, kPwDwB = kAccRegs >= 24 ? 6 : kAccRegs >= 6 ? 3 : 2;
+
+template <int MA>
+void pointwise_dw_rows(const PointwiseDw& a, int64_t i0) {
+    int64_t j0 = 0;
+    for (; j0 + kPwDwB <= a.MB; j0 += kPwDwB) pointwise_dw_tile<MA, kPwDwB>(a, i0, j0);
+    for (; j0 < a.MB; j0++) pointwise_dw_tile<MA, 1>(a, i0, j0);
+}
+
+void pointwise_dw(const PointwiseDw& a) {
+    int64_t i0 = 0;
+    for (; i0 + kPwDwA <= a.MA; i0 += kPwDwA) pointwise_dw_rows<kPwDwA>(a, i0);
+    for (; i0 < a.MA; i0++) pointwise_dw_rows<1>(a, i0);
+}
+
+const ConvIsa kConvIsa{kIsaName,    kAccRegs,    to_blocked, direct_tile_any, dw_tile_any, one_to_many,
+                       many_to_one, dw_single,   sum_planes, kPwMR,           pointwise,   pointwise_dw};
