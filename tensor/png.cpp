@@ -160,10 +160,14 @@ std::vector<uint8_t> image_grid(const Tensor& images, int nrow, int pad, int& ou
     return grid;
 }
 
-void write_png_grid(const std::string& path, const Tensor& images, int nrow) {
+void write_png_grid(const std::string& path, const Tensor& images, int nrow, int scale) {
+    if (scale < 1 || scale > 16) fail("write_png_grid: scale must be in [1, 16], got ", scale);
     int w = 0, h = 0;
     std::vector<uint8_t> grid = image_grid(images, nrow, 2, w, h);
-    write_png_gray(path, grid.data(), w, h);
+    std::vector<uint8_t> big(grid.size() * size_t(scale * scale));  // (h * scale, w * scale)
+    for (int y = 0; y < h * scale; y++)
+        for (int x = 0; x < w * scale; x++) big[size_t(y) * size_t(w * scale) + size_t(x)] = grid[size_t(y / scale) * size_t(w) + size_t(x / scale)];
+    write_png_gray(path, big.data(), w * scale, h * scale);
 }
 
 }  // namespace dl

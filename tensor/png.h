@@ -35,7 +35,8 @@ void write_png_gray(const std::string& path, const uint8_t* pixels, int width, i
 std::vector<uint8_t> image_grid(const Tensor& images, int nrow, int pad, int& out_w, int& out_h,
                                 uint8_t pad_value = 128);
 
-// image_grid with a 2-pixel gray border, written as a PNG.
-void write_png_grid(const std::string& path, const Tensor& images, int nrow);
+// image_grid with a 2-pixel gray border, each pixel drawn as a scale x scale block (28-pixel
+// digits are small on a modern screen), written as a PNG.
+void write_png_grid(const std::string& path, const Tensor& images, int nrow, int scale = 2);
 
 }  // namespace dl

@@ -144,10 +144,15 @@ TEST_CASE("png: image grid layout and value mapping") {
                       "image_grid: expected images of shape (N, 1, H, W) or (N, H, W) with N >= 1, got (2, 3, 4, 4)");
 
     std::string dir = temp_dir();
-    write_png_grid(dir + "/grid.png", Tensor::zeros({5, 28, 28}, DType::F64), 4);
+    write_png_grid(dir + "/grid.png", Tensor::zeros({5, 28, 28}, DType::F64), 4, 1);
     std::vector<Chunk> chunks = parse_png(read_file(dir + "/grid.png"));
     CHECK(be32(chunks[0].data, 0) == 4 * 30 + 2);
     CHECK(be32(chunks[0].data, 4) == 2 * 30 + 2);
+    write_png_grid(dir + "/grid2.png", Tensor::zeros({5, 28, 28}, DType::F64), 4);  // scale 2 by default
+    chunks = parse_png(read_file(dir + "/grid2.png"));
+    CHECK(be32(chunks[0].data, 0) == 2 * (4 * 30 + 2));
+    CHECK(be32(chunks[0].data, 4) == 2 * (2 * 30 + 2));
+    CHECK_THROWS_WITH(write_png_grid(dir + "/bad.png", Tensor::zeros({1, 2, 2}), 1, 0), "write_png_grid: scale must be in [1, 16], got 0");
     std::filesystem::remove_all(dir);
 }
 
