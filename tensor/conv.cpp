@@ -501,10 +501,11 @@ void bias_grad(const ConvIsa& k, const Conv2dParams& p, const float* dy, float* 
     }
 }
 
-// Each thread sums its images into a private buffer of `len` floats; then the buffers are added
-// into dst through `add(i, value)`. body(acc, b0, b1) does one thread's share of the images.
+// Each thread sums its images into a private buffer of `len` floats, body(acc, b0, b1) doing one
+// thread's share; then rows of `row` floats of the buffers are summed over the threads and handed
+// to add(row index, summed row) (rows split over the threads).
 template <class Body, class Add>
-void reduce_over_images(int64_t B, int64_t len, const Body& body, const Add& add) {
+void reduce_over_images(int64_t B, int64_t len, int64_t row, const Body& body, const Add& add) {
     const int nt = int(std::max<int64_t>(1, std::min<int64_t>(team_size(), B)));
     std::vector<float*> bufs(static_cast<size_t>(nt));
 #pragma omp parallel num_threads(nt)
@@ -515,10 +516,11 @@ void reduce_over_images(int64_t B, int64_t len, const Body& body, const Add& add
         body(acc, B * t / nt, B * (t + 1) / nt);
 #pragma omp barrier
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < len; i++) {
-            float s = 0;
-            for (int u = 0; u < nt; u++) s += bufs[size_t(u)][i];
-            add(i, s);
+        for (int64_t r = 0; r < len / row; r++) {
+            float* sum = bufs[0] + r * row;
+            for (int u = 1; u < nt; u++)
+                for (int64_t i = 0; i < row; i++) sum[i] += bufs[size_t(u)][r * row + i];
+            add(r, sum);
         }
     }
 }
@@ -534,7 +536,7 @@ void direct_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float
     const int64_t maxnv = std::max(1, std::min(3, (k.acc_regs - 4) / 8)), ng = (nob + maxnv - 1) / maxnv;
     const int rc = int(std::min<int64_t>(8, std::max(1, (k.acc_regs - 4) / int((nob + ng - 1) / ng))));
     reduce_over_images(
-        p.B, KK * p.Cin * Op,
+        p.B, KK * p.Cin * Op, Op,
         [&](float* acc, int64_t b0, int64_t b1) {  // acc (KK, Cin, Op)
             float* xb = scratch(2, size_t(chunk * ximg));
             float* db = scratch(3, size_t(chunk * dimg));
@@ -560,9 +562,9 @@ void direct_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float
                     }
             }
         },
-        [&](int64_t i, float s) {  // i = (t, c, o)
-            const int64_t o = i % Op, c = (i / Op) % p.Cin, t = i / (Op * p.Cin);
-            if (o < p.Cout) dw[(o * p.Cin + c) * KK + t] += s;
+        [&](int64_t r, const float* s) {  // r = (t, c), s[o]
+            const int64_t c = r % p.Cin, t = r / p.Cin;
+            for (int64_t o = 0; o < p.Cout; o++) dw[(o * p.Cin + c) * KK + t] += s[o];
         });
 }
 
@@ -579,7 +581,7 @@ void single_channel_backward_weight(const ConvIsa& k, const Conv2dParams& p, con
     const bool fuse_bias = cin1 && dbias;
     if (dbias && !fuse_bias) bias_grad(k, p, dy, dbias);
     reduce_over_images(
-        p.B, M * 10,
+        p.B, M * 10, M * 10,
         [&](float* acc, int64_t b0, int64_t b1) {  // acc (M, 9), then the bias sums (M)
             float* sb = scratch(2, size_t(chunk * plane));
             for (int64_t c0 = b0; c0 < b1; c0 += chunk) {
@@ -589,9 +591,10 @@ void single_channel_backward_weight(const ConvIsa& k, const Conv2dParams& p, con
                 k.dw_single({many, M * HW, sb, plane, Wp, off, M, n, p.H, p.W, acc, fuse_bias ? acc + M * 9 : nullptr});
             }
         },
-        [&](int64_t i, float s) {  // (Cout, 1, 3, 3) or (1, Cin, 3, 3): (M, 9) either way
-            if (i < M * 9) dw[i] += s;
-            else if (fuse_bias) dbias[i - M * 9] += s;
+        [&](int64_t, const float* s) {  // (Cout, 1, 3, 3) or (1, Cin, 3, 3): (M, 9) either way
+            for (int64_t i = 0; i < M * 9; i++) dw[i] += s[i];
+            if (fuse_bias)
+                for (int64_t i = 0; i < M; i++) dbias[i] += s[M * 9 + i];
         });
 }
 
@@ -599,13 +602,15 @@ void single_channel_backward_weight(const ConvIsa& k, const Conv2dParams& p, con
 void pointwise_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw) {
     const int64_t HW = p.H * p.W, chunk = std::max<int64_t>(1, (128 << 10) / ((p.Cin + p.Cout) * HW));
     reduce_over_images(
-        p.B, p.Cout * p.Cin,
+        p.B, p.Cout * p.Cin, p.Cin,
         [&](float* acc, int64_t b0, int64_t b1) {
             for (int64_t c0 = b0; c0 < b1; c0 += chunk)
                 k.pointwise_dw({dy + c0 * p.Cout * HW, x + c0 * p.Cin * HW, p.Cout * HW, p.Cin * HW, p.Cout, p.Cin, HW,
                                 std::min(chunk, b1 - c0), acc});
         },
-        [&](int64_t i, float s) { dw[i] += s; });
+        [&](int64_t o, const float* s) {
+            for (int64_t c = 0; c < p.Cin; c++) dw[o * p.Cin + c] += s[c];
+        });
 }
 
 void fast_backward_weight(const Conv2dParams& p, const float* x, const float* dy, float* dw, float* dbias) {
