@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <type_traits>
 #include <vector>
 
@@ -181,18 +182,19 @@ std::vector<OGroup> plan_direct_groups(const ConvIsa& k, int64_t C, int64_t widt
     return split_channels(C, best);
 }
 
-// One output group's weights packed for direct_tile: [cb][tap][c < cn][nv*16], zero past the channels.
-// wt(o, c, tap) gives the weight from output channel o to input channel c at the tap.
+// One output group's weights packed for direct_tile: [cb][tap][c < cn][nv*16], zero past the
+// channels; wt(o, c, tap) is the weight from output channel o to input channel c at the tap.
+// pack_direct_block packs input block cb of the group at dst (the group's packing).
 template <class F>
-float* pack_direct(float* dst, const OGroup& g, int64_t Cin, int ntaps, const F& wt) {
-    for (int64_t c0 = 0; c0 < Cin; c0 += 16) {
-        const int64_t cn = std::min<int64_t>(16, Cin - c0);
-        for (int t = 0; t < ntaps; t++)
-            for (int64_t c = 0; c < cn; c++)
-                for (int64_t o = 0; o < 16 * g.nv; o++) *dst++ = o < g.n ? wt(g.o0 + o, c0 + c, t) : 0.f;
-    }
-    return dst;
+void pack_direct_block(float* dst, const OGroup& g, int64_t Cin, int ntaps, int64_t cb, const F& wt) {
+    const int64_t cn = std::min<int64_t>(16, Cin - 16 * cb), ld = 16 * g.nv;
+    dst += cb * 16 * ntaps * ld;
+    if (g.n < ld) std::fill(dst, dst + cn * ntaps * ld, 0.f);
+    for (int64_t c = 0; c < cn; c++)  // input channel outer: for the backward-data weights, reads go in order
+        for (int64_t o = 0; o < g.n; o++)
+            for (int t = 0; t < ntaps; t++) dst[(t * cn + c) * ld + o] = wt(g.o0 + o, 16 * cb + c, t);
 }
+int64_t packed_direct_size(const OGroup& g, int64_t Cin, int ntaps) { return Cin * ntaps * 16 * g.nv; }
 
 // One phase of a direct pass: a set of output pixels on a lattice, and the taps that reach them.
 struct Phase {
@@ -215,6 +217,7 @@ struct DirectPass {
     std::vector<Phase> phases;
     const float* bias;
     bool accumulate;
+    std::vector<std::function<void()>> pack;  // weight packing jobs, run in parallel before the convolution
 };
 
 // One row of one phase for one output group. out: the group's first channel at the phase's first
@@ -273,17 +276,19 @@ void run_direct(const ConvIsa& k, const DirectPass& d, const float* in, float* o
     float* shared = d.B < nt ? scratch(1, size_t(img)) : nullptr;
 #pragma omp parallel num_threads(nt)
     {
+#pragma omp for schedule(dynamic)
+        for (size_t j = 0; j < d.pack.size(); j++) d.pack[j]();
         if (d.B >= nt) {
             float* blk = scratch(2, size_t(img));
 #pragma omp for schedule(static)
             for (int64_t b = 0; b < d.B; b++) {
-                k.to_blocked(in + b * d.Ci * d.Hi * d.Wi, d.Ci, d.Hi, d.Wi, blk, d.g.Hp, d.g.Wp, d.g.pt, d.g.pl);
+                k.to_blocked(in + b * d.Ci * d.Hi * d.Wi, d.Ci, d.Hi, d.Wi, blk, d.g.Hp, d.g.Wp, d.g.pt, d.g.pl, nullptr);
                 for (const auto& it : items) run_item(blk, out + b * d.Co * d.out_plane, it);
             }
         } else {
             for (int64_t b = 0; b < d.B; b++) {
 #pragma omp single
-                k.to_blocked(in + b * d.Ci * d.Hi * d.Wi, d.Ci, d.Hi, d.Wi, shared, d.g.Hp, d.g.Wp, d.g.pt, d.g.pl);
+                k.to_blocked(in + b * d.Ci * d.Hi * d.Wi, d.Ci, d.Hi, d.Wi, shared, d.g.Hp, d.g.Wp, d.g.pt, d.g.pl, nullptr);
 #pragma omp for schedule(static)
                 for (size_t i = 0; i < items.size(); i++) run_item(shared, out + b * d.Co * d.out_plane, items[i]);
             }
@@ -304,19 +309,23 @@ Grid forward_grid(const Conv2dParams& p) {
 
 void direct_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* w, const float* bias,
                     float* y) {
-    DirectPass d{p.B, p.Cin, p.H, p.W, p.Cout, p.Ho() * p.Wo(), p.Wo(), forward_grid(p), {}, {}, bias, false};
+    DirectPass d{p.B, p.Cin, p.H, p.W, p.Cout, p.Ho() * p.Wo(), p.Wo(), forward_grid(p), {}, {}, bias, false, {}};
     d.groups = plan_direct_groups(k, p.Cout, p.Wo());
     Phase ph;
     for (int64_t i = 0; i < p.KH; i++)
         for (int64_t j = 0; j < p.KW; j++) ph.tap_off.push_back((i * d.g.Wp + j) * 16);
     const int ntaps = int(ph.tap_off.size());
     int64_t packed = 0;
-    for (const OGroup& g : d.groups) packed += p.Cin * ntaps * 16 * g.nv;
+    for (const OGroup& g : d.groups) packed += packed_direct_size(g, p.Cin, ntaps);
     float* wp = scratch(0, size_t(packed));
     const int64_t KK = p.KH * p.KW;
     for (const OGroup& g : d.groups) {
         ph.wgroup.push_back(wp);
-        wp = pack_direct(wp, g, p.Cin, ntaps, [&](int64_t o, int64_t c, int t) { return w[(o * p.Cin + c) * KK + t]; });
+        for (int64_t cb = 0; cb < (p.Cin + 15) / 16; cb++)
+            d.pack.push_back([=, &p] {
+                pack_direct_block(wp, g, p.Cin, ntaps, cb, [&](int64_t o, int64_t c, int t) { return w[(o * p.Cin + c) * KK + t]; });
+            });
+        wp += packed_direct_size(g, p.Cin, ntaps);
     }
     ph.out_off = 0, ph.out_row = p.Wo(), ph.out_col = 1, ph.rows = p.Ho(), ph.cols = p.Wo();
     ph.in_row = p.stride, ph.sin = int(p.stride);
@@ -409,7 +418,7 @@ void direct_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* 
                 const int64_t cols = (p.W - e + s - 1) / s;
                 pl = std::max(pl, -shift(e, j)), pr = std::max(pr, cols - 1 + shift(e, j) - (Wo - 1));
             }
-    DirectPass d{p.B, p.Cout, Ho, Wo, p.Cin, p.H * p.W, p.W, {pt + Ho + pb, pl + Wo + pr, pt, pl}, {}, {}, nullptr, true};
+    DirectPass d{p.B, p.Cout, Ho, Wo, p.Cin, p.H * p.W, p.W, {pt + Ho + pb, pl + Wo + pr, pt, pl}, {}, {}, nullptr, true, {}};
     d.groups = plan_direct_groups(k, p.Cin, (p.W + s - 1) / s);
     float* wp = scratch(0, size_t(p.Cin + 16 * 4) * size_t(p.Cout * KK));
     for (int64_t a = 0; a < s; a++)
@@ -426,10 +435,13 @@ void direct_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* 
             if (taps.empty() || ph.rows <= 0 || ph.cols <= 0) continue;
             for (const OGroup& g : d.groups) {
                 ph.wgroup.push_back(wp);
-                // output channel c of dx, input channel o of dy
-                wp = pack_direct(wp, g, p.Cout, int(taps.size()), [&](int64_t c, int64_t o, int t) {
-                    return w[(o * p.Cin + c) * KK + taps[size_t(t)]];
-                });
+                for (int64_t ob = 0; ob < (p.Cout + 15) / 16; ob++)
+                    d.pack.push_back([=, &p] {  // output channel c of dx, input channel o of dy
+                        pack_direct_block(wp, g, p.Cout, int(taps.size()), ob, [&](int64_t c, int64_t o, int t) {
+                            return w[(o * p.Cin + c) * KK + taps[size_t(t)]];
+                        });
+                    });
+                wp += packed_direct_size(g, p.Cout, int(taps.size()));
             }
             ph.out_off = a * p.W + e, ph.out_row = s * p.W, ph.out_col = s, ph.row_family = a, ph.col_off = e;
             ph.in_row = 1, ph.sin = 1;
@@ -525,7 +537,8 @@ void reduce_over_images(int64_t B, int64_t len, int64_t row, const Body& body, c
     }
 }
 
-void direct_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw) {
+void direct_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw,
+                            float* dbias) {
     const Grid g = forward_grid(p);
     const int64_t Ho = p.Ho(), Wo = p.Wo(), KK = p.KH * p.KW;
     const int64_t ncb = (p.Cin + 15) / 16, nob = (p.Cout + 15) / 16, Op = 16 * nob;
@@ -536,15 +549,16 @@ void direct_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float
     const int64_t maxnv = std::max(1, std::min(3, (k.acc_regs - 4) / 8)), ng = (nob + maxnv - 1) / maxnv;
     const int rc = int(std::min<int64_t>(8, std::max(1, (k.acc_regs - 4) / int((nob + ng - 1) / ng))));
     reduce_over_images(
-        p.B, KK * p.Cin * Op, Op,
-        [&](float* acc, int64_t b0, int64_t b1) {  // acc (KK, Cin, Op)
+        p.B, (KK * p.Cin + 1) * Op, Op,
+        [&](float* acc, int64_t b0, int64_t b1) {  // acc (KK, Cin, Op), then the bias gradient (Op)
             float* xb = scratch(2, size_t(chunk * ximg));
             float* db = scratch(3, size_t(chunk * dimg));
             for (int64_t c0 = b0; c0 < b1; c0 += chunk) {
                 const int64_t n = std::min(chunk, b1 - c0);
                 for (int64_t b = 0; b < n; b++) {
-                    k.to_blocked(x + (c0 + b) * p.Cin * p.H * p.W, p.Cin, p.H, p.W, xb + b * ximg, g.Hp, g.Wp, g.pt, g.pl);
-                    k.to_blocked(dy + (c0 + b) * p.Cout * Ho * Wo, p.Cout, Ho, Wo, db + b * dimg, Ho, Wo, 0, 0);
+                    k.to_blocked(x + (c0 + b) * p.Cin * p.H * p.W, p.Cin, p.H, p.W, xb + b * ximg, g.Hp, g.Wp, g.pt, g.pl, nullptr);
+                    k.to_blocked(dy + (c0 + b) * p.Cout * Ho * Wo, p.Cout, Ho, Wo, db + b * dimg, Ho, Wo, 0, 0,
+                                 acc + KK * p.Cin * Op);
                 }
                 DwTile a{nullptr, ximg, g.Wp * 16, nullptr, dimg, Ho * Wo * 16, n, Ho, Wo, nullptr, Op};
                 for (int64_t t = 0; t < KK; t++)
@@ -562,8 +576,13 @@ void direct_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float
                     }
             }
         },
-        [&](int64_t r, const float* s) {  // r = (t, c), s[o]
+        [&](int64_t r, const float* s) {  // r = (t, c), s[o]; the last row is the bias gradient
             const int64_t c = r % p.Cin, t = r / p.Cin;
+            if (t == KK) {
+                if (dbias)
+                    for (int64_t o = 0; o < p.Cout; o++) dbias[o] += s[o];
+                return;
+            }
             for (int64_t o = 0; o < p.Cout; o++) dw[(o * p.Cin + c) * KK + t] += s[o];
         });
 }
@@ -616,9 +635,9 @@ void pointwise_backward_weight(const ConvIsa& k, const Conv2dParams& p, const fl
 void fast_backward_weight(const Conv2dParams& p, const float* x, const float* dy, float* dw, float* dbias) {
     const ConvIsa& k = conv_isa();
     if (is_3x3_same(p) && (p.Cin == 1 || p.Cout == 1)) return single_channel_backward_weight(k, p, x, dy, dw, dbias);
+    if (direct_ok(p) && !is_1x1(p)) return direct_backward_weight(k, p, x, dy, dw, dbias);  // bias from the dy pass
     if (dbias) bias_grad(k, p, dy, dbias);
     if (is_1x1(p)) return pointwise_backward_weight(k, p, x, dy, dw);
-    if (direct_ok(p)) return direct_backward_weight(k, p, x, dy, dw);
     conv2d_backward_weight_ref<float>(p, x, dy, dw, nullptr);
 }
 

@@ -113,7 +113,7 @@ struct ConvIsa {
     const char* name;
     int acc_regs;  // V16 accumulators a tile may hold: R * NV <= acc_regs (and R <= 14)
     void (*to_blocked)(const float* src, int64_t C, int64_t H, int64_t W, float* dst, int64_t Hp, int64_t Wp,
-                       int64_t pt, int64_t pl);
+                       int64_t pt, int64_t pl, float* csum);  // csum: null, or += per-channel sums
     void (*direct_tile)(const DirectTile& a, int R, int NV, int SIN);  // NV in {1, 2, 4}, SIN in {1, 2}
     void (*dw_tile)(const DwTile& a, int RC, int NV, int SIN);         // RC <= 8, NV in {1, 2, 3}
     void (*one_to_many)(const OneToMany& a);

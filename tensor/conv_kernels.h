@@ -12,13 +12,15 @@ constexpr int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 // ---- layout -------------------------------------------------------------------------------------
 
 // NCHW (C, H, W) -> blocked (ceil(C/16), Hp, Wp, 16), image at [pt, pt+H) x [pl, pl+W), zeros elsewhere.
-// The interior goes through 16x16 register transposes: 16 channel rows in, 16 pixels out.
+// The interior goes through 16x16 register transposes: 16 channel rows in, 16 pixels out. With csum,
+// also csum[c] += sum of channel c (a bias gradient, for free: the sum of the transposed pixel vectors).
 void to_blocked(const float* src, int64_t C, int64_t H, int64_t W, float* dst, int64_t Hp, int64_t Wp, int64_t pt,
-                int64_t pl) {
+                int64_t pl, float* csum) {
     const int64_t CB = (C + 15) / 16;
     for (int64_t cb = 0; cb < CB; cb++) {
         float* d = dst + cb * Hp * Wp * 16;
         const int cn = int(imin(16, C - cb * 16));
+        V16 cs = vzero();
         for (int64_t r = 0; r < Hp; r++) {
             float* row = d + r * Wp * 16;
             if (r < pt || r >= pt + H) {
@@ -33,9 +35,10 @@ void to_blocked(const float* src, int64_t C, int64_t H, int64_t W, float* dst, i
                 V16 t[16];
                 for (int c = 0; c < 16; c++) t[c] = c < cn ? vload_n(s + c * H * W + w0, wn) : vzero();
                 vtranspose(t);
-                for (int j = 0; j < wn; j++) vstore(row + (pl + w0 + j) * 16, t[j]);
+                for (int j = 0; j < wn; j++) vstore(row + (pl + w0 + j) * 16, t[j]), cs = vadd(cs, t[j]);
             }
         }
+        if (csum) vstore_n(csum + cb * 16, vadd(vload_n(csum + cb * 16, cn), cs), cn);
     }
 }
 
