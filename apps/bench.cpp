@@ -3,7 +3,7 @@
 //
 //   bench --conv       conv2d forward and forward+backward GFLOP/s per U-Net shape (batch 64)
 //   bench --gemm       SGEMM GFLOP/s on square and U-Net-like sizes
-//   bench --kernels    GroupNorm, SiLU, upsampling and softmax, GB/s
+//   bench --kernels    GroupNorm (+SiLU), SiLU, upsampling, softmax: time and GB/s (bytes moved once)
 //   --json             one JSON object per line instead of the table
 //   --simd LEVEL       avx512, avx2 or portable (default: the best this CPU has)
 //   --batch B, --reps N, --threads T
@@ -213,6 +213,65 @@ void bench_gemm(const Options& o, double peak) {
     }
 }
 
+// ---- the other kernels: memory-bound, so GB/s (bytes read + written once) ------------------------------
+
+void bench_kernels(const Options& o) {
+    const int64_t B = o.batch;
+    auto report = [&](const std::string& name, double sec, double bytes) {
+        if (o.json)
+            std::printf("{\"op\": \"%s\", \"B\": %ld, \"us\": %.1f, \"gbps\": %.1f}\n", name.c_str(), long(B), sec * 1e6,
+                        bytes / sec / 1e9);
+        else
+            std::printf("%-40s %9.1f us %8.1f GB/s\n", name.c_str(), sec * 1e6, bytes / sec / 1e9);
+    };
+    if (!o.json) std::printf("%-40s %12s %13s\n", "kernel (float32)", "time", "traffic");
+    struct GN { int64_t C, HW; };
+    for (GN g : {GN{32, 784}, GN{64, 196}, GN{64, 49}, GN{128, 196}}) {
+        const int64_t n = B * g.C * g.HW, G = 8;
+        const size_t N = size_t(n), C = size_t(g.C), BG = size_t(B * G);
+        std::vector<float> x(N), y(N), dy(N), dx(N), gam(C, 1.f), bet(C), mean(BG), rstd(BG), dg(C), db(C);
+        fill_random(x, 1), fill_random(dy, 2);
+        const std::string shape = cat("(", B, ",", g.C, ",", g.HW, ") G=8");
+        report("group_norm fwd " + shape,
+               median_time([&] { group_norm_forward(x.data(), gam.data(), bet.data(), B, g.C, g.HW, G, 1e-5, y.data(), mean.data(), rstd.data()); }, o.reps),
+               8.0 * n);
+        report("group_norm bwd " + shape,
+               median_time([&] { group_norm_backward(x.data(), gam.data(), mean.data(), rstd.data(), dy.data(), B, g.C, g.HW, G, dx.data(), dg.data(), db.data()); }, o.reps),
+               16.0 * n);
+        report("group_norm+silu fwd " + shape,
+               median_time([&] { group_norm_silu_forward(x.data(), gam.data(), bet.data(), B, g.C, g.HW, G, 1e-5, y.data(), mean.data(), rstd.data()); }, o.reps),
+               8.0 * n);
+        report("group_norm+silu bwd " + shape,
+               median_time([&] { group_norm_silu_backward(x.data(), gam.data(), bet.data(), mean.data(), rstd.data(), dy.data(), B, g.C, g.HW, G, dx.data(), dg.data(), db.data()); }, o.reps),
+               16.0 * n);
+    }
+    {
+        const int64_t n = B * 32 * 784;
+        const size_t N = size_t(n);
+        std::vector<float> x(N), y(N), dy(N), dx(N);
+        fill_random(x, 3), fill_random(dy, 4);
+        report(cat("silu fwd n=", n), median_time([&] { silu_forward(x.data(), y.data(), n); }, o.reps), 8.0 * n);
+        report(cat("silu bwd n=", n), median_time([&] { silu_backward(x.data(), dy.data(), dx.data(), n); }, o.reps), 16.0 * n);
+    }
+    for (int64_t h : {7, 14}) {
+        const int64_t P = B * 64, n = P * h * h;
+        const size_t N = size_t(n);
+        std::vector<float> x(N), y(4 * N), dx(N);
+        fill_random(x, 5);
+        const std::string shape = cat("(", B, ",64,", h, ",", h, ")");
+        report("upsample2x fwd " + shape, median_time([&] { upsample_nearest2d_forward(x.data(), y.data(), P, h, h); }, o.reps), 20.0 * n);
+        report("upsample2x bwd " + shape, median_time([&] { upsample_nearest2d_backward(y.data(), dx.data(), P, h, h); }, o.reps), 24.0 * n);
+    }
+    {
+        const int64_t rows = B * 49, n = 49;  // attention over the 7x7 positions
+        const size_t N = size_t(rows * n);
+        std::vector<float> x(N), y(N), dy(N), dx(N);
+        fill_random(x, 6), fill_random(dy, 7);
+        report(cat("softmax fwd (", rows, ",", n, ")"), median_time([&] { softmax_forward(x.data(), y.data(), rows, n); }, o.reps), 8.0 * rows * n);
+        report(cat("softmax bwd (", rows, ",", n, ")"), median_time([&] { softmax_backward(y.data(), dy.data(), dx.data(), rows, n); }, o.reps), 16.0 * rows * n);
+    }
+}
+
 void usage() {
     std::printf(
         "usage: bench [--conv] [--gemm] [--kernels] [--json] [--simd avx512|avx2|portable]\n"
@@ -260,6 +319,7 @@ int main(int argc, char** argv) {
                         omp_get_max_threads(), simd_name(simd_level()), peak);
         if (o.conv) bench_conv(o, peak);
         if (o.gemm) bench_gemm(o, peak);
+        if (o.kernels) bench_kernels(o);
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", e.what());

@@ -49,7 +49,7 @@ namespace dl {
 
 template <class T> void conv2d_forward_ref(const Conv2dParams& p, const T* x, const T* w, const T* bias, T* y) {
     const int64_t Ho = p.Ho(), Wo = p.Wo();
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (!omp_in_parallel())
     for (int64_t b = 0; b < p.B; b++)
         for (int64_t o = 0; o < p.Cout; o++)
             for (int64_t i = 0; i < Ho; i++)
@@ -72,7 +72,7 @@ template <class T> void conv2d_forward_ref(const Conv2dParams& p, const T* x, co
 template <class T> void conv2d_backward_data_ref(const Conv2dParams& p, const T* dy, const T* w, T* dx) {
     const int64_t Ho = p.Ho(), Wo = p.Wo();
     // parallel over (b, c): each thread owns whole input planes of dx
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (!omp_in_parallel())
     for (int64_t b = 0; b < p.B; b++)
         for (int64_t c = 0; c < p.Cin; c++)
             for (int64_t o = 0; o < p.Cout; o++)
@@ -94,7 +94,7 @@ template <class T> void conv2d_backward_data_ref(const Conv2dParams& p, const T*
 template <class T> void conv2d_backward_weight_ref(const Conv2dParams& p, const T* x, const T* dy, T* dw, T* dbias) {
     const int64_t Ho = p.Ho(), Wo = p.Wo();
     // parallel over (o, c): each thread owns whole filters of dw; the batch is summed inside
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (!omp_in_parallel())
     for (int64_t o = 0; o < p.Cout; o++)
         for (int64_t c = 0; c < p.Cin; c++)
             for (int64_t kp = 0; kp < p.KH; kp++)

@@ -64,6 +64,24 @@ inline void vspread2(V16 v, V16& lo, V16& hi) {
     lo.v = _mm512_maskz_permutexvar_ps(0x5555, i0, v.v);
     hi.v = _mm512_maskz_permutexvar_ps(0x5555, i1, v.v);
 }
+// lo lanes 2j, 2j+1 = v[j], hi lanes 2j, 2j+1 = v[8 + j]: each value twice (nearest 2x upsampling).
+inline void vdup2(V16 v, V16& lo, V16& hi) {
+    const __m512i i0 = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i i1 = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    lo.v = _mm512_mask_permutexvar_ps(v.v, 0xFFFF, i0, v.v);
+    hi.v = _mm512_mask_permutexvar_ps(v.v, 0xFFFF, i1, v.v);
+}
+// lane j = a[2j] + a[2j+1] for j < 8, b[2j - 16] + b[2j - 15] for j >= 8: sums of neighbouring pairs.
+inline V16 vpairsum(V16 a, V16 b) {
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    return {_mm512_add_ps(_mm512_permutex2var_ps(a.v, ev, b.v), _mm512_permutex2var_ps(a.v, od, b.v))};
+}
+// 1/a to about 1e-7 relative: the 14-bit estimate and one Newton step, instead of a divide.
+inline V16 vrcp(V16 a) {
+    const __m512 r = _mm512_mask_rcp14_ps(a.v, 0xFFFF, a.v);
+    return {_mm512_mul_ps(r, _mm512_fnmadd_ps(a.v, r, _mm512_set1_ps(2.f)))};
+}
 
 // In-place 16x16 transpose: r[i] lane j <-> r[j] lane i. Three shuffle stages: 32-bit
 // interleave, 64-bit interleave, then two rounds of 128-bit lane selection. (The all-ones-mask
@@ -166,6 +184,22 @@ inline V16 vround(V16 a) {
     return {_mm256_round_ps(a.lo, m), _mm256_round_ps(a.hi, m)};
 }
 
+inline void vdup2(V16 v, V16& lo, V16& hi) {
+    const __m256 a = _mm256_unpacklo_ps(v.lo, v.lo), b = _mm256_unpackhi_ps(v.lo, v.lo);  // [v0 v0 v1 v1 | v4 v4 v5 v5], ...
+    const __m256 c = _mm256_unpacklo_ps(v.hi, v.hi), d = _mm256_unpackhi_ps(v.hi, v.hi);
+    lo = {_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31)};
+    hi = {_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31)};
+}
+inline __m256 pairsum8(__m256 a, __m256 b) {  // [a0+a1, a2+a3, a4+a5, a6+a7, b0+b1, ...]
+    const __m256 h = _mm256_hadd_ps(a, b);  // [a01 a23 b01 b23 | a45 a67 b45 b67]
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(h), 0xD8));
+}
+inline V16 vpairsum(V16 a, V16 b) { return {pairsum8(a.lo, a.hi), pairsum8(b.lo, b.hi)}; }
+inline __m256 rcp8(__m256 a) {
+    const __m256 r = _mm256_rcp_ps(a);  // 12-bit estimate; one Newton step gives about 23 bits
+    return _mm256_mul_ps(r, _mm256_fnmadd_ps(a, r, _mm256_set1_ps(2.f)));
+}
+inline V16 vrcp(V16 a) { return {rcp8(a.lo), rcp8(a.hi)}; }
 inline void vspread2(V16 v, V16& lo, V16& hi) {
     const __m256 z = _mm256_setzero_ps();
     const __m256 a = _mm256_unpacklo_ps(v.lo, z), b = _mm256_unpackhi_ps(v.lo, z);  // [v0 0 v1 0 | v4 0 v5 0], [v2 0 v3 0 | v6 0 v7 0]
@@ -247,6 +281,15 @@ inline V16 vround(V16 a) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = std::nea
 inline void vspread2(V16 v, V16& lo, V16& hi) {
     for (int j = 0; j < 8; j++) lo.f[2 * j] = v.f[j], lo.f[2 * j + 1] = 0.f, hi.f[2 * j] = v.f[8 + j], hi.f[2 * j + 1] = 0.f;
 }
+inline void vdup2(V16 v, V16& lo, V16& hi) {
+    for (int j = 0; j < 8; j++) lo.f[2 * j] = lo.f[2 * j + 1] = v.f[j], hi.f[2 * j] = hi.f[2 * j + 1] = v.f[8 + j];
+}
+inline V16 vpairsum(V16 a, V16 b) {
+    V16 r;
+    for (int j = 0; j < 8; j++) r.f[j] = a.f[2 * j] + a.f[2 * j + 1], r.f[8 + j] = b.f[2 * j] + b.f[2 * j + 1];
+    return r;
+}
+inline V16 vrcp(V16 a) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = 1.f / a.f[i]; return r; }
 inline void vtranspose(V16 r[16]) {
     for (int i = 0; i < 16; i++)
         for (int j = i + 1; j < 16; j++) std::swap(r[i].f[j], r[j].f[i]);
@@ -258,9 +301,9 @@ inline void vtranspose(V16 r[16]) {
 
 // exp(x) for x in float range: x = n ln2 + r with |r| <= ln2/2, exp(r) by the degree-6 polynomial
 // of Cephes expf (S. Moshier), times 2^n. Relative error about 2 ulp; inputs are clamped to
-// [-87.3, 88.7], so the result never overflows and underflows to the smallest normal.
+// [-87.3, 88], so 2^n stays a normal float: no inf (exp(88) = 1.6e38), no denormal.
 inline V16 vexp(V16 x) {
-    x = vmin(vmax(x, vset(-87.33654f)), vset(88.72283f));
+    x = vmin(vmax(x, vset(-87.33654f)), vset(88.f));
     V16 n = vround(vmul(x, vset(1.44269504088896341f)));
     V16 r = vsub(x, vmul(n, vset(0.693359375f)));  // ln2 split in two for an exact first product
     r = vsub(r, vmul(n, vset(-2.12194440e-4f)));

@@ -38,12 +38,15 @@ struct KernelsIsa {
     void (*silu_backward)(const float*, const float*, float*, int64_t);
     void (*softmax_forward_row)(const float*, float*, int64_t);
     void (*softmax_backward_row)(const float*, const float*, float*, int64_t);
+    void (*upsample_forward_plane)(const float*, float*, int64_t, int64_t);
+    void (*upsample_backward_plane)(const float*, float*, int64_t, int64_t);
 };
 }  // namespace
 
 #define DL_KERNELS_TABLE                                                                                     \
-    const KernelsIsa kTable{gn_forward_group,   gn_backward_group,   silu_forward_chunk,                   \
-                            silu_backward_chunk, softmax_forward_row, softmax_backward_row};
+    const KernelsIsa kTable{gn_forward_group,     gn_backward_group,      silu_forward_chunk,                 \
+                            silu_backward_chunk,  softmax_forward_row,    softmax_backward_row,               \
+                            upsample_forward_plane, upsample_backward_plane};
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
@@ -127,7 +130,7 @@ template <class T>
 void group_norm_forward_generic(const T* x, const T* gamma, const T* beta, int64_t B, int64_t C, int64_t HW, int64_t G,
                         double eps, T* y, T* mean, T* rstd) {
     const int64_t cg = C / G, N = cg * HW;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (!omp_in_parallel())
     for (int64_t b = 0; b < B; b++)
         for (int64_t g = 0; g < G; g++) {
             const T* xg = x + (b * C + g * cg) * HW;
@@ -152,7 +155,7 @@ template <class T>
 void group_norm_backward_generic(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, int64_t B, int64_t C,
                          int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta) {
     const int64_t cg = C / G, N = cg * HW;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (!omp_in_parallel())
     for (int64_t b = 0; b < B; b++)
         for (int64_t g = 0; g < G; g++) {
             double mu = double(mean[b * G + g]), r = double(rstd[b * G + g]);
@@ -181,7 +184,7 @@ void group_norm_backward_generic(const T* x, const T* gamma, const T* mean, cons
         }
     if (!dgamma && !dbeta) return;
     // dgamma, dbeta: parallel over channels, the batch summed inside (no races)
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (!omp_in_parallel())
     for (int64_t ch = 0; ch < C; ch++) {
         double sg = 0, sb = 0;
         for (int64_t b = 0; b < B; b++) {
@@ -200,12 +203,12 @@ void group_norm_backward_generic(const T* x, const T* gamma, const T* mean, cons
 }
 
 template <class T> void silu_forward_generic(const T* x, T* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > 32768)
+#pragma omp parallel for simd schedule(static) if (!omp_in_parallel() && n > 32768)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] / (T(1) + std::exp(-x[i]));
 }
 
 template <class T> void silu_backward_generic(const T* x, const T* dy, T* dx, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > 32768)
+#pragma omp parallel for simd schedule(static) if (!omp_in_parallel() && n > 32768)
     for (int64_t i = 0; i < n; i++) {
         T s = T(1) / (T(1) + std::exp(-x[i]));
         dx[i] += dy[i] * s * (T(1) + x[i] * (T(1) - s));
@@ -213,7 +216,7 @@ template <class T> void silu_backward_generic(const T* x, const T* dy, T* dx, in
 }
 
 template <class T> void upsample_nearest2d_forward_generic(const T* x, T* y, int64_t P, int64_t H, int64_t W) {
-#pragma omp parallel for schedule(static) if (P * H * W > 8192)
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && P * H * W > 8192)
     for (int64_t p = 0; p < P; p++)
         for (int64_t i = 0; i < 2 * H; i++) {
             const T* xr = x + (p * H + i / 2) * W;
@@ -223,7 +226,7 @@ template <class T> void upsample_nearest2d_forward_generic(const T* x, T* y, int
 }
 
 template <class T> void upsample_nearest2d_backward_generic(const T* dy, T* dx, int64_t P, int64_t H, int64_t W) {
-#pragma omp parallel for schedule(static) if (P * H * W > 8192)
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && P * H * W > 8192)
     for (int64_t p = 0; p < P; p++)
         for (int64_t i = 0; i < H; i++) {
             const T* r0 = dy + (p * 2 * H + 2 * i) * 2 * W;
@@ -234,7 +237,7 @@ template <class T> void upsample_nearest2d_backward_generic(const T* dy, T* dx, 
 }
 
 template <class T> void softmax_forward_generic(const T* x, T* y, int64_t rows, int64_t n) {
-#pragma omp parallel for schedule(static) if (rows * n > 32768)
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && rows * n > 32768)
     for (int64_t r = 0; r < rows; r++) {
         const T* xr = x + r * n;
         T* yr = y + r * n;
@@ -247,7 +250,7 @@ template <class T> void softmax_forward_generic(const T* x, T* y, int64_t rows, 
 }
 
 template <class T> void softmax_backward_generic(const T* y, const T* dy, T* dx, int64_t rows, int64_t n) {
-#pragma omp parallel for schedule(static) if (rows * n > 32768)
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && rows * n > 32768)
     for (int64_t r = 0; r < rows; r++) {
         const T *yr = y + r * n, *dyr = dy + r * n;
         double dot = 0;
@@ -346,11 +349,24 @@ template <class T> void silu_backward(const T* x, const T* dy, T* dx, int64_t n)
 }
 
 template <class T> void upsample_nearest2d_forward(const T* x, T* y, int64_t P, int64_t H, int64_t W) {
-    upsample_nearest2d_forward_generic(x, y, P, H, W);
+    if constexpr (std::is_same_v<T, float>) {
+        const KernelsIsa& k = kisa();
+#pragma omp parallel for schedule(static) num_threads(team(4 * P * H * W))
+        for (int64_t p = 0; p < P; p++) k.upsample_forward_plane(x + p * H * W, y + p * 4 * H * W, H, W);
+    } else {
+        upsample_nearest2d_forward_generic(x, y, P, H, W);
+    }
 }
 
 template <class T> void upsample_nearest2d_backward(const T* dy, T* dx, int64_t P, int64_t H, int64_t W) {
-    upsample_nearest2d_backward_generic(dy, dx, P, H, W);
+    if constexpr (std::is_same_v<T, float>) {
+        if (W < 8) return upsample_nearest2d_backward_generic(dy, dx, P, H, W);  // rows too short to vectorize (measured)
+        const KernelsIsa& k = kisa();
+#pragma omp parallel for schedule(static) num_threads(team(4 * P * H * W))
+        for (int64_t p = 0; p < P; p++) k.upsample_backward_plane(dy + p * 4 * H * W, dx + p * H * W, H, W);
+    } else {
+        upsample_nearest2d_backward_generic(dy, dx, P, H, W);
+    }
 }
 
 template <class T> void softmax_forward(const T* x, T* y, int64_t rows, int64_t n) {

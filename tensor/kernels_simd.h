@@ -33,7 +33,7 @@ inline void sums(const float* x, int64_t n, float c, double* s, double* ss) {
 }
 
 // y = silu(v) = v / (1 + exp(-v)) and its derivative s (1 + v (1 - s)), s = sigmoid(v)
-inline V16 vsigmoid(V16 v) { return vdiv(vset(1.f), vadd(vset(1.f), vexp(vsub(vzero(), v)))); }
+inline V16 vsigmoid(V16 v) { return vrcp(vadd(vset(1.f), vexp(vsub(vzero(), v)))); }
 inline V16 vsilu(V16 v) { return vmul(v, vsigmoid(v)); }
 inline V16 vsilu_grad(V16 v) {
     const V16 s = vsigmoid(v);
@@ -164,5 +164,38 @@ void softmax_backward_row(const float* y, const float* dy, float* dx, int64_t n)
         const int m = int(kmin(16, n - k));
         V16 g = vmul(vload_n(y + k, m), vsub(vload_n(dy + k, m), dot));
         vstore_n(dx + k, vadd(vload_n(dx + k, m), g), m);
+    }
+}
+
+// Nearest 2x upsampling of one plane: each input row, its values doubled, written to two output rows.
+void upsample_forward_plane(const float* x, float* y, int64_t H, int64_t W) {
+    for (int64_t i = 0; i < H; i++) {
+        const float* xr = x + i * W;
+        float* y0 = y + 2 * i * 2 * W;
+        float* y1 = y0 + 2 * W;
+        for (int64_t j = 0; j < W; j += 16) {
+            const int m = int(kmin(16, W - j));  // input values; 2m outputs
+            V16 lo, hi;
+            vdup2(vload_n(xr + j, m), lo, hi);
+            const int n0 = 2 * m < 16 ? 2 * m : 16, n1 = 2 * m - n0;
+            vstore_n(y0 + 2 * j, lo, n0), vstore_n(y1 + 2 * j, lo, n0);
+            if (n1 > 0) vstore_n(y0 + 2 * j + 16, hi, n1), vstore_n(y1 + 2 * j + 16, hi, n1);
+        }
+    }
+}
+
+// Backward: dx[i][j] += the 2x2 block of dy it was copied to (sum of two rows, then of pairs).
+void upsample_backward_plane(const float* dy, float* dx, int64_t H, int64_t W) {
+    for (int64_t i = 0; i < H; i++) {
+        const float* r0 = dy + 2 * i * 2 * W;
+        const float* r1 = r0 + 2 * W;
+        float* d = dx + i * W;
+        for (int64_t j = 0; j < W; j += 16) {
+            const int m = int(kmin(16, W - j));
+            const int n0 = 2 * m < 16 ? 2 * m : 16, n1 = 2 * m - n0;
+            const V16 a = vadd(vload_n(r0 + 2 * j, n0), vload_n(r1 + 2 * j, n0));
+            const V16 b = vadd(vload_n(r0 + 2 * j + 16, n1), vload_n(r1 + 2 * j + 16, n1));
+            vstore_n(d + j, vadd(vload_n(d + j, m), vpairsum(a, b)), m);
+        }
     }
 }

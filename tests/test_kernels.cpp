@@ -66,7 +66,7 @@ void for_levels_and_threads(const F& body) {
         for (int nt : {1, 2}) {
             set_simd_level(l);
             omp_set_num_threads(nt);
-            INFO("simd=", simd_name(l), " threads=", nt);
+            INFO("simd=", std::string(simd_name(l)), " threads=", nt);
             body();
         }
     set_simd_level(saved);
