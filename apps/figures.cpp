@@ -60,14 +60,9 @@ int main(int argc, char** argv) try {
     std::unique_ptr<nn::UNet> model;
     if (!ckpt_path.empty()) {
         nn::Checkpoint ck = nn::load_checkpoint(ckpt_path);
-        auto meta = [&](const char* key) {
-            auto it = ck.metadata.find(key);
-            if (it == ck.metadata.end()) fail(ckpt_path, ": metadata has no '", key, "'");
-            return it->second;
-        };
-        sched = ddpm::make_schedule(ddpm::parse_schedule(meta("schedule")), std::stoll(meta("T")));
-        model = std::make_unique<nn::UNet>(nn::UNetConfig::parse(meta("model")));
-        nn::load_named(model->state_dict(), ck.ema.empty() ? ck.model : ck.ema, ckpt_path);
+        sched = ddpm::schedule_of(ck.metadata, ckpt_path);
+        model = std::make_unique<nn::UNet>(nn::UNetConfig::parse(ck.meta("model")));
+        nn::load_named(model->state_dict(), ck.weights(!ck.ema.empty()), ckpt_path);
         model->eval();
     }
     const int64_t T = sched.T;

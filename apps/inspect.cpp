@@ -20,12 +20,6 @@
 
 using namespace dl;
 
-static std::string meta(const nn::Checkpoint& ck, const std::string& key, const std::string& path) {
-    auto it = ck.metadata.find(key);
-    if (it == ck.metadata.end()) fail(path, ": metadata has no '", key, "' (not written by train?)");
-    return it->second;
-}
-
 int main(int argc, char** argv) try {
     cli::Args args(argc, argv, "inspect", "one forward and backward of the DDPM loss, with every gradient by name");
     std::string ckpt_path = args.str("--checkpoint", "", "checkpoint written by train ('': a fresh init from --seed)");
@@ -68,9 +62,9 @@ int main(int argc, char** argv) try {
         for (const char* f : {"--ch", "--model", "--schedule", "--T"})
             if (args.given(f)) fail("inspect: ", f, " is for a fresh init; with --checkpoint the model and schedule come from its metadata");
         ck = nn::load_checkpoint(ckpt_path);
-        cfg = nn::UNetConfig::parse(meta(ck, "model", ckpt_path));
-        schedule_name = meta(ck, "schedule", ckpt_path);
-        T = std::stoll(meta(ck, "T", ckpt_path));
+        cfg = nn::UNetConfig::parse(ck.meta("model"));
+        schedule_name = ck.meta("schedule");
+        T = std::stoll(ck.meta("T"));
     } else {
         if (data) cfg.resolution = data->rows(), cfg.attn_res = {data->rows() / 4};  // as train does
         cfg.ch = ch;
@@ -80,8 +74,7 @@ int main(int argc, char** argv) try {
     ddpm::Schedule sched = ddpm::make_schedule(ddpm::parse_schedule(schedule_name), T);
     nn::UNet model(cfg, uint64_t(seed));
     if (!ckpt_path.empty()) {
-        if (use_ema && ck.ema.empty()) fail(ckpt_path, ": no EMA weights in the checkpoint (drop --ema)");
-        nn::load_named(model.state_dict(), use_ema ? ck.ema : ck.model, ckpt_path);
+        nn::load_named(model.state_dict(), ck.weights(use_ema), ckpt_path);
     }
     ddpm::NetFn net = [&](const Variable& xt, const std::vector<int64_t>& t, Philox* g) { return model.forward(xt, t, g); };
 

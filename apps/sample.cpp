@@ -34,16 +34,10 @@ int main(int argc, char** argv) try {
     if (n < 1 || batch < 1) fail("sample: --n and --batch must be positive");
 
     nn::Checkpoint ck = nn::load_checkpoint(ckpt_path);
-    auto meta = [&](const char* key) {
-        auto it = ck.metadata.find(key);
-        if (it == ck.metadata.end()) fail(ckpt_path, ": metadata has no '", key, "' (not written by train?)");
-        return it->second;
-    };
-    nn::UNetConfig cfg = nn::UNetConfig::parse(meta("model"));
-    ddpm::Schedule sched = ddpm::make_schedule(ddpm::parse_schedule(meta("schedule")), std::stoll(meta("T")));
+    nn::UNetConfig cfg = nn::UNetConfig::parse(ck.meta("model"));
+    ddpm::Schedule sched = ddpm::schedule_of(ck.metadata, ckpt_path);
     nn::UNet model(cfg);
-    if (!raw && ck.ema.empty()) fail(ckpt_path, ": no EMA weights in the checkpoint; use --raw");
-    nn::load_named(model.state_dict(), raw ? ck.model : ck.ema, ckpt_path);
+    nn::load_named(model.state_dict(), ck.weights(!raw), ckpt_path);
     model.eval();
     ddpm::EpsModel eps_model = [&](const Tensor& x, const std::vector<int64_t>& t) {
         NoGradGuard ng;

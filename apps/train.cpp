@@ -34,12 +34,6 @@ static void on_sigint(int) {
 // Independent random streams from one seed: data order, timesteps and noise, dropout masks.
 static Philox stream(uint64_t seed, uint64_t k) { return Philox(seed * 0x9E3779B97F4A7C15ull + k); }
 
-static std::string checkpoint_meta(const std::string& key, const nn::Checkpoint& ck, const std::string& path) {
-    auto it = ck.metadata.find(key);
-    if (it == ck.metadata.end()) fail(path, ": metadata has no '", key, "'");
-    return it->second;
-}
-
 int main(int argc, char** argv) try {
     cli::Args args(argc, argv, "train", "trains the DDPM U-Net on one-channel IDX images (MNIST by default)");
     std::string data_dir = args.str("--data", "data/mnist", "folder with train-images-idx3-ubyte");
@@ -96,7 +90,7 @@ int main(int argc, char** argv) try {
     // ---- resume ----
     if (resume && file_exists(ckpt_path)) {
         nn::Checkpoint ck = nn::load_checkpoint(ckpt_path);
-        std::string model_str = checkpoint_meta("model", ck, ckpt_path);
+        std::string model_str = ck.meta("model");
         if (nn::UNetConfig::parse(model_str) != cfg)
             fail(ckpt_path, ": the checkpoint's model is '", model_str, "', the flags ask for '", cfg.str(), "' (use another --out)");
         nn::restore(ck, model, &adam, &ema);
@@ -105,10 +99,10 @@ int main(int argc, char** argv) try {
         noise_gen = ck.rngs.at("noise");
         dropout_gen = ck.rngs.at("dropout");
         ddpm::DataCursor c;
-        if (std::sscanf(checkpoint_meta("data_cursor", ck, ckpt_path).c_str(), "%lu %lu %lu %lu", &c.epoch, &c.pos, &c.perm_seed, &c.perm_offset) != 4)
+        if (std::sscanf(ck.meta("data_cursor").c_str(), "%lu %lu %lu %lu", &c.epoch, &c.pos, &c.perm_seed, &c.perm_offset) != 4)
             fail(ckpt_path, ": metadata 'data_cursor' is not four integers");
         data.set_cursor(c);
-        if (steps == 0) steps = std::stoll(checkpoint_meta("steps", ck, ckpt_path));  // the count the run was sized to
+        if (steps == 0) steps = std::stoll(ck.meta("steps"));  // the count the run was sized to
         log.read_csv(out + "/loss.csv", step);
         if (grad_norms_every > 0) grad_log.read_csv(out + "/grad_norms.csv", step);
         if (!log.rows.empty()) seconds_before = log.rows.back().seconds;

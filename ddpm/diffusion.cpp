@@ -49,6 +49,12 @@ Schedule make_schedule(ScheduleKind kind, int64_t T, double beta_start, double b
     return s;
 }
 
+Schedule schedule_of(const std::map<std::string, std::string>& metadata, const std::string& source) {
+    auto schedule = metadata.find("schedule"), T = metadata.find("T");
+    if (schedule == metadata.end() || T == metadata.end()) fail(source, ": metadata has no 'schedule' and 'T' (not a checkpoint written by build/train?)");
+    return make_schedule(parse_schedule(schedule->second), std::stoll(T->second));
+}
+
 Tensor extract(const std::vector<double>& a, const std::vector<int64_t>& t, DType dtype, int ndim) {
     Shape shape(static_cast<size_t>(ndim), 1);
     shape[0] = int64_t(t.size());

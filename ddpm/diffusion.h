@@ -7,6 +7,7 @@
 // official code does "for accuracy", and converted to the images' dtype when used.
 #pragma once
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,9 @@ struct Schedule {
 // cosine: abar_t = f(t) / f(0), f(t) = cos^2(((t/T) + s) / (1 + s) * pi/2), s = 0.008, betas clipped
 // at 0.999 (Nichol and Dhariwal 2021, eq. 17).
 Schedule make_schedule(ScheduleKind kind, int64_t T = 1000, double beta_start = 1e-4, double beta_end = 0.02);
+
+// The schedule a checkpoint was trained with: its metadata "schedule" and "T".
+Schedule schedule_of(const std::map<std::string, std::string>& metadata, const std::string& source);
 
 // a[t] for each sample, shaped (B, 1, 1, 1) to broadcast over images ("_extract" in the official code).
 Tensor extract(const std::vector<double>& a, const std::vector<int64_t>& t, DType dtype, int ndim = 4);

@@ -56,9 +56,21 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
     st.save(path);
 }
 
+const std::string& Checkpoint::meta(const std::string& key) const {
+    auto it = metadata.find(key);
+    if (it == metadata.end()) fail(source, ": metadata has no '", key, "' (not a checkpoint written by build/train?)");
+    return it->second;
+}
+
+const StateDict& Checkpoint::weights(bool use_ema) const {
+    if (use_ema && ema.empty()) fail(source, ": no EMA weights in the checkpoint");
+    return use_ema ? ema : model;
+}
+
 Checkpoint load_checkpoint(const std::string& path) {
     Safetensors st = Safetensors::load(path);
     Checkpoint ck;
+    ck.source = path;
     ck.metadata = st.metadata;
     auto scalar = [&](const std::string& name) {
         std::vector<int64_t> v = st.i64(name);

@@ -31,6 +31,13 @@ struct Checkpoint {
     int64_t adam_t = 0;
     std::map<std::string, Philox> rngs;          // by name, e.g. "data", "dropout"
     std::map<std::string, std::string> metadata;  // "model", the training config, ...
+    std::string source = "<memory>";              // the file it was loaded from, for messages
+
+    // metadata[key]; throws dl::Error naming the file and the key when it is missing.
+    const std::string& meta(const std::string& key) const;
+    // The EMA weights when asked and present, else the trained ones (throws if EMA is asked
+    // for and absent).
+    const StateDict& weights(bool ema) const;
 };
 
 // A checkpoint of the model and, when given, the optimizer and the EMA (views, not copies);
