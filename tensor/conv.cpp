@@ -547,7 +547,7 @@ void direct_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float
     const int64_t chunk = std::max<int64_t>(1, (128 << 10) / (ximg + dimg));
     // output blocks in groups of up to 3 (RC x NV accumulators), as even as possible
     const int64_t maxnv = std::max(1, std::min(3, (k.acc_regs - 4) / 8)), ng = (nob + maxnv - 1) / maxnv;
-    const int rc = int(std::min<int64_t>(8, std::max(1, (k.acc_regs - 4) / int((nob + ng - 1) / ng))));
+    const int rc = int(std::min<int64_t>(8, std::max(1, k.acc_regs / int((nob + ng - 1) / ng))));
     reduce_over_images(
         p.B, (KK * p.Cin + 1) * Op, Op,
         [&](float* acc, int64_t b0, int64_t b1) {  // acc (KK, Cin, Op), then the bias gradient (Op)

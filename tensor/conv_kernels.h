@@ -218,12 +218,32 @@ __attribute__((always_inline)) inline void one_to_many_block(const OneToMany& a,
 void one_to_many(const OneToMany& a) {
     for (int64_t j0 = 0; j0 < a.width; j0 += 16) {
         const int n = int(imin(16, a.width - j0));
-        V16 x[9];
+        if constexpr (kAccRegs >= 16) {  // the 9 shifted inputs stay in registers for all output channels
+            V16 x[9];
 #pragma GCC unroll 9
-        for (int t = 0; t < 9; t++) x[t] = vload(a.in + (t / 3) * a.in_row + j0 + t % 3);
-        int o = 0;
-        for (; o + 8 <= a.nout; o += 8) one_to_many_block<8>(a, x, o, j0, n);
-        for (; o < a.nout; o++) one_to_many_block<1>(a, x, o, j0, n);
+            for (int t = 0; t < 9; t++) x[t] = vload(a.in + (t / 3) * a.in_row + j0 + t % 3);
+            int o = 0;
+            for (; o + 8 <= a.nout; o += 8) one_to_many_block<8>(a, x, o, j0, n);
+            for (; o < a.nout; o++) one_to_many_block<1>(a, x, o, j0, n);
+        } else {  // few registers (AVX2): reload each shifted input per block of 4 output channels
+            for (int o = 0; o < a.nout; o += 4) {
+                const int on = int(imin(4, a.nout - o));
+                V16 acc[4];
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) acc[k] = a.bias && k < on ? vset(a.bias[o + k]) : vzero();
+                const float* w = a.w + o * 9;
+                for (int t = 0; t < 9; t++) {
+                    V16 xv = vload(a.in + (t / 3) * a.in_row + j0 + t % 3);
+                    vreg(xv);
+#pragma GCC unroll 4
+                    for (int k = 0; k < 4; k++) acc[k] = vfma(vset(k < on ? w[k * 9 + t] : 0.f), xv, acc[k]);
+                }
+                for (int k = 0; k < on; k++) {
+                    float* p = a.out + (o + k) * a.out_cstride + j0;
+                    vstore_n(p, a.accumulate ? vadd(acc[k], vload_n(p, n)) : acc[k], n);
+                }
+            }
+        }
     }
 }
 

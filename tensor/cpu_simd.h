@@ -131,11 +131,13 @@ inline __m256i lanes_mask8(int n) {  // lanes < n all-ones, n clamped to [0, 8]
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 inline V16 vload_n(const float* p, int n) {
+    if (n >= 16) return vload(p);
     return {_mm256_maskload_ps(p, lanes_mask8(n)), _mm256_maskload_ps(p + 8, lanes_mask8(n - 8))};
 }
-inline void vstore_n(float* p, V16 a, int n) {
+inline void vstore_n(float* p, V16 a, int n) {  // masked stores are slow on AMD: plain ones where possible
+    if (n >= 16) return vstore(p, a);
+    if (n >= 8) return _mm256_storeu_ps(p, a.lo), _mm256_maskstore_ps(p + 8, lanes_mask8(n - 8), a.hi);
     _mm256_maskstore_ps(p, lanes_mask8(n), a.lo);
-    _mm256_maskstore_ps(p + 8, lanes_mask8(n - 8), a.hi);
 }
 struct VMask { __m256i lo, hi; };
 inline VMask vmask_range(int lo, int hi) {

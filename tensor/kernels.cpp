@@ -108,17 +108,18 @@ void gn_backward_f32(const float* x, const float* gamma, const float* beta, cons
                      float* dbeta, bool silu) {
     const KernelsIsa& k = kisa();
     const int64_t cg = C / G;
-    std::vector<float> s1(size_t(B * C)), s2(size_t(B * C));  // per (image, channel): sum dgn, sum dgn * xhat
+    float* s1 = scratch(1, size_t(2 * B * C));  // per (image, channel): sum dgn, then sum dgn * xhat
+    float* s2 = s1 + B * C;
 #pragma omp parallel for schedule(static) num_threads(team(B * C * HW))
     for (int64_t bg = 0; bg < B * G; bg++) {
         const int64_t off = bg * cg * HW, g = bg % G;
         float* work = silu ? scratch(0, size_t(cg * HW)) : nullptr;
         k.gn_backward_group(x + off, gamma + g * cg, silu ? beta + g * cg : nullptr, mean[bg], rstd[bg], dy + off, cg, HW,
-                            dx + off, &s1[size_t(bg * cg)], &s2[size_t(bg * cg)], silu, work);
+                            dx + off, s1 + bg * cg, s2 + bg * cg, silu, work);
     }
     for (int64_t c = 0; c < C; c++) {
         double a = 0, b = 0;
-        for (int64_t i = 0; i < B; i++) a += s2[size_t(i * C + c)], b += s1[size_t(i * C + c)];
+        for (int64_t i = 0; i < B; i++) a += s2[i * C + c], b += s1[i * C + c];
         if (dgamma) dgamma[c] += float(a);
         if (dbeta) dbeta[c] += float(b);
     }
