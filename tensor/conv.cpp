@@ -2,31 +2,39 @@
 // path, which plans each call and hands the inner loops to the SIMD kernels of conv_kernels.h.
 // B batch, C channels, H x W input, Ho x Wo output, k x k kernel, s stride, pad zero padding.
 //
-// Formulations (chosen per shape by measurement on the U-Net's layers, see apps/bench.cpp):
+// Formulations, chosen per shape by measurement (apps/bench.cpp; single-core GFLOP/s on Zen 4,
+// peak about 117, given for the shapes that decided):
 //
 //  * Direct, channel-blocked ("nChw16c" inside, NCHW outside) for 3x3 and other kernels, stride 1
 //    and 2, any channel counts. Per image, the input is copied into a zero-padded blocked layout
-//    (16 channels per pixel adjacent). A register tile holds R output pixels of one row x NV*16
+//    (the 16 channels of a pixel adjacent). A register tile holds R output pixels of one row x NV*16
 //    output channels (R*NV <= 28 zmm); the sum runs over input channel blocks, taps and the 16
-//    channels, each step one weight vector load per 16 outputs and one broadcast per pixel (the
-//    structure of oneDNN's jit_avx512_common_conv kernel). The finished tile is transposed 16x16
-//    in registers into NCHW rows. No im2col buffer, and no lanes wasted on 7-pixel rows.
-//  * Backward to the input, the same kernel run over dy. For stride s the input gradient splits into
-//    s*s phases (h mod s, w mod s); each phase is a stride-1 convolution of dy with the taps that
-//    reach it (the 180-degree-rotated, transposed weight), written to every s-th pixel of dx.
+//    channels, each step one weight-vector load per 16 outputs and one broadcast per pixel (the
+//    structure of oneDNN's jit_avx512_common_conv kernel). The finished tile is transposed 16x16 in
+//    registers into NCHW rows. No im2col buffer, and no lanes wasted on 7-pixel rows, where
+//    vectorizing over pixels would fill 7 of 16 lanes. 100-107 GFLOP/s on every U-Net 3x3 shape;
+//    the packed GEMM alone, on the per-image im2col matrices, runs at 72-77.
+//  * Backward to the input: the same kernel run over dy. For stride s, dx splits into s*s phases
+//    (h mod s, w mod s); each phase is a stride-1 convolution of dy with the taps that reach it (the
+//    180-degree-rotated, transposed weight), added to every s-th pixel of dx.
 //  * Backward to the weight, direct: a tile of RC input channels x NV*16 output channels for one
 //    tap, summed in registers over all pixels of a chunk of images that fits L2. Each thread takes
-//    its share of the images and accumulates into its own copy of dW, summed at the end.
-//  * 1x1 stride 1: GEMM per image (W (Cout, Cin) times x[b] (Cin, HW)); dW as dy[b] x[b]^T.
+//    its share of the images and accumulates into its own copy of dW, summed at the end; the bias
+//    gradient comes from the same transposition of dy.
+//  * 1x1 stride 1 (pointwise): GEMM tiles on the NCHW planes with the weight packed once per call
+//    and the pixels not packed at all (95-99), against a packed GEMM per image (58) or the direct
+//    kernel with its layout changes (54); dW as lane-parallel dot products dy[b] x[b]^T (80).
 //  * One input channel (conv_in) or one output channel (conv_out), 3x3 stride 1: GEMM and the
-//    channel-blocked tiles would waste 15/16 of each vector, so these vectorize over pixels or
-//    reduce over channel lanes instead (one_to_many, many_to_one, dw_taps).
+//    channel-blocked tiles would waste 15 of 16 lanes, so these vectorize over 16 pixels of a row
+//    (one_to_many, many_to_one, dw_single: 70-88, against 16-50 for a first version that used the
+//    channel-blocked layout, and about 1/16 of the direct kernel's speed for the general path).
 //  * Anything else (stride > 2) falls back to the reference loops.
 //
 // Threads: over images (each thread converts and convolves its own images), or over output rows of
-// one image at a time when the batch is smaller than the team. Called inside a parallel region,
-// everything runs on the calling thread. Scratch (cpu.h) slots: 0 packed weights, 1 shared blocked
-// image, 2-3 per-thread blocked images, 4-5 per-thread accumulators; gemm uses 6-7.
+// one image at a time when the batch is smaller than the team; weights are packed by the team
+// first. Called inside a parallel region, everything runs on the calling thread. Scratch (cpu.h)
+// slots: 0 packed weights, 1 shared blocked image, 2-3 per-thread images, 4 per-thread
+// accumulators; gemm uses 6-7.
 #include "tensor/conv.h"
 
 #include <omp.h>
@@ -39,7 +47,6 @@
 
 #include "tensor/conv_isa.h"
 #include "tensor/cpu.h"
-#include "tensor/gemm.h"
 #include "tensor/tensor.h"
 
 namespace dl {
