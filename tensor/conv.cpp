@@ -624,18 +624,24 @@ void single_channel_backward_weight(const ConvIsa& k, const Conv2dParams& p, con
         });
 }
 
-// 1x1: dW (Cout, Cin) += sum_b dy[b] (Cout, HW) x[b]^T (HW, Cin), in chunks of images that fit L2.
-void pointwise_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw) {
+// 1x1: dW (Cout, Cin) += sum_b dy[b] (Cout, HW) x[b]^T (HW, Cin), in chunks of images that fit L2;
+// the bias gradient (sums of the dy rows) in the same pass.
+void pointwise_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw,
+                               float* dbias) {
     const int64_t HW = p.H * p.W, chunk = std::max<int64_t>(1, (128 << 10) / ((p.Cin + p.Cout) * HW));
     reduce_over_images(
-        p.B, p.Cout * p.Cin, p.Cin,
-        [&](float* acc, int64_t b0, int64_t b1) {
+        p.B, p.Cout * (p.Cin + 1), p.Cin + 1,
+        [&](float* acc, int64_t b0, int64_t b1) {  // acc (Cout, Cin), then the bias gradient (Cout)
             for (int64_t c0 = b0; c0 < b1; c0 += chunk)
                 k.pointwise_dw({dy + c0 * p.Cout * HW, x + c0 * p.Cin * HW, p.Cout * HW, p.Cin * HW, p.Cout, p.Cin, HW,
-                                std::min(chunk, b1 - c0), acc});
+                                std::min(chunk, b1 - c0), acc, dbias ? acc + p.Cout * p.Cin : nullptr});
         },
-        [&](int64_t o, const float* s) {
-            for (int64_t c = 0; c < p.Cin; c++) dw[o * p.Cin + c] += s[c];
+        [&](int64_t r, const float* s) {  // rows of Cin + 1 floats: (Cout, Cin) then Cout bias sums
+            for (int64_t i = 0; i < p.Cin + 1; i++) {
+                const int64_t f = r * (p.Cin + 1) + i;  // flat index into acc
+                if (f < p.Cout * p.Cin) dw[f] += s[i];
+                else if (dbias) dbias[f - p.Cout * p.Cin] += s[i];
+            }
         });
 }
 
@@ -643,8 +649,8 @@ void fast_backward_weight(const Conv2dParams& p, const float* x, const float* dy
     const ConvIsa& k = conv_isa();
     if (is_3x3_same(p) && (p.Cin == 1 || p.Cout == 1)) return single_channel_backward_weight(k, p, x, dy, dw, dbias);
     if (direct_ok(p) && !is_1x1(p)) return direct_backward_weight(k, p, x, dy, dw, dbias);  // bias from the dy pass
+    if (is_1x1(p)) return pointwise_backward_weight(k, p, x, dy, dw, dbias);
     if (dbias) bias_grad(k, p, dy, dbias);
-    if (is_1x1(p)) return pointwise_backward_weight(k, p, x, dy, dw);
     conv2d_backward_weight_ref<float>(p, x, dy, dw, nullptr);
 }
 

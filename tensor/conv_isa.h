@@ -107,6 +107,7 @@ struct PointwiseDw {
     int64_t a_img, b_img;     // floats between images
     int64_t MA, MB, P, nimg;
     float* acc;               // (MA, MB), accumulated
+    float* bias_acc;          // (MA): += sum of each a row (the bias gradient), or null
 };
 
 struct ConvIsa {

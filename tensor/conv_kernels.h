@@ -359,28 +359,29 @@ void sum_planes(const float* src, int64_t n, int64_t P, float* out) {
 
 // ---- 1x1 (pointwise) ---------------------------------------------------------------------------------
 
-constexpr int kPwMR = kAccRegs >= 16 ? 8 : kAccRegs >= 6 ? 3 : 2;  // x 2 vectors of pixels
+constexpr int kPwMR = kAccRegs >= 16 ? 8 : kAccRegs >= 6 ? 3 : 2;  // output channels x kPwNV vectors of pixels
+constexpr int kPwNV = kAccRegs >= 24 ? 3 : 2;
 
 template <int MR, int NV>
 void pointwise_tile(const Pointwise& a, const float* w, int64_t o0, int64_t p0) {
     const int n = int(imin(16 * NV, a.P - p0));
     VMask mk[NV];
-#pragma GCC unroll 2
+#pragma GCC unroll 3
     for (int v = 0; v < NV; v++) mk[v] = vmask_range(0, int(imin(16, n - 16 * v)));
     V16 acc[MR][NV];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int v = 0; v < NV; v++) acc[i][v] = vzero();
     const float* x = a.x + p0;
     for (int64_t c = 0; c < a.K; c++, x += a.P, w += MR) {
         V16 xv[NV];
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int v = 0; v < NV; v++) xv[v] = vload_mask(x + 16 * v, mk[v]), vreg(xv[v]);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
             const V16 wv = vset(w[i]);
-#pragma GCC unroll 2
+#pragma GCC unroll 3
             for (int v = 0; v < NV; v++) acc[i][v] = vfma(wv, xv[v], acc[i][v]);
         }
     }
@@ -388,7 +389,7 @@ void pointwise_tile(const Pointwise& a, const float* w, int64_t o0, int64_t p0) 
     for (int i = 0; i < MR; i++) {
         if (o0 + i >= a.M) break;
         float* y = a.y + (o0 + i) * a.P + p0;
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int v = 0; v < NV; v++) {
             V16 r = acc[i][v];
             if (a.bias) r = vadd(r, vset(a.bias[o0 + i]));
@@ -401,15 +402,19 @@ void pointwise_tile(const Pointwise& a, const float* w, int64_t o0, int64_t p0) 
 void pointwise(const Pointwise& a) {
     for (int64_t o0 = 0; o0 < a.M; o0 += kPwMR) {
         const float* w = a.w + o0 * a.K;  // panel o0 / MR: (K, MR)
-        int64_t p0 = 0;
+        int64_t p0 = 0;  // tiles of 48 pixels (AVX-512) or 32, then what is left in vectors of 16
+        for (; p0 + 16 * kPwNV <= a.P; p0 += 16 * kPwNV) pointwise_tile<kPwMR, kPwNV>(a, w, o0, p0);
         for (; p0 + 16 < a.P; p0 += 32) pointwise_tile<kPwMR, 2>(a, w, o0, p0);
         if (p0 < a.P) pointwise_tile<kPwMR, 1>(a, w, o0, p0);
     }
 }
 
 // MA x MB vector accumulators, each a partial dot product over 16 pixel lanes, summed at the end.
-template <int MA, int MB>
+// With BIAS, the last of the MB columns is a row of ones instead of b: it sums the a rows (dy), the
+// bias gradient, into a.bias_acc.
+template <int MA, int MB, bool BIAS>
 void pointwise_dw_tile(const PointwiseDw& a, int64_t i0, int64_t j0) {
+    constexpr int NB = BIAS ? MB - 1 : MB;  // columns read from b
     V16 acc[MA][MB];
 #pragma GCC unroll 4
     for (int i = 0; i < MA; i++)
@@ -422,11 +427,15 @@ void pointwise_dw_tile(const PointwiseDw& a, int64_t i0, int64_t j0) {
 #pragma GCC unroll 4
         for (int i = 0; i < MA; i++) av[i] = n == 16 ? vload(ar + i * a.P + p) : vload_mask(ar + i * a.P + p, mk), vreg(av[i]);
 #pragma GCC unroll 6
-        for (int j = 0; j < MB; j++) {
+        for (int j = 0; j < NB; j++) {
             V16 bv = n == 16 ? vload(br + j * a.P + p) : vload_mask(br + j * a.P + p, mk);
             vreg(bv);
 #pragma GCC unroll 4
             for (int i = 0; i < MA; i++) acc[i][j] = vfma(av[i], bv, acc[i][j]);
+        }
+        if constexpr (BIAS) {  // masked lanes of av are zero
+#pragma GCC unroll 4
+            for (int i = 0; i < MA; i++) acc[i][MB - 1] = vadd(acc[i][MB - 1], av[i]);
         }
     };
     for (int64_t img = 0; img < a.nimg; img++) {
@@ -437,18 +446,37 @@ void pointwise_dw_tile(const PointwiseDw& a, int64_t i0, int64_t j0) {
         if (p < a.P) step(ar, br, p, int(a.P - p));
     }
 #pragma GCC unroll 4
-    for (int i = 0; i < MA; i++)
+    for (int i = 0; i < MA; i++) {
 #pragma GCC unroll 6
-        for (int j = 0; j < MB; j++) a.acc[(i0 + i) * a.MB + j0 + j] += vsum(acc[i][j]);
+        for (int j = 0; j < NB; j++) a.acc[(i0 + i) * a.MB + j0 + j] += vsum(acc[i][j]);
+        if constexpr (BIAS) a.bias_acc[i0 + i] += vsum(acc[i][MB - 1]);
+    }
 }
 
 constexpr int kPwDwA = kAccRegs >= 24 ? 4 : 2, kPwDwB = kAccRegs >= 24 ? 6 : kAccRegs >= 6 ? 3 : 2;
 
+// The columns left after the full tiles (and the bias column), as one tile of `cols` columns.
+template <int MA, int C = 1>
+void pointwise_dw_tail(const PointwiseDw& a, int64_t i0, int64_t j0, int cols, bool bias) {
+    if constexpr (C <= kPwDwB) {
+        if (cols != C) return pointwise_dw_tail<MA, C + 1>(a, i0, j0, cols, bias);
+        if (bias) pointwise_dw_tile<MA, C, true>(a, i0, j0);
+        else if constexpr (C > 0) pointwise_dw_tile<MA, C, false>(a, i0, j0);
+    }
+}
+
 template <int MA>
 void pointwise_dw_rows(const PointwiseDw& a, int64_t i0) {
+    const bool bias = a.bias_acc != nullptr;
     int64_t j0 = 0;
-    for (; j0 + kPwDwB <= a.MB; j0 += kPwDwB) pointwise_dw_tile<MA, kPwDwB>(a, i0, j0);
-    for (; j0 < a.MB; j0++) pointwise_dw_tile<MA, 1>(a, i0, j0);
+    for (; j0 + kPwDwB <= a.MB; j0 += kPwDwB) pointwise_dw_tile<MA, kPwDwB, false>(a, i0, j0);
+    const int left = int(a.MB - j0) + (bias ? 1 : 0);
+    if (left > kPwDwB) {  // bias column on its own
+        pointwise_dw_tail<MA>(a, i0, j0, left - 1, false);
+        pointwise_dw_tail<MA>(a, i0, a.MB, 1, true);
+    } else if (left > 0) {
+        pointwise_dw_tail<MA>(a, i0, j0, left, bias);
+    }
 }
 
 void pointwise_dw(const PointwiseDw& a) {
