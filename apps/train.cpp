@@ -46,7 +46,7 @@ int main(int argc, char** argv) try {
     std::string schedule_name = args.str("--schedule", "linear", "beta schedule: linear or cosine");
     int64_t T = args.integer("--T", 1000, "diffusion steps");
     int64_t ch = args.integer("--ch", 32, "U-Net base channels");
-    double dropout = args.real("--dropout", 0.1, "dropout in the ResBlocks");
+    double dropout = args.real("--dropout", 0.0, "dropout in the ResBlocks (the reference's 0.1 slows a 30-minute run)");
     double ema_decay = args.real("--ema", 0.995, "EMA decay of the parameters");
     double clip = args.real("--clip", 1.0, "global gradient-norm clipping");
     int64_t seed = args.integer("--seed", 0, "seed of the initial weights and every random stream");
