@@ -43,16 +43,22 @@ inline V16 vmax(V16 a, V16 b) { return {_mm512_mask_max_ps(a.v, 0xFFFF, a.v, b.v
 inline V16 vmin(V16 a, V16 b) { return {_mm512_mask_min_ps(a.v, 0xFFFF, a.v, b.v)}; }
 // Horizontal sum and max by swapping 256-bit halves, 128-bit lanes, 64-bit pairs, then neighbours
 // (all-ones-mask forms: GCC 12's unmasked extract/shuffle intrinsics trip -Wmaybe-uninitialized).
-template <class Op>
-inline float vreduce(__m512 a, Op op) {
-    a = op(a, _mm512_mask_shuffle_f32x4(a, 0xFFFF, a, a, 0x4E));
-    a = op(a, _mm512_mask_shuffle_f32x4(a, 0xFFFF, a, a, 0xB1));
-    a = op(a, _mm512_mask_permute_ps(a, 0xFFFF, a, 0x4E));
-    a = op(a, _mm512_mask_permute_ps(a, 0xFFFF, a, 0xB1));
-    return _mm512_cvtss_f32(a);
+inline __m512 vswap256(__m512 a) { return _mm512_mask_shuffle_f32x4(a, 0xFFFF, a, a, 0x4E); }
+inline __m512 vswap128(__m512 a) { return _mm512_mask_shuffle_f32x4(a, 0xFFFF, a, a, 0xB1); }
+inline __m512 vswap64(__m512 a) { return _mm512_mask_permute_ps(a, 0xFFFF, a, 0x4E); }
+inline __m512 vswap32(__m512 a) { return _mm512_mask_permute_ps(a, 0xFFFF, a, 0xB1); }
+inline float vsum(V16 a) {
+    __m512 x = _mm512_add_ps(a.v, vswap256(a.v));
+    x = _mm512_add_ps(x, vswap128(x));
+    x = _mm512_add_ps(x, vswap64(x));
+    return _mm512_cvtss_f32(_mm512_add_ps(x, vswap32(x)));
 }
-inline float vsum(V16 a) { return vreduce(a.v, [](__m512 x, __m512 y) { return _mm512_add_ps(x, y); }); }
-inline float vhmax(V16 a) { return vreduce(a.v, [](__m512 x, __m512 y) { return _mm512_mask_max_ps(x, 0xFFFF, x, y); }); }
+inline float vhmax(V16 a) {
+    __m512 x = _mm512_mask_max_ps(a.v, 0xFFFF, a.v, vswap256(a.v));
+    x = _mm512_mask_max_ps(x, 0xFFFF, x, vswap128(x));
+    x = _mm512_mask_max_ps(x, 0xFFFF, x, vswap64(x));
+    return _mm512_cvtss_f32(_mm512_mask_max_ps(x, 0xFFFF, x, vswap32(x)));
+}
 // 2^n * p for integral-valued n in [-126, 127] (scalef computes exactly this).
 inline V16 vldexp(V16 p, V16 n) { return {_mm512_mask_scalef_ps(p.v, 0xFFFF, p.v, n.v)}; }
 inline V16 vround(V16 a) { return {_mm512_mask_roundscale_ps(a.v, 0xFFFF, a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
@@ -236,65 +242,73 @@ inline void vtranspose(V16 r[16]) {
     for (int i = 0; i < 8; i++) r[i] = {a[i], c[i]}, r[8 + i] = {b[i], d[i]};
 }
 
-#else  // portable
+#else  // portable: GCC/Clang vector extensions, lowered to whatever vectors the target has (SSE2, NEON, ...)
 
 constexpr int kAccRegs = 4;
-struct V16 { float f[16]; };
-inline V16 vzero() { V16 r; for (int i = 0; i < 16; i++) r.f[i] = 0.f; return r; }
-inline V16 vset(float x) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = x; return r; }
-inline V16 vload(const float* p) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = p[i]; return r; }
-inline void vstore(float* p, V16 a) { for (int i = 0; i < 16; i++) p[i] = a.f[i]; }
-inline V16 vload_n(const float* p, int n) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = i < n ? p[i] : 0.f; return r; }
-inline void vstore_n(float* p, V16 a, int n) { for (int i = 0; i < n && i < 16; i++) p[i] = a.f[i]; }
+typedef float F16 __attribute__((vector_size(64)));
+typedef int32_t I16 __attribute__((vector_size(64)));
+struct V16 { F16 v; };
+inline V16 vzero() { return {F16{} }; }
+inline V16 vset(float x) { return {F16{} + x}; }
+inline V16 vload(const float* p) { V16 r; std::memcpy(&r.v, p, 64); return r; }
+inline void vstore(float* p, V16 a) { std::memcpy(p, &a.v, 64); }
+inline V16 vload_n(const float* p, int n) {
+    if (n >= 16) return vload(p);
+    V16 r = vzero();
+    for (int i = 0; i < n; i++) r.v[i] = p[i];
+    return r;
+}
+inline void vstore_n(float* p, V16 a, int n) {
+    if (n >= 16) return vstore(p, a);
+    for (int i = 0; i < n; i++) p[i] = a.v[i];
+}
 struct VMask { int lo, hi; };
 inline VMask vmask_range(int lo, int hi) { return {lo, hi}; }
 inline V16 vload_mask(const float* p, VMask m) {
-    V16 r;
-    for (int i = 0; i < 16; i++) r.f[i] = i >= m.lo && i < m.hi ? p[i] : 0.f;
+    if (m.lo <= 0 && m.hi >= 16) return vload(p);
+    V16 r = vzero();
+    for (int i = m.lo < 0 ? 0 : m.lo; i < m.hi && i < 16; i++) r.v[i] = p[i];
     return r;
 }
-inline void vstore_mask(float* p, V16 a, VMask m) { for (int i = m.lo; i < m.hi && i < 16; i++) p[i] = a.f[i]; }
-inline V16 vload_n_or(const float* p, int n, float fill) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = i < n ? p[i] : fill; return r; }
-inline V16 vkeep_n(V16 v, int n) { for (int i = n < 0 ? 0 : n; i < 16; i++) v.f[i] = 0.f; return v; }
-#define DL_V16_BINARY(name, expr) \
-    inline V16 name(V16 a, V16 b) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = (expr); return r; }
-DL_V16_BINARY(vadd, a.f[i] + b.f[i])
-DL_V16_BINARY(vsub, a.f[i] - b.f[i])
-DL_V16_BINARY(vmul, a.f[i] * b.f[i])
-DL_V16_BINARY(vdiv, a.f[i] / b.f[i])
-DL_V16_BINARY(vmax, a.f[i] > b.f[i] ? a.f[i] : b.f[i])
-DL_V16_BINARY(vmin, a.f[i] < b.f[i] ? a.f[i] : b.f[i])
-#undef DL_V16_BINARY
-inline V16 vfma(V16 a, V16 b, V16 c) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = a.f[i] * b.f[i] + c.f[i]; return r; }
+inline void vstore_mask(float* p, V16 a, VMask m) { for (int i = m.lo < 0 ? 0 : m.lo; i < m.hi && i < 16; i++) p[i] = a.v[i]; }
+inline V16 vload_n_or(const float* p, int n, float fill) { V16 r = vset(fill); for (int i = 0; i < n && i < 16; i++) r.v[i] = p[i]; return r; }
+inline V16 vkeep_n(V16 v, int n) { for (int i = n < 0 ? 0 : n; i < 16; i++) v.v[i] = 0.f; return v; }
+inline V16 vadd(V16 a, V16 b) { return {a.v + b.v}; }
+inline V16 vsub(V16 a, V16 b) { return {a.v - b.v}; }
+inline V16 vmul(V16 a, V16 b) { return {a.v * b.v}; }
+inline V16 vdiv(V16 a, V16 b) { return {a.v / b.v}; }
+inline V16 vmax(V16 a, V16 b) { return {a.v > b.v ? a.v : b.v}; }
+inline V16 vmin(V16 a, V16 b) { return {a.v < b.v ? a.v : b.v}; }
+inline V16 vfma(V16 a, V16 b, V16 c) { return {a.v * b.v + c.v}; }
 inline void vreg(V16&) {}
-inline float vsum(V16 a) { float s = 0; for (int i = 0; i < 16; i++) s += a.f[i]; return s; }
-inline float vhmax(V16 a) { float m = a.f[0]; for (int i = 1; i < 16; i++) m = a.f[i] > m ? a.f[i] : m; return m; }
-inline V16 vldexp(V16 p, V16 n) {
-    V16 r;
-    for (int i = 0; i < 16; i++) {
-        uint32_t bits = uint32_t(int32_t(n.f[i]) + 127) << 23;
-        float s;
-        std::memcpy(&s, &bits, 4);
-        r.f[i] = p.f[i] * s;
-    }
-    return r;
+inline float vsum(V16 a) { float s = 0; for (int i = 0; i < 16; i++) s += a.v[i]; return s; }
+inline float vhmax(V16 a) { float m = a.v[0]; for (int i = 1; i < 16; i++) m = a.v[i] > m ? a.v[i] : m; return m; }
+inline V16 vldexp(V16 p, V16 n) {  // n integral in [-126, 127]: 2^n from exponent bits
+    const I16 bits = (__builtin_convertvector(n.v, I16) + 127) << 23;
+    F16 s;
+    std::memcpy(&s, &bits, 64);
+    return {p.v * s};
 }
-inline V16 vround(V16 a) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = std::nearbyint(a.f[i]); return r; }
+// round to nearest for |a| < 2^22: adding and subtracting 1.5 * 2^23 drops the fraction bits
+inline V16 vround(V16 a) { return {(a.v + 12582912.f) - 12582912.f}; }
 inline void vspread2(V16 v, V16& lo, V16& hi) {
-    for (int j = 0; j < 8; j++) lo.f[2 * j] = v.f[j], lo.f[2 * j + 1] = 0.f, hi.f[2 * j] = v.f[8 + j], hi.f[2 * j + 1] = 0.f;
+    for (int j = 0; j < 8; j++) lo.v[2 * j] = v.v[j], lo.v[2 * j + 1] = 0.f, hi.v[2 * j] = v.v[8 + j], hi.v[2 * j + 1] = 0.f;
 }
 inline void vdup2(V16 v, V16& lo, V16& hi) {
-    for (int j = 0; j < 8; j++) lo.f[2 * j] = lo.f[2 * j + 1] = v.f[j], hi.f[2 * j] = hi.f[2 * j + 1] = v.f[8 + j];
+    for (int j = 0; j < 8; j++) lo.v[2 * j] = lo.v[2 * j + 1] = v.v[j], hi.v[2 * j] = hi.v[2 * j + 1] = v.v[8 + j];
 }
 inline V16 vpairsum(V16 a, V16 b) {
     V16 r;
-    for (int j = 0; j < 8; j++) r.f[j] = a.f[2 * j] + a.f[2 * j + 1], r.f[8 + j] = b.f[2 * j] + b.f[2 * j + 1];
+    for (int j = 0; j < 8; j++) r.v[j] = a.v[2 * j] + a.v[2 * j + 1], r.v[8 + j] = b.v[2 * j] + b.v[2 * j + 1];
     return r;
 }
-inline V16 vrcp(V16 a) { V16 r; for (int i = 0; i < 16; i++) r.f[i] = 1.f / a.f[i]; return r; }
+inline V16 vrcp(V16 a) { return {1.f / a.v}; }
 inline void vtranspose(V16 r[16]) {
     for (int i = 0; i < 16; i++)
-        for (int j = i + 1; j < 16; j++) std::swap(r[i].f[j], r[j].f[i]);
+        for (int j = i + 1; j < 16; j++) {
+            const float t = r[i].v[j];
+            r[i].v[j] = r[j].v[i], r[j].v[i] = t;
+        }
 }
 
 #endif
