@@ -257,6 +257,44 @@ void run_direct_row(const ConvIsa& k, const DirectPass& d, const float* blk, flo
 // Phases that write the same output rows (backward-data phases with the same h mod s).
 bool same_rows(const Phase& a, const Phase& b) { return a.row_family == b.row_family; }
 
+// The two column phases of a stride-2 backward-data row, interleaved in registers: tiles of the
+// first phase park their transposed rows, the second phase's tiles over the same columns add both
+// to out as contiguous 2R floats. out: the group's first channel at the row's first pixel.
+bool pairable(const Phase& a, const Phase& b) {
+    return a.out_col == 2 && b.out_col == 2 && a.col_off == 0 && b.col_off == 1 && b.cols <= a.cols && b.cols >= a.cols - 1;
+}
+
+void run_direct_row_pair(const ConvIsa& k, const DirectPass& d, const float* blk, float* out, const Phase& p0,
+                         const Phase& p1, size_t gi, int64_t r) {
+    const OGroup& grp = d.groups[gi];
+    const int64_t ntile = (p0.cols + rmax(k, grp.nv) - 1) / rmax(k, grp.nv);
+    alignas(64) float buf[4 * 16 * 16];  // (NV*16 channels, 16 pixels)
+    DirectTile a;
+    a.in_cb_stride = d.g.Hp * d.g.Wp * 16;
+    a.ncb = int((d.Ci + 15) / 16);
+    a.c_last = int(d.Ci - 16 * (a.ncb - 1));
+    a.out_cstride = d.out_plane;
+    a.out_jstride = 1;
+    a.nout = grp.n;
+    a.bias = nullptr;
+    a.accumulate = true;
+    a.pair_buf = buf;
+    for (int64_t t = 0, c0 = 0; t < ntile; t++) {
+        const int64_t R = (p0.cols - c0) / (ntile - t);
+        for (const Phase* ph : {&p0, &p1}) {
+            a.in = blk + (r * ph->in_row * d.g.Wp + c0) * 16;
+            a.tap_off = ph->tap_off.data();
+            a.ntaps = int(ph->tap_off.size());
+            a.w = ph->wgroup[gi];
+            a.pair = ph == &p0 ? 1 : 2;
+            a.pair_count = int(2 * R - (c0 + R > p1.cols ? 1 : 0));  // the second phase may be a column short
+            a.out = out + 2 * c0;
+            k.direct_tile(a, int(R), grp.nv, 1);
+        }
+        c0 += R;
+    }
+}
+
 void run_direct(const ConvIsa& k, const DirectPass& d, const float* in, float* out) {
     const int64_t img = (d.Ci + 15) / 16 * d.g.Hp * d.g.Wp * 16;  // floats of one blocked image
     const int nt = team_size();
@@ -271,8 +309,14 @@ void run_direct(const ConvIsa& k, const DirectPass& d, const float* in, float* o
     // One item: every phase of its family (the stride-2 kernel store adds zeros to the other
     // phases' pixels of the row, so they must not be written by another thread meanwhile).
     auto run_item = [&](const float* blk, float* o, const std::array<int64_t, 3>& it) {
-        const size_t gi = size_t(it[1]);
+        const size_t gi = size_t(it[1]), f0 = size_t(it[0]);
         const int64_t r = it[2], o0 = d.groups[gi].o0;
+        if (f0 + 1 < d.phases.size() && same_rows(d.phases[f0], d.phases[f0 + 1]) &&
+            (f0 + 2 == d.phases.size() || !same_rows(d.phases[f0], d.phases[f0 + 2])) &&
+            pairable(d.phases[f0], d.phases[f0 + 1]) && r < d.phases[f0 + 1].rows) {
+            const Phase& f = d.phases[f0];
+            return run_direct_row_pair(k, d, blk, o + o0 * d.out_plane + f.out_off + r * f.out_row, f, d.phases[f0 + 1], gi, r);
+        }
         for (size_t ph = size_t(it[0]); ph < d.phases.size(); ph++) {
             const Phase& f = d.phases[ph];
             if (ph > size_t(it[0]) && !same_rows(d.phases[ph - 1], f)) break;
@@ -422,7 +466,7 @@ void direct_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* 
     for (int64_t e = 0; e < s; e++)
         for (int64_t j = 0; j < p.KW; j++)
             if (reach(e, j)) {
-                const int64_t cols = (p.W - e + s - 1) / s;
+                const int64_t cols = (p.W - e + s - 1) / s + (s == 2);  // a column more for paired phases
                 pl = std::max(pl, -shift(e, j)), pr = std::max(pr, cols - 1 + shift(e, j) - (Wo - 1));
             }
     DirectPass d{p.B, p.Cout, Ho, Wo, p.Cin, p.H * p.W, p.W, {pt + Ho + pb, pl + Wo + pr, pt, pl}, {}, {}, nullptr, true, {}};

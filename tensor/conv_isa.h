@@ -28,6 +28,12 @@ struct DirectTile {
     int nout;                // output channels of the block that exist (1..NV*16)
     const float* bias;       // nout values, or null
     bool accumulate;         // out += tile, else out = tile
+    // Stride-2 backward-data pairs two column phases of a row: the first tile parks its transposed
+    // rows in pair_buf (NV*16 x 16 floats), the second interleaves them with its own and adds
+    // pair_count floats to out (out_jstride 1, out at the first phase's first pixel).
+    int pair = 0;            // 0: a plain tile; 1: the first of a pair; 2: the second
+    float* pair_buf = nullptr;
+    int pair_count = 0;
 };
 
 // Weight gradient of one (channel chunk, output block, tap), summed over pixels and images:

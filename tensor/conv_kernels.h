@@ -60,6 +60,15 @@ __attribute__((always_inline)) inline void direct_step(V16 (&acc)[R][NV], const 
 
 template <int R, int NV, int SIN>
 void direct_tile(const DirectTile& a) {
+    // the output lines this tile will write: fetch them now, the sum below hides the latency
+    if (a.pair != 1) {
+        const int64_t span = a.pair == 2 ? a.pair_count : (R - 1) * a.out_jstride + 1;  // floats per channel
+        for (int o = 0; o < a.nout; o++) {
+            const float* p = a.out + o * a.out_cstride;
+            __builtin_prefetch(p, 1);
+            if (span > 16 - int64_t((reinterpret_cast<uintptr_t>(p) & 63) / 4)) __builtin_prefetch(p + span - 1, 1);
+        }
+    }
     V16 acc[R][NV];
 #pragma GCC unroll 14
     for (int j = 0; j < R; j++)
@@ -89,6 +98,21 @@ void direct_tile(const DirectTile& a) {
         for (int j = 0; j < 16; j++) rows[j] = j < R ? acc[j < R ? j : 0][v] : vzero();
         vtranspose(rows);
         const int on = int(imin(16, a.nout - 16 * v));
+        if (a.pair == 1) {  // park for the second phase
+            for (int o = 0; o < on; o++) vstore(a.pair_buf + (16 * v + o) * 16, rows[o]);
+            continue;
+        }
+        if (a.pair == 2) {  // out[2j] += first phase, out[2j + 1] += this one
+            const int n0 = a.pair_count < 16 ? a.pair_count : 16, n1 = a.pair_count - n0;
+            for (int o = 0; o < on; o++) {
+                float* p = a.out + (16 * v + o) * a.out_cstride;
+                V16 lo, hi;
+                vinterleave(vload(a.pair_buf + (16 * v + o) * 16), rows[o], lo, hi);
+                vstore_n(p, vadd(vload_n(p, n0), lo), n0);
+                if (n1 > 0) vstore_n(p + 16, vadd(vload_n(p + 16, n1), hi), n1);
+            }
+            continue;
+        }
         for (int o = 0; o < on; o++) {
             float* p = a.out + (16 * v + o) * a.out_cstride;
             V16 r = rows[o];

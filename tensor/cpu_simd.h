@@ -70,6 +70,13 @@ inline void vspread2(V16 v, V16& lo, V16& hi) {
     lo.v = _mm512_maskz_permutexvar_ps(0x5555, i0, v.v);
     hi.v = _mm512_maskz_permutexvar_ps(0x5555, i1, v.v);
 }
+// lo lanes 2j, 2j+1 = a[j], b[j]; hi lanes 2j, 2j+1 = a[8 + j], b[8 + j]: a and b interleaved.
+inline void vinterleave(V16 a, V16 b, V16& lo, V16& hi) {
+    const __m512i i0 = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i i1 = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    lo.v = _mm512_permutex2var_ps(a.v, i0, b.v);
+    hi.v = _mm512_permutex2var_ps(a.v, i1, b.v);
+}
 // lo lanes 2j, 2j+1 = v[j], hi lanes 2j, 2j+1 = v[8 + j]: each value twice (nearest 2x upsampling).
 inline void vdup2(V16 v, V16& lo, V16& hi) {
     const __m512i i0 = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
@@ -192,6 +199,12 @@ inline V16 vround(V16 a) {
     return {_mm256_round_ps(a.lo, m), _mm256_round_ps(a.hi, m)};
 }
 
+inline void vinterleave(V16 x, V16 y, V16& lo, V16& hi) {
+    const __m256 a = _mm256_unpacklo_ps(x.lo, y.lo), b = _mm256_unpackhi_ps(x.lo, y.lo);  // [x0 y0 x1 y1 | x4 y4 x5 y5], ...
+    const __m256 c = _mm256_unpacklo_ps(x.hi, y.hi), d = _mm256_unpackhi_ps(x.hi, y.hi);
+    lo = {_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31)};
+    hi = {_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31)};
+}
 inline void vdup2(V16 v, V16& lo, V16& hi) {
     const __m256 a = _mm256_unpacklo_ps(v.lo, v.lo), b = _mm256_unpackhi_ps(v.lo, v.lo);  // [v0 v0 v1 v1 | v4 v4 v5 v5], ...
     const __m256 c = _mm256_unpacklo_ps(v.hi, v.hi), d = _mm256_unpackhi_ps(v.hi, v.hi);
@@ -296,6 +309,9 @@ inline void vspread2(V16 v, V16& lo, V16& hi) {
 }
 inline void vdup2(V16 v, V16& lo, V16& hi) {
     for (int j = 0; j < 8; j++) lo.v[2 * j] = lo.v[2 * j + 1] = v.v[j], hi.v[2 * j] = hi.v[2 * j + 1] = v.v[8 + j];
+}
+inline void vinterleave(V16 a, V16 b, V16& lo, V16& hi) {
+    for (int j = 0; j < 8; j++) lo.v[2 * j] = a.v[j], lo.v[2 * j + 1] = b.v[j], hi.v[2 * j] = a.v[8 + j], hi.v[2 * j + 1] = b.v[8 + j];
 }
 inline V16 vpairsum(V16 a, V16 b) {
     V16 r;
