@@ -4,7 +4,9 @@
 //   bench --conv       conv2d forward and forward+backward GFLOP/s per U-Net shape (batch 64)
 //   bench --gemm       SGEMM GFLOP/s on square and U-Net-like sizes
 //   bench --kernels    GroupNorm (+SiLU), SiLU, upsampling, softmax: time and GB/s (bytes moved once)
-//   --json             one JSON object per line instead of the table
+//   --json             one JSON object per line instead of the table: first {"op": "peak", ...}, then
+//                      per conv shape op, B, Cin, Cout, H, W, k, stride, fwd_gflops, fwdbwd_gflops
+//                      (and bwd_data_gflops, bwd_weight_gflops, peak_gflops)
 //   --simd LEVEL       avx512, avx2 or portable (default: the best this CPU has)
 //   --batch B, --reps N, --threads T
 //   --cpu-time         CPU seconds per thread instead of wall-clock (tuning on a busy machine)
@@ -13,7 +15,9 @@
 // weight), as PyTorch's anchor (shared/reference/conv_anchor.py) does; each figure is the median
 // of --reps timed runs after warm-up runs. The peak is an FMA loop with enough independent
 // accumulators to hide latency, one per thread, all threads at once.
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 #include <omp.h>
 
 #include <algorithm>
@@ -76,6 +80,7 @@ void fill_random(std::vector<float>& v, uint32_t seed) {
 
 // ---- FMA peak ----------------------------------------------------------------------------------
 // 12 independent accumulator chains per thread: enough for 2 FMA pipes of latency 4 (or 6).
+#if defined(__x86_64__)
 __attribute__((target("avx512f"))) float fma_loop_avx512(int64_t iters) {
     // distinct starting values, or the compiler merges the identical chains into one
     __m512 a0 = _mm512_set1_ps(0.10f), a1 = _mm512_set1_ps(0.11f), a2 = _mm512_set1_ps(0.12f), a3 = _mm512_set1_ps(0.13f),
@@ -116,8 +121,13 @@ __attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iters) {
     return out[0];
 }
 
+#endif
+
 // GFLOP/s of the FMA loop on all threads at once (best of a few tries; the clock ramps up).
 double measure_peak(SimdLevel level) {
+#if !defined(__x86_64__)
+    level = SimdLevel::PORTABLE;
+#endif
     if (level == SimdLevel::PORTABLE) return 0;
     const int lanes = level == SimdLevel::AVX512 ? 16 : 8;
     const int64_t iters = 20'000'000;
@@ -126,7 +136,9 @@ double measure_peak(SimdLevel level) {
         double s = now();
         float sink = 0;
 #pragma omp parallel reduction(+ : sink)
+#if defined(__x86_64__)
         sink += level == SimdLevel::AVX512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
+#endif
         double el = now() - s;
         if (sink == 12345.f) std::printf(" ");  // keep the result alive
         best = std::max(best, double(iters) * 12 * lanes * 2 * omp_get_max_threads() / el / 1e9);
@@ -276,7 +288,16 @@ void usage() {
     std::printf(
         "usage: bench [--conv] [--gemm] [--kernels] [--json] [--simd avx512|avx2|portable]\n"
         "             [--batch B] [--reps N] [--threads T] [--cpu-time]\n"
-        "Kernel GFLOP/s against the FMA peak measured here; see the header of apps/bench.cpp.\n");
+        "  --conv      conv2d GFLOP/s per U-Net shape: forward, backward-data, backward-weight, and\n"
+        "              forward+backward (counted as 3x the forward FLOPs), with the fraction of the\n"
+        "              FMA peak that the bench measures first (the default mode)\n"
+        "  --gemm      SGEMM GFLOP/s, square and U-Net-like sizes\n"
+        "  --kernels   GroupNorm (+SiLU), SiLU, upsampling, softmax: time and GB/s\n"
+        "  --json      one JSON object per line (op, B, Cin, Cout, H, W, k, stride, fwd_gflops,\n"
+        "              fwdbwd_gflops, ...) instead of the table\n"
+        "  --simd      force an instruction set (default: the best this CPU has)\n"
+        "  --batch B   batch size (64)       --reps N   timed runs per figure, median (10)\n"
+        "  --threads T OpenMP threads        --cpu-time CPU time per thread instead of wall clock\n");
 }
 
 }  // namespace
