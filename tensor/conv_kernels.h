@@ -423,14 +423,16 @@ void pointwise_tile(const Pointwise& a, const float* w, int64_t o0, int64_t p0) 
     }
 }
 
+// Pixel blocks outer, output-channel panels inner: a block of x (K x 48 floats) stays in L1 while
+// every panel of W passes over it.
 void pointwise(const Pointwise& a) {
-    for (int64_t o0 = 0; o0 < a.M; o0 += kPwMR) {
-        const float* w = a.w + o0 * a.K;  // panel o0 / MR: (K, MR)
-        int64_t p0 = 0;  // tiles of 48 pixels (AVX-512) or 32, then what is left in vectors of 16
-        for (; p0 + 16 * kPwNV <= a.P; p0 += 16 * kPwNV) pointwise_tile<kPwMR, kPwNV>(a, w, o0, p0);
-        for (; p0 + 16 < a.P; p0 += 32) pointwise_tile<kPwMR, 2>(a, w, o0, p0);
-        if (p0 < a.P) pointwise_tile<kPwMR, 1>(a, w, o0, p0);
-    }
+    int64_t p0 = 0;  // tiles of 48 pixels (AVX-512) or 32, then what is left in vectors of 16
+    for (; p0 + 16 * kPwNV <= a.P; p0 += 16 * kPwNV)
+        for (int64_t o0 = 0; o0 < a.M; o0 += kPwMR) pointwise_tile<kPwMR, kPwNV>(a, a.w + o0 * a.K, o0, p0);
+    for (; p0 + 16 < a.P; p0 += 32)
+        for (int64_t o0 = 0; o0 < a.M; o0 += kPwMR) pointwise_tile<kPwMR, 2>(a, a.w + o0 * a.K, o0, p0);
+    if (p0 < a.P)
+        for (int64_t o0 = 0; o0 < a.M; o0 += kPwMR) pointwise_tile<kPwMR, 1>(a, a.w + o0 * a.K, o0, p0);
 }
 
 // MA x MB vector accumulators, each a partial dot product over 16 pixel lanes, summed at the end.
