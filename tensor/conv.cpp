@@ -16,7 +16,8 @@
 //    the packed GEMM alone, on the per-image im2col matrices, runs at 72-77.
 //  * Backward to the input: the same kernel run over dy. For stride s, dx splits into s*s phases
 //    (h mod s, w mod s); each phase is a stride-1 convolution of dy with the taps that reach it (the
-//    180-degree-rotated, transposed weight), added to every s-th pixel of dx.
+//    180-degree-rotated, transposed weight), added to every s-th pixel of dx. For s = 2 the two
+//    column phases of a row are interleaved in registers and added to dx in one pass.
 //  * Backward to the weight, direct: a tile of RC input channels x NV*16 output channels for one
 //    tap, summed in registers over all pixels of a chunk of images that fits L2. Each thread takes
 //    its share of the images and accumulates into its own copy of dW, summed at the end; the bias
