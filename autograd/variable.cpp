@@ -85,6 +85,12 @@ Variable& Variable::set_name(std::string name) {
 
 void Variable::zero_grad() { impl_->grad = Tensor(); }
 
+void Variable::set_grad(Tensor g) {
+    if (g.defined() && (g.shape() != shape() || g.dtype() != dtype()))
+        fail("set_grad: gradient ", dtype_name(g.dtype()), " ", shape_str(g.shape()), " for ", describe(*this));
+    impl_->grad = std::move(g);
+}
+
 Tensor& Variable::grad_buffer() const {
     if (!impl_->grad.defined()) impl_->grad = Tensor::zeros(shape(), dtype());
     return impl_->grad;

@@ -68,6 +68,9 @@ public:
     void backward(const Tensor& seed, bool keep_graph = false);
 
     void zero_grad();  // drops the gradient (the next backward starts from zero)
+    // Makes g (same shape and dtype; may be a view, e.g. of a model's flat gradient buffer) the
+    // buffer that backward accumulates into.
+    void set_grad(Tensor g);
     void retain_grad() { impl_->retain_grad = true; }
     void register_hook(Hook hook) { impl_->hooks.push_back(std::move(hook)); }
 

@@ -135,7 +135,7 @@ void Module::pack_parameters() {
 void Module::attach_grad_views() {
     int64_t offset = 0;
     for (Variable& v : packed_) {
-        v.impl()->grad = flat_grads_.rows(offset, v.numel()).reshape(v.shape());
+        v.set_grad(flat_grads_.rows(offset, v.numel()).reshape(v.shape()));
         offset += v.numel();
     }
 }
@@ -160,7 +160,7 @@ Tensor& Module::flat_grads() {
         const Tensor& g = v.grad();
         if (!g.defined()) slot.zero_();
         else if (g.raw() != slot.raw()) slot.copy_from(g);
-        v.impl()->grad = slot;
+        v.set_grad(slot);
         offset += v.numel();
     }
     return flat_grads_;

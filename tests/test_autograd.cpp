@@ -53,6 +53,15 @@ TEST_CASE("a Variable used twice receives the sum of both paths, and leaves accu
     CHECK(x.grad().flat(0) == doctest::Approx(7.0));
     x.zero_grad();
     CHECK_FALSE(x.grad().defined());
+    // set_grad hands backward an outside buffer (a view into a flat gradient, as nn::Module does)
+    Tensor flat = Tensor::zeros({5}, DType::F64);
+    x.set_grad(flat.rows(1, 3));
+    sum(x * 2.0).backward();
+    CHECK(flat.flat(0) == 0.0);
+    CHECK(flat.flat(1) == doctest::Approx(2.0));
+    CHECK(flat.flat(3) == doctest::Approx(2.0));
+    CHECK(flat.flat(4) == 0.0);
+    CHECK_THROWS_WITH(x.set_grad(Tensor::zeros({4}, DType::F64)), doctest::Contains("set_grad: gradient float64 (4) for"));
 }
 
 TEST_CASE("intermediate gradients are freed unless retained; hooks see every gradient") {

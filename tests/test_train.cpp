@@ -1,7 +1,9 @@
 // Training end to end: a tiny U-Net overfits a few fixed (x0, t, eps) examples, and the programs
-// train -> checkpoint -> sample work together, resume bit for bit, and fail clearly on bad input.
+// train -> checkpoint -> sample work together, resume bit for bit, save on Ctrl-C, and fail
+// clearly on bad input.
 #include <doctest/doctest.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -106,5 +108,32 @@ TEST_CASE("train writes a checkpoint that sample reads; a resumed run matches an
     CHECK(run(bin + "/train --data " + dir + "/data --ch 16 --resume --steps 5 --out " + dir + "/straight", &out) != 0);
     CHECK(out.find("the checkpoint's model is") != std::string::npos);
     CHECK(read_file(dir + "/straight/checkpoint.safetensors") == before);
+    std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("Ctrl-C during training saves a checkpoint and exits with 130") {
+    std::string bin = build_dir(), dir = temp_dir("sigint");
+    ddpm::write_synthetic_idx(dir + "/data", 24, 3);
+    std::string cmd = "exec " + bin + "/train --data " + dir + "/data --ch 8 --batch 4 --samples 4 --ddim-steps 2 --threads 1" +
+                      " --steps 1000000 --every 1 --out " + dir + "/run > " + dir + "/log 2>&1";
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
+        _exit(127);
+    }
+    // wait for the first checkpoint (every step writes one), then interrupt
+    for (int i = 0; i < 600 && !file_exists(dir + "/run/loss.csv"); i++) usleep(100 * 1000);
+    REQUIRE(file_exists(dir + "/run/loss.csv"));
+    kill(pid, SIGINT);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    std::string log = read_file(dir + "/log");
+    INFO(log);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 130);
+    CHECK(log.find("interrupted: saved") != std::string::npos);
+    nn::Checkpoint ck = nn::load_checkpoint(dir + "/run/checkpoint.safetensors");
+    CHECK(ck.step >= 1);
     std::system(("rm -rf " + dir).c_str());
 }
