@@ -117,12 +117,12 @@ public:
         if (!force && tty_ && t - last_ < 0.2) return;
         last_ = t;
         double rate = done > start_ ? double(done - start_) / t : 0;  // units per second this session
-        double eta = rate > 0 ? double(total_ - done) / rate : 0;
+        std::string eta = done >= total_ ? clock(0) : rate > 0 ? clock(double(total_ - done) / rate) : "--:--";  // unknown until a step is timed
         int width = 24, fill = total_ > 0 ? int(double(width) * double(done) / double(total_)) : 0;
         std::string bar(size_t(fill), '=');
         if (fill < width) bar += '>' + std::string(size_t(width - fill - 1), ' ');
         std::printf("%s%lld/%lld [%s] %3.0f%% | %s | ETA %s%s", tty_ ? "\r\033[K" : "", (long long)done, (long long)total_,
-                    bar.c_str(), total_ > 0 ? 100.0 * double(done) / double(total_) : 100.0, fields.c_str(), clock(eta).c_str(),
+                    bar.c_str(), total_ > 0 ? 100.0 * double(done) / double(total_) : 100.0, fields.c_str(), eta.c_str(),
                     tty_ ? "" : "\n");
         std::fflush(stdout);
     }
@@ -130,6 +130,7 @@ public:
         if (tty_) std::printf("\n");
         std::fflush(stdout);
     }
+    void set_total(int64_t total) { total_ = total; }
     double elapsed() const { return now() - t0_; }
     bool tty() const { return tty_; }
 
