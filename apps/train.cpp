@@ -155,9 +155,9 @@ int main(int argc, char** argv) try {
     model.train();
     // --steps 0: time kProbe steps after kWarm warm-up steps (the first ones fill the allocator
     // cache) and fix the count so the run fits the time budget, keeping 4% for the sample grids
-    // and checkpoints written every --every steps. Refine the count once at step kRefine: on the
-    // 2-core machine the steady pace settled ~12% below the first steps' (0.62 -> 0.71 s/step),
-    // which stretched a 30-minute budget to 33. The cosine decay has barely begun by then, so the
+    // and checkpoints written every --every steps. Refine the count once at step kRefine: in one
+    // run on the 2-core machine the steady pace settled 12% below the first steps' (0.62 -> 0.71
+    // s/step), which stretched a 30-minute budget to 33. The cosine decay has barely begun by then, so the
     // new count leaves the learning rate unchanged to 0.1%.
     const int64_t start_step = step, kWarm = 2, kProbe = 10, kRefine = 200;
     double probe_start = 0, refine_start = 0;
@@ -167,6 +167,12 @@ int main(int argc, char** argv) try {
     auto seconds_run = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - session_start).count(); };
     if (sizing) steps = std::numeric_limits<int64_t>::max();
     cli::Progress progress(sizing ? start_step + kWarm + kProbe : steps, step);
+    auto fit_steps = [&](double per_step) {  // steps that fit in what is left of the budget
+        double left = minutes * 60 * 0.96 - seconds_before - seconds_run();
+        steps = step + std::max<int64_t>(0, int64_t(left / per_step));
+        progress.set_total(steps);
+        std::printf("%s--steps 0: %.3g s per step, so %lld steps fit in %g minutes\n", progress.tty() ? "\r\033[K" : "", per_step, (long long)steps, minutes);
+    };
     double smoothed = log.rows.empty() ? NAN : log.recent_loss(50);
     bool timed_out = false;
     while (step < steps && !g_interrupted) {
@@ -192,12 +198,6 @@ int main(int argc, char** argv) try {
         ema.update(model.flat_parameters());
         step++;
         if (sizing && step - start_step == kWarm) probe_start = seconds_run();
-        auto fit_steps = [&](double per_step) {  // steps that fit in what is left of the budget
-            double left = minutes * 60 * 0.96 - seconds_before - seconds_run();
-            steps = step + std::max<int64_t>(0, int64_t(left / per_step));
-            progress.set_total(steps);
-            std::printf("%s--steps 0: %.3g s per step, so %lld steps fit in %g minutes\n", progress.tty() ? "\r\033[K" : "", per_step, (long long)steps, minutes);
-        };
         if (sizing && step - start_step == kWarm + kProbe) {
             fit_steps((seconds_run() - probe_start) / double(kProbe));
             progress = cli::Progress(steps, step);  // the ETA counts from here
