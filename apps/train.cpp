@@ -220,6 +220,9 @@ int main(int argc, char** argv) try {
         if (timed_out) break;
     }
     progress.finish();
+    if (step == start_step && !g_interrupted)
+        std::printf("nothing to train: %s is at step %lld of %lld; --steps N (more) continues it, --out DIR starts a new run\n",
+                    ckpt_path.c_str(), (long long)step, (long long)steps);
     if (g_interrupted) {
         save();
         std::printf("interrupted: saved %s at step %lld; `make train` (or --resume) continues\n", ckpt_path.c_str(), (long long)step);

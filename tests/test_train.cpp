@@ -86,6 +86,11 @@ TEST_CASE("train writes a checkpoint that sample reads; a resumed run matches an
     for (size_t i = 0; i < a.model.size(); i++) worst = std::max(worst, max_abs_diff(a.model[i].value, b.model[i].value));
     for (size_t i = 0; i < a.ema.size(); i++) worst = std::max(worst, max_abs_diff(a.ema[i].value, b.ema[i].value));
     CHECK(worst == 0.0);  // bit for bit
+    // a finished run, started again, says so and leaves the checkpoint as it was
+    std::string finished = read_file(dir + "/resumed/checkpoint.safetensors");
+    REQUIRE(run(common + " --steps 4 --resume --out " + dir + "/resumed", &out) == 0);
+    CHECK(out.find("nothing to train") != std::string::npos);
+    CHECK(read_file(dir + "/resumed/checkpoint.safetensors") == finished);
 
     // sample reads it
     REQUIRE(run(bin + "/sample --checkpoint " + dir + "/straight/checkpoint.safetensors --n 3 --ddim-steps 2 --out " + dir +
