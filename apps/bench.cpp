@@ -311,16 +311,24 @@ int main(int argc, char** argv) {
                 if (i + 1 >= argc) fail("bench: ", a, " needs a value");
                 return argv[++i];
             };
+            auto positive = [&]() {  // the value of a count flag
+                std::string v = next();
+                char* end = nullptr;
+                long n = std::strtol(v.c_str(), &end, 10);
+                if (v.empty() || *end || n < 1 || n > 1000000) fail("bench: ", a, " expects a positive integer, got '", v, "'");
+                return int(n);
+            };
             if (a == "--conv") o.conv = true;
             else if (a == "--gemm") o.gemm = true;
             else if (a == "--kernels") o.kernels = true;
             else if (a == "--json") o.json = true;
             else if (a == "--cpu-time") g_cpu_time = true;
-            else if (a == "--batch") o.batch = std::stoi(next());
-            else if (a == "--reps") o.reps = std::stoi(next());
-            else if (a == "--threads") o.threads = std::stoi(next());
+            else if (a == "--batch") o.batch = positive();
+            else if (a == "--reps") o.reps = positive();
+            else if (a == "--threads") o.threads = positive();
             else if (a == "--simd") {
                 std::string s = next();
+                if (s != "avx512" && s != "avx2" && s != "portable") fail("bench: --simd expects avx512, avx2 or portable, got '", s, "'");
                 set_simd_level(s == "avx512" ? SimdLevel::AVX512 : s == "avx2" ? SimdLevel::AVX2 : SimdLevel::PORTABLE);
             } else if (a == "--help" || a == "-h") {
                 usage();

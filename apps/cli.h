@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <omp.h>
+#include <set>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -27,7 +29,10 @@ public:
             size_t eq = a.find('=');
             if (eq != std::string::npos) values_[a.substr(0, eq)] = a.substr(eq + 1);
             else if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) values_[a] = argv[++i];
-            else values_[a] = "";
+            else {
+                values_[a] = "";
+                bare_.insert(a);  // given without a value (unlike --png '' or --png=)
+            }
         }
     }
 
@@ -60,7 +65,7 @@ public:
         declare(name, "", "", help);
         auto it = values_.find(name);
         if (it == values_.end()) return false;
-        if (!it->second.empty()) fail(program_, ": ", name, " takes no value, got '", it->second, "'");
+        if (!bare_.count(name)) fail(program_, ": ", name, " takes no value, got '", it->second, "'");
         values_.erase(it);
         return true;
     }
@@ -86,7 +91,7 @@ private:
         if (values_.count(name)) given_[name] = true;
     }
     std::string take(std::map<std::string, std::string>::iterator it) {
-        if (it->second.empty()) fail(program_, ": ", it->first, " needs a value");
+        if (bare_.count(it->first)) fail(program_, ": ", it->first, " needs a value");
         std::string v = it->second;
         values_.erase(it);
         return v;
@@ -99,9 +104,16 @@ private:
     std::string program_, summary_;
     std::map<std::string, std::string> values_;
     std::map<std::string, bool> given_;
+    std::set<std::string> bare_;
     std::vector<Option> options_;
     bool help_ = false;
 };
+
+// --threads N: 0 leaves OMP_NUM_THREADS (or all cores) in charge.
+inline void set_threads(const std::string& program, int64_t n) {
+    if (n < 0) fail(program, ": --threads must be 0 (all) or positive, got ", n);
+    if (n > 0) omp_set_num_threads(int(n));
+}
 
 // A progress line: "step 1200/3000 [=====>     ] 40% | loss 0.0412 | 92.3 img/s | ETA 05:12".
 // On a terminal it redraws one line; otherwise (a log file, CI) it prints a plain line every

@@ -44,12 +44,14 @@ int main(int argc, char** argv) try {
     int64_t seed = args.integer("--seed", 0, "seed of the noise");
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: all)");
     args.done();
-    if (threads > 0) omp_set_num_threads(int(threads));
+    cli::set_threads("figures", threads);
     set_flush_denormals();
     make_dirs(out);
 
     ddpm::Dataset data(data_dir);
     const int64_t H = data.rows(), W = data.cols(), cols = 8;
+    if (data.size() == 0) fail(data_dir, ": the dataset holds no images");
+    if (rows < 1) fail("figures: --rows must be positive, got ", rows);
     std::vector<int64_t> idx;
     for (int64_t i = 0; i < rows; i++) idx.push_back(i % data.size());
     Tensor x0 = data.images(idx);  // (rows, 1, H, W)
@@ -61,16 +63,23 @@ int main(int argc, char** argv) try {
     if (!ckpt_path.empty()) {
         nn::Checkpoint ck = nn::load_checkpoint(ckpt_path);
         sched = ddpm::schedule_of(ck.metadata, ckpt_path);
-        model = std::make_unique<nn::UNet>(nn::UNetConfig::parse(ck.meta("model")));
+        nn::UNetConfig cfg = nn::UNetConfig::parse(ck.meta("model"));
+        if (cfg.in_ch != 1 || cfg.resolution != H || H != W)
+            fail(ckpt_path, ": the model takes ", cfg.in_ch, "x", cfg.resolution, "x", cfg.resolution, " images, ", data_dir, " holds 1x", H, "x", W);
+        model = std::make_unique<nn::UNet>(cfg);
         nn::load_named(model->state_dict(), ck.weights(!ck.ema.empty()), ckpt_path);
         model->eval();
     }
     const int64_t T = sched.T;
+    if (t_one < 0 || t_one >= T) fail("figures: --t must be in [0, ", T, "), got ", t_one);
     std::vector<int64_t> snap_t;  // 8 evenly spaced timesteps, 0 .. T-1
     for (int64_t c = 0; c < cols; c++) snap_t.push_back(c * (T - 1) / (cols - 1));
-    auto show = [](const char* name, const std::vector<int64_t>& ts) {
+    // prints a figure's column labels; the reverse chains end in the clean x_0, one step past t = 0
+    auto show = [](const char* name, const std::vector<int64_t>& ts, bool ends_clean = false) {
         std::printf("%-18s columns at t =", name);
-        for (int64_t t : ts) std::printf(" %lld", (long long)t);
+        for (size_t i = 0; i < ts.size(); i++)
+            if (ends_clean && i + 1 == ts.size()) std::printf(", then x_0");
+            else std::printf(" %lld", (long long)ts[i]);
         std::printf("\n");
     };
 
@@ -103,7 +112,7 @@ int main(int argc, char** argv) try {
         }
         s.set_column(cols - 1, x);  // the end of the chain
         s.write(out + "/oracle_reverse.png");
-        show("oracle_reverse.png", rev_t);
+        show("oracle_reverse.png", rev_t, true);
     }
 
     if (!model) {
@@ -129,12 +138,11 @@ int main(int argc, char** argv) try {
         });
         progress.finish();
         s.write(out + "/reverse.png");
-        show("reverse.png", rev_t);
+        show("reverse.png", rev_t, true);
     }
 
     // (4) one to many: the same x_t, eight reverse runs
     {
-        if (t_one < 0 || t_one >= T) fail("figures: --t must be in [0, ", T, "), got ", t_one);
         Strip s(rows, cols + 2, H, W);
         Tensor xt = ddpm::q_sample(sched, x0, std::vector<int64_t>(size_t(rows), t_one), randn(x0.shape(), gen));
         s.set_column(0, x0);

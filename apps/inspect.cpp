@@ -45,11 +45,12 @@ int main(int argc, char** argv) try {
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
     args.done();
     auto start = std::chrono::steady_clock::now();
-    if (threads > 0) omp_set_num_threads(int(threads));
+    cli::set_threads("inspect", threads);
     set_flush_denormals();
     set_detect_anomaly(anomaly);
     if (batch < 1) fail("inspect: --batch must be positive, got ", batch);
-    if (dropout >= 1) fail("inspect: --dropout must be below 1, got ", dropout);
+    if (dropout != -1 && !(dropout >= 0 && dropout < 1)) fail("inspect: --dropout must be -1 (the model's) or in [0, 1), got ", dropout);
+    if (use_ema && ckpt_path.empty()) fail("inspect: --ema needs a --checkpoint (a fresh init has no EMA weights)");
 
     // ---- the data (to know the resolution before building a fresh model) ----
     std::unique_ptr<ddpm::Dataset> data;
@@ -72,6 +73,7 @@ int main(int argc, char** argv) try {
     }
     if (dropout >= 0) cfg.dropout = dropout;
     ddpm::Schedule sched = ddpm::make_schedule(ddpm::parse_schedule(schedule_name), T);
+    if (per_t && (buckets < 1 || buckets > T)) fail("inspect: --per-t-buckets must be in [1, T = ", T, "], got ", buckets);
     nn::UNet model(cfg, uint64_t(seed));
     if (!ckpt_path.empty()) {
         nn::load_named(model.state_dict(), ck.weights(use_ema), ckpt_path);

@@ -29,13 +29,16 @@ int main(int argc, char** argv) try {
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: all)");
     bool raw = args.flag("--raw", "use the trained weights instead of their EMA");
     args.done();
-    if (threads > 0) omp_set_num_threads(int(threads));
+    cli::set_threads("sample", threads);
     set_flush_denormals();
     if (n < 1 || batch < 1) fail("sample: --n and --batch must be positive");
+    if (ddim_steps < 0) fail("sample: --ddim-steps must be 0 (ancestral) or a number of DDIM steps, got ", ddim_steps);
+    if (!(eta >= 0 && eta <= 1)) fail("sample: --eta must be in [0, 1], got ", eta);
 
     nn::Checkpoint ck = nn::load_checkpoint(ckpt_path);
     nn::UNetConfig cfg = nn::UNetConfig::parse(ck.meta("model"));
     ddpm::Schedule sched = ddpm::schedule_of(ck.metadata, ckpt_path);
+    if (cfg.in_ch != 1) fail("sample: ", ckpt_path, " holds a model of ", cfg.in_ch, " input channels; sample writes one-channel images");
     nn::UNet model(cfg);
     nn::load_named(model.state_dict(), ck.weights(!raw), ckpt_path);
     model.eval();

@@ -54,17 +54,22 @@ int main(int argc, char** argv) try {
     int64_t every = args.integer("--every", 500, "write checkpoint, samples and curves every N steps");
     int64_t n_samples = args.integer("--samples", 64, "images in the sample grid");
     int64_t ddim_steps = args.integer("--ddim-steps", 50, "DDIM steps for the sample grid");
-    double minutes = args.real("--minutes", 30, "time budget: sizes --steps 0, and stops (and saves) a run that overruns; 0: none");
+    double minutes = args.real("--minutes", 30, "time budget that --steps 0 sizes the run to; given explicitly, it also stops (and saves) a longer run; 0: none");
     bool resume = args.flag("--resume", "continue from <out>/checkpoint.safetensors when it exists");
     bool anomaly = args.flag("--detect-anomaly", "check every op's output and gradient for NaN/Inf");
     int64_t grad_norms_every = args.integer("--grad-norms-every", 50, "log each parameter tensor's gradient norm every N steps (grad_norms.csv/.svg; 0: off)");
     args.done();
 
-    if (threads > 0) omp_set_num_threads(int(threads));
+    cli::set_threads("train", threads);
     set_flush_denormals();
     if (decay != "cosine" && decay != "none") fail("train: --lr-decay expects 'cosine' or 'none', got '", decay, "'");
     if (batch < 1 || steps < 0 || every < 1) fail("train: --batch and --every must be positive, --steps not negative");
     if (steps == 0 && minutes <= 0) fail("train: --steps 0 sizes the run to --minutes, which must then be positive");
+    if (!(lr > 0) || !(clip > 0) || warmup < 0) fail("train: --lr and --clip must be positive and --warmup not negative, got ", lr, ", ", clip, ", ", warmup);
+    if (!(ema_decay >= 0 && ema_decay < 1)) fail("train: --ema must be in [0, 1), got ", ema_decay);
+    if (n_samples < 1 || ddim_steps < 1 || ddim_steps > T || grad_norms_every < 0)
+        fail("train: --samples must be positive, --ddim-steps in [1, --T], --grad-norms-every not negative; got ", n_samples, ", ", ddim_steps, ", ",
+             grad_norms_every);
     set_detect_anomaly(anomaly);
     make_dirs(out);
     const std::string ckpt_path = out + "/checkpoint.safetensors";
@@ -93,6 +98,9 @@ int main(int argc, char** argv) try {
         std::string model_str = ck.meta("model");
         if (nn::UNetConfig::parse(model_str) != cfg)
             fail(ckpt_path, ": the checkpoint's model is '", model_str, "', the flags ask for '", cfg.str(), "' (use another --out)");
+        if (ck.meta("schedule") != schedule_name || ck.meta("T") != std::to_string(T))
+            fail(ckpt_path, ": the checkpoint was trained with the ", ck.meta("schedule"), " schedule and T = ", ck.meta("T"), ", the flags ask for ",
+                 schedule_name, " and T = ", T, " (use another --out)");
         nn::restore(ck, model, &adam, &ema);
         step = ck.step;
         data_gen = ck.rngs.at("data");

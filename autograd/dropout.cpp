@@ -6,7 +6,7 @@
 namespace dl {
 
 Variable dropout(const Variable& x, double p, Philox& gen, bool training) {
-    if (p < 0 || p >= 1) fail("dropout: p must be in [0, 1), got ", p);
+    if (!(p >= 0 && p < 1)) fail("dropout: p must be in [0, 1), got ", p);
     if (!training || p == 0) return x;
     Tensor mask(x.shape(), x.dtype());  // same shape as x: 0 or 1/(1-p)
     dispatch(x.dtype(), [&](auto tag) {

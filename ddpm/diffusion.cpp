@@ -154,6 +154,7 @@ Tensor p_sample_loop(const Schedule& s, const EpsModel& model, const Shape& shap
 Tensor ddim_step(const Schedule& s, const Tensor& xt, const Tensor& eps, int64_t t, int64_t t_prev, double eta, Philox& gen,
                  bool clip_x0) {
     if (t < 0 || t >= s.T || t_prev < -1 || t_prev >= t) fail("ddim_step: expected 0 <= t < ", s.T, " and -1 <= t_prev < t, got t ", t, ", t_prev ", t_prev);
+    if (!(eta >= 0 && eta <= 1)) fail("ddim_step: eta must be in [0, 1] (0: deterministic, 1: DDPM-like), got ", eta);
     std::vector<int64_t> ts(size_t(xt.dim(0)), t);
     Tensor x0 = predict_x0_from_eps(s, xt, ts, eps);
     if (clip_x0) x0 = clip_unit(x0);

@@ -49,7 +49,7 @@ Variable GroupNorm::forward(const Variable& x) const {
 }
 
 Dropout::Dropout(double p_) : p(p_) {
-    if (p < 0 || p >= 1) fail("Dropout: p must be in [0, 1), got ", p);
+    if (!(p >= 0 && p < 1)) fail("Dropout: p must be in [0, 1), got ", p);
 }
 
 Variable Dropout::forward(const Variable& x, Philox* gen) const {

@@ -41,9 +41,11 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
         }
         done += size_t(w);
     }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    int synced = ::fsync(fd), sync_errno = errno;  // close either way, so no descriptor leaks
+    int closed = ::close(fd), close_errno = errno;
+    if (synced != 0 || closed != 0) {
         ::unlink(tmp.c_str());
-        fail(path, ": could not flush to disk: ", std::strerror(errno));
+        fail(path, ": could not flush to disk: ", std::strerror(synced != 0 ? sync_errno : close_errno));
     }
     if (std::rename(tmp.c_str(), path.c_str()) != 0) {
         int e = errno;

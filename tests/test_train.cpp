@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
@@ -113,6 +114,49 @@ TEST_CASE("train writes a checkpoint that sample reads; a resumed run matches an
     CHECK(run(bin + "/train --data " + dir + "/data --ch 16 --resume --steps 5 --out " + dir + "/straight", &out) != 0);
     CHECK(out.find("the checkpoint's model is") != std::string::npos);
     CHECK(read_file(dir + "/straight/checkpoint.safetensors") == before);
+    std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("the programs refuse bad flags before any work, naming the flag and the value") {
+    std::string bin = build_dir(), dir = temp_dir("flags"), out;
+    ddpm::write_synthetic_idx(dir + "/data", 8, 3);
+    std::string train = bin + "/train --data " + dir + "/data --ch 8 --batch 4 --samples 4 --ddim-steps 2 --threads 1 --steps 2 --out " + dir + "/run";
+    struct Case { std::string cmd, message; };
+    std::vector<Case> cases = {
+        {train + " --ddim-steps 5000", "--ddim-steps in [1, --T]"},
+        {train + " --samples 0", "--samples must be positive"},
+        {train + " --clip -1", "--lr and --clip must be positive"},
+        {train + " --lr 0", "--lr and --clip must be positive"},
+        {train + " --ema 1", "--ema must be in [0, 1)"},
+        {train + " --dropout nan", "Dropout: p must be in [0, 1), got nan"},
+        {train + " --threads -2", "--threads must be 0 (all) or positive, got -2"},
+        {bin + "/sample --eta 2", "--eta must be in [0, 1], got 2"},
+        {bin + "/sample --ddim-steps -1", "--ddim-steps must be 0 (ancestral)"},
+        {bin + "/sample --raw=1", "--raw takes no value, got '1'"},
+        {bin + "/sample --png", "--png needs a value"},
+        {bin + "/inspect --ema", "--ema needs a --checkpoint"},
+        {bin + "/inspect --per-t --per-t-buckets 0", "--per-t-buckets must be in [1, T = 1000], got 0"},
+        {bin + "/figures --data " + dir + "/data --t 5000 --out " + dir + "/fig", "--t must be in [0, 1000), got 5000"},
+        {bin + "/bench --reps 0", "--reps expects a positive integer, got '0'"},
+    };
+    for (const Case& c : cases) {
+        INFO(c.cmd);
+        CHECK(run(c.cmd, &out) != 0);
+        CHECK_MESSAGE(out.find(c.message) != std::string::npos, out);
+    }
+    CHECK_FALSE(file_exists(dir + "/run/checkpoint.safetensors"));  // none of them trained
+
+    // resuming with another schedule or T is refused, and the checkpoint is untouched
+    REQUIRE(run(train, &out) == 0);
+    std::string before = read_file(dir + "/run/checkpoint.safetensors");
+    CHECK(run(train + " --steps 4 --resume --T 50", &out) != 0);
+    CHECK(out.find("trained with the linear schedule and T = 1000, the flags ask for linear and T = 50") != std::string::npos);
+    CHECK(run(train + " --steps 4 --resume --schedule cosine", &out) != 0);
+    CHECK(read_file(dir + "/run/checkpoint.safetensors") == before);
+    // an empty value is a value: sample --png '' writes no PNG
+    REQUIRE(run("cd " + dir + " && " + bin + "/sample --checkpoint run/checkpoint.safetensors --n 1 --ddim-steps 1 --png ''", &out) == 0);
+    CHECK(file_exists(dir + "/samples.npy"));
+    CHECK_FALSE(file_exists(dir + "/samples.png"));  // the default name, had '' not been taken as a value
     std::system(("rm -rf " + dir).c_str());
 }
 
