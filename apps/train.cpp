@@ -165,8 +165,8 @@ int main(int argc, char** argv) try {
     // cache) and fix the count so the run fits the time budget, keeping 4% for the sample grids
     // and checkpoints written every --every steps. Refine the count once at step kRefine: in one
     // run on the 2-core machine the steady pace settled 12% below the first steps' (0.62 -> 0.71
-    // s/step), which stretched a 30-minute budget to 33. The cosine decay has barely begun by then, so the
-    // new count leaves the learning rate unchanged to 0.1%.
+    // s/step), which stretched a 30-minute budget to 33. The cosine decay has barely begun by
+    // then, so the new count leaves the learning rate unchanged to 0.1%.
     const int64_t start_step = step, kWarm = 2, kProbe = 10, kRefine = 200;
     double probe_start = 0, refine_start = 0;
     const bool sizing = steps == 0;

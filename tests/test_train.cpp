@@ -22,6 +22,11 @@
 using namespace dl;
 using namespace dl::test;
 
+// build/train on the synthetic set in <dir>/data: a ch-8 U-Net, batches of 4, 4-image grids from 2 DDIM steps.
+static std::string tiny_train(const std::string& dir) {
+    return build_dir() + "/train --data " + dir + "/data --ch 8 --batch 4 --samples 4 --ddim-steps 2";
+}
+
 TEST_CASE("a tiny U-Net overfits 16 fixed noisy images: the loss falls by a large factor") {
     nn::UNetConfig cfg;
     cfg.ch = 8;
@@ -63,7 +68,7 @@ TEST_CASE("a tiny U-Net overfits 16 fixed noisy images: the loss falls by a larg
 TEST_CASE("train writes a checkpoint that sample reads; a resumed run matches an uninterrupted one") {
     std::string bin = build_dir(), dir = temp_dir("train");
     ddpm::write_synthetic_idx(dir + "/data", 24, 3);
-    std::string common = bin + "/train --data " + dir + "/data --ch 8 --batch 4 --samples 4 --ddim-steps 2 --threads 2 --seed 5";
+    std::string common = tiny_train(dir) + " --threads 2 --seed 5";
     std::string out;
 
     // 4 steps in one go
@@ -120,7 +125,7 @@ TEST_CASE("train writes a checkpoint that sample reads; a resumed run matches an
 TEST_CASE("the programs refuse bad flags before any work, naming the flag and the value") {
     std::string bin = build_dir(), dir = temp_dir("flags"), out;
     ddpm::write_synthetic_idx(dir + "/data", 8, 3);
-    std::string train = bin + "/train --data " + dir + "/data --ch 8 --batch 4 --samples 4 --ddim-steps 2 --threads 1 --steps 2 --out " + dir + "/run";
+    std::string train = tiny_train(dir) + " --threads 1 --steps 2 --out " + dir + "/run";
     struct Case { std::string cmd, message; };
     std::vector<Case> cases = {
         {train + " --ddim-steps 5000", "--ddim-steps in [1, --T]"},
@@ -161,11 +166,9 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
 }
 
 TEST_CASE("--steps 0 sizes the run to --minutes from the first steps, and refines the count once") {
-    std::string bin = build_dir(), dir = temp_dir("sizing"), out;
+    std::string dir = temp_dir("sizing"), out;
     ddpm::write_synthetic_idx(dir + "/data", 24, 3);
-    REQUIRE(run(bin + "/train --data " + dir + "/data --ch 8 --batch 4 --samples 4 --ddim-steps 2 --threads 2 --steps 0 --minutes 0.05 --out " +
-                    dir + "/run",
-                &out) == 0);
+    REQUIRE(run(tiny_train(dir) + " --threads 2 --steps 0 --minutes 0.05 --out " + dir + "/run", &out) == 0);
     INFO(out);
     size_t first = out.find(", so "), second = out.find(", so ", first + 1);
     REQUIRE(first != std::string::npos);
@@ -181,10 +184,9 @@ TEST_CASE("--steps 0 sizes the run to --minutes from the first steps, and refine
 }
 
 TEST_CASE("Ctrl-C during training saves a checkpoint and exits with 130") {
-    std::string bin = build_dir(), dir = temp_dir("sigint");
+    std::string dir = temp_dir("sigint");
     ddpm::write_synthetic_idx(dir + "/data", 24, 3);
-    std::string cmd = "exec " + bin + "/train --data " + dir + "/data --ch 8 --batch 4 --samples 4 --ddim-steps 2 --threads 1" +
-                      " --steps 1000000 --every 1 --out " + dir + "/run > " + dir + "/log 2>&1";
+    std::string cmd = "exec " + tiny_train(dir) + " --threads 1 --steps 1000000 --every 1 --out " + dir + "/run > " + dir + "/log 2>&1";
     pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
@@ -193,10 +195,11 @@ TEST_CASE("Ctrl-C during training saves a checkpoint and exits with 130") {
     }
     // wait for the first checkpoint (every step writes one), then interrupt
     for (int i = 0; i < 600 && !file_exists(dir + "/run/loss.csv"); i++) usleep(100 * 1000);
-    REQUIRE(file_exists(dir + "/run/loss.csv"));
-    kill(pid, SIGINT);
+    bool started = file_exists(dir + "/run/loss.csv");
+    kill(pid, started ? SIGINT : SIGKILL);  // never leave a million-step run behind
     int status = 0;
     waitpid(pid, &status, 0);
+    REQUIRE(started);
     std::string log = read_file(dir + "/log");
     INFO(log);
     REQUIRE(WIFEXITED(status));
