@@ -64,15 +64,15 @@ int main(int argc, char** argv) try {
             if (args.given(f)) fail("inspect: ", f, " is for a fresh init; with --checkpoint the model and schedule come from its metadata");
         ck = nn::load_checkpoint(ckpt_path);
         cfg = nn::UNetConfig::parse(ck.meta("model"));
-        schedule_name = ck.meta("schedule");
-        T = std::stoll(ck.meta("T"));
     } else {
         if (data) cfg.resolution = data->rows(), cfg.attn_res = {data->rows() / 4};  // as train does
         cfg.ch = ch;
         cfg = nn::UNetConfig::parse(cfg.str() + " " + model_str);  // later keys override earlier ones
     }
     if (dropout >= 0) cfg.dropout = dropout;
-    ddpm::Schedule sched = ddpm::make_schedule(ddpm::parse_schedule(schedule_name), T);
+    ddpm::Schedule sched = ckpt_path.empty() ? ddpm::make_schedule(ddpm::parse_schedule(schedule_name), T)
+                                             : ddpm::schedule_of(ck.metadata, ckpt_path);
+    T = sched.T;
     if (per_t && (buckets < 1 || buckets > T)) fail("inspect: --per-t-buckets must be in [1, T = ", T, "], got ", buckets);
     nn::UNet model(cfg, uint64_t(seed));
     if (!ckpt_path.empty()) {
@@ -102,7 +102,7 @@ int main(int argc, char** argv) try {
     for (size_t i = 0; i < b.t.size() && i < 16; i++) ts += cat(i ? " " : "", b.t[i]);
     std::printf("inspect: %s | U-Net %lld parameters (%s) | %s %lld T | batch %lld from %s | t = %s%s | dropout %g\n",
                 ckpt_path.empty() ? cat("fresh init, seed ", seed).c_str() : (ckpt_path + (use_ema ? " (EMA)" : "")).c_str(),
-                (long long)model.num_parameters(), cfg.str().c_str(), schedule_name.c_str(), (long long)T, (long long)batch,
+                (long long)model.num_parameters(), cfg.str().c_str(), ddpm::schedule_name(sched.kind), (long long)T, (long long)batch,
                 data ? data_dir.c_str() : "synthetic images", ts.c_str(), b.t.size() > 16 ? " ..." : "", cfg.dropout);
     if (table) std::printf("\n%s\n", stats_table(rows).c_str());
     std::printf("loss %.6g | %lld nodes: %lld parameters, %lld inputs, %lld activations | forward %.3f s, backward %.3f s (graph kept, all gradients retained)\n",

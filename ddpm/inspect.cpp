@@ -51,7 +51,6 @@ Inspection inspect_training_loss(const Schedule& s, nn::Module& model, const Net
                                  uint64_t dropout_seed) {
     Inspection in;
     in.batch = batch;
-    in.xt = q_sample(s, batch.x0, batch.t, batch.eps);
     model.zero_grad();
     RetainAllGrads keep;
     Philox gen(dropout_seed);
@@ -59,6 +58,7 @@ Inspection inspect_training_loss(const Schedule& s, nn::Module& model, const Net
     in.loss = training_loss(s, [&](const Variable& xt, const std::vector<int64_t>& t) { return net(xt, t, &gen); },
                             batch.x0, batch.t, batch.eps);
     in.forward_seconds = seconds_since(t0);
+    in.xt = find_node(in.loss, "input.xt").value();  // the q_sample that training_loss made
     nn::make_names_unique(in.loss);
     in.nodes = graph_order(in.loss);
     t0 = std::chrono::steady_clock::now();
@@ -139,11 +139,8 @@ std::vector<PerTRow> per_t_sweep(const Schedule& s, nn::Module& model, const Net
         Variable loss = training_loss(s, [&](const Variable& xt, const std::vector<int64_t>& tt) { return net(xt, tt, &gen); },
                                       x0, t, eps);
         loss.backward();
-        double sq = 0;
-        for (const Variable& p : model.parameters())
-            if (p.grad().defined()) sq += std::pow(tensor_stats(p.grad()).l2, 2);
         r.loss = loss.value().item();
-        r.grad_norm = std::sqrt(sq);
+        r.grad_norm = tensor_stats(model.flat_grads()).l2;  // over every parameter
         rows.push_back(r);
     }
     return rows;
