@@ -13,9 +13,11 @@
 #include "tensor/io.h"
 #include "tensor/ops.h"
 #include "tensor/safetensors.h"
+#include "tests/tiny_unet.h"
 
 using namespace dl;
 using namespace dl::nn;
+using dl::test::tiny_unet;
 
 namespace {
 
@@ -29,17 +31,6 @@ std::string temp_path(const std::string& name) {
 std::string file_with_header(const std::string& header, const std::string& data = std::string(16, '\0')) {
     uint64_t n = header.size();
     return std::string(reinterpret_cast<const char*>(&n), 8) + header + data;
-}
-
-UNetConfig tiny_config() {
-    UNetConfig c;
-    c.ch = 8;
-    c.ch_mult = {1, 2};
-    c.num_res_blocks = 1;
-    c.attn_res = {4};
-    c.groups = 4;
-    c.resolution = 8;
-    return c;
 }
 
 }  // namespace
@@ -140,7 +131,7 @@ TEST_CASE("safetensors: every malformed file is an error naming the file and wha
 }
 
 TEST_CASE("checkpoint: a training state saved and loaded restores model, Adam, EMA, step and RNG exactly") {
-    UNetConfig cfg = tiny_config();
+    UNetConfig cfg = tiny_unet();
     UNet model(cfg, 1);
     Adam adam(model.num_parameters(), DType::F32, AdamConfig{0.9, 0.999, 1e-8, 0.01, true});
     Ema ema(model.flat_parameters(), 0.99);
@@ -194,17 +185,17 @@ TEST_CASE("checkpoint: a training state saved and loaded restores model, Adam, E
 }
 
 TEST_CASE("checkpoint: restoring into another configuration names the key and both shapes") {
-    UNet small(tiny_config(), 1);
+    UNet small(tiny_unet(), 1);
     std::string path = temp_path("small.safetensors");
     save_checkpoint(path, capture(small, nullptr, nullptr, 0));
     Checkpoint ck = load_checkpoint(path);
     CHECK(ck.ema.empty());
-    UNetConfig wider = tiny_config();
+    UNetConfig wider = tiny_unet();
     wider.ch = 16;
     UNet big(wider, 1);
     CHECK_THROWS_WITH_AS(restore(ck, big, nullptr, nullptr),
                          doctest::Contains("shape mismatch for \"temb.fc1.weight\": expected (64, 16), found (32, 8)"), Error);
-    UNet same(tiny_config(), 2);
+    UNet same(tiny_unet(), 2);
     Ema ema_same(same.flat_parameters(), 0.9);
     CHECK_THROWS_WITH_AS(restore(ck, same, nullptr, &ema_same), doctest::Contains("no EMA parameters"), Error);
     ck.model.pop_back();

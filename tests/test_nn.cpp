@@ -15,34 +15,13 @@
 #include "nn/unet.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
+#include "tests/tiny_unet.h"
 
 using namespace dl;
 using namespace dl::nn;
+using dl::test::tiny_unet;
 
 namespace {
-
-// ch 8, two levels (8x8 and 4x4), one ResBlock per level, attention at 4x4: every kind of block,
-// including the skip 1x1 convs and both resampling convs, at a size a gradcheck can afford.
-UNetConfig tiny_config() {
-    UNetConfig c;
-    c.ch = 8;
-    c.ch_mult = {1, 2};
-    c.num_res_blocks = 1;
-    c.attn_res = {4};
-    c.groups = 4;
-    c.dropout = 0.1;
-    c.resolution = 8;
-    return c;
-}
-
-// The same shape at ch 4 (channels 4, 8, 12, 16), for the gradcheck: about 4x cheaper, which
-// matters under the sanitizers, where the float64 reference conv runs at -O1.
-UNetConfig gradcheck_config() {
-    UNetConfig c = tiny_config();
-    c.ch = 4;
-    c.groups = 2;
-    return c;
-}
 
 Tensor rnd(Shape s, uint64_t seed, DType dt = DType::F32) {
     Philox g(seed);
@@ -104,7 +83,7 @@ TEST_CASE("unet: the default U-Net has the reference's 1,623,169 parameters, key
 }
 
 TEST_CASE("unet: initialization is PyTorch's default, and the seed decides it") {
-    UNet a(tiny_config(), 1), b(tiny_config(), 1), c(tiny_config(), 2);
+    UNet a(tiny_unet(), 1), b(tiny_unet(), 1), c(tiny_unet(), 2);
     CHECK(max_abs_diff(a.flat_parameters(), b.flat_parameters()) == 0);
     CHECK(max_abs_diff(a.flat_parameters(), c.flat_parameters()) > 0);
     for (const auto& p : a.named_parameters()) {
@@ -134,7 +113,7 @@ TEST_CASE("unet: initialization is PyTorch's default, and the seed decides it") 
 }
 
 TEST_CASE("unet: gradcheck of the whole U-Net in float64, every parameter tensor and the input") {
-    UNet model(gradcheck_config(), 3);
+    UNet model(tiny_unet(4), 3);
     model.to(DType::F64);
     CHECK(model.dtype() == DType::F64);
     CHECK(model.flat_parameters().dtype() == DType::F64);
@@ -176,7 +155,7 @@ TEST_CASE("unet: gradcheck of the whole U-Net in float64, every parameter tensor
 }
 
 TEST_CASE("unet: float64 and back keeps every value; grads and flat buffers follow the dtype") {
-    UNet model(tiny_config(), 7);
+    UNet model(tiny_unet(), 7);
     Tensor before = model.flat_parameters().clone();
     model.to(DType::F64);
     CHECK(model.flat_grads().dtype() == DType::F64);
@@ -187,7 +166,7 @@ TEST_CASE("unet: float64 and back keeps every value; grads and flat buffers foll
 }
 
 TEST_CASE("unet: forward shapes, eval is deterministic, dropout masks come from the caller's generator") {
-    UNet model(tiny_config(), 8);
+    UNet model(tiny_unet(), 8);
     Variable x(rnd({2, 1, 8, 8}, 9));
     std::vector<int64_t> t{0, 999};
     Philox g1(5), g2(5);
@@ -209,7 +188,7 @@ TEST_CASE("unet: forward shapes, eval is deterministic, dropout masks come from 
 }
 
 TEST_CASE("unet: intermediate Variables are named by module path and op, uniquely within a forward") {
-    UNet model(tiny_config(), 10);
+    UNet model(tiny_unet(), 10);
     Variable x(rnd({2, 1, 8, 8}, 11), false, "input.x");
     Philox g(1);
     Variable out = model.forward(x, {5, 6}, &g);
@@ -235,7 +214,7 @@ TEST_CASE("unet: intermediate Variables are named by module path and op, uniquel
 }
 
 TEST_CASE("module: state_dict round trip, and strict loading names the key and both shapes") {
-    UNet a(tiny_config(), 1), b(tiny_config(), 2);
+    UNet a(tiny_unet(), 1), b(tiny_unet(), 2);
     Variable x(rnd({2, 1, 8, 8}, 3));
     a.eval();
     b.eval();
@@ -259,7 +238,7 @@ TEST_CASE("module: state_dict round trip, and strict loading names the key and b
     CHECK_THROWS_WITH_AS(b.load_state_dict(extra), doctest::Contains("unexpected key \"foo.weight\" (shape (3))"), Error);
 
     // nothing was copied by the failed loads; a float64 state dict converts on load
-    UNet c(tiny_config(), 5);
+    UNet c(tiny_unet(), 5);
     StateDict sd64;
     for (const auto& e : a.state_dict()) sd64.push_back({e.name, e.value.to(DType::F64)});
     c.load_state_dict(sd64);
@@ -267,7 +246,7 @@ TEST_CASE("module: state_dict round trip, and strict loading names the key and b
 }
 
 TEST_CASE("module: parameters and gradients are views of the flat buffers") {
-    UNet model(tiny_config(), 12);
+    UNet model(tiny_unet(), 12);
     Tensor& flat = model.flat_parameters();
     for (const Variable& p : model.parameters()) CHECK(p.value().shares_storage(flat));
     Variable x(rnd({2, 1, 8, 8}, 13));
@@ -318,13 +297,13 @@ TEST_CASE("unet: UNetConfig text round trip and errors") {
     UNetConfig d;
     CHECK(d.str() == "in_ch=1 ch=32 ch_mult=1,2,2 num_res_blocks=2 attn_res=7 groups=8 dropout=0.1 resolution=28");
     CHECK(UNetConfig::parse(d.str()) == d);
-    UNetConfig t = tiny_config();
+    UNetConfig t = tiny_unet();
     t.attn_res = {};
     t.dropout = 0.123456789;
     CHECK(UNetConfig::parse(t.str()) == t);
     CHECK_THROWS_WITH_AS(UNetConfig::parse("ch=32 depth=3"), doctest::Contains("unknown key \"depth\""), Error);
     CHECK_THROWS_WITH_AS(UNetConfig::parse("ch=3x"), doctest::Contains("ch=3x"), Error);
-    UNetConfig bad = tiny_config();
+    UNetConfig bad = tiny_unet();
     bad.groups = 3;
     CHECK_THROWS_WITH_AS(UNet(bad, 0), doctest::Contains("8 channels do not split into 3 groups"), Error);
 }

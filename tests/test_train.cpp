@@ -18,6 +18,7 @@
 #include "tensor/npy.h"
 #include "tensor/ops.h"
 #include "tests/programs.h"
+#include "tests/tiny_unet.h"
 
 using namespace dl;
 using namespace dl::test;
@@ -28,14 +29,8 @@ static std::string tiny_train(const std::string& dir) {
 }
 
 TEST_CASE("a tiny U-Net overfits 16 fixed noisy images: the loss falls by a large factor") {
-    nn::UNetConfig cfg;
-    cfg.ch = 8;
-    cfg.ch_mult = {1, 2};
-    cfg.num_res_blocks = 1;
-    cfg.attn_res = {4};
-    cfg.groups = 4;
+    nn::UNetConfig cfg = tiny_unet();
     cfg.dropout = 0;
-    cfg.resolution = 8;
     nn::UNet model(cfg, 1);
     ddpm::Schedule sched = ddpm::make_schedule(ddpm::ScheduleKind::Linear, 100);
     Philox gen(2);
