@@ -250,12 +250,6 @@ void bench_kernels(const Options& o) {
         report("group_norm bwd " + shape,
                median_time([&] { group_norm_backward(x.data(), gam.data(), mean.data(), rstd.data(), dy.data(), B, g.C, g.HW, G, dx.data(), dg.data(), db.data()); }, o.reps),
                16.0 * n);
-        report("group_norm+silu fwd " + shape,
-               median_time([&] { group_norm_silu_forward(x.data(), gam.data(), bet.data(), B, g.C, g.HW, G, 1e-5, y.data(), mean.data(), rstd.data()); }, o.reps),
-               8.0 * n);
-        report("group_norm+silu bwd " + shape,
-               median_time([&] { group_norm_silu_backward(x.data(), gam.data(), bet.data(), mean.data(), rstd.data(), dy.data(), B, g.C, g.HW, G, dx.data(), dg.data(), db.data()); }, o.reps),
-               16.0 * n);
     }
     {
         const int64_t n = B * 32 * 784;

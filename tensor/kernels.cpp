@@ -5,10 +5,10 @@
 // V16 kernels of kernels_simd.h, built for AVX-512, AVX2 and portable C++ and picked by
 // simd_level(), with OpenMP over independent tasks (a group of an image, a row, a chunk).
 //
-// GroupNorm backward in one read of x and dy per group: per channel, s1 = sum dgn and
-// s2 = sum dgn * xhat give both the group's two reductions (sum gamma s1, sum gamma s2) and, summed
-// over the batch, dbeta and dgamma. The fused GroupNorm+SiLU pair never stores the GroupNorm output:
-// backward recomputes it from x, mean and rstd.
+// GroupNorm backward in one read of x and dy per group: per channel, s1 = sum dy and
+// s2 = sum dy * xhat give both the group's two reductions (sum gamma s1, sum gamma s2) and, summed
+// over the batch, dbeta and dgamma. (A fused GroupNorm+SiLU was tried and removed: on the 2-core
+// Zen 4 it ran no faster than the two kernels, since SiLU's exp, not memory, bounds both.)
 #include "tensor/kernels.h"
 
 #include <immintrin.h>
@@ -30,10 +30,9 @@ namespace dl {
 
 namespace {
 struct KernelsIsa {
-    void (*gn_forward_group)(const float*, const float*, const float*, int64_t, int64_t, double, float*, float*, float*,
-                             bool);
-    void (*gn_backward_group)(const float*, const float*, const float*, float, float, const float*, int64_t, int64_t,
-                              float*, float*, float*, bool, float*);
+    void (*gn_forward_group)(const float*, const float*, const float*, int64_t, int64_t, double, float*, float*, float*);
+    void (*gn_backward_group)(const float*, const float*, float, float, const float*, int64_t, int64_t, float*, float*,
+                              float*);
     void (*silu_forward)(const float*, float*, int64_t);
     void (*silu_backward)(const float*, const float*, float*, int64_t);
     void (*softmax_forward_row)(const float*, float*, int64_t);
@@ -93,29 +92,27 @@ int team(int64_t work) {  // threads for `work` elements: none inside a parallel
 }
 
 void gn_forward_f32(const float* x, const float* gamma, const float* beta, int64_t B, int64_t C, int64_t HW, int64_t G,
-                    double eps, float* y, float* mean, float* rstd, bool silu) {
+                    double eps, float* y, float* mean, float* rstd) {
     const KernelsIsa& k = kisa();
     const int64_t cg = C / G;
 #pragma omp parallel for schedule(static) num_threads(team(B * C * HW))
     for (int64_t bg = 0; bg < B * G; bg++) {
         const int64_t off = bg * cg * HW, g = bg % G;
-        k.gn_forward_group(x + off, gamma + g * cg, beta + g * cg, cg, HW, eps, y + off, mean + bg, rstd + bg, silu);
+        k.gn_forward_group(x + off, gamma + g * cg, beta + g * cg, cg, HW, eps, y + off, mean + bg, rstd + bg);
     }
 }
 
-void gn_backward_f32(const float* x, const float* gamma, const float* beta, const float* mean, const float* rstd,
-                     const float* dy, int64_t B, int64_t C, int64_t HW, int64_t G, float* dx, float* dgamma,
-                     float* dbeta, bool silu) {
+void gn_backward_f32(const float* x, const float* gamma, const float* mean, const float* rstd, const float* dy,
+                     int64_t B, int64_t C, int64_t HW, int64_t G, float* dx, float* dgamma, float* dbeta) {
     const KernelsIsa& k = kisa();
     const int64_t cg = C / G;
-    float* s1 = scratch(1, size_t(2 * B * C));  // per (image, channel): sum dgn, then sum dgn * xhat
+    float* s1 = scratch(1, size_t(2 * B * C));  // per (image, channel): sum dy, then sum dy * xhat
     float* s2 = s1 + B * C;
 #pragma omp parallel for schedule(static) num_threads(team(B * C * HW))
     for (int64_t bg = 0; bg < B * G; bg++) {
         const int64_t off = bg * cg * HW, g = bg % G;
-        float* work = silu ? scratch(0, size_t(cg * HW)) : nullptr;
-        k.gn_backward_group(x + off, gamma + g * cg, silu ? beta + g * cg : nullptr, mean[bg], rstd[bg], dy + off, cg, HW,
-                            dx + off, s1 + bg * cg, s2 + bg * cg, silu, work);
+        k.gn_backward_group(x + off, gamma + g * cg, mean[bg], rstd[bg], dy + off, cg, HW, dx + off, s1 + bg * cg,
+                            s2 + bg * cg);
     }
     for (int64_t c = 0; c < C; c++) {
         double a = 0, b = 0;
@@ -260,30 +257,6 @@ template <class T> void softmax_backward_generic(const T* y, const T* dy, T* dx,
     }
 }
 
-template <class T>
-void group_norm_silu_forward_generic(const T* x, const T* gamma, const T* beta, int64_t B, int64_t C, int64_t HW,
-                                     int64_t G, double eps, T* y, T* mean, T* rstd) {
-    group_norm_forward_generic(x, gamma, beta, B, C, HW, G, eps, y, mean, rstd);
-    std::vector<T> gn(y, y + B * C * HW);
-    silu_forward_generic(gn.data(), y, B * C * HW);
-}
-
-template <class T>
-void group_norm_silu_backward_generic(const T* x, const T* gamma, const T* beta, const T* mean, const T* rstd,
-                                      const T* dy, int64_t B, int64_t C, int64_t HW, int64_t G, T* dx, T* dgamma,
-                                      T* dbeta) {
-    const int64_t cg = C / G;
-    std::vector<T> gn(size_t(B * C * HW)), dgn(size_t(B * C * HW), T(0));  // recomputed GroupNorm output, its gradient
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t k = 0; k < HW; k++) {
-                const int64_t i = (b * C + c) * HW + k, bg = b * G + c / cg;
-                gn[size_t(i)] = (x[i] - mean[bg]) * rstd[bg] * gamma[c] + beta[c];
-            }
-    silu_backward_generic(gn.data(), dy, dgn.data(), B * C * HW);
-    group_norm_backward_generic(x, gamma, mean, rstd, dgn.data(), B, C, HW, G, dx, dgamma, dbeta);
-}
-
 }  // namespace
 
 // ---- the public functions: float32 fast, float64 generic ----------------------------------------------
@@ -292,7 +265,7 @@ template <class T>
 void group_norm_forward(const T* x, const T* gamma, const T* beta, int64_t B, int64_t C, int64_t HW, int64_t G,
                         double eps, T* y, T* mean, T* rstd) {
     if constexpr (std::is_same_v<T, float>)
-        gn_forward_f32(x, gamma, beta, B, C, HW, G, eps, y, mean, rstd, false);
+        gn_forward_f32(x, gamma, beta, B, C, HW, G, eps, y, mean, rstd);
     else
         group_norm_forward_generic(x, gamma, beta, B, C, HW, G, eps, y, mean, rstd);
 }
@@ -301,27 +274,9 @@ template <class T>
 void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, int64_t B, int64_t C,
                          int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta) {
     if constexpr (std::is_same_v<T, float>)
-        gn_backward_f32(x, gamma, nullptr, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta, false);
+        gn_backward_f32(x, gamma, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta);
     else
         group_norm_backward_generic(x, gamma, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta);
-}
-
-template <class T>
-void group_norm_silu_forward(const T* x, const T* gamma, const T* beta, int64_t B, int64_t C, int64_t HW, int64_t G,
-                             double eps, T* y, T* mean, T* rstd) {
-    if constexpr (std::is_same_v<T, float>)
-        gn_forward_f32(x, gamma, beta, B, C, HW, G, eps, y, mean, rstd, true);
-    else
-        group_norm_silu_forward_generic(x, gamma, beta, B, C, HW, G, eps, y, mean, rstd);
-}
-
-template <class T>
-void group_norm_silu_backward(const T* x, const T* gamma, const T* beta, const T* mean, const T* rstd, const T* dy,
-                              int64_t B, int64_t C, int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta) {
-    if constexpr (std::is_same_v<T, float>)
-        gn_backward_f32(x, gamma, beta, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta, true);
-    else
-        group_norm_silu_backward_generic(x, gamma, beta, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta);
 }
 
 template <class T> void silu_forward(const T* x, T* y, int64_t n) {
@@ -395,10 +350,6 @@ template <class T> void softmax_backward(const T* y, const T* dy, T* dx, int64_t
                                         T*, T*, T*);                                                               \
     template void group_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,       \
                                          int64_t, int64_t, T*, T*, T*);                                            \
-    template void group_norm_silu_forward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t,     \
-                                             double, T*, T*, T*);                                                  \
-    template void group_norm_silu_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, int64_t, \
-                                              int64_t, int64_t, int64_t, T*, T*, T*);                              \
     template void silu_forward<T>(const T*, T*, int64_t);                                                          \
     template void silu_backward<T>(const T*, const T*, T*, int64_t);                                               \
     template void upsample_nearest2d_forward<T>(const T*, T*, int64_t, int64_t, int64_t);                          \

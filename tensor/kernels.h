@@ -21,21 +21,6 @@ template <class T>
 void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, int64_t B, int64_t C,
                          int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta);
 
-// GroupNorm then SiLU in one pass: y = silu(gamma * xhat + beta), mean and rstd as above. The
-// GroupNorm output is never stored: the backward recomputes it from x, mean and rstd, so a ResBlock's
-// norm+activation costs one read of x and one write of y. dy is the gradient of y; dx, dgamma, dbeta
-// accumulate as in group_norm_backward (dgamma/dbeta may be null).
-// The U-Net does not use it (its activation table in `inspect` keeps the GroupNorm output): on the
-// 2-core Zen 4 `bench --kernels` at (64, 64, 196) timed the fused forward at 199 us against 77 + 131
-// for GroupNorm then SiLU, and the fused backward at 395 us against 180 + 158; SiLU's exp, not
-// memory traffic, bounds both. Kept, with its tests, for machines where memory is the bound.
-template <class T>
-void group_norm_silu_forward(const T* x, const T* gamma, const T* beta, int64_t B, int64_t C, int64_t HW, int64_t G,
-                             double eps, T* y, T* mean, T* rstd);
-template <class T>
-void group_norm_silu_backward(const T* x, const T* gamma, const T* beta, const T* mean, const T* rstd, const T* dy,
-                              int64_t B, int64_t C, int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta);
-
 // SiLU: y = x * s, s = sigmoid(x);  dy/dx = s * (1 + x * (1 - s)).
 template <class T> void silu_forward(const T* x, T* y, int64_t n);
 template <class T> void silu_backward(const T* x, const T* dy, T* dx, int64_t n);

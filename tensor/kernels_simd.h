@@ -40,9 +40,9 @@ inline V16 vsilu_grad(V16 v) {
     return vmul(s, vfma(v, vsub(vset(1.f), s), vset(1.f)));
 }
 
-// One group of one image: x, y (cg, HW) contiguous. y = gamma xhat + beta (then SiLU if silu).
+// One group of one image: x, y (cg, HW) contiguous. y = gamma xhat + beta.
 void gn_forward_group(const float* x, const float* gamma, const float* beta, int64_t cg, int64_t HW, double eps,
-                      float* y, float* mean, float* rstd, bool silu) {
+                      float* y, float* mean, float* rstd) {
     const int64_t n = cg * HW;
     double s, ss;
     sums(x, n, 0.f, &s, &ss);
@@ -61,37 +61,27 @@ void gn_forward_group(const float* x, const float* gamma, const float* beta, int
         float* yc = y + c * HW;
         for (int64_t k = 0; k < HW; k += 16) {
             const int m = int(kmin(16, HW - k));
-            V16 v = vfma(vload_n(xc + k, m), vs, vb);
-            if (silu) v = vsilu(v);
-            vstore_n(yc + k, v, m);
+            vstore_n(yc + k, vfma(vload_n(xc + k, m), vs, vb), m);
         }
     }
 }
 
-// One group of one image, backward. With silu, dy is the gradient of silu(gn(x)) and the GroupNorm
-// output is recomputed from x, mean and rstd. Writes dx += ..., and per channel
-//   s1[c] = sum dgn,  s2[c] = sum dgn * xhat     (for dbeta and dgamma)
-// work: cg * HW floats of scratch (dgn, when silu).
-void gn_backward_group(const float* x, const float* gamma, const float* beta, float mean, float rstd, const float* dy,
-                       int64_t cg, int64_t HW, float* dx, float* s1, float* s2, bool silu, float* work) {
+// One group of one image, backward: dy is the gradient of the GroupNorm output. Writes dx += ...,
+// and per channel
+//   s1[c] = sum dy,  s2[c] = sum dy * xhat     (for dbeta and dgamma)
+void gn_backward_group(const float* x, const float* gamma, float mean, float rstd, const float* dy, int64_t cg,
+                       int64_t HW, float* dx, float* s1, float* s2) {
     const V16 vmu = vset(mean), vr = vset(rstd);
     double g1 = 0, g2 = 0;  // sum dxhat, sum dxhat * xhat over the group
     for (int64_t c = 0; c < cg; c++) {
         const float* xc = x + c * HW;
         const float* dyc = dy + c * HW;
-        float* dgc = silu ? work + c * HW : nullptr;
-        const V16 vg = vset(silu ? gamma[c] * rstd : 0.f), vb = vset(silu ? beta[c] - mean * gamma[c] * rstd : 0.f);
         double t1 = 0, t2 = 0;
         for (int64_t b0 = 0; b0 < HW; b0 += 4096) {
             V16 a1 = vzero(), a2 = vzero();
             for (int64_t k = b0; k < kmin(HW, b0 + 4096); k += 16) {
                 const int m = int(kmin(16, HW - k));
-                const V16 xv = vload_n(xc + k, m);
-                V16 d = vload_n(dyc + k, m);
-                if (silu) {
-                    d = vmul(d, vsilu_grad(vfma(xv, vg, vb)));
-                    vstore_n(dgc + k, d, m);
-                }
+                const V16 xv = vload_n(xc + k, m), d = vload_n(dyc + k, m);
                 a1 = vadd(a1, d);
                 a2 = vfma(d, vmul(vsub(xv, vmu), vr), a2);  // lanes past m: d is zero
             }
@@ -104,9 +94,9 @@ void gn_backward_group(const float* x, const float* gamma, const float* beta, fl
     const float m1 = float(g1 / N), m2 = float(g2 / N);
     for (int64_t c = 0; c < cg; c++) {
         const float* xc = x + c * HW;
-        const float* dyc = silu ? work + c * HW : dy + c * HW;
+        const float* dyc = dy + c * HW;
         float* dxc = dx + c * HW;
-        // dx = rstd (gamma dgn - m1 - xhat m2) = a dgn + b x + k
+        // dx = rstd (gamma dy - m1 - xhat m2) = a dy + b x + k
         const float ga = rstd * gamma[c], bx = -rstd * rstd * m2, k0 = rstd * (-m1 + mean * rstd * m2);
         const V16 va = vset(ga), vbx = vset(bx), vk = vset(k0);
         for (int64_t k = 0; k < HW; k += 16) {
