@@ -136,9 +136,11 @@ double measure_peak(SimdLevel level) {
         double s = now();
         float sink = 0;
 #pragma omp parallel reduction(+ : sink)
+        {
 #if defined(__x86_64__)
-        sink += level == SimdLevel::AVX512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
+            sink += level == SimdLevel::AVX512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
 #endif
+        }
         double el = now() - s;
         if (sink == 12345.f) std::printf(" ");  // keep the result alive
         best = std::max(best, double(iters) * 12 * lanes * 2 * omp_get_max_threads() / el / 1e9);

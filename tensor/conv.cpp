@@ -219,7 +219,7 @@ struct Phase {
 // out[b] (+)= direct convolution of in[b] over every phase. in: (B, Ci, Hi, Wi), blocked into grid g.
 // out: (B, Co, plane) with a phase's pixels placed by out_off/out_row/out_col.
 struct DirectPass {
-    int64_t B, Ci, Hi, Wi, Co, out_plane, out_width;
+    int64_t B, Ci, Hi, Wi, Co, out_plane;
     Grid g;
     std::vector<OGroup> groups;
     std::vector<Phase> phases;
@@ -361,7 +361,7 @@ Grid forward_grid(const Conv2dParams& p) {
 
 void direct_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* w, const float* bias,
                     float* y) {
-    DirectPass d{p.B, p.Cin, p.H, p.W, p.Cout, p.Ho() * p.Wo(), p.Wo(), forward_grid(p), {}, {}, bias, false, {}};
+    DirectPass d{p.B, p.Cin, p.H, p.W, p.Cout, p.Ho() * p.Wo(), forward_grid(p), {}, {}, bias, false, {}};
     d.groups = plan_direct_groups(k, p.Cout, p.Wo());
     Phase ph;
     for (int64_t i = 0; i < p.KH; i++)
@@ -470,7 +470,7 @@ void direct_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* 
                 const int64_t cols = (p.W - e + s - 1) / s + (s == 2);  // a column more for paired phases
                 pl = std::max(pl, -shift(e, j)), pr = std::max(pr, cols - 1 + shift(e, j) - (Wo - 1));
             }
-    DirectPass d{p.B, p.Cout, Ho, Wo, p.Cin, p.H * p.W, p.W, {pt + Ho + pb, pl + Wo + pr, pt, pl}, {}, {}, nullptr, true, {}};
+    DirectPass d{p.B, p.Cout, Ho, Wo, p.Cin, p.H * p.W, {pt + Ho + pb, pl + Wo + pr, pt, pl}, {}, {}, nullptr, true, {}};
     d.groups = plan_direct_groups(k, p.Cin, (p.W + s - 1) / s);
     float* wp = scratch(0, size_t(p.Cin + 16 * 4) * size_t(p.Cout * KK));
     for (int64_t a = 0; a < s; a++)
