@@ -3,7 +3,7 @@
 //
 //   bench --conv       conv2d forward and forward+backward GFLOP/s per U-Net shape (batch 64)
 //   bench --gemm       SGEMM GFLOP/s on square and U-Net-like sizes
-//   bench --kernels    GroupNorm (+SiLU), SiLU, upsampling, softmax: time and GB/s (bytes moved once)
+//   bench --kernels    GroupNorm, SiLU, upsampling, softmax: time and GB/s (bytes moved once)
 //   --json             one JSON object per line instead of the table: first {"op": "peak", ...}, then
 //                      per conv shape op, B, Cin, Cout, H, W, k, stride, fwd_gflops, fwdbwd_gflops
 //                      (and bwd_data_gflops, bwd_weight_gflops, peak_gflops)
@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/cli.h"
 #include "tensor/conv.h"
 #include "tensor/cpu.h"
 #include "tensor/gemm.h"
@@ -41,7 +42,7 @@ namespace {
 
 struct Options {
     bool conv = false, gemm = false, kernels = false, json = false;
-    int batch = 64, reps = 10, threads = 0;
+    int batch = 64, reps = 10;
 };
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -280,60 +281,30 @@ void bench_kernels(const Options& o) {
     }
 }
 
-void usage() {
-    std::printf(
-        "usage: bench [--conv] [--gemm] [--kernels] [--json] [--simd avx512|avx2|portable]\n"
-        "             [--batch B] [--reps N] [--threads T] [--cpu-time]\n"
-        "  --conv      conv2d GFLOP/s per U-Net shape: forward, backward-data, backward-weight, and\n"
-        "              forward+backward (counted as 3x the forward FLOPs), with the fraction of the\n"
-        "              FMA peak that the bench measures first (the default mode)\n"
-        "  --gemm      SGEMM GFLOP/s, square and U-Net-like sizes\n"
-        "  --kernels   GroupNorm (+SiLU), SiLU, upsampling, softmax: time and GB/s\n"
-        "  --json      one JSON object per line (op, B, Cin, Cout, H, W, k, stride, fwd_gflops,\n"
-        "              fwdbwd_gflops, ...) instead of the table\n"
-        "  --simd      force an instruction set (default: the best this CPU has)\n"
-        "  --batch B   batch size (64)       --reps N   timed runs per figure, median (10)\n"
-        "  --threads T OpenMP threads        --cpu-time CPU time per thread instead of wall clock\n");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
     try {
+        cli::Args args(argc, argv, "bench", "kernel GFLOP/s on the U-Net's shapes beside the machine's FMA peak (never a timed test)");
         Options o;
-        for (int i = 1; i < argc; i++) {
-            std::string a = argv[i];
-            auto next = [&]() -> std::string {
-                if (i + 1 >= argc) fail("bench: ", a, " needs a value");
-                return argv[++i];
-            };
-            auto positive = [&]() {  // the value of a count flag
-                std::string v = next();
-                char* end = nullptr;
-                long n = std::strtol(v.c_str(), &end, 10);
-                if (v.empty() || *end || n < 1 || n > 1000000) fail("bench: ", a, " expects a positive integer, got '", v, "'");
-                return int(n);
-            };
-            if (a == "--conv") o.conv = true;
-            else if (a == "--gemm") o.gemm = true;
-            else if (a == "--kernels") o.kernels = true;
-            else if (a == "--json") o.json = true;
-            else if (a == "--cpu-time") g_cpu_time = true;
-            else if (a == "--batch") o.batch = positive();
-            else if (a == "--reps") o.reps = positive();
-            else if (a == "--threads") o.threads = positive();
-            else if (a == "--simd") {
-                std::string s = next();
-                if (s != "avx512" && s != "avx2" && s != "portable") fail("bench: --simd expects avx512, avx2 or portable, got '", s, "'");
-                set_simd_level(s == "avx512" ? SimdLevel::AVX512 : s == "avx2" ? SimdLevel::AVX2 : SimdLevel::PORTABLE);
-            } else if (a == "--help" || a == "-h") {
-                usage();
-                return 0;
-            } else
-                fail("bench: unknown argument ", a, " (try --help)");
-        }
+        o.conv = args.flag("--conv", "conv2d per U-Net shape: forward, backward-data, backward-weight, forward+backward (3x the forward FLOPs), % of peak (the default)");
+        o.gemm = args.flag("--gemm", "SGEMM GFLOP/s, square and U-Net-like sizes");
+        o.kernels = args.flag("--kernels", "GroupNorm, SiLU, upsampling, softmax: time and GB/s");
+        o.json = args.flag("--json", "one JSON object per line (op, B, Cin, Cout, H, W, k, stride, fwd_gflops, fwdbwd_gflops, ...)");
+        std::string simd = args.str("--simd", "", "force an instruction set: avx512, avx2 or portable ('': the best this CPU has)");
+        int64_t batch = args.integer("--batch", 64, "batch size");
+        int64_t reps = args.integer("--reps", 10, "timed runs per figure, after warm-up (their median is reported)");
+        int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
+        g_cpu_time = args.flag("--cpu-time", "CPU seconds per thread instead of wall clock (tuning on a busy machine)");
+        args.done();
+        if (batch < 1 || reps < 1 || batch > 4096 || reps > 100000) fail("bench: --batch and --reps must be positive, got ", batch, " and ", reps);
+        o.batch = int(batch), o.reps = int(reps);
+        if (simd == "avx512") set_simd_level(SimdLevel::AVX512);
+        else if (simd == "avx2") set_simd_level(SimdLevel::AVX2);
+        else if (simd == "portable") set_simd_level(SimdLevel::PORTABLE);
+        else if (!simd.empty()) fail("bench: --simd expects avx512, avx2 or portable, got '", simd, "'");
         if (!o.conv && !o.gemm && !o.kernels) o.conv = true;
-        if (o.threads > 0) omp_set_num_threads(o.threads);
+        cli::set_threads("bench", threads);
         set_flush_denormals();
         const double peak = measure_peak(simd_detected());
         if (!o.json)

@@ -137,7 +137,8 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
         {bin + "/inspect --ema", "--ema needs a --checkpoint"},
         {bin + "/inspect --per-t --per-t-buckets 0", "--per-t-buckets must be in [1, T = 1000], got 0"},
         {bin + "/figures --data " + dir + "/data --t 5000 --out " + dir + "/fig", "--t must be in [0, 1000), got 5000"},
-        {bin + "/bench --reps 0", "--reps expects a positive integer, got '0'"},
+        {bin + "/bench --reps 0", "bench: --batch and --reps must be positive, got 64 and 0"},
+        {bin + "/bench --simd foo", "bench: --simd expects avx512, avx2 or portable, got 'foo'"},
     };
     for (const Case& c : cases) {
         INFO(c.cmd);
