@@ -143,8 +143,6 @@ const ConvIsa& conv_isa() {
     }
 }
 
-int team_size() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
-
 // A zero-padded grid around an H x W image: the image at rows [pt, pt+H), columns [pl, pl+W).
 struct Grid {
     int64_t Hp, Wp, pt, pl;
@@ -298,7 +296,7 @@ void run_direct_row_pair(const ConvIsa& k, const DirectPass& d, const float* blk
 
 void run_direct(const ConvIsa& k, const DirectPass& d, const float* in, float* out) {
     const int64_t img = (d.Ci + 15) / 16 * d.g.Hp * d.g.Wp * 16;  // floats of one blocked image
-    const int nt = team_size();
+    const int nt = team_threads();
     // Work items of one image: (first phase, group, row), one per row family, so that the phases
     // sharing an output row are in one item, on one thread.
     std::vector<std::array<int64_t, 3>> items;
@@ -397,7 +395,7 @@ void pad_plane(const float* src, int64_t H, int64_t W, float* dst) {
 // y (B, Cout, H, W) from a single input channel: rows of 16 pixels x 8 output channels over a
 // padded copy of each image.
 void cin1_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
-#pragma omp parallel for schedule(static) num_threads(team_size())
+#pragma omp parallel for schedule(static) num_threads(team_threads())
     for (int64_t b = 0; b < p.B; b++) {
         float* xp = scratch(2, size_t(padded_plane(p.H, p.W)));
         pad_plane(x + b * p.H * p.W, p.H, p.W, xp);
@@ -412,7 +410,7 @@ void cin1_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const
 
 // y (B, 1, H, W) = bias + sum over input channels, straight from the NCHW planes.
 void cout1_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
-#pragma omp parallel for schedule(static) num_threads(team_size())
+#pragma omp parallel for schedule(static) num_threads(team_threads())
     for (int64_t b = 0; b < p.B; b++)
         k.many_to_one({x + b * p.Cin * p.H * p.W, p.Cin, p.H, p.W, w, y + b * p.H * p.W, bias ? bias[0] : 0.f, false});
 }
@@ -434,7 +432,7 @@ void pointwise_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, 
                        float* y) {
     const int64_t HW = p.H * p.W;
     const float* wp = pack_pointwise(k, p.Cout, p.Cin, [&](int64_t o, int64_t c) { return w[o * p.Cin + c]; });
-#pragma omp parallel for schedule(static) num_threads(team_size())
+#pragma omp parallel for schedule(static) num_threads(team_threads())
     for (int64_t b = 0; b < p.B; b++)
         k.pointwise({wp, x + b * p.Cin * HW, y + b * p.Cout * HW, p.Cout, p.Cin, HW, bias, false});
 }
@@ -513,7 +511,7 @@ float* rotated_3x3(const float* w, int64_t n) {
 // dx (B, 1, H, W) += sum over the output channels of dy with the rotated kernel.
 void cin1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
     const float* wr = rotated_3x3(w, p.Cout);
-#pragma omp parallel for schedule(static) num_threads(team_size())
+#pragma omp parallel for schedule(static) num_threads(team_threads())
     for (int64_t b = 0; b < p.B; b++)
         k.many_to_one({dy + b * p.Cout * p.H * p.W, p.Cout, p.H, p.W, wr, dx + b * p.H * p.W, 0.f, true});
 }
@@ -521,7 +519,7 @@ void cin1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy
 // dx (B, Cin, H, W) += the rotated kernel of each input channel times a padded copy of the single dy plane.
 void cout1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
     const float* wr = rotated_3x3(w, p.Cin);
-#pragma omp parallel for schedule(static) num_threads(team_size())
+#pragma omp parallel for schedule(static) num_threads(team_threads())
     for (int64_t b = 0; b < p.B; b++) {
         float* dp = scratch(2, size_t(padded_plane(p.H, p.W)));
         pad_plane(dy + b * p.H * p.W, p.H, p.W, dp);
@@ -538,7 +536,7 @@ void cout1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* d
 void pointwise_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
     const int64_t HW = p.H * p.W;
     const float* wp = pack_pointwise(k, p.Cin, p.Cout, [&](int64_t c, int64_t o) { return w[o * p.Cin + c]; });
-#pragma omp parallel for schedule(static) num_threads(team_size())
+#pragma omp parallel for schedule(static) num_threads(team_threads())
     for (int64_t b = 0; b < p.B; b++)
         k.pointwise({wp, dy + b * p.Cout * HW, dx + b * p.Cin * HW, p.Cin, p.Cout, HW, nullptr, true});
 }
@@ -557,7 +555,7 @@ void fast_backward_data(const Conv2dParams& p, const float* dy, const float* w, 
 // dbias[o] += sum over images and pixels of dy[b][o]; threads over output channels.
 void bias_grad(const ConvIsa& k, const Conv2dParams& p, const float* dy, float* dbias) {
     const int64_t P = p.Ho() * p.Wo();
-#pragma omp parallel for schedule(static) num_threads(team_size())
+#pragma omp parallel for schedule(static) num_threads(team_threads())
     for (int64_t o = 0; o < p.Cout; o++) {
         float s = 0;
         for (int64_t b = 0; b < p.B; b++) k.sum_planes(dy + (b * p.Cout + o) * P, 1, P, &s);
@@ -570,7 +568,7 @@ void bias_grad(const ConvIsa& k, const Conv2dParams& p, const float* dy, float* 
 // to add(row index, summed row) (rows split over the threads).
 template <class Body, class Add>
 void reduce_over_images(int64_t B, int64_t len, int64_t row, const Body& body, const Add& add) {
-    const int nt = int(std::max<int64_t>(1, std::min<int64_t>(team_size(), B)));
+    const int nt = int(std::max<int64_t>(1, std::min<int64_t>(team_threads(), B)));
     std::vector<float*> bufs(static_cast<size_t>(nt));
 #pragma omp parallel num_threads(nt)
     {

@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -125,6 +126,11 @@ float* scratch(int slot, size_t floats) {
         arena.cap[slot] = cap;
     }
     return arena.ptr[slot];
+}
+
+int team_threads(int64_t work, int64_t grain) {
+    if (omp_in_parallel()) return 1;
+    return int(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), work / grain)));
 }
 
 }  // namespace dl

@@ -15,6 +15,7 @@
 // from scratch(), a per-thread arena of slots that grow to the largest request and are reused,
 // so a training step does not allocate in its inner loops.
 #pragma once
+#include <cstdint>
 #include <cstddef>
 
 namespace dl {
@@ -30,6 +31,10 @@ void set_simd_level(SimdLevel level);
 // MXCSR FTZ and DAZ on, in this thread and every OpenMP thread. A no-op off x86.
 void set_flush_denormals();
 bool flush_denormals_on();  // FTZ and DAZ both set in the calling thread
+
+// Threads for a parallel region over `work` units: at least `grain` units per thread, at most
+// omp_get_max_threads(), and 1 inside another parallel region (the kernels never nest teams).
+int team_threads(int64_t work = INT64_MAX, int64_t grain = 1);
 
 // A 64-byte-aligned buffer of at least `floats` floats, owned by the calling thread. Slots are
 // independent buffers (0..kScratchSlots-1); a later call with the same slot may move the buffer,

@@ -194,8 +194,7 @@ static void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
     }
     const GemmIsa& isa = gemm_isa();
     // Threads: about 2^17 FMAs per thread at least, and none inside a parallel region.
-    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-    nt = int(std::max<int64_t>(1, std::min<int64_t>(nt, M * N * K / (1 << 17))));
+    int nt = team_threads(M * N * K, 1 << 17);
     if (nt == 1) {
         sgemm_block(isa, ta, tb, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;

@@ -86,10 +86,7 @@ const KernelsIsa& kisa() {
     }
 }
 
-int team(int64_t work) {  // threads for `work` elements: none inside a parallel region, one per 32K
-    if (omp_in_parallel()) return 1;
-    return int(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), work / 32768)));
-}
+int team(int64_t work) { return team_threads(work, 32768); }  // a thread per 32K elements
 
 void gn_forward_f32(const float* x, const float* gamma, const float* beta, int64_t B, int64_t C, int64_t HW, int64_t G,
                     double eps, float* y, float* mean, float* rstd) {
