@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <sstream>
 
 #include "tensor/io.h"
 #include "tensor/svg.h"
@@ -14,24 +13,8 @@ static const char* kHeader = "step,loss,grad_norm,lr,seconds";
 
 void TrainLog::read_csv(const std::string& path, int64_t max_step) {
     rows.clear();
-    if (!file_exists(path)) return;
-    std::istringstream in(read_file(path));
-    std::string line;
-    int lineno = 0;
-    while (std::getline(in, line)) {
-        lineno++;
-        if (lineno == 1) {
-            if (line != kHeader) fail(path, ": line 1: expected the header '", kHeader, "', found '", line, "'");
-            continue;
-        }
-        if (line.empty()) continue;
-        LogRow r;
-        long long step;
-        if (std::sscanf(line.c_str(), "%lld,%lf,%lf,%lf,%lf", &step, &r.loss, &r.grad_norm, &r.lr, &r.seconds) != 5)
-            fail(path, ": line ", lineno, ": expected 5 comma-separated numbers, found '", line, "'");
-        r.step = step;
-        if (r.step <= max_step) rows.push_back(r);
-    }
+    for (const auto& v : read_csv_numbers(path, kHeader, 5, cat("the header '", kHeader, "'")))
+        if (int64_t(v[0]) <= max_step) rows.push_back({int64_t(v[0]), v[1], v[2], v[3], v[4]});
 }
 
 void TrainLog::write_csv(const std::string& path) const {

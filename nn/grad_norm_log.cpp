@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <sstream>
 
 #include "tensor/io.h"
 #include "tensor/svg.h"
@@ -50,34 +49,9 @@ static std::string header_of(const std::vector<std::string>& names) {
 
 void GradNormLog::read_csv(const std::string& path, int64_t max_step) {
     rows.clear();
-    if (!file_exists(path)) return;
-    std::istringstream in(read_file(path));
-    std::string line, header = header_of(names);
-    int lineno = 0;
-    while (std::getline(in, line)) {
-        lineno++;
-        if (lineno == 1) {
-            if (line != header)
-                fail(path, ": line 1: expected the header 'step' and the ", names.size(), " parameter keys of this model, found '",
-                     line.substr(0, 80), line.size() > 80 ? "...'" : "'");
-            continue;
-        }
-        if (line.empty()) continue;
-        Row r{0, {}};
-        std::istringstream fields(line);
-        std::string f;
-        bool ok = bool(std::getline(fields, f, ','));
-        char* end = nullptr;
-        r.step = std::strtoll(f.c_str(), &end, 10);
-        ok = ok && !f.empty() && *end == 0;
-        while (ok && std::getline(fields, f, ',')) {
-            r.norms.push_back(std::strtod(f.c_str(), &end));
-            ok = !f.empty() && *end == 0;
-        }
-        if (!ok || r.norms.size() != names.size())
-            fail(path, ": line ", lineno, ": expected a step and ", names.size(), " numbers, comma-separated");
-        if (r.step <= max_step) rows.push_back(std::move(r));
-    }
+    const std::string what = cat("the header 'step' and the ", names.size(), " parameter keys of this model");
+    for (const auto& v : read_csv_numbers(path, header_of(names), 1 + names.size(), what))
+        if (int64_t(v[0]) <= max_step) rows.push_back({int64_t(v[0]), std::vector<double>(v.begin() + 1, v.end())});
 }
 
 void GradNormLog::write_csv(const std::string& path) const {

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <sstream>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,6 +53,35 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
         ::unlink(tmp.c_str());
         fail(path, ": cannot rename ", tmp, " over it: ", std::strerror(e));
     }
+}
+
+std::vector<std::vector<double>> read_csv_numbers(const std::string& path, const std::string& header, size_t columns,
+                                                  const std::string& header_desc) {
+    std::vector<std::vector<double>> rows;
+    if (!file_exists(path)) return rows;
+    std::istringstream in(read_file(path));
+    std::string line;
+    for (int lineno = 1; std::getline(in, line); lineno++) {
+        const std::string shown = line.size() > 80 ? line.substr(0, 80) + "..." : line;
+        if (lineno == 1) {
+            if (line != header) fail(path, ": line 1: expected ", header_desc, ", found '", shown, "'");
+            continue;
+        }
+        if (line.empty()) continue;
+        std::vector<double> row;
+        std::istringstream fields(line);
+        std::string f;
+        bool ok = true;
+        while (ok && std::getline(fields, f, ',')) {
+            char* end = nullptr;
+            row.push_back(std::strtod(f.c_str(), &end));
+            ok = !f.empty() && *end == 0;
+        }
+        if (!ok || row.size() != columns)
+            fail(path, ": line ", lineno, ": expected ", columns, " comma-separated numbers, found '", shown, "'");
+        rows.push_back(std::move(row));
+    }
+    return rows;
 }
 
 bool file_exists(const std::string& path) {

@@ -253,6 +253,10 @@ TEST_CASE("inspect: the per-t sweep and per-parameter gradient norms") {
     nn::GradNormLog wrong(other);
     CHECK_THROWS_WITH(wrong.read_csv(dir + "/g.csv", 100),
                       doctest::Contains(cat("line 1: expected the header 'step' and the ", other.named_parameters().size(), " parameter keys").c_str()));
+    std::string csv = read_file(dir + "/g.csv");
+    write_file_atomic(dir + "/bad.csv", csv.substr(0, csv.find('\n') + 1) + "10,0.5,x\n");  // a malformed row
+    CHECK_THROWS_WITH(back.read_csv(dir + "/bad.csv", 100),
+                      doctest::Contains(cat("bad.csv: line 2: expected ", params.size() + 1, " comma-separated numbers, found '10,0.5,x'").c_str()));
     std::system(("rm -rf " + dir).c_str());
 }
 
