@@ -136,10 +136,11 @@ int main(int argc, char** argv) try {
         opt.max_coords = gradcheck_k;
         opt.seed = uint64_t(seed);
         std::unique_ptr<cli::Progress> progress;  // made at the first evaluation, which knows the total
-        GradcheckReport r = ddpm::gradcheck_training_loss(sched, model, net, b, dropout_seed, opt, gradcheck_match, [&](int64_t done, int64_t total) {
+        opt.on_eval = [&](int64_t done, int64_t total) {
             if (!progress) progress = std::make_unique<cli::Progress>(total, 0, 30);
             progress->update(done, "gradcheck: float64 loss evaluations", done == total);
-        });
+        };
+        GradcheckReport r = ddpm::gradcheck_training_loss(sched, model, net, b, dropout_seed, opt, gradcheck_match);
         if (progress) progress->finish();
         std::printf("\ngradcheck (float64, %lld coordinates per tensor, eps %g; a coordinate passes when |analytic - numeric| <= %g + %g |numeric|)\n",
                     (long long)gradcheck_k, opt.eps, opt.atol, opt.rtol);

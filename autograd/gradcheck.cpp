@@ -18,10 +18,18 @@ std::string GradcheckReport::str() const {
     return os.str();
 }
 
-GradcheckReport gradcheck_leaves(const std::function<Variable()>& loss, const std::vector<Variable>& leaves,
+GradcheckReport gradcheck_leaves(const std::function<Variable()>& loss_fn, const std::vector<Variable>& leaves,
                                  const GradcheckOptions& opt) {
     for (const Variable& v : leaves)
         if (v.dtype() != DType::F64) fail("gradcheck: ", v.name().empty() ? "an input" : v.name(), " is ", dtype_name(v.dtype()), "; finite differences need float64");
+    auto n_coords = [&](const Variable& v) { return opt.max_coords < 0 ? v.numel() : std::min(opt.max_coords, v.numel()); };
+    int64_t done = 0, total = 1;
+    for (const Variable& v : leaves) total += 2 * n_coords(v);
+    auto loss = [&]() {
+        Variable L = loss_fn();
+        if (opt.on_eval) opt.on_eval(++done, total);
+        return L;
+    };
 
     // analytic gradients
     for (const Variable& v : leaves) const_cast<Variable&>(v).zero_grad();
@@ -37,10 +45,10 @@ GradcheckReport gradcheck_leaves(const std::function<Variable()>& loss, const st
         e.name = v.name().empty() ? cat("input ", k) : v.name();
         Tensor analytic = v.grad().defined() ? v.grad() : Tensor::zeros(v.shape(), DType::F64);
         std::vector<int64_t> coords;
-        if (opt.max_coords < 0 || opt.max_coords >= v.numel()) {
+        if (n_coords(v) == v.numel()) {
             for (int64_t i = 0; i < v.numel(); i++) coords.push_back(i);
         } else {
-            coords = randint(opt.max_coords, v.numel(), pick);
+            coords = randint(n_coords(v), v.numel(), pick);
         }
         double* x = v.value().data<double>();
         for (int64_t i : coords) {

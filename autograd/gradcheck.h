@@ -21,6 +21,9 @@ struct GradcheckOptions {
     double rtol = 1e-6;       // relative tolerance
     int64_t max_coords = -1;  // per input: check this many random coordinates (-1: all)
     uint64_t seed = 0;        // for the projection r and the sampled coordinates
+    // Called after each evaluation of the loss (one with backward, then two per coordinate): a
+    // progress line for checks that take minutes.
+    std::function<void(int64_t done, int64_t total)> on_eval;
 };
 
 struct GradcheckEntry {

@@ -100,23 +100,17 @@ struct TemporaryDType {
 };
 
 GradcheckReport gradcheck_training_loss(const Schedule& s, nn::Module& model, const NetFn& net, const InspectBatch& batch,
-                                        uint64_t dropout_seed, const GradcheckOptions& opt, const std::string& match,
-                                        const std::function<void(int64_t, int64_t)>& on_eval) {
+                                        uint64_t dropout_seed, const GradcheckOptions& opt, const std::string& match) {
     TemporaryDType f64(model, DType::F64);
     Tensor x0 = batch.x0.to(DType::F64), eps = batch.eps.to(DType::F64);  // (B, C, H, W)
     std::vector<Variable> params;
     for (const nn::NamedParameter& p : model.named_parameters())
         if (p.name.find(match) != std::string::npos) params.push_back(p.var);
     if (params.empty()) fail("gradcheck_training_loss: no parameter key contains '", match, "'");
-    int64_t total = 1;  // one evaluation with backward, then two per checked coordinate
-    for (const Variable& p : params) total += 2 * (opt.max_coords < 0 ? p.numel() : std::min(opt.max_coords, p.numel()));
-    int64_t done = 0;
     auto loss = [&]() {
         Philox gen(dropout_seed);  // the same masks in every evaluation
-        Variable L = training_loss(s, [&](const Variable& xt, const std::vector<int64_t>& t) { return net(xt, t, &gen); }, x0,
-                                   batch.t, eps);
-        if (on_eval) on_eval(++done, total);
-        return L;
+        return training_loss(s, [&](const Variable& xt, const std::vector<int64_t>& t) { return net(xt, t, &gen); }, x0, batch.t,
+                             eps);
     };
     return gradcheck_leaves(loss, params, opt);
 }

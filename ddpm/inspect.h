@@ -64,10 +64,9 @@ Safetensors inspection_dump(const Inspection& in, const nn::Module& model, const
 // back to its dtype afterwards; the batch is converted too. Every evaluation draws its dropout
 // masks from a fresh Philox(dropout_seed), so the loss is one smooth function of the parameters.
 // Only the parameters whose key contains `match` are checked ("" for all; the loss is always
-// the whole model's). on_eval(done, total) is called after each loss evaluation (for a progress line).
+// the whole model's). opt.on_eval can show progress.
 GradcheckReport gradcheck_training_loss(const Schedule& s, nn::Module& model, const NetFn& net, const InspectBatch& batch,
-                                        uint64_t dropout_seed, const GradcheckOptions& opt, const std::string& match = "",
-                                        const std::function<void(int64_t done, int64_t total)>& on_eval = nullptr);
+                                        uint64_t dropout_seed, const GradcheckOptions& opt, const std::string& match = "");
 
 // ---- loss and gradient norm against t ------------------------------------------------------
 struct PerTRow {

@@ -193,8 +193,8 @@ TEST_CASE("inspect: the float64 gradcheck of the DDPM loss passes on a tiny U-Ne
     // The middle attention block's 6 parameters (test_nn checks every one, at a cost the
     // sanitizer build feels): the loss is the whole model's, with dropout masks upstream that
     // must be the same in every evaluation.
-    GradcheckReport good = ddpm::gradcheck_training_loss(sched, model, unet_fn(model), b, 9, opt, "mid.attn",
-                                                         [&](int64_t d, int64_t t) { evals = d, total = t; });
+    opt.on_eval = [&](int64_t d, int64_t t) { evals = d, total = t; };
+    GradcheckReport good = ddpm::gradcheck_training_loss(sched, model, unet_fn(model), b, 9, opt, "mid.attn");
     INFO(good.str());
     CHECK(good.ok);
     REQUIRE(good.entries.size() == 6);
