@@ -266,7 +266,13 @@ TEST_CASE("silu, softmax and upsampling: forward and backward against float64") 
             std::vector<double> yr(static_cast<size_t>(n)), dxr = to_double(dx);
             silu_forward(x.data(), y.data(), n);
             silu_forward(to_double(x).data(), yr.data(), n);
-            CHECK(rel_err(y, yr) < 1e-6);  // relative to max(1, max |y|) = 100
+            if (n > 4) {  // the clamped ends on their own, so silu(100) = 100 does not set the scale below
+                CHECK(std::abs(y[0] - yr[0]) < 1e-6);
+                CHECK(std::abs(y[1] - yr[1]) < 1e-4);  // float's own rounding of 100
+                CHECK(y[2] == 0.f);
+                y[0] = y[1] = 0.f, yr[0] = yr[1] = 0.0;
+            }
+            CHECK(rel_err(y, yr) < 1e-6);  // relative to max(1, max |y|) <= 30
             silu_backward(x.data(), dy.data(), dx.data(), n);
             silu_backward(to_double(x).data(), to_double(dy).data(), dxr.data(), n);
             CHECK(rel_err(dx, dxr) < 1e-5);
