@@ -11,11 +11,7 @@
 #include <omp.h>
 
 #include "apps/cli.h"
-#include "autograd/ops.h"
-#include "ddpm/data.h"
-#include "ddpm/diffusion.h"
-#include "nn/checkpoint.h"
-#include "nn/unet.h"
+#include "ddpm/trainer.h"
 #include "tensor/cpu.h"
 #include "tensor/io.h"
 #include "tensor/ops.h"
@@ -59,16 +55,13 @@ int main(int argc, char** argv) try {
 
     // The model, when there is one: its schedule comes with it.
     ddpm::Schedule sched = ddpm::make_schedule(ddpm::ScheduleKind::Linear);
-    std::unique_ptr<nn::UNet> model;
+    ddpm::DiffusionModel model;
     if (!ckpt_path.empty()) {
-        nn::Checkpoint ck = nn::load_checkpoint(ckpt_path);
-        sched = ddpm::schedule_of(ck.metadata, ckpt_path);
-        nn::UNetConfig cfg = nn::UNetConfig::parse(ck.meta("model"));
+        model = ddpm::load_model(ckpt_path, ddpm::Weights::EmaIfPresent);
+        sched = model.schedule;
+        const nn::UNetConfig& cfg = model.net->config();
         if (cfg.in_ch != 1 || cfg.resolution != H || H != W)
             fail(ckpt_path, ": the model takes ", cfg.in_ch, "x", cfg.resolution, "x", cfg.resolution, " images, ", data_dir, " holds 1x", H, "x", W);
-        model = std::make_unique<nn::UNet>(cfg);
-        nn::load_named(model->state_dict(), ck.weights(!ck.ema.empty()), ckpt_path);
-        model->eval();
     }
     const int64_t T = sched.T;
     if (t_one < 0 || t_one >= T) fail("figures: --t must be in [0, ", T, "), got ", t_one);
@@ -115,14 +108,11 @@ int main(int argc, char** argv) try {
         show("oracle_reverse.png", rev_t, true);
     }
 
-    if (!model) {
+    if (!model.net) {
         std::printf("no --checkpoint: skipped reverse.png and one_to_many.png\n");
         return 0;
     }
-    ddpm::EpsModel eps_model = [&](const Tensor& x, const std::vector<int64_t>& t) {
-        NoGradGuard ng;
-        return model->forward(Variable(x), t).value();
-    };
+    const ddpm::EpsModel eps_model = model.eps();
 
     // (3) the learned reverse process from pure noise (Algorithm 2, all T steps)
     {

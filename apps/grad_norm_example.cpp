@@ -7,7 +7,7 @@
 #include "apps/cli.h"
 #include "autograd/inspect.h"
 #include "ddpm/inspect.h"
-#include "nn/unet.h"
+#include "ddpm/trainer.h"
 
 using namespace dl;
 
@@ -25,9 +25,7 @@ int main(int argc, char** argv) try {
     Tensor eps = randn(x0.shape(), gen);                               // eps ~ N(0, I)
 
     Philox dropout_gen(2);
-    Variable loss = ddpm::training_loss(sched, [&](const Variable& xt, const std::vector<int64_t>& tt) {
-        return model.forward(xt, tt, &dropout_gen);
-    }, x0, t, eps);
+    Variable loss = ddpm::training_loss(sched, ddpm::eps_model(model), x0, t, eps, &dropout_gen);
 
     // 1. A hook on an activation: called with its gradient while backward runs.
     Variable act = find_node(loss, layer);

@@ -11,10 +11,8 @@
 
 #include "apps/cli.h"
 #include "autograd/inspect.h"
-#include "ddpm/data.h"
 #include "ddpm/inspect.h"
-#include "nn/checkpoint.h"
-#include "nn/unet.h"
+#include "ddpm/trainer.h"
 #include "tensor/cpu.h"
 #include "tensor/io.h"
 
@@ -57,28 +55,26 @@ int main(int argc, char** argv) try {
     if (!data_dir.empty()) data = std::make_unique<ddpm::Dataset>(data_dir);
 
     // ---- the model and the schedule: from the checkpoint, or fresh from the flags ----
-    nn::Checkpoint ck;
-    nn::UNetConfig cfg;
+    ddpm::DiffusionModel m;
     if (!ckpt_path.empty()) {
         for (const char* f : {"--ch", "--model", "--schedule", "--T"})
             if (args.given(f)) fail("inspect: ", f, " is for a fresh init; with --checkpoint the model and schedule come from its metadata");
-        ck = nn::load_checkpoint(ckpt_path);
-        cfg = nn::UNetConfig::parse(ck.meta("model"));
+        m = ddpm::load_model(ckpt_path, use_ema ? ddpm::Weights::Ema : ddpm::Weights::Trained, dropout);
+        m.net->train();  // dropout as in training, masks from the seed
     } else {
+        nn::UNetConfig cfg;
         if (data) cfg.resolution = data->rows(), cfg.attn_res = {data->rows() / 4};  // as train does
         cfg.ch = ch;
         cfg = nn::UNetConfig::parse(cfg.str() + " " + model_str);  // later keys override earlier ones
+        if (dropout >= 0) cfg.dropout = dropout;
+        m = ddpm::fresh_model(cfg, ddpm::parse_schedule(schedule_name), T, uint64_t(seed));
     }
-    if (dropout >= 0) cfg.dropout = dropout;
-    ddpm::Schedule sched = ckpt_path.empty() ? ddpm::make_schedule(ddpm::parse_schedule(schedule_name), T)
-                                             : ddpm::schedule_of(ck.metadata, ckpt_path);
+    nn::UNet& model = *m.net;
+    const nn::UNetConfig& cfg = model.config();
+    const ddpm::Schedule& sched = m.schedule;
     T = sched.T;
     if (per_t && (buckets < 1 || buckets > T)) fail("inspect: --per-t-buckets must be in [1, T = ", T, "], got ", buckets);
-    nn::UNet model(cfg, uint64_t(seed));
-    if (!ckpt_path.empty()) {
-        nn::load_named(model.state_dict(), ck.weights(use_ema), ckpt_path);
-    }
-    ddpm::NetFn net = [&](const Variable& xt, const std::vector<int64_t>& t, Philox* g) { return model.forward(xt, t, g); };
+    const ddpm::EpsModel net = m.eps();
 
     // ---- the batch: x0, t, eps ----
     Philox gen{uint64_t(seed)};
@@ -101,7 +97,7 @@ int main(int argc, char** argv) try {
     std::string ts;
     for (size_t i = 0; i < b.t.size() && i < 16; i++) ts += cat(i ? " " : "", b.t[i]);
     std::printf("inspect: %s | U-Net %lld parameters (%s) | %s %lld T | batch %lld from %s | t = %s%s | dropout %g\n",
-                ckpt_path.empty() ? cat("fresh init, seed ", seed).c_str() : (ckpt_path + (use_ema ? " (EMA)" : "")).c_str(),
+                (m.source + (m.ema ? " (EMA)" : "")).c_str(),
                 (long long)model.num_parameters(), cfg.str().c_str(), ddpm::schedule_name(sched.kind), (long long)T, (long long)batch,
                 data ? data_dir.c_str() : "synthetic images", ts.c_str(), b.t.size() > 16 ? " ..." : "", cfg.dropout);
     if (table) std::printf("\n%s\n", stats_table(rows).c_str());

@@ -6,10 +6,7 @@
 #include <omp.h>
 
 #include "apps/cli.h"
-#include "autograd/ops.h"
-#include "ddpm/diffusion.h"
-#include "nn/checkpoint.h"
-#include "nn/unet.h"
+#include "ddpm/trainer.h"
 #include "tensor/cpu.h"
 #include "tensor/npy.h"
 #include "tensor/png.h"
@@ -35,17 +32,10 @@ int main(int argc, char** argv) try {
     if (ddim_steps < 0) fail("sample: --ddim-steps must be 0 (ancestral) or a number of DDIM steps, got ", ddim_steps);
     if (!(eta >= 0 && eta <= 1)) fail("sample: --eta must be in [0, 1], got ", eta);
 
-    nn::Checkpoint ck = nn::load_checkpoint(ckpt_path);
-    nn::UNetConfig cfg = nn::UNetConfig::parse(ck.meta("model"));
-    ddpm::Schedule sched = ddpm::schedule_of(ck.metadata, ckpt_path);
+    ddpm::DiffusionModel model = ddpm::load_model(ckpt_path, raw ? ddpm::Weights::Trained : ddpm::Weights::Ema);
+    const nn::UNetConfig& cfg = model.net->config();
+    const ddpm::Schedule& sched = model.schedule;
     if (cfg.in_ch != 1) fail("sample: ", ckpt_path, " holds a model of ", cfg.in_ch, " input channels; sample writes one-channel images");
-    nn::UNet model(cfg);
-    nn::load_named(model.state_dict(), ck.weights(!raw), ckpt_path);
-    model.eval();
-    ddpm::EpsModel eps_model = [&](const Tensor& x, const std::vector<int64_t>& t) {
-        NoGradGuard ng;
-        return model.forward(Variable(x), t).value();
-    };
 
     Philox gen{uint64_t(seed)};
     int64_t R = cfg.resolution;
@@ -54,8 +44,8 @@ int main(int argc, char** argv) try {
     for (int64_t done = 0; done < n; done += batch) {
         int64_t b = std::min(batch, n - done);
         Shape shape{b, cfg.in_ch, R, R};
-        Tensor x = ddim_steps > 0 ? ddpm::ddim_sample(sched, eps_model, shape, ddim_steps, eta, gen)
-                                  : ddpm::p_sample_loop(sched, eps_model, shape, gen);
+        Tensor x = ddim_steps > 0 ? ddpm::ddim_sample(sched, model.eps(), shape, ddim_steps, eta, gen)
+                                  : ddpm::p_sample_loop(sched, model.eps(), shape, gen);
         std::copy_n(x.data<float>(), x.numel(), all.data<float>() + done * R * R);
         progress.update(done + b, cat(ddim_steps > 0 ? cat("DDIM ", ddim_steps, " steps") : cat("ancestral ", sched.T, " steps")), true);
     }

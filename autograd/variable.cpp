@@ -15,7 +15,11 @@ thread_local std::vector<std::string> g_scope;
 bool g_retain_all = false;
 bool g_anomaly = false;
 std::atomic<uint64_t> g_next_id{1};
+thread_local NodeRecorder* g_recorder = nullptr;
 }  // namespace
+
+NodeRecorder::NodeRecorder() : prev_(g_recorder) { g_recorder = this; }
+NodeRecorder::~NodeRecorder() { g_recorder = prev_; }
 
 bool grad_enabled() { return g_grad_enabled; }
 NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
@@ -71,6 +75,7 @@ Variable::Variable(Tensor value, bool requires_grad, std::string name) : impl_(s
     impl_->requires_grad = requires_grad;
     impl_->name = std::move(name);
     impl_->id = g_next_id++;
+    if (g_recorder && g_grad_enabled) g_recorder->add(*this);
 }
 
 void Variable::set_requires_grad(bool r) {
@@ -83,11 +88,15 @@ Variable& Variable::set_name(std::string name) {
     return *this;
 }
 
-void Variable::zero_grad() { impl_->grad = Tensor(); }
+void Variable::zero_grad() {
+    if (impl_->grad_attached && impl_->grad.defined()) impl_->grad.zero_();
+    else impl_->grad = Tensor();
+}
 
 void Variable::set_grad(Tensor g) {
     if (g.defined() && (g.shape() != shape() || g.dtype() != dtype()))
         fail("set_grad: gradient ", dtype_name(g.dtype()), " ", shape_str(g.shape()), " for ", describe(*this));
+    impl_->grad_attached = g.defined();
     impl_->grad = std::move(g);
 }
 
@@ -175,7 +184,10 @@ void Variable::backward(const Tensor& seed, bool keep_graph) {
                 for (size_t k = 0; k < v->inputs.size(); k++)
                     if (v->inputs[k].requires_grad() && v->inputs[k].grad().defined())
                         check_finite(v->inputs[k].grad(), cat("backward of ", describe(*it), ": the gradient of input ", k, ", ", describe(v->inputs[k])));
-            if (!v->retain_grad && !g_retain_all) v->grad = Tensor();
+            if (!v->retain_grad && !g_retain_all) {
+                v->grad = Tensor();
+                v->grad_attached = false;
+            }
             if (!keep_graph) {
                 v->backward = nullptr;
                 v->inputs.clear();

@@ -31,6 +31,7 @@ struct VarImpl {
     bool requires_grad = false;
     bool retain_grad = false;         // keep grad after backward although not a leaf
     bool graph_freed = false;         // backward already ran through here and released the graph
+    bool grad_attached = false;       // grad is an outside buffer (set_grad): zero_grad zeroes it in place
     std::string name;                 // module path and op; "" for unnamed leaves
     const char* op = "leaf";          // the op that made it ("leaf" for inputs and parameters)
     uint64_t id = 0;                  // creation order: a topological order of the forward pass
@@ -67,9 +68,11 @@ public:
     void backward(bool keep_graph = false);
     void backward(const Tensor& seed, bool keep_graph = false);
 
-    void zero_grad();  // drops the gradient (the next backward starts from zero)
+    // The next backward starts from zero: a gradient of its own is dropped, an attached buffer
+    // (set_grad) is zeroed in place and stays attached.
+    void zero_grad();
     // Makes g (same shape and dtype; may be a view, e.g. of a model's flat gradient buffer) the
-    // buffer that backward accumulates into.
+    // buffer that backward accumulates into; an undefined g detaches it.
     void set_grad(Tensor g);
     void retain_grad() { impl_->retain_grad = true; }
     void register_hook(Hook hook) { impl_->hooks.push_back(std::move(hook)); }
@@ -120,6 +123,23 @@ bool retain_all_grads();
 // because an input already was (a NaN in a parameter, say), the message names that input too.
 void set_detect_anomaly(bool on);
 bool detect_anomaly();
+
+// While one lives (and gradients are recorded), every Variable made on this thread is listed, in
+// creation order: the nodes of one forward pass, for naming them without walking the graph
+// (nn::make_names_unique). Recorders do not nest: an inner one takes over until it dies.
+class NodeRecorder {
+public:
+    NodeRecorder();
+    ~NodeRecorder();
+    NodeRecorder(const NodeRecorder&) = delete;
+    NodeRecorder& operator=(const NodeRecorder&) = delete;
+    const std::vector<Variable>& nodes() const { return nodes_; }
+    void add(const Variable& v) { nodes_.push_back(v); }
+
+private:
+    std::vector<Variable> nodes_;
+    NodeRecorder* prev_;
+};
 
 // ---- the graph ----------------------------------------------------------------------------
 // Every Variable that `root` depends on, inputs before the ops that use them (forward order).

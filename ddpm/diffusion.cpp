@@ -46,13 +46,10 @@ Schedule make_schedule(ScheduleKind kind, int64_t T, double beta_start, double b
     }
     // beta tilde_0 = 0, so its log is clipped to beta tilde_1's, as in the official code
     for (int64_t t = 0; t < T; t++) s.posterior_log_variance_clipped.push_back(std::log(s.posterior_variance[size_t(t == 0 ? 1 : t)]));
+    s.fixedlarge_variance = s.betas;
+    s.fixedlarge_variance[0] = s.posterior_variance[1];
+    for (double v : s.fixedlarge_variance) s.fixedlarge_log_variance.push_back(std::log(v));
     return s;
-}
-
-Schedule schedule_of(const std::map<std::string, std::string>& metadata, const std::string& source) {
-    auto schedule = metadata.find("schedule"), T = metadata.find("T");
-    if (schedule == metadata.end() || T == metadata.end()) fail(source, ": metadata has no 'schedule' and 'T' (not a checkpoint written by build/train?)");
-    return make_schedule(parse_schedule(schedule->second), std::stoll(T->second));
 }
 
 Tensor extract(const std::vector<double>& a, const std::vector<int64_t>& t, DType dtype, int ndim) {
@@ -103,21 +100,21 @@ static Tensor clip_unit(const Tensor& x) {
     return y;
 }
 
+// eps_theta(x_t, t) without a graph, for the samplers.
+static Tensor predict_eps(const EpsModel& model, const Tensor& xt, const std::vector<int64_t>& t) {
+    NoGradGuard no_grad;
+    return model(Variable(xt), t, nullptr).value();
+}
+
 PMeanVariance p_mean_variance(const Schedule& s, const EpsModel& model, const Tensor& xt, const std::vector<int64_t>& t,
                               bool clip_x0, VarianceKind var) {
-    Tensor eps = model(xt, t);
+    Tensor eps = predict_eps(model, xt, t);
     Tensor x0 = predict_x0_from_eps(s, xt, t, eps);
     if (clip_x0) x0 = clip_unit(x0);
     Gaussian post = q_posterior(s, x0, xt, t);
     if (var == VarianceKind::Beta) {
-        // "fixedlarge": variance beta_t, but beta tilde_1 at t = 0 for a better log-likelihood
-        // (the official code's np.append(posterior_variance[1], betas[1:]))
-        std::vector<double> v = s.betas;
-        v[0] = s.posterior_variance[1];
-        std::vector<double> logv(v.size());
-        for (size_t i = 0; i < v.size(); i++) logv[i] = std::log(v[i]);
-        post.variance = extract(v, t, xt.dtype(), xt.ndim());
-        post.log_variance = extract(logv, t, xt.dtype(), xt.ndim());
+        post.variance = extract(s.fixedlarge_variance, t, xt.dtype(), xt.ndim());
+        post.log_variance = extract(s.fixedlarge_log_variance, t, xt.dtype(), xt.ndim());
     }
     return {post.mean, post.variance, post.log_variance, x0};
 }
@@ -183,17 +180,17 @@ Tensor ddim_sample(const Schedule& s, const EpsModel& model, const Shape& shape,
     Tensor x = randn(shape, gen);
     for (size_t i = 0; i < ts.size(); i++) {
         int64_t t = ts[i], t_prev = i + 1 < ts.size() ? ts[i + 1] : -1;
-        Tensor eps = model(x, std::vector<int64_t>(size_t(shape[0]), t));
+        Tensor eps = predict_eps(model, x, std::vector<int64_t>(size_t(shape[0]), t));
         x = ddim_step(s, x, eps, t, t_prev, eta, gen, clip_x0);
         if (on_step) on_step(t, x);
     }
     return x;
 }
 
-Variable training_loss(const Schedule& s, const EpsModelVar& model, const Tensor& x0, const std::vector<int64_t>& t,
-                       const Tensor& eps) {
+Variable training_loss(const Schedule& s, const EpsModel& model, const Tensor& x0, const std::vector<int64_t>& t,
+                       const Tensor& eps, Philox* dropout_gen) {
     Tensor xt = q_sample(s, x0, t, eps);
-    Variable eps_hat = model(Variable(xt, false, "input.xt"), t);
+    Variable eps_hat = model(Variable(xt, false, "input.xt"), t, dropout_gen);
     return mse_loss(eps_hat, Variable(eps, false, "input.eps")).set_name("loss");
 }
 

@@ -7,7 +7,6 @@
 // official code does "for accuracy", and converted to the images' dtype when used.
 #pragma once
 #include <functional>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -39,15 +38,15 @@ struct Schedule {
     std::vector<double> posterior_log_variance_clipped;  // log beta tilde, with t = 0 set to t = 1 (it is 0 there)
     std::vector<double> posterior_mean_coef1;            // beta_t sqrt(abar_{t-1}) / (1 - abar_t)       (times x0)
     std::vector<double> posterior_mean_coef2;            // (1 - abar_{t-1}) sqrt(alpha_t) / (1 - abar_t)  (times xt)
+    // The reverse step's variance "fixedlarge": beta_t, except beta tilde_1 at t = 0 for a better
+    // log-likelihood (the official code's np.append(posterior_variance[1], betas[1:])), and its log.
+    std::vector<double> fixedlarge_variance, fixedlarge_log_variance;
 };
 
 // linear: beta from beta_start to beta_end (Ho et al.: 1e-4 to 0.02, T = 1000).
 // cosine: abar_t = f(t) / f(0), f(t) = cos^2(((t/T) + s) / (1 + s) * pi/2), s = 0.008, betas clipped
 // at 0.999 (Nichol and Dhariwal 2021, eq. 17).
 Schedule make_schedule(ScheduleKind kind, int64_t T = 1000, double beta_start = 1e-4, double beta_end = 0.02);
-
-// The schedule a checkpoint was trained with: its metadata "schedule" and "T".
-Schedule schedule_of(const std::map<std::string, std::string>& metadata, const std::string& source);
 
 // a[t] for each sample, shaped (B, 1, 1, 1) to broadcast over images ("_extract" in the official code).
 Tensor extract(const std::vector<double>& a, const std::vector<int64_t>& t, DType dtype, int ndim = 4);
@@ -67,9 +66,13 @@ Gaussian q_posterior(const Schedule& s, const Tensor& x0, const Tensor& xt, cons
 // x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), inverting q_sample
 Tensor predict_x0_from_eps(const Schedule& s, const Tensor& xt, const std::vector<int64_t>& t, const Tensor& eps);
 
+// ---- the network ---------------------------------------------------------------------------
+// The noise-prediction network as a function: eps_theta(x_t, t), with its dropout masks drawn
+// from dropout_gen (null: it must need none, in eval mode or with dropout 0). Training records
+// the graph through it; the samplers call it under a NoGradGuard with a null generator.
+using EpsModel = std::function<Variable(const Variable& xt, const std::vector<int64_t>& t, Philox* dropout_gen)>;
+
 // ---- the reverse process p ----------------------------------------------------------------
-// The noise-prediction network, evaluated without recording gradients: eps_theta(x_t, t).
-using EpsModel = std::function<Tensor(const Tensor& xt, const std::vector<int64_t>& t)>;
 
 struct PMeanVariance {
     Tensor mean, variance, log_variance;  // as Gaussian
@@ -110,12 +113,10 @@ Tensor ddim_sample(const Schedule& s, const EpsModel& model, const Shape& shape,
                    bool clip_x0 = true, const StepCallback& on_step = nullptr);
 
 // ---- training -----------------------------------------------------------------------------
-// The network as autograd sees it: eps_theta(x_t, t) with the graph recorded.
-using EpsModelVar = std::function<Variable(const Variable& xt, const std::vector<int64_t>& t)>;
-
-// Algorithm 1: || eps - eps_theta(q_sample(x0, t, eps), t) ||^2, the mean over all elements.
-Variable training_loss(const Schedule& s, const EpsModelVar& model, const Tensor& x0, const std::vector<int64_t>& t,
-                       const Tensor& eps);
+// Algorithm 1: || eps - eps_theta(q_sample(x0, t, eps), t) ||^2, the mean over all elements,
+// with the graph recorded; dropout masks from dropout_gen.
+Variable training_loss(const Schedule& s, const EpsModel& model, const Tensor& x0, const std::vector<int64_t>& t,
+                       const Tensor& eps, Philox* dropout_gen = nullptr);
 // The mean squared error of each sample separately (B,), to see the loss per timestep.
 std::vector<double> per_sample_mse(const Tensor& pred, const Tensor& target);
 

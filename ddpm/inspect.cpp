@@ -47,7 +47,7 @@ Tensor synthetic_images(int64_t B, int64_t C, int64_t R, Philox& gen) {
     return x;
 }
 
-Inspection inspect_training_loss(const Schedule& s, nn::Module& model, const NetFn& net, const InspectBatch& batch,
+Inspection inspect_training_loss(const Schedule& s, nn::Module& model, const EpsModel& net, const InspectBatch& batch,
                                  uint64_t dropout_seed) {
     Inspection in;
     in.batch = batch;
@@ -55,12 +55,11 @@ Inspection inspect_training_loss(const Schedule& s, nn::Module& model, const Net
     RetainAllGrads keep;
     Philox gen(dropout_seed);
     auto t0 = std::chrono::steady_clock::now();
-    in.loss = training_loss(s, [&](const Variable& xt, const std::vector<int64_t>& t) { return net(xt, t, &gen); },
-                            batch.x0, batch.t, batch.eps);
+    in.loss = training_loss(s, net, batch.x0, batch.t, batch.eps, &gen);
     in.forward_seconds = seconds_since(t0);
     in.xt = find_node(in.loss, "input.xt").value();  // the q_sample that training_loss made
-    nn::make_names_unique(in.loss);
     in.nodes = graph_order(in.loss);
+    nn::make_names_unique(in.nodes);  // the model's own nodes are unique already; this covers the loss's
     t0 = std::chrono::steady_clock::now();
     in.loss.backward(/*keep_graph=*/true);
     in.backward_seconds = seconds_since(t0);
@@ -99,7 +98,7 @@ struct TemporaryDType {
     ~TemporaryDType() { model.to(saved); }
 };
 
-GradcheckReport gradcheck_training_loss(const Schedule& s, nn::Module& model, const NetFn& net, const InspectBatch& batch,
+GradcheckReport gradcheck_training_loss(const Schedule& s, nn::Module& model, const EpsModel& net, const InspectBatch& batch,
                                         uint64_t dropout_seed, const GradcheckOptions& opt, const std::string& match) {
     TemporaryDType f64(model, DType::F64);
     Tensor x0 = batch.x0.to(DType::F64), eps = batch.eps.to(DType::F64);  // (B, C, H, W)
@@ -109,14 +108,13 @@ GradcheckReport gradcheck_training_loss(const Schedule& s, nn::Module& model, co
     if (params.empty()) fail("gradcheck_training_loss: no parameter key contains '", match, "'");
     auto loss = [&]() {
         Philox gen(dropout_seed);  // the same masks in every evaluation
-        return training_loss(s, [&](const Variable& xt, const std::vector<int64_t>& t) { return net(xt, t, &gen); }, x0, batch.t,
-                             eps);
+        return training_loss(s, net, x0, batch.t, eps, &gen);
     };
     return gradcheck_leaves(loss, params, opt);
 }
 
 // ---- loss and gradient norm against t ------------------------------------------------------
-std::vector<PerTRow> per_t_sweep(const Schedule& s, nn::Module& model, const NetFn& net, const Tensor& x0, const Tensor& eps,
+std::vector<PerTRow> per_t_sweep(const Schedule& s, nn::Module& model, const EpsModel& net, const Tensor& x0, const Tensor& eps,
                                  int64_t buckets, uint64_t dropout_seed) {
     if (buckets < 1 || buckets > s.T) fail("per_t_sweep: buckets must be in [1, T = ", s.T, "], got ", buckets);
     const int64_t B = x0.dim(0);
@@ -130,8 +128,7 @@ std::vector<PerTRow> per_t_sweep(const Schedule& s, nn::Module& model, const Net
         }
         model.zero_grad();
         Philox gen(dropout_seed);
-        Variable loss = training_loss(s, [&](const Variable& xt, const std::vector<int64_t>& tt) { return net(xt, tt, &gen); },
-                                      x0, t, eps);
+        Variable loss = training_loss(s, net, x0, t, eps, &gen);
         loss.backward();
         r.loss = loss.value().item();
         r.grad_norm = tensor_stats(model.flat_grads()).l2;  // over every parameter

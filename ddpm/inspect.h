@@ -25,10 +25,6 @@
 
 namespace dl::ddpm {
 
-// The network with its dropout generator made explicit: eps_theta(x_t, t), masks from gen (may
-// be null when dropout is off). For the U-Net: [&](auto& x, auto& t, Philox* g) { return unet.forward(x, t, g); }.
-using NetFn = std::function<Variable(const Variable& xt, const std::vector<int64_t>& t, Philox* dropout_gen)>;
-
 struct InspectBatch {
     Tensor x0;                  // (B, C, H, W) clean images in [-1, 1]
     std::vector<int64_t> t;     // (B) timesteps in [0, T)
@@ -52,7 +48,7 @@ struct Inspection {
 // Zeroes the model's gradients, then one forward and backward of training_loss with the graph
 // kept (backward(keep_graph = true)) and every intermediate gradient retained. Dropout masks come
 // from Philox(dropout_seed). Activation names are made unique (nn::make_names_unique).
-Inspection inspect_training_loss(const Schedule& s, nn::Module& model, const NetFn& net, const InspectBatch& batch,
+Inspection inspect_training_loss(const Schedule& s, nn::Module& model, const EpsModel& net, const InspectBatch& batch,
                                  uint64_t dropout_seed);
 
 // Everything above as one safetensors file (see the top of this file). A parameter without a
@@ -65,7 +61,7 @@ Safetensors inspection_dump(const Inspection& in, const nn::Module& model, const
 // masks from a fresh Philox(dropout_seed), so the loss is one smooth function of the parameters.
 // Only the parameters whose key contains `match` are checked ("" for all; the loss is always
 // the whole model's). opt.on_eval can show progress.
-GradcheckReport gradcheck_training_loss(const Schedule& s, nn::Module& model, const NetFn& net, const InspectBatch& batch,
+GradcheckReport gradcheck_training_loss(const Schedule& s, nn::Module& model, const EpsModel& net, const InspectBatch& batch,
                                         uint64_t dropout_seed, const GradcheckOptions& opt, const std::string& match = "");
 
 // ---- loss and gradient norm against t ------------------------------------------------------
@@ -77,7 +73,7 @@ struct PerTRow {
 };
 // Splits [0, T) into `buckets` equal ranges; for each, the same x0 and eps with the B timesteps
 // spread evenly over the range, and the same dropout masks (Philox(dropout_seed)): only t changes.
-std::vector<PerTRow> per_t_sweep(const Schedule& s, nn::Module& model, const NetFn& net, const Tensor& x0, const Tensor& eps,
+std::vector<PerTRow> per_t_sweep(const Schedule& s, nn::Module& model, const EpsModel& net, const Tensor& x0, const Tensor& eps,
                                  int64_t buckets, uint64_t dropout_seed);
 // "t_lo,t_hi,t_mean,loss,grad_norm" rows, and both curves against t on a log y axis.
 void write_per_t_csv(const std::string& path, const std::vector<PerTRow>& rows);

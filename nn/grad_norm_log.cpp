@@ -11,51 +11,43 @@
 
 namespace dl::nn {
 
-GradNormLog::GradNormLog(const Module& model) {
-    int64_t offset = 0;
-    for (const NamedParameter& p : model.named_parameters()) {
-        names.push_back(p.name);
-        offsets.push_back(offset);
-        sizes.push_back(p.var.numel());
-        offset += p.var.numel();
-    }
-}
+GradNormLog::GradNormLog(const Module& model) : slots(model.layout()) {}
 
 void GradNormLog::record(int64_t step, const Tensor& flat_grads) {
-    int64_t total = sizes.empty() ? 0 : offsets.back() + sizes.back();
+    int64_t total = slots.empty() ? 0 : slots.back().offset + slots.back().numel;
     if (flat_grads.ndim() != 1 || flat_grads.numel() != total)
         fail("GradNormLog::record: expected the flat gradient buffer of ", total, " values, got ", shape_str(flat_grads.shape()));
-    Row row{step, std::vector<double>(names.size(), 0.0)};
+    Row row{step, std::vector<double>(slots.size(), 0.0)};
     dispatch(flat_grads.dtype(), [&](auto tag) {
         using T = decltype(tag);
         const T* g = flat_grads.data<T>();
-        const int64_t n = int64_t(names.size());
+        const int64_t n = int64_t(slots.size());
 #pragma omp parallel for schedule(dynamic)
         for (int64_t k = 0; k < n; k++) {
             double sq = 0;
-            const T* s = g + offsets[size_t(k)];
-            for (int64_t i = 0; i < sizes[size_t(k)]; i++) sq += double(s[i]) * double(s[i]);
+            const ParamSlot& slot = slots[size_t(k)];
+            for (int64_t i = 0; i < slot.numel; i++) sq += double(g[slot.offset + i]) * double(g[slot.offset + i]);
             row.norms[size_t(k)] = std::sqrt(sq);
         }
     });
     rows.push_back(std::move(row));
 }
 
-static std::string header_of(const std::vector<std::string>& names) {
+static std::string header_of(const std::vector<ParamSlot>& slots) {
     std::string h = "step";
-    for (const auto& n : names) h += "," + n;
+    for (const ParamSlot& s : slots) h += "," + s.name;
     return h;
 }
 
 void GradNormLog::read_csv(const std::string& path, int64_t max_step) {
     rows.clear();
-    const std::string what = cat("the header 'step' and the ", names.size(), " parameter keys of this model");
-    for (const auto& v : read_csv_numbers(path, header_of(names), 1 + names.size(), what))
+    const std::string what = cat("the header 'step' and the ", slots.size(), " parameter keys of this model");
+    for (const auto& v : read_csv_numbers(path, header_of(slots), 1 + slots.size(), what))
         if (int64_t(v[0]) <= max_step) rows.push_back({int64_t(v[0]), std::vector<double>(v.begin() + 1, v.end())});
 }
 
 void GradNormLog::write_csv(const std::string& path) const {
-    std::string out = header_of(names) + "\n";
+    std::string out = header_of(slots) + "\n";
     char buf[32];
     for (const Row& r : rows) {
         out += std::to_string(r.step);
@@ -70,7 +62,7 @@ void GradNormLog::write_csv(const std::string& path) const {
 
 void GradNormLog::write_svg(const std::string& path, const std::string& title, size_t top) const {
     std::vector<std::pair<double, size_t>> peak;  // (largest norm over the run, parameter)
-    for (size_t k = 0; k < names.size(); k++) {
+    for (size_t k = 0; k < slots.size(); k++) {
         double m = 0;
         for (const Row& r : rows)
             if (std::isfinite(r.norms[k])) m = std::max(m, r.norms[k]);
@@ -79,7 +71,7 @@ void GradNormLog::write_svg(const std::string& path, const std::string& title, s
     std::sort(peak.begin(), peak.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
     std::vector<Series> series;
     for (size_t i = 0; i < std::min(top, peak.size()); i++) {
-        Series s{names[peak[i].second], {}, {}};
+        Series s{slots[peak[i].second].name, {}, {}};
         for (const Row& r : rows) {
             s.x.push_back(double(r.step));
             s.y.push_back(r.norms[peak[i].second]);

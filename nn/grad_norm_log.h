@@ -17,7 +17,7 @@ namespace dl::nn {
 
 class GradNormLog {
 public:
-    // The parameter keys and their slices of the flat buffer, in named_parameters() order.
+    // One column per slice of the model's flat buffers (Module::layout()).
     explicit GradNormLog(const Module& model);
 
     // L2 norm of each parameter's slice of flat_grads (P), recorded for `step`.
@@ -33,10 +33,9 @@ public:
 
     struct Row {
         int64_t step;
-        std::vector<double> norms;  // one per parameter, in `names` order
+        std::vector<double> norms;  // one per parameter, in `slots` order
     };
-    std::vector<std::string> names;     // state_dict keys
-    std::vector<int64_t> offsets, sizes;  // each parameter's slice of the flat buffer
+    std::vector<ParamSlot> slots;  // the parameters' keys and slices, in flat order
     std::vector<Row> rows;
 };
 

@@ -101,11 +101,12 @@ void Module::load_state_dict(const StateDict& sd) { load_named(state_dict(), sd,
 void Module::to(DType dtype) {
     bool was_packed = packed();
     for (auto& p : named_parameters()) {
-        p.var.zero_grad();
+        p.var.set_grad(Tensor());  // detached and dropped: the flat buffers are rebuilt below
         if (p.var.dtype() != dtype) p.var.value() = p.var.value().to(dtype);
     }
     flat_params_ = flat_grads_ = Tensor();
     packed_.clear();
+    layout_.clear();
     if (was_packed) pack_parameters();
 }
 
@@ -113,71 +114,58 @@ void Module::to(DType dtype) {
 void Module::pack_parameters() {
     auto ps = named_parameters();
     DType dt = dtype();
-    int64_t total = 0;
-    for (const auto& p : ps) total += p.var.numel();
-    Tensor flat({total}, dt);  // (P)
-    int64_t offset = 0;
     packed_.clear();
+    layout_.clear();
+    int64_t total = 0;
     for (auto& p : ps) {
-        Tensor view = flat.rows(offset, p.var.numel()).reshape(p.var.shape());
-        view.copy_from(p.var.value());
-        p.var.value() = view;
-        p.var.set_name(p.name);
+        layout_.push_back({p.name, total, p.var.shape(), p.var.numel()});
         packed_.push_back(p.var);
-        offset += p.var.numel();
+        total += p.var.numel();
     }
-    flat_params_ = flat;
+    flat_params_ = Tensor({total}, dt);  // (P)
+    StateDict slices = views(flat_params_);
+    for (size_t k = 0; k < ps.size(); k++) {
+        slices[k].value.copy_from(ps[k].var.value());
+        ps[k].var.value() = slices[k].value;
+        ps[k].var.set_name(ps[k].name);
+    }
     flat_grads_ = Tensor::zeros({total}, dt);  // (P)
     attach_grad_views();
 }
 
 // Makes each parameter's gradient the view of its slice of flat_grads_.
 void Module::attach_grad_views() {
-    int64_t offset = 0;
-    for (Variable& v : packed_) {
-        v.set_grad(flat_grads_.rows(offset, v.numel()).reshape(v.shape()));
-        offset += v.numel();
-    }
+    StateDict slices = views(flat_grads_);
+    for (size_t k = 0; k < packed_.size(); k++) packed_[k].set_grad(slices[k].value);
+}
+
+const std::vector<ParamSlot>& Module::layout() const {
+    if (!packed()) fail("Module::layout: the parameters are not packed; call pack_parameters() on the root module");
+    return layout_;
 }
 
 Tensor& Module::flat_parameters() {
-    if (!packed()) fail("Module::flat_parameters: the parameters are not packed; call pack_parameters() on the root module");
-    int64_t offset = 0;
-    for (const Variable& v : packed_) {
-        const char* expect = static_cast<const char*>(flat_params_.raw()) + size_t(offset) * dtype_size(flat_params_.dtype());
+    for (size_t k = 0; k < layout().size(); k++) {
+        const Variable& v = packed_[k];
+        const char* expect = static_cast<const char*>(flat_params_.raw()) + size_t(layout_[k].offset) * dtype_size(flat_params_.dtype());
         if (v.value().raw() != expect || v.value().dtype() != flat_params_.dtype())
             fail("Module::flat_parameters: parameter ", v.name(), " no longer lives in the flat buffer (its value was replaced, not written in place)");
-        offset += v.numel();
     }
     return flat_params_;
 }
 
 Tensor& Module::flat_grads() {
     if (!packed()) fail("Module::flat_grads: the parameters are not packed; call pack_parameters() on the root module");
-    int64_t offset = 0;
-    for (Variable& v : packed_) {
-        Tensor slot = flat_grads_.rows(offset, v.numel()).reshape(v.shape());
-        const Tensor& g = v.grad();
-        if (!g.defined()) slot.zero_();
-        else if (g.raw() != slot.raw()) slot.copy_from(g);
-        v.set_grad(slot);
-        offset += v.numel();
-    }
     return flat_grads_;
 }
 
 StateDict Module::views(const Tensor& flat) const {
-    auto ps = named_parameters();
-    int64_t total = 0;
-    for (const auto& p : ps) total += p.var.numel();
+    const ParamSlot* last = layout().empty() ? nullptr : &layout_.back();
+    int64_t total = last ? last->offset + last->numel : 0;
     if (flat.ndim() != 1 || flat.numel() != total)
         fail("Module::views: expected a flat tensor of ", total, " values (the parameter count), got ", shape_str(flat.shape()));
     StateDict out;
-    int64_t offset = 0;
-    for (const auto& p : ps) {
-        out.push_back({p.name, flat.rows(offset, p.var.numel()).reshape(p.var.shape())});
-        offset += p.var.numel();
-    }
+    for (const ParamSlot& s : layout_) out.push_back({s.name, flat.rows(s.offset, s.numel).reshape(s.shape)});
     return out;
 }
 
@@ -197,11 +185,9 @@ Variable named(Variable v, const std::string& local) {
     return v;
 }
 
-void make_names_unique(const Variable& out) {
-    std::vector<Variable> order = topological_order(out);
-    std::sort(order.begin(), order.end(), [](const Variable& a, const Variable& b) { return a.id() < b.id(); });
+void make_names_unique(const std::vector<Variable>& nodes) {
     std::unordered_map<std::string, int> seen;  // name -> how many times it was used so far
-    for (Variable& v : order) {
+    for (Variable v : nodes) {
         if (v.name().empty()) continue;
         int n = seen[v.name()]++;
         if (n == 0) continue;

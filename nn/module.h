@@ -39,6 +39,14 @@ struct NamedParameter {
     Variable var;
 };
 
+// Where one parameter lives in the flat buffers: values [offset, offset + numel) of P.
+struct ParamSlot {
+    std::string name;  // the state_dict key
+    int64_t offset;
+    Shape shape;
+    int64_t numel;
+};
+
 class Module {
 public:
     Module() = default;
@@ -76,13 +84,16 @@ public:
     // (P) every parameter back to back in named_parameters() order. Throws unless packed, or if
     // some parameter's value was replaced rather than written in place.
     Tensor& flat_parameters();
-    // (P) the gradients. A parameter whose gradient was dropped or replaced (Variable::zero_grad,
-    // gradcheck) has it copied back into its slice (or zeroed) and re-attached first.
+    // (P) the gradients: each parameter's gradient is a view of its slice (Variable::set_grad),
+    // so backward accumulates here and Variable::zero_grad zeroes the slice in place.
     Tensor& flat_grads();
+    // The slices of the flat buffers, in named_parameters() order, computed once by
+    // pack_parameters(): the one description of the layout that every view of it uses.
+    const std::vector<ParamSlot>& layout() const;
     // Views of a flat tensor laid out like flat_parameters() (Adam's moments, the EMA), one per
     // parameter under its key: the bridge between flat states and checkpoints.
     StateDict views(const Tensor& flat) const;
-    // Zeroes every parameter's gradient (in the flat buffer when packed).
+    // Zeroes every parameter's gradient (the flat buffer when packed, re-attaching each view).
     void zero_grad();
 
     // The configuration a checkpoint records to rebuild the model ("model" metadata); "" if none.
@@ -105,6 +116,7 @@ private:
     std::vector<std::pair<std::string, Module*>> children_;  // in registration order
     Tensor flat_params_, flat_grads_;                        // (P) each, set by pack_parameters()
     std::vector<Variable> packed_;                           // the parameters, in flat order
+    std::vector<ParamSlot> layout_;                          // their slices, in the same order
 };
 
 // A list of modules named "0", "1", ... (PyTorch's nn.ModuleList).
@@ -132,8 +144,9 @@ void load_named(const StateDict& dst, const StateDict& src, const std::string& w
 // Renames v to "<current scope>.<local>", for results worth finding by name (q, k, v).
 Variable named(Variable v, const std::string& local);
 
-// Within the graph that ends at `out`, the second, third ... Variable (in creation order) that
-// carries an already-used name gets "_1", "_2", ... appended, as torch.fx names repeated calls.
-void make_names_unique(const Variable& out);
+// Among nodes given in creation order (a NodeRecorder's, or graph_order()), the second, third ...
+// Variable that carries an already-used name gets "_1", "_2", ... appended, as torch.fx names
+// repeated calls. One pass with a hash map: no walk of the graph.
+void make_names_unique(const std::vector<Variable>& nodes);
 
 }  // namespace dl::nn

@@ -43,7 +43,7 @@ void Adam::step(Tensor& params, const Tensor& grads, double lr) {
     });
 }
 
-// ---- clipping and warmup ------------------------------------------------------------------
+// ---- clipping ------------------------------------------------------------------------
 double clip_grad_norm(Tensor& grads, double max_norm) {
     if (grads.ndim() != 1) fail("clip_grad_norm: expected flat gradients, got ", shape_str(grads.shape()));
     const int64_t n = grads.numel();
@@ -69,9 +69,20 @@ double clip_grad_norm(Tensor& grads, double max_norm) {
     return norm;
 }
 
-double warmup_lr(double base_lr, int64_t step, int64_t warmup_steps) {
-    if (warmup_steps <= 0) return base_lr;
-    return base_lr * std::min(1.0, double(step) / double(warmup_steps));
+// ---- the learning-rate schedule -----------------------------------------------------------
+LrDecay parse_lr_decay(const std::string& name) {
+    if (name == "cosine") return LrDecay::Cosine;
+    if (name == "none") return LrDecay::None;
+    fail("learning-rate decay: expected 'cosine' or 'none', got '", name, "'");
+}
+
+const char* lr_decay_name(LrDecay decay) { return decay == LrDecay::Cosine ? "cosine" : "none"; }
+
+double LrSchedule::at(int64_t step, int64_t total) const {
+    double lr = warmup <= 0 ? base : base * std::min(1.0, double(step) / double(warmup));
+    if (decay == LrDecay::Cosine && step > warmup)
+        lr *= 0.5 * (1 + std::cos(M_PI * double(step - warmup) / double(std::max<int64_t>(1, total - warmup))));
+    return lr;
 }
 
 // ---- EMA ----------------------------------------------------------------------------------

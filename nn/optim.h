@@ -1,5 +1,6 @@
-// Optimization on flat parameter buffers: Adam and AdamW, global gradient-norm clipping, linear
-// learning-rate warmup, and an exponential moving average (EMA) of the parameters.
+// Optimization on flat parameter buffers: Adam and AdamW, global gradient-norm clipping, the
+// learning-rate schedule (warmup, then constant or cosine), and an exponential moving average
+// (EMA) of the parameters.
 //
 // Everything works on 1-D tensors of P values, such as Module::flat_parameters() and
 // Module::flat_grads(), so each update is one vectorized OpenMP loop over the whole model.
@@ -14,6 +15,7 @@
 // with eps added after the square root of the bias-corrected v.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "tensor/tensor.h"
 
@@ -41,9 +43,22 @@ public:
 // Returns the norm before clipping (accumulated in double).
 double clip_grad_norm(Tensor& grads, double max_norm);
 
-// Linear warmup: lr for the update number `step` (1-based) is base_lr * min(1, step / warmup_steps);
-// warmup_steps <= 0 means no warmup. (PyTorch's LambdaLR with min(1, (s + 1) / warmup), s from 0.)
-double warmup_lr(double base_lr, int64_t step, int64_t warmup_steps);
+// The learning rate as one function of the update number `step` (1-based) in a run of `total`:
+//   warmup   base * min(1, step / warmup), linear from base / warmup (PyTorch's LambdaLR with
+//            min(1, (s + 1) / warmup), s from 0); warmup <= 0 means none
+//   cosine   after the warmup, times (1 + cos(pi (step - warmup) / (total - warmup))) / 2: from
+//            base down to 0 at step = total (Loshchilov and Hutter 2017, SGDR without restarts)
+//   none     after the warmup, base
+enum class LrDecay { None, Cosine };
+LrDecay parse_lr_decay(const std::string& name);  // "none" | "cosine"
+const char* lr_decay_name(LrDecay decay);
+
+struct LrSchedule {
+    double base = 1e-3;
+    int64_t warmup = 0;
+    LrDecay decay = LrDecay::None;
+    double at(int64_t step, int64_t total) const;
+};
 
 // shadow = decay * shadow + (1 - decay) * params after each update; the shadow starts as a copy
 // of the parameters, so after k updates with constant params p it is d^k shadow_0 + (1 - d^k) p.

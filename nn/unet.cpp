@@ -215,6 +215,7 @@ Variable UNet::forward(const Variable& x, const std::vector<int64_t>& t, Philox*
     if (s.size() != 4 || s[1] != config_.in_ch || s[2] % f || s[3] % f)
         fail("UNet::forward: expected x (B, ", config_.in_ch, ", H, W) with H and W multiples of ", f, ", got ", shape_str(s));
     if (int64_t(t.size()) != s[0]) fail("UNet::forward: ", t.size(), " timesteps for a batch of ", s[0]);
+    NodeRecorder recorded;  // this forward's nodes, in creation order, for make_names_unique
 
     Tensor e = timestep_embedding(t, config_.ch);  // (B, ch), float32 as in the reference
     Variable emb(x.dtype() == DType::F32 ? e : e.to(x.dtype()), false, "temb.sinusoidal");
@@ -273,7 +274,7 @@ Variable UNet::forward(const Variable& x, const std::vector<int64_t>& t, Philox*
         }
     }
     Variable out = conv_out_->forward(silu(norm_out_->forward(h)));  // (B, in_ch, H, W)
-    make_names_unique(out);
+    make_names_unique(recorded.nodes());
     return out;
 }
 

@@ -26,8 +26,9 @@ Moments moments(const std::vector<Tensor>& draws) {
 
 // The model a perfect network would be for a known x0: the eps that makes x_t from x0.
 EpsModel oracle(const Schedule& s, const Tensor& x0) {
-    return [&s, x0](const Tensor& xt, const std::vector<int64_t>& t) {
-        return div(sub(xt, mul(extract(s.sqrt_alphas_cumprod, t, xt.dtype()), x0)), extract(s.sqrt_one_minus_alphas_cumprod, t, xt.dtype()));
+    return [&s, x0](const Variable& xt_var, const std::vector<int64_t>& t, Philox*) {
+        const Tensor& xt = xt_var.value();
+        return Variable(div(sub(xt, mul(extract(s.sqrt_alphas_cumprod, t, xt.dtype()), x0)), extract(s.sqrt_one_minus_alphas_cumprod, t, xt.dtype())));
     };
 }
 
@@ -44,15 +45,65 @@ TEST_CASE("linear schedule constants against an independent computation in doubl
     CHECK(s.alphas_cumprod[999] == doctest::Approx(4.04e-5).epsilon(0.01));
     CHECK(s.alphas_cumprod_prev[0] == 1.0);
     CHECK(s.alphas_cumprod_prev[500] == s.alphas_cumprod[499]);
-    for (int t : {1, 10, 500, 999}) {
-        double a = s.alphas_cumprod[size_t(t)], ap = s.alphas_cumprod[size_t(t - 1)], b = s.betas[size_t(t)];
-        CHECK(s.posterior_variance[size_t(t)] == doctest::Approx(b * (1 - ap) / (1 - a)));
-        CHECK(s.posterior_mean_coef1[size_t(t)] == doctest::Approx(b * std::sqrt(ap) / (1 - a)));
-        CHECK(s.posterior_mean_coef2[size_t(t)] == doctest::Approx((1 - ap) * std::sqrt(1 - b) / (1 - a)));
-        CHECK(s.sqrt_recipm1_alphas_cumprod[size_t(t)] == doctest::Approx(std::sqrt(1 / a - 1)));
-    }
     CHECK(s.posterior_variance[0] == 0.0);
     CHECK(s.posterior_log_variance_clipped[0] == s.posterior_log_variance_clipped[1]);
+}
+
+// Bayes' rule for Gaussians, with no schedule constant but beta: the prior
+// q(x_{t-1} | x_0) = N(m x_0, v) (m, v from composing the steps one at a time) times the
+// likelihood q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t), as a function of x_{t-1}, is a
+// Gaussian whose precision is the sum of the precisions, 1/v + alpha_t/beta_t, and whose mean is
+// the precision-weighted sum (m x_0 / v + sqrt(alpha_t) x_t / beta_t) / precision.
+TEST_CASE("q_posterior is Bayes' rule for the two Gaussians, from composed single steps") {
+    for (ScheduleKind kind : {ScheduleKind::Linear, ScheduleKind::Cosine}) {
+        Schedule s = make_schedule(kind, 200);
+        double m = 1, v = 0;  // x_{t-1} | x_0 ~ N(m x_0, v): no steps yet at t = 0
+        for (int64_t t = 0; t < s.T; t++) {
+            CAPTURE(t);
+            double beta = s.betas[size_t(t)], alpha = 1 - beta;
+            if (t >= 1) {
+                double precision = 1 / v + alpha / beta;
+                double x0 = 0.7, xt = -0.4;  // any two values: the mean is linear in both
+                Gaussian post = q_posterior(s, Tensor::full({1, 1}, x0, DType::F64), Tensor::full({1, 1}, xt, DType::F64), {t});
+                CHECK(post.variance.item() == doctest::Approx(1 / precision).epsilon(1e-9));
+                CHECK(post.mean.item() == doctest::Approx((m * x0 / v + std::sqrt(alpha) * xt / beta) / precision).epsilon(1e-9));
+                CHECK(post.log_variance.item() == doctest::Approx(std::log(1 / precision)).epsilon(1e-9));
+            }
+            // one more step: x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) z
+            m *= std::sqrt(alpha);
+            v = alpha * v + beta;
+            // the marginal q_sample uses in one jump is the composition of the t + 1 steps
+            CHECK(s.sqrt_alphas_cumprod[size_t(t)] == doctest::Approx(m).epsilon(1e-9));
+            CHECK(s.sqrt_one_minus_alphas_cumprod[size_t(t)] == doctest::Approx(std::sqrt(v)).epsilon(1e-9));
+        }
+    }
+}
+
+TEST_CASE("q_sample's one jump has the moments of T single steps run one after another") {
+    Schedule s = make_schedule(ScheduleKind::Linear, 100);
+    Philox g(11);
+    Tensor x0 = Tensor::full({2000, 1}, 0.8, DType::F64);  // 2000 chains of one pixel
+    Tensor x = x0;
+    for (int64_t t = 0; t < 60; t++)  // x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) z, for t = 0 .. 59
+        x = add(mul_scalar(x, std::sqrt(s.alphas[size_t(t)])), mul_scalar(randn(x.shape(), g, DType::F64), std::sqrt(s.betas[size_t(t)])));
+    Tensor jump = q_sample(s, x0, std::vector<int64_t>(2000, 59), randn(x0.shape(), g, DType::F64));
+    double mean_a = 0, mean_b = 0, var_a = 0, var_b = 0;
+    for (int64_t i = 0; i < 2000; i++) mean_a += x.flat(i) / 2000, mean_b += jump.flat(i) / 2000;
+    for (int64_t i = 0; i < 2000; i++) var_a += std::pow(x.flat(i) - mean_a, 2) / 1999, var_b += std::pow(jump.flat(i) - mean_b, 2) / 1999;
+    double sd_mean = std::sqrt((1 - s.alphas_cumprod[59]) / 2000);  // the standard error of either mean
+    CHECK(std::abs(mean_a - mean_b) < 4 * std::sqrt(2.0) * sd_mean);
+    CHECK(var_a == doctest::Approx(var_b).epsilon(0.15));
+    CHECK(var_b == doctest::Approx(1 - s.alphas_cumprod[59]).epsilon(0.15));
+}
+
+TEST_CASE("the fixedlarge variance is beta_t, but beta tilde_1 at t = 0") {
+    Schedule s = make_schedule(ScheduleKind::Linear);
+    CHECK(s.fixedlarge_variance[0] == s.posterior_variance[1]);
+    CHECK(s.fixedlarge_variance[0] < s.betas[1]);
+    for (size_t t : {1, 500, 999}) {
+        CHECK(s.fixedlarge_variance[t] == s.betas[t]);
+        CHECK(std::exp(s.fixedlarge_log_variance[t]) == doctest::Approx(s.betas[t]));
+    }
 }
 
 TEST_CASE("cosine schedule: abar follows f(t)/f(0), betas clipped at 0.999") {
@@ -119,7 +170,7 @@ TEST_CASE("DDIM with eta = 1, one step at a time, has the ancestral step's momen
     for (int64_t t : {1, 250, 999}) {
         CAPTURE(t);
         Tensor xt = q_sample(s, x0, {t}, randn(x0.shape(), g, DType::F64));
-        Tensor eps = oracle(s, x0)(xt, {t});
+        Tensor eps = oracle(s, x0)(Variable(xt), {t}, nullptr).value();
         Gaussian post = q_posterior(s, x0, xt, {t});
         std::vector<Tensor> draws;
         for (int k = 0; k < 4000; k++) draws.push_back(ddim_step(s, xt, eps, t, t - 1, 1.0, g, false));

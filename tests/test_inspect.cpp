@@ -13,6 +13,7 @@
 #include "autograd/ops.h"
 #include "ddpm/data.h"
 #include "ddpm/inspect.h"
+#include "ddpm/trainer.h"
 #include "nn/checkpoint.h"
 #include "nn/grad_norm_log.h"
 #include "nn/unet.h"
@@ -27,10 +28,6 @@ using namespace dl::test;
 namespace {
 
 const std::string tiny_flags = "--model '" + tiny_unet(4).str() + "' --T 100";  // build/inspect's fresh init of the same model
-
-ddpm::NetFn unet_fn(const nn::UNet& m) {
-    return [&m](const Variable& xt, const std::vector<int64_t>& t, Philox* g) { return m.forward(xt, t, g); };
-}
 
 ddpm::InspectBatch tiny_batch(int64_t B, int64_t T, uint64_t seed) {
     Philox gen(seed);
@@ -108,7 +105,7 @@ TEST_CASE("inspect: the dump of a tiny U-Net holds every parameter and gradient,
     nn::UNet model(tiny_unet(4), 1);
     ddpm::Schedule sched = ddpm::make_schedule(ddpm::ScheduleKind::Linear, 100);
     ddpm::InspectBatch b = tiny_batch(2, 100, 2);
-    ddpm::Inspection in = ddpm::inspect_training_loss(sched, model, unet_fn(model), b, 7);
+    ddpm::Inspection in = ddpm::inspect_training_loss(sched, model, ddpm::eps_model(model), b, 7);
     Safetensors st = Safetensors::parse(ddpm::inspection_dump(in, model, sched, 7).serialize());
 
     CHECK(st.i64("input.t") == b.t);
@@ -123,8 +120,7 @@ TEST_CASE("inspect: the dump of a tiny U-Net holds every parameter and gradient,
     nn::UNet twin(tiny_unet(4), 1);
     Philox gen(7);
     twin.zero_grad();
-    ddpm::training_loss(sched, [&](const Variable& xt, const std::vector<int64_t>& t) { return twin.forward(xt, t, &gen); },
-                        b.x0, b.t, b.eps).backward();
+    ddpm::training_loss(sched, ddpm::eps_model(twin), b.x0, b.t, b.eps, &gen).backward();
     auto params = model.named_parameters(), twins = twin.named_parameters();
     int64_t n_param = 0;
     for (size_t i = 0; i < params.size(); i++) {
@@ -194,7 +190,7 @@ TEST_CASE("inspect: the float64 gradcheck of the DDPM loss passes on a tiny U-Ne
     // sanitizer build feels): the loss is the whole model's, with dropout masks upstream that
     // must be the same in every evaluation.
     opt.on_eval = [&](int64_t d, int64_t t) { evals = d, total = t; };
-    GradcheckReport good = ddpm::gradcheck_training_loss(sched, model, unet_fn(model), b, 9, opt, "mid.attn");
+    GradcheckReport good = ddpm::gradcheck_training_loss(sched, model, ddpm::eps_model(model), b, 9, opt, "mid.attn");
     INFO(good.str());
     CHECK(good.ok);
     REQUIRE(good.entries.size() == 6);
@@ -205,7 +201,7 @@ TEST_CASE("inspect: the float64 gradcheck of the DDPM loss passes on a tiny U-Ne
     CHECK(model.dtype() == DType::F32);
     CHECK(max_abs_diff(model.flat_parameters(), before) == 0);
 
-    ddpm::NetFn wrong = [&](const Variable& xt, const std::vector<int64_t>& t, Philox* g) { return wrong_double(model.forward(xt, t, g)); };
+    ddpm::EpsModel wrong = [&](const Variable& xt, const std::vector<int64_t>& t, Philox* g) { return wrong_double(model.forward(xt, t, g)); };
     GradcheckReport bad = ddpm::gradcheck_training_loss(sched, model, wrong, b, 9, opt, "conv_");  // conv_in, conv_out
     INFO(bad.str());
     CHECK(!bad.ok);
@@ -220,7 +216,7 @@ TEST_CASE("inspect: the per-t sweep and per-parameter gradient norms") {
     nn::UNet model(tiny_unet(4), 1);
     ddpm::Schedule sched = ddpm::make_schedule(ddpm::ScheduleKind::Linear, 100);
     ddpm::InspectBatch b = tiny_batch(2, 100, 6);
-    std::vector<ddpm::PerTRow> rows = ddpm::per_t_sweep(sched, model, unet_fn(model), b.x0, b.eps, 4, 3);
+    std::vector<ddpm::PerTRow> rows = ddpm::per_t_sweep(sched, model, ddpm::eps_model(model), b.x0, b.eps, 4, 3);
     REQUIRE(rows.size() == 4);
     for (size_t k = 0; k < 4; k++) {
         CHECK(rows[k].t_lo == int64_t(k) * 25);
@@ -230,7 +226,7 @@ TEST_CASE("inspect: the per-t sweep and per-parameter gradient norms") {
         CHECK(rows[k].loss > 0);
         CHECK(rows[k].grad_norm > 0);
     }
-    CHECK_THROWS_WITH(ddpm::per_t_sweep(sched, model, unet_fn(model), b.x0, b.eps, 0, 3), "per_t_sweep: buckets must be in [1, T = 100], got 0");
+    CHECK_THROWS_WITH(ddpm::per_t_sweep(sched, model, ddpm::eps_model(model), b.x0, b.eps, 0, 3), "per_t_sweep: buckets must be in [1, T = 100], got 0");
 
     // The last sweep's gradients are in the flat buffer: the log's norms are each slice's norm.
     nn::GradNormLog log(model);

@@ -266,12 +266,16 @@ TEST_CASE("module: parameters and gradients are views of the flat buffers") {
     Tensor g2 = model.flat_grads().clone();
     CHECK(max_abs_diff(g2, mul_scalar(g1, 2.0)) < 1e-6);
 
-    // a parameter whose gradient was dropped gets its slice zeroed; zero_grad zeroes everything
+    // zero_grad on one parameter zeroes its slice in place and keeps it attached; zero_grad on the
+    // model zeroes everything
     Variable w = model.parameters()[0];
     w.zero_grad();
+    CHECK(w.grad().shares_storage(model.flat_grads()));
     Tensor g3 = model.flat_grads();
     for (int64_t i = 0; i < w.numel(); i++) CHECK(g3.flat(i) == 0);
     CHECK(g3.flat(w.numel()) == g2.flat(w.numel()));
+    loss().backward();  // still accumulates into the flat buffer
+    CHECK(max_abs_diff(model.flat_grads().rows(0, w.numel()), g1.rows(0, w.numel())) < 1e-6);
     model.zero_grad();
     CHECK(max_abs_diff(model.flat_grads(), Tensor::zeros(g1.shape())) == 0);
 
@@ -421,10 +425,21 @@ TEST_CASE("optim: gradient clipping returns the norm before clipping and scales 
     CHECK(std::sqrt(g.flat(0) * g.flat(0) + g.flat(1) * g.flat(1)) < 1.0);
 }
 
-TEST_CASE("optim: linear warmup") {
-    CHECK(warmup_lr(1e-3, 1, 100) == doctest::Approx(1e-5));
-    CHECK(warmup_lr(1e-3, 50, 100) == doctest::Approx(5e-4));
-    CHECK(warmup_lr(1e-3, 100, 100) == doctest::Approx(1e-3));
-    CHECK(warmup_lr(1e-3, 5000, 100) == doctest::Approx(1e-3));
-    CHECK(warmup_lr(1e-3, 1, 0) == doctest::Approx(1e-3));
+TEST_CASE("optim: the learning rate warms up linearly, then stays or follows a half cosine to 0") {
+    LrSchedule flat{1e-3, 100, LrDecay::None};
+    CHECK(flat.at(1, 1000) == doctest::Approx(1e-5));  // the first update: base / warmup
+    CHECK(flat.at(50, 1000) == doctest::Approx(5e-4));
+    CHECK(flat.at(100, 1000) == doctest::Approx(1e-3));
+    CHECK(flat.at(5000, 1000) == doctest::Approx(1e-3));
+    CHECK(LrSchedule{1e-3, 0, LrDecay::None}.at(1, 10) == 1e-3);  // no warmup
+
+    LrSchedule cosine{1e-3, 100, LrDecay::Cosine};
+    CHECK(cosine.at(50, 1100) == flat.at(50, 1100));        // the warmup is the same
+    CHECK(cosine.at(100, 1100) == doctest::Approx(1e-3));    // the decay starts at the top
+    CHECK(cosine.at(600, 1100) == doctest::Approx(5e-4));    // half way down at half the decay
+    CHECK(cosine.at(350, 1100) == doctest::Approx(1e-3 * (2 + std::sqrt(2.0)) / 4));  // a quarter of the way: cos^2(pi/8)
+    CHECK(cosine.at(1100, 1100) == doctest::Approx(0).epsilon(1e-12));  // 0 at the last update
+    for (int64_t s = 101; s <= 1100; s++) REQUIRE(cosine.at(s, 1100) < cosine.at(s - 1, 1100));
+    CHECK(parse_lr_decay("cosine") == LrDecay::Cosine);
+    CHECK_THROWS_WITH(parse_lr_decay("step"), "learning-rate decay: expected 'cosine' or 'none', got 'step'");
 }

@@ -11,6 +11,7 @@
 
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
+#include "ddpm/trainer.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "nn/unet.h"
@@ -45,11 +46,10 @@ TEST_CASE("a tiny U-Net overfits 16 fixed noisy images: the loss falls by a larg
     std::vector<int64_t> t = randint(16, 100, gen);
     Tensor eps = randn(x0.shape(), gen);
     nn::Adam adam(model.num_parameters(), DType::F32);
-    auto model_fn = [&](const Variable& xt, const std::vector<int64_t>& tt) { return model.forward(xt, tt); };
     double first = 0, last = 0;
     for (int step = 0; step < 150; step++) {
         model.zero_grad();
-        Variable loss = ddpm::training_loss(sched, model_fn, x0, t, eps);
+        Variable loss = ddpm::training_loss(sched, ddpm::eps_model(model), x0, t, eps);
         loss.backward();
         adam.step(model.flat_parameters(), model.flat_grads(), 3e-3);
         if (step == 0) first = loss.value().item();

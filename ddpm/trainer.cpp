@@ -1,0 +1,255 @@
+// The training run: state, checkpoint metadata, step budget, run folder (see trainer.h).
+#include "ddpm/trainer.h"
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+
+#include "autograd/ops.h"
+#include "tensor/io.h"
+#include "tensor/png.h"
+
+namespace dl::ddpm {
+
+EpsModel eps_model(const nn::UNet& net) {
+    return [&net](const Variable& xt, const std::vector<int64_t>& t, Philox* dropout_gen) { return net.forward(xt, t, dropout_gen); };
+}
+
+std::string TrainConfig::str() const {
+    return cat("data=", data_dir, " steps=", steps, " batch=", batch, " lr=", lr.base, " warmup=", lr.warmup, " lr_decay=",
+               nn::lr_decay_name(lr.decay), " schedule=", schedule_name(schedule), " T=", T, " ema=", ema_decay, " clip=", clip,
+               " seed=", seed);
+}
+
+// ---- checkpoint metadata ------------------------------------------------------------------
+namespace {
+
+// An integer that must parse completely and lie in [lo, hi].
+int64_t meta_integer(const nn::Checkpoint& ck, const std::string& key, int64_t lo, int64_t hi) {
+    const std::string& text = ck.meta(key);
+    int64_t v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size() || v < lo || v > hi)
+        fail(ck.source, ": metadata '", key, "' is '", text, "', expected an integer in [", lo, ", ", hi, "]");
+    return v;
+}
+
+nn::UNetConfig meta_model(const nn::Checkpoint& ck) {
+    try {
+        return nn::UNetConfig::parse(ck.meta("model"));
+    } catch (const Error& e) {
+        fail(ck.source, ": metadata 'model': ", e.what());
+    }
+}
+
+ScheduleKind meta_schedule(const nn::Checkpoint& ck) {
+    try {
+        return parse_schedule(ck.meta("schedule"));
+    } catch (const Error& e) {
+        fail(ck.source, ": metadata 'schedule': ", e.what());
+    }
+}
+
+// The largest T a checkpoint may ask for: the schedule holds a dozen doubles per step.
+constexpr int64_t kMaxT = 1'000'000;
+
+// "epoch pos perm_seed perm_offset": four unsigned integers, single spaces between them.
+DataCursor meta_cursor(const nn::Checkpoint& ck) {
+    const std::string& text = ck.meta("data_cursor");
+    uint64_t v[4];
+    const char *p = text.data(), *end = text.data() + text.size();
+    bool ok = true;
+    for (int i = 0; i < 4 && ok; i++) {
+        if (i > 0) ok = p < end && *p++ == ' ';
+        auto r = std::from_chars(p, end, v[i]);
+        ok = ok && r.ec == std::errc();
+        p = r.ptr;
+    }
+    if (!ok || p != end) fail(ck.source, ": metadata 'data_cursor' is '", text, "', expected four unsigned integers");
+    return {v[0], v[1], v[2], v[3]};
+}
+
+Philox meta_rng(const nn::Checkpoint& ck, const std::string& name) {
+    auto it = ck.rngs.find(name);
+    if (it == ck.rngs.end()) fail(ck.source, ": no random stream 'rng.", name, "' (not a checkpoint written by build/train?)");
+    return it->second;
+}
+
+// The U-Net at the data's resolution, attention at a quarter of it (7 for 28).
+TrainConfig fit_to_data(TrainConfig c, const Dataset& data) {
+    if (data.rows() != data.cols() || data.rows() % 4 || data.rows() == 0)
+        fail(c.data_dir, ": images are ", data.rows(), "x", data.cols(), "; the U-Net needs square images with a side divisible by 4");
+    c.model.resolution = data.rows();
+    c.model.attn_res = {data.rows() / 4};
+    return c;
+}
+
+// Independent random streams from one seed: k = 1 data order, 2 timesteps and noise, 3 dropout.
+Philox stream(uint64_t seed, uint64_t k) { return Philox(seed * 0x9E3779B97F4A7C15ull + k); }
+
+}  // namespace
+
+// ---- TrainState ---------------------------------------------------------------------------
+TrainState::TrainState(const TrainConfig& c, Dataset d)
+    : config(fit_to_data(c, d)),
+      data(std::move(d)),
+      schedule(make_schedule(config.schedule, config.T)),
+      model(config.model, config.seed),
+      adam(model.num_parameters(), DType::F32),
+      ema(model.flat_parameters(), config.ema_decay),
+      data_gen(stream(config.seed, 1)),
+      noise_gen(stream(config.seed, 2)),
+      dropout_gen(stream(config.seed, 3)) {}
+
+double TrainState::update(double lr) {
+    double grad_norm = nn::clip_grad_norm(model.flat_grads(), config.clip);
+    adam.step(model.flat_parameters(), model.flat_grads(), lr);
+    ema.update(model.flat_parameters());
+    step++;
+    return grad_norm;
+}
+
+void TrainState::save(const std::string& path) const {
+    nn::Checkpoint ck = nn::capture(model, &adam, &ema, step);
+    ck.rngs = {{"data", data_gen}, {"noise", noise_gen}, {"dropout", dropout_gen}};
+    DataCursor c = data.cursor();
+    ck.metadata["data_cursor"] = cat(c.epoch, " ", c.pos, " ", c.perm_seed, " ", c.perm_offset);
+    ck.metadata["train"] = config.str();
+    ck.metadata["model"] = config.model.str();
+    ck.metadata["steps"] = std::to_string(config.steps);
+    ck.metadata["schedule"] = schedule_name(config.schedule);
+    ck.metadata["T"] = std::to_string(config.T);
+    nn::save_checkpoint(path, ck);
+}
+
+void TrainState::load(const std::string& path) {
+    nn::Checkpoint ck = nn::load_checkpoint(path);
+    if (meta_model(ck) != config.model)
+        fail(path, ": the checkpoint's model is '", ck.meta("model"), "', the flags ask for '", config.model.str(), "' (use another --out)");
+    ScheduleKind kind = meta_schedule(ck);
+    int64_t T = meta_integer(ck, "T", 2, kMaxT);
+    if (kind != config.schedule || T != config.T)
+        fail(path, ": the checkpoint was trained with the ", schedule_name(kind), " schedule and T = ", T, ", the flags ask for ",
+             schedule_name(config.schedule), " and T = ", config.T, " (use another --out)");
+    int64_t sized = meta_integer(ck, "steps", 0, std::numeric_limits<int64_t>::max());
+    DataCursor cursor = meta_cursor(ck);
+    if (ck.step < 0) fail(path, ": \"step\" is ", ck.step, ", expected a count of updates (>= 0)");
+    Philox dg = meta_rng(ck, "data"), ng = meta_rng(ck, "noise"), pg = meta_rng(ck, "dropout");
+    nn::restore(ck, model, &adam, &ema);
+    data.set_cursor(cursor);
+    data_gen = dg;
+    noise_gen = ng;
+    dropout_gen = pg;
+    step = ck.step;
+    if (config.steps == 0) config.steps = sized;  // the count the run was sized to (0: not yet)
+}
+
+Tensor TrainState::sample_ema(int64_t n, int64_t ddim_steps) {
+    if (!ema_model_) {
+        ema_model_ = std::make_unique<nn::UNet>(config.model, config.seed);
+        ema_model_->eval();
+    }
+    ema_model_->flat_parameters().copy_from(ema.shadow);
+    Philox gen(config.seed + 12345);  // the same noise every time
+    return ddim_sample(schedule, eps_model(*ema_model_), {n, 1, data.rows(), data.cols()}, ddim_steps, 0.0, gen);
+}
+
+// ---- StepBudget ---------------------------------------------------------------------------
+StepBudget::StepBudget(int64_t steps, double budget_seconds, double seconds_before, int64_t start_step, bool hard_limit)
+    : steps_(steps > 0 ? steps : kUnsized), start_(start_step), budget_(budget_seconds), before_(seconds_before),
+      sizing_(steps == 0), hard_limit_(hard_limit) {
+    if (steps < 0) fail("StepBudget: steps must be 0 (size to the budget) or positive, got ", steps);
+    if (sizing_ && !(budget_seconds > 0)) fail("StepBudget: sizing a run needs a positive time budget, got ", budget_seconds, " s");
+}
+
+void StepBudget::fit(int64_t step, double seconds, double per_step) {
+    double left = budget_ * 0.96 - before_ - seconds;
+    pace_ = per_step;
+    steps_ = step + std::max<int64_t>(0, int64_t(left / per_step));
+}
+
+bool StepBudget::after_step(int64_t step, double seconds) {
+    if (!sizing_) return false;
+    int64_t done = step - start_;
+    if (done == kWarm) probe_start_ = seconds;
+    if (done == kWarm + kProbe) {
+        fit(step, seconds, (seconds - probe_start_) / double(kProbe));
+        refine_start_ = seconds;
+        return true;
+    }
+    if (done == kRefine && step < steps_) {
+        fit(step, seconds, (seconds - refine_start_) / double(kRefine - kWarm - kProbe));
+        return true;
+    }
+    return false;
+}
+
+bool StepBudget::out_of_time(double seconds) const { return hard_limit_ && budget_ > 0 && before_ + seconds > budget_; }
+
+// ---- RunFolder ----------------------------------------------------------------------------
+RunFolder::RunFolder(std::string dir, const nn::Module& model, int64_t grad_norms_every)
+    : grad_norms(model), dir_(std::move(dir)), grad_norms_every_(grad_norms_every), smoothed_(NAN) {
+    if (grad_norms_every < 0) fail("RunFolder: grad_norms_every must not be negative, got ", grad_norms_every);
+    make_dirs(dir_);
+}
+
+bool RunFolder::has_checkpoint() const { return file_exists(checkpoint()); }
+
+void RunFolder::resume(int64_t step) {
+    loss_log.read_csv(dir_ + "/loss.csv", step);
+    if (grad_norms_every_ > 0) grad_norms.read_csv(dir_ + "/grad_norms.csv", step);
+    smoothed_ = loss_log.rows.empty() ? NAN : loss_log.recent_loss(50);
+    seconds_before_ = loss_log.rows.empty() ? 0 : loss_log.rows.back().seconds;
+}
+
+void RunFolder::log(const LogRow& row) {
+    loss_log.add(row);
+    smoothed_ = std::isnan(smoothed_) ? row.loss : 0.98 * smoothed_ + 0.02 * row.loss;
+}
+
+void RunFolder::record_grad_norms(int64_t step, const Tensor& flat_grads) {
+    if (grad_norms_every_ > 0 && step % grad_norms_every_ == 0) grad_norms.record(step, flat_grads);
+}
+
+void RunFolder::save(const TrainState& state) {
+    state.save(checkpoint());
+    loss_log.write_csv(dir_ + "/loss.csv");
+    loss_log.write_svg(dir_ + "/loss.svg", cat("DDPM training loss (", state.config.data_dir, ")"));
+    if (grad_norms_every_ > 0) {
+        grad_norms.write_csv(dir_ + "/grad_norms.csv");
+        grad_norms.write_svg(dir_ + "/grad_norms.svg", "largest gradient norms per parameter tensor, before clipping");
+    }
+}
+
+void RunFolder::write_samples(const Tensor& x, int64_t step) const {
+    int nrow = int(std::ceil(std::sqrt(double(x.dim(0)))));
+    write_png_grid(dir_ + "/samples.png", x, nrow);
+    char name[64];
+    std::snprintf(name, sizeof name, "/samples_%06lld.png", (long long)step);
+    write_png_grid(dir_ + name, x, nrow);
+}
+
+// ---- DiffusionModel -----------------------------------------------------------------------
+DiffusionModel load_model(const std::string& path, Weights weights, double dropout) {
+    nn::Checkpoint ck = nn::load_checkpoint(path);
+    nn::UNetConfig cfg = meta_model(ck);
+    if (dropout >= 0) cfg.dropout = dropout;
+    DiffusionModel m;
+    m.source = path;
+    m.schedule = make_schedule(meta_schedule(ck), meta_integer(ck, "T", 2, kMaxT));
+    m.net = std::make_unique<nn::UNet>(cfg);
+    m.ema = weights == Weights::Ema || (weights == Weights::EmaIfPresent && !ck.ema.empty());
+    nn::load_named(m.net->state_dict(), ck.weights(m.ema), path);
+    m.net->eval();
+    return m;
+}
+
+DiffusionModel fresh_model(const nn::UNetConfig& config, ScheduleKind schedule, int64_t T, uint64_t seed) {
+    DiffusionModel m;
+    m.source = cat("fresh init, seed ", seed);
+    m.net = std::make_unique<nn::UNet>(config, seed);
+    m.schedule = make_schedule(schedule, T);
+    return m;
+}
+
+}  // namespace dl::ddpm
