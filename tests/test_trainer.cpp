@@ -1,0 +1,249 @@
+// The training run as library objects (ddpm/trainer.h): the step budget on a fake clock, a
+// TrainState that saves, loads and refuses bad metadata naming the file and the key, a
+// checkpoint written before TrainState existed, and checkpoints turned into ready models.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+
+#include "autograd/ops.h"
+#include "ddpm/trainer.h"
+#include "tensor/io.h"
+#include "tensor/ops.h"
+#include "tensor/safetensors.h"
+#include "tests/programs.h"
+
+using namespace dl;
+using namespace dl::ddpm;
+
+namespace {
+
+// The run tests/old_checkpoint.safetensors came from: 8 images of 16x16, a ch-4 U-Net with
+// attention at 4x4, 3 steps of batch 2, seed 7 (written by apps/train.cpp's code before TrainState).
+Dataset old_run_data() {
+    IdxImages im{8, 16, 16, {}};
+    for (int i = 0; i < 8 * 256; i++) im.pixels.push_back(uint8_t((i * 37) % 256));
+    return Dataset(im);
+}
+TrainConfig old_run_config() {
+    TrainConfig c;
+    c.data_dir = "synthetic";
+    c.batch = 2;
+    c.seed = 7;
+    c.model.ch = 4;
+    c.model.ch_mult = {1, 2, 2};
+    c.model.num_res_blocks = 1;
+    c.model.groups = 2;
+    c.model.dropout = 0;
+    return c;
+}
+const std::string old_checkpoint = "tests/old_checkpoint.safetensors";
+
+// One step of Algorithm 1 on the state, as apps/train.cpp runs it.
+double train_step(TrainState& st) {
+    Tensor x0 = st.data.next_batch(int(st.config.batch), st.data_gen);
+    std::vector<int64_t> t = randint(st.config.batch, st.config.T, st.noise_gen);
+    Tensor eps = randn(x0.shape(), st.noise_gen);
+    st.model.zero_grad();
+    Variable loss = training_loss(st.schedule, eps_model(st.model), x0, t, eps, &st.dropout_gen);
+    loss.backward();
+    st.update(st.config.lr.at(st.step + 1, st.config.steps));
+    return loss.value().item();
+}
+
+double worst_diff(const nn::StateDict& a, const nn::StateDict& b) {
+    REQUIRE(a.size() == b.size());
+    double worst = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+        REQUIRE(a[i].name == b[i].name);
+        worst = std::max(worst, max_abs_diff(a[i].value, b[i].value));
+    }
+    return worst;
+}
+
+// The checkpoint at `from` with one metadata value replaced, written to `to`.
+void with_metadata(const std::string& from, const std::string& to, const std::string& key, const std::string& value) {
+    Safetensors st = Safetensors::load(from);
+    st.metadata[key] = value;
+    st.save(to);
+}
+
+}  // namespace
+
+TEST_CASE("StepBudget: a fixed count stays; --steps 0 is sized from the probe and refined once") {
+    StepBudget fixed(500, 60, 0, 0, false);
+    CHECK(fixed.sized());
+    CHECK(fixed.steps() == 500);
+    for (int64_t s = 1; s <= 300; s++) CHECK_FALSE(fixed.after_step(s, 0.5 * double(s)));
+    CHECK(fixed.steps() == 500);
+    CHECK_FALSE(fixed.out_of_time(1e9));  // no hard limit
+
+    // 0.5 s a step, a 200 s budget from step 40 of a resumed run that spent 4 s before
+    StepBudget b(0, 200, 4, 40, false);
+    CHECK_FALSE(b.sized());
+    CHECK(b.steps() == std::numeric_limits<int64_t>::max());
+    int64_t step = 40, changes = 0;
+    double clock = 0;
+    auto run_to = [&](int64_t last, double per_step) {
+        while (step < last) {
+            step++;
+            clock += per_step;
+            changes += b.after_step(step, clock);
+        }
+    };
+    run_to(40 + StepBudget::kWarm + StepBudget::kProbe, 0.5);
+    REQUIRE(b.sized());
+    CHECK(changes == 1);
+    CHECK(b.seconds_per_step() == doctest::Approx(0.5));
+    // 192 s usable (4% kept), 4 s spent before, 6 s in this session: 182 s left, 364 steps after step 52
+    CHECK(b.steps() == 52 + 364);
+    // the pace slows to 0.6 s: at 200 steps into the session the count is refined once, on the
+    // pace since the probe
+    run_to(40 + StepBudget::kRefine, 0.6);
+    CHECK(changes == 2);
+    double since_probe = 0.6 * double(StepBudget::kRefine - StepBudget::kWarm - StepBudget::kProbe);
+    CHECK(b.seconds_per_step() == doctest::Approx(0.6));
+    CHECK(b.steps() == 240 + int64_t((192 - 4 - (6 + since_probe)) / 0.6));
+    CHECK(b.steps() < 52 + 364);
+    run_to(400, 0.6);
+    CHECK(changes == 2);  // never again
+
+    // a hard limit stops when the earlier sessions and this one have spent the budget
+    StepBudget limited(1000, 60, 50, 0, true);
+    CHECK_FALSE(limited.out_of_time(9.9));
+    CHECK(limited.out_of_time(10.1));
+    CHECK_THROWS_WITH(StepBudget(0, 0, 0, 0, false), "StepBudget: sizing a run needs a positive time budget, got 0 s");
+}
+
+TEST_CASE("TrainState: saved and loaded, a run continues bit for bit") {
+    std::string dir = test::temp_dir("trainstate");
+    TrainConfig cfg = old_run_config();
+    cfg.steps = 6;
+    TrainState straight(cfg, old_run_data());
+    for (int i = 0; i < 6; i++) train_step(straight);
+
+    TrainState first(cfg, old_run_data());
+    for (int i = 0; i < 3; i++) train_step(first);
+    first.save(dir + "/ck.safetensors");
+    TrainState resumed(cfg, old_run_data());
+    resumed.load(dir + "/ck.safetensors");
+    CHECK(resumed.step == 3);
+    CHECK(resumed.data.cursor().pos == first.data.cursor().pos);
+    for (int i = 0; i < 3; i++) train_step(resumed);
+    CHECK(worst_diff(straight.model.state_dict(), resumed.model.state_dict()) == 0.0);
+    CHECK(max_abs_diff(straight.ema.shadow, resumed.ema.shadow) == 0.0);
+    CHECK(max_abs_diff(straight.adam.v, resumed.adam.v) == 0.0);
+
+    // a sized run keeps its count: a state asked for 0 steps takes the checkpoint's
+    TrainConfig unsized = cfg;
+    unsized.steps = 0;
+    TrainState again(unsized, old_run_data());
+    again.load(dir + "/ck.safetensors");
+    CHECK(again.config.steps == 6);
+
+    // another model, schedule or T is refused
+    TrainConfig wider = cfg;
+    wider.model.ch = 8;
+    TrainState other(wider, old_run_data());
+    CHECK_THROWS_WITH(other.load(dir + "/ck.safetensors"), doctest::Contains("ck.safetensors: the checkpoint's model is 'in_ch=1 ch=4"));
+    TrainConfig shorter = cfg;
+    shorter.T = 50;
+    TrainState other_t(shorter, old_run_data());
+    CHECK_THROWS_WITH(other_t.load(dir + "/ck.safetensors"),
+                      doctest::Contains("trained with the linear schedule and T = 1000, the flags ask for linear and T = 50"));
+    std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("TrainState::load: metadata that do not parse, or are out of range, are named with the file") {
+    std::string dir = test::temp_dir("trainmeta");
+    TrainConfig cfg = old_run_config();
+    TrainState st(cfg, old_run_data());
+    train_step(st);
+    st.save(dir + "/good.safetensors");
+    struct Case { std::string key, value, message; };
+    std::vector<Case> cases = {
+        {"T", "1000x", "bad.safetensors: metadata 'T' is '1000x', expected an integer in [2, 1000000]"},
+        {"T", "1", "metadata 'T' is '1', expected an integer in [2, 1000000]"},
+        {"T", "99999999999999999999", "metadata 'T' is '99999999999999999999', expected an integer"},
+        {"steps", "-5", "metadata 'steps' is '-5', expected an integer in [0, "},
+        {"steps", " 7", "metadata 'steps' is ' 7', expected an integer"},
+        {"data_cursor", "1 2 3", "metadata 'data_cursor' is '1 2 3', expected four unsigned integers"},
+        {"data_cursor", "1 2 3 4 5", "metadata 'data_cursor' is '1 2 3 4 5', expected four unsigned integers"},
+        {"data_cursor", "1 2 3 -4", "expected four unsigned integers"},
+        {"data_cursor", "1  2 3 4", "expected four unsigned integers"},
+        {"schedule", "quad", "bad.safetensors: metadata 'schedule': schedule: expected 'linear' or 'cosine', got 'quad'"},
+        {"model", "ch=four", "bad.safetensors: metadata 'model': UNetConfig::parse: ch=four: expected a number"},
+    };
+    for (const Case& c : cases) {
+        INFO(c.key, " = '", c.value, "'");
+        with_metadata(dir + "/good.safetensors", dir + "/bad.safetensors", c.key, c.value);
+        TrainState fresh(cfg, old_run_data());
+        CHECK_THROWS_WITH(fresh.load(dir + "/bad.safetensors"), doctest::Contains(c.message.c_str()));
+    }
+    // a missing key, too
+    Safetensors no_cursor = Safetensors::load(dir + "/good.safetensors");
+    no_cursor.metadata.erase("data_cursor");
+    no_cursor.save(dir + "/bad.safetensors");
+    TrainState fresh(cfg, old_run_data());
+    CHECK_THROWS_WITH(fresh.load(dir + "/bad.safetensors"), doctest::Contains("bad.safetensors: metadata has no 'data_cursor'"));
+    std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("a checkpoint written before TrainState existed still loads, continues and saves the same") {
+    REQUIRE(file_exists(old_checkpoint));
+    TrainConfig cfg = old_run_config();
+    TrainState st(cfg, old_run_data());
+    st.load(old_checkpoint);
+    CHECK(st.step == 3);
+    CHECK(st.config.steps == 3);  // the count it was trained to
+    nn::Checkpoint old = nn::load_checkpoint(old_checkpoint);
+
+    // The same run today, from scratch, gives the same state bit for bit.
+    TrainConfig now = cfg;
+    now.steps = 3;
+    TrainState replay(now, old_run_data());
+    for (int i = 0; i < 3; i++) train_step(replay);
+    CHECK(worst_diff(replay.model.state_dict(), old.model) == 0.0);
+    CHECK(worst_diff(nn::capture(replay.model, &replay.adam, &replay.ema, 3).ema, old.ema) == 0.0);
+
+    // Saved again, it has the same keys, tensors and metadata.
+    std::string dir = test::temp_dir("oldckpt");
+    st.save(dir + "/again.safetensors");
+    Safetensors a = Safetensors::load(old_checkpoint), b = Safetensors::load(dir + "/again.safetensors");
+    CHECK(a.metadata == b.metadata);
+    REQUIRE(a.entries().size() == b.entries().size());
+    for (size_t i = 0; i < a.entries().size(); i++) {
+        CHECK(a.entries()[i].name == b.entries()[i].name);
+        CHECK(a.entries()[i].data == b.entries()[i].data);
+    }
+    // and it trains on
+    st.config.steps = 4;
+    CHECK(std::isfinite(train_step(st)));
+
+    // the programs' loader reads it too: EMA or trained weights, its schedule
+    DiffusionModel ema = load_model(old_checkpoint, Weights::Ema), raw = load_model(old_checkpoint, Weights::Trained);
+    CHECK(ema.ema);
+    CHECK_FALSE(raw.ema);
+    CHECK(ema.schedule.T == 1000);
+    CHECK(worst_diff(raw.net->state_dict(), old.model) == 0.0);
+    CHECK(worst_diff(ema.net->state_dict(), old.ema) == 0.0);
+    CHECK(worst_diff(ema.net->state_dict(), old.model) > 0.0);
+    CHECK_FALSE(ema.net->is_training());
+    std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("load_model: asking for EMA weights a checkpoint lacks, or a model that is not a checkpoint, fails clearly") {
+    std::string dir = test::temp_dir("loadmodel");
+    nn::Checkpoint ck = nn::load_checkpoint(old_checkpoint);
+    ck.ema.clear();
+    nn::save_checkpoint(dir + "/no_ema.safetensors", ck);
+    CHECK_THROWS_WITH(load_model(dir + "/no_ema.safetensors", Weights::Ema), doctest::Contains("no_ema.safetensors: no EMA weights"));
+    CHECK_FALSE(load_model(dir + "/no_ema.safetensors", Weights::EmaIfPresent).ema);
+    CHECK(load_model(dir + "/no_ema.safetensors", Weights::Trained, 0.25).net->config().dropout == 0.25);
+    Safetensors bare;
+    bare.add_i64("step", {1}, {});
+    bare.save(dir + "/bare.safetensors");
+    CHECK_THROWS_WITH(load_model(dir + "/bare.safetensors", Weights::Trained), doctest::Contains("bare.safetensors: metadata has no 'model'"));
+    std::system(("rm -rf " + dir).c_str());
+}
