@@ -10,6 +10,7 @@
 #include <cstdio>
 
 #include "tensor/io.h"
+#include "tensor/json.h"
 
 namespace dl::ddpm {
 
@@ -205,95 +206,20 @@ void write_synthetic_idx(const std::string& dir, int64_t n, uint64_t seed) {
 }
 
 // ---- JSON numbers -------------------------------------------------------------------------
-namespace {
-// A cursor over JSON text (RFC 8259) that knows only what the digit files use: one object or
-// array, strings as keys, numbers.
-struct Json {
-    const std::string& s;
-    const std::string& name;
-    size_t i = 0;
-
-    [[noreturn]] void error(const std::string& expected) {
-        size_t line = 1, col = 1;
-        for (size_t k = 0; k < i && k < s.size(); k++) {
-            col = s[k] == '\n' ? 1 : col + 1;
-            line += s[k] == '\n';
-        }
-        fail(name, ": JSON line ", line, " column ", col, ": expected ", expected, ", found ",
-             i < s.size() ? cat("'", s.substr(i, 12), "'") : std::string("the end of the file"));
-    }
-    void space() {
-        while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t')) i++;
-    }
-    bool accept(char c) {
-        space();
-        return i < s.size() && s[i] == c ? (i++, true) : false;
-    }
-    void expect(char c) {
-        if (!accept(c)) error(std::string("'") + c + "'");
-    }
-    void string() {  // a key; escapes are not needed for the digit files' keys
-        expect('"');
-        while (i < s.size() && s[i] != '"') {
-            if (s[i] == '\\') error("a key without escapes");
-            i++;
-        }
-        expect('"');
-    }
-    double number() {
-        space();
-        // JSON's grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? ; from_chars does the value.
-        size_t start = i;
-        auto digits = [&] {
-            size_t d = i;
-            while (i < s.size() && s[i] >= '0' && s[i] <= '9') i++;
-            return i > d;
-        };
-        if (i < s.size() && s[i] == '-') i++;
-        if (!digits()) {
-            i = start;
-            error("a number");
-        }
-        if (i < s.size() && s[i] == '.') {
-            i++;
-            if (!digits()) error("digits after '.'");
-        }
-        if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-            i++;
-            if (i < s.size() && (s[i] == '+' || s[i] == '-')) i++;
-            if (!digits()) error("digits in the exponent");
-        }
-        double v = 0;
-        std::from_chars(s.data() + start, s.data() + i, v);
-        return v;
-    }
-    std::vector<double> array() {
-        std::vector<double> v;
-        expect('[');
-        if (accept(']')) return v;
-        do v.push_back(number());
-        while (accept(','));
-        expect(']');
-        return v;
-    }
-};
-}  // namespace
-
+// tensor/json.h reads them: numbers() appends straight into the vector, no DOM node per number
+// (a digit file holds about 800,000 of them).
 std::vector<double> parse_json_numbers(const std::string& text, const std::string& name) {
-    Json j{text, name};
+    JsonReader r(text, name, "file");
     std::vector<double> v;
-    j.space();
-    if (j.i < text.size() && text[j.i] == '[') {
-        v = j.array();
+    if (r.accept('{')) {  // {"data": [...]}
+        r.string();       // the key, whatever it is
+        r.expect(':');
+        v = r.numbers();
+        r.expect('}');
     } else {
-        j.expect('{');
-        j.string();
-        j.expect(':');
-        v = j.array();
-        j.expect('}');
+        v = r.numbers();
     }
-    j.space();
-    if (j.i != text.size()) j.error("the end of the file");
+    r.finish();
     return v;
 }
 

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "tensor/io.h"
+#include "tensor/json.h"
 
 namespace dl {
 
@@ -21,183 +22,8 @@ static size_t dtype_bytes(const std::string& dtype) {
     return 0;  // unknown
 }
 
-// ---- a small JSON reader ------------------------------------------------------------------
-// Just enough JSON for a safetensors header: objects (key order kept), arrays, strings with
-// escapes, numbers, true/false/null. Errors give the byte position inside the header.
+// The header is read by tensor/json.h; the checks below are safetensors' own.
 namespace {
-
-struct Json {
-    enum Kind { NUL, BOOL, NUMBER, STRING, ARRAY, OBJECT } kind = NUL;
-    std::string text;  // STRING: the decoded value; NUMBER: the literal as written
-    std::vector<Json> items;                            // ARRAY
-    std::vector<std::pair<std::string, Json>> members;  // OBJECT, in file order
-};
-
-const char* kind_name(Json::Kind k) {
-    static const char* names[] = {"null", "a boolean", "a number", "a string", "an array", "an object"};
-    return names[k];
-}
-
-class JsonParser {
-public:
-    JsonParser(std::string_view s, const std::string& where) : s_(s), where_(where) {}
-
-    Json parse_document() {
-        Json v = value(0);
-        skip_space();
-        if (pos_ != s_.size()) error("the end of the header", describe_here());
-        return v;
-    }
-
-private:
-    std::string_view s_;
-    const std::string& where_;
-    size_t pos_ = 0;
-
-    [[noreturn]] void error(const std::string& expected, const std::string& found) const {
-        fail(where_, ": JSON header, byte ", pos_, ": expected ", expected, ", found ", found);
-    }
-    std::string describe_here() const {
-        if (pos_ >= s_.size()) return "the end of the header";
-        unsigned char c = static_cast<unsigned char>(s_[pos_]);
-        return c >= 0x20 && c < 0x7f ? cat("'", char(c), "'") : cat("byte 0x", std::hex, int(c));
-    }
-    void skip_space() {
-        while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r')) pos_++;
-    }
-    bool eat(char c) {
-        skip_space();
-        if (pos_ < s_.size() && s_[pos_] == c) {
-            pos_++;
-            return true;
-        }
-        return false;
-    }
-    void expect(char c) {
-        if (!eat(c)) error(cat("'", c, "'"), describe_here());
-    }
-
-    Json value(int depth) {
-        if (depth > 64) error("at most 64 levels of nesting", "more");
-        skip_space();
-        if (pos_ >= s_.size()) error("a value", "the end of the header");
-        char c = s_[pos_];
-        Json v;
-        if (c == '{') {
-            v.kind = Json::OBJECT;
-            pos_++;
-            if (eat('}')) return v;
-            do {
-                skip_space();
-                if (pos_ >= s_.size() || s_[pos_] != '"') error("a key string", describe_here());
-                std::string key = string();
-                for (const auto& m : v.members)
-                    if (m.first == key) error("unique keys", cat("a second \"", key, "\""));
-                expect(':');
-                v.members.emplace_back(std::move(key), value(depth + 1));
-            } while (eat(','));
-            expect('}');
-        } else if (c == '[') {
-            v.kind = Json::ARRAY;
-            pos_++;
-            if (eat(']')) return v;
-            do v.items.push_back(value(depth + 1));
-            while (eat(','));
-            expect(']');
-        } else if (c == '"') {
-            v.kind = Json::STRING;
-            v.text = string();
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            v.kind = Json::NUMBER;
-            size_t start = pos_;
-            while (pos_ < s_.size() && std::strchr("+-.eE0123456789", s_[pos_])) pos_++;
-            v.text = std::string(s_.substr(start, pos_ - start));
-        } else if (s_.substr(pos_, 4) == "true" || s_.substr(pos_, 4) == "null") {
-            v.kind = c == 't' ? Json::BOOL : Json::NUL;
-            v.text = std::string(s_.substr(pos_, 4));
-            pos_ += 4;
-        } else if (s_.substr(pos_, 5) == "false") {
-            v.kind = Json::BOOL;
-            v.text = "false";
-            pos_ += 5;
-        } else {
-            error("a value", describe_here());
-        }
-        return v;
-    }
-
-    unsigned hex4() {
-        if (pos_ + 4 > s_.size()) error("4 hex digits after \\u", "the end of the header");
-        unsigned u = 0;
-        for (int i = 0; i < 4; i++) {
-            char h = s_[pos_++];
-            u <<= 4;
-            if (h >= '0' && h <= '9') u |= unsigned(h - '0');
-            else if (h >= 'a' && h <= 'f') u |= unsigned(h - 'a' + 10);
-            else if (h >= 'A' && h <= 'F') u |= unsigned(h - 'A' + 10);
-            else error("a hex digit after \\u", cat("'", h, "'"));
-        }
-        return u;
-    }
-
-    static void append_utf8(std::string& out, unsigned cp) {
-        if (cp < 0x80) {
-            out += char(cp);
-        } else if (cp < 0x800) {
-            out += char(0xC0 | (cp >> 6));
-            out += char(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            out += char(0xE0 | (cp >> 12));
-            out += char(0x80 | ((cp >> 6) & 0x3F));
-            out += char(0x80 | (cp & 0x3F));
-        } else {
-            out += char(0xF0 | (cp >> 18));
-            out += char(0x80 | ((cp >> 12) & 0x3F));
-            out += char(0x80 | ((cp >> 6) & 0x3F));
-            out += char(0x80 | (cp & 0x3F));
-        }
-    }
-
-    std::string string() {
-        pos_++;  // the opening quote
-        std::string out;
-        while (true) {
-            if (pos_ >= s_.size()) error("a closing '\"'", "the end of the header");
-            char c = s_[pos_++];
-            if (c == '"') return out;
-            if (static_cast<unsigned char>(c) < 0x20) error("no raw control characters in a string", cat("byte 0x", std::hex, int(c)));
-            if (c != '\\') {
-                out += c;
-                continue;
-            }
-            if (pos_ >= s_.size()) error("an escape after '\\'", "the end of the header");
-            char e = s_[pos_++];
-            switch (e) {
-                case '"': out += '"'; break;
-                case '\\': out += '\\'; break;
-                case '/': out += '/'; break;
-                case 'b': out += '\b'; break;
-                case 'f': out += '\f'; break;
-                case 'n': out += '\n'; break;
-                case 'r': out += '\r'; break;
-                case 't': out += '\t'; break;
-                case 'u': {
-                    unsigned cp = hex4();
-                    if (cp >= 0xD800 && cp < 0xDC00) {  // a surrogate pair encodes one code point above 0xFFFF
-                        if (s_.substr(pos_, 2) != "\\u") error("a low surrogate \\uDC00-\\uDFFF", describe_here());
-                        pos_ += 2;
-                        unsigned lo = hex4();
-                        if (lo < 0xDC00 || lo >= 0xE000) error("a low surrogate \\uDC00-\\uDFFF", cat("\\u", std::hex, lo));
-                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    }
-                    append_utf8(out, cp);
-                    break;
-                }
-                default: error("one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u", cat("\\", e));
-            }
-        }
-    }
-};
 
 // A JSON number that must be a non-negative integer (a dimension or an offset).
 uint64_t to_index(const Json& v, const std::string& where, const std::string& what) {
@@ -206,7 +32,7 @@ uint64_t to_index(const Json& v, const std::string& where, const std::string& wh
         auto [end, ec] = std::from_chars(v.text.data(), v.text.data() + v.text.size(), out);
         if (ec == std::errc() && end == v.text.data() + v.text.size()) return out;
     }
-    fail(where, ": ", what, ": expected a non-negative integer, found ", v.kind == Json::NUMBER ? v.text : kind_name(v.kind));
+    fail(where, ": ", what, ": expected a non-negative integer, found ", v.kind == Json::NUMBER ? v.text : json_kind_name(v.kind));
 }
 
 // ---- the JSON writer ----------------------------------------------------------------------
@@ -315,8 +141,10 @@ Safetensors Safetensors::parse(std::string_view bytes, const std::string& source
              n > kMaxHeader ? cat(" and the limit is ", kMaxHeader) : "");
     std::string_view data = bytes.substr(8 + n);  // the byte buffer the offsets count in
 
-    Json root = JsonParser(bytes.substr(8, n), source).parse_document();
-    if (root.kind != Json::OBJECT) fail(source, ": the header is ", kind_name(root.kind), ", expected an object");
+    JsonReader reader(bytes.substr(8, n), source, "header");
+    Json root = reader.value();
+    reader.finish();  // trailing spaces (the padding) are whitespace
+    if (root.kind != Json::OBJECT) fail(source, ": the header is ", json_kind_name(root.kind), ", expected an object");
 
     Safetensors st;
     st.source = source;
@@ -324,10 +152,10 @@ Safetensors Safetensors::parse(std::string_view bytes, const std::string& source
     std::vector<Span> spans;
     for (const auto& [name, v] : root.members) {
         std::string where = cat(source, ": \"", name, "\"");
-        if (v.kind != Json::OBJECT) fail(where, ": expected an object, found ", kind_name(v.kind));
+        if (v.kind != Json::OBJECT) fail(where, ": expected an object, found ", json_kind_name(v.kind));
         if (name == "__metadata__") {
             for (const auto& [k, s] : v.members) {
-                if (s.kind != Json::STRING) fail(where, ": \"", k, "\" is ", kind_name(s.kind), ", expected a string");
+                if (s.kind != Json::STRING) fail(where, ": \"", k, "\" is ", json_kind_name(s.kind), ", expected a string");
                 st.metadata[k] = s.text;
             }
             continue;
@@ -340,10 +168,10 @@ Safetensors Safetensors::parse(std::string_view bytes, const std::string& source
             else fail(where, ": unexpected field \"", k, "\", expected only dtype, shape and data_offsets");
         }
         if (!dtype || !shape || !offsets) fail(where, ": missing field \"", !dtype ? "dtype" : !shape ? "shape" : "data_offsets", "\"");
-        if (dtype->kind != Json::STRING) fail(where, ": dtype is ", kind_name(dtype->kind), ", expected a string");
+        if (dtype->kind != Json::STRING) fail(where, ": dtype is ", json_kind_name(dtype->kind), ", expected a string");
         size_t esize = dtype_bytes(dtype->text);
         if (esize == 0) fail(where, ": unknown dtype \"", dtype->text, "\", expected F32, F64 or I64");
-        if (shape->kind != Json::ARRAY) fail(where, ": shape is ", kind_name(shape->kind), ", expected an array");
+        if (shape->kind != Json::ARRAY) fail(where, ": shape is ", json_kind_name(shape->kind), ", expected an array");
         Shape dims;
         uint64_t numel = 1;
         for (const Json& d : shape->items) {

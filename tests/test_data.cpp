@@ -161,7 +161,7 @@ TEST_CASE("json: numbers parse and malformed input names the place") {
                       "c.json: JSON line 1 column 16: expected a number, found ']}'");
     CHECK_THROWS_WITH(parse_json_numbers("{\"data\":\n [0, .5]}", "d.json"),
                       "d.json: JSON line 2 column 6: expected a number, found '.5]}'");
-    CHECK_THROWS_WITH(parse_json_numbers("[1, 2", "e.json"), "e.json: JSON line 1 column 6: expected ']', found the end of the file");
+    CHECK_THROWS_WITH(parse_json_numbers("[1, 2", "e.json"), "e.json: JSON line 1 column 6: expected ',' or ']', found the end of the file");
     CHECK_THROWS_WITH(parse_json_numbers("[1] x", "f.json"), "f.json: JSON line 1 column 5: expected the end of the file, found 'x'");
     CHECK_THROWS_WITH(parse_json_numbers("[1.]", "g.json"), "g.json: JSON line 1 column 4: expected digits after '.', found ']'");
 }
