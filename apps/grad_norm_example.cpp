@@ -20,7 +20,7 @@ int main(int argc, char** argv) try {
     nn::UNet model(nn::UNetConfig{}, /*seed=*/0);                      // a fresh default U-Net
     ddpm::Schedule sched = ddpm::make_schedule(ddpm::ScheduleKind::Linear, 1000);
     Philox gen(1);
-    Tensor x0 = ddpm::synthetic_images(4, 1, 28, gen);                 // (4, 1, 28, 28) in [-1, 1]
+    Tensor x0 = ddpm::synthetic_batch(4, 28, gen);                     // (4, 1, 28, 28) in [-1, 1]
     std::vector<int64_t> t = randint(4, 1000, gen);                    // t ~ U{0..999}
     Tensor eps = randn(x0.shape(), gen);                               // eps ~ N(0, I)
 

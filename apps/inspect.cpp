@@ -26,7 +26,7 @@ int main(int argc, char** argv) try {
     std::string model_str = args.str("--model", "", "fresh init: more of the config, e.g. 'ch_mult=1,2 attn_res=4 resolution=8'");
     std::string schedule_name = args.str("--schedule", "linear", "fresh init: beta schedule, linear or cosine");
     int64_t T = args.integer("--T", 1000, "fresh init: diffusion steps");
-    std::string data_dir = args.str("--data", "", "folder with train-images-idx3-ubyte ('': synthetic rings and discs)");
+    std::string data_dir = args.str("--data", "", "folder with train-images-idx3-ubyte ('': synthetic shapes)");
     int64_t batch = args.integer("--batch", 8, "images in the batch");
     int64_t t_fixed = args.integer("--t", -1, "timestep of every sample (-1: uniform at random per sample)");
     int64_t seed = args.integer("--seed", 0, "seed of the batch, t, the noise, the dropout masks (and a fresh init)");
@@ -85,7 +85,8 @@ int main(int argc, char** argv) try {
             fail(data_dir, ": images are ", data->rows(), "x", data->cols(), ", the model takes ", cfg.resolution, "x", cfg.resolution);
         x0 = data->next_batch(int(batch), gen);
     } else {
-        x0 = ddpm::synthetic_images(batch, cfg.in_ch, cfg.resolution, gen);
+        if (cfg.in_ch != 1) fail("inspect: the synthetic images have one channel, the model takes ", cfg.in_ch, " (pass --data)");
+        x0 = ddpm::synthetic_batch(batch, cfg.resolution, gen);
     }
     ddpm::InspectBatch b = ddpm::make_batch(x0, T, t_fixed, gen);
 

@@ -5,7 +5,6 @@
 #include "ddpm/data.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 
@@ -162,17 +161,19 @@ Tensor Dataset::images(const std::vector<int64_t>& idx) const {
 Tensor Dataset::image(int64_t i) const { return images({i}); }
 
 // ---- synthetic shapes ---------------------------------------------------------------------
-namespace {
-IdxImages synthetic_images(int64_t n, Philox& gen, std::vector<uint8_t>& labels) {
-    const int64_t S = 28;
+// The shapes were drawn for 28x28; k = side / 28 scales every length (exactly 1 at 28).
+IdxImages synthetic_images(int64_t n, int64_t side, Philox& gen, std::vector<uint8_t>* labels) {
+    if (n < 0 || side < 1) fail("synthetic_images: expected n >= 0 and side >= 1, got ", n, " and ", side);
+    const int64_t S = side;
+    const double k = double(S) / 28;
     IdxImages im{n, S, S, std::vector<uint8_t>(size_t(n * S * S))};
-    labels.resize(size_t(n));
-    for (int64_t k = 0; k < n; k++) {
+    if (labels) labels->resize(size_t(n));
+    for (int64_t i = 0; i < n; i++) {
         double u[4];
         gen.uniform(u, 4);
-        int shape = int(k % 6);
-        double cx = 14 + 6 * (u[0] - 0.5), cy = 14 + 6 * (u[1] - 0.5), r = 5 + 4 * u[2], half = 1 + u[3];
-        labels[size_t(k)] = uint8_t(shape);
+        int shape = int(i % 6);
+        double cx = k * (14 + 6 * (u[0] - 0.5)), cy = k * (14 + 6 * (u[1] - 0.5)), r = k * (5 + 4 * u[2]), half = k * (1 + u[3]);
+        if (labels) (*labels)[size_t(i)] = uint8_t(shape);
         for (int64_t y = 0; y < S; y++)
             for (int64_t x = 0; x < S; x++) {
                 double dx = double(x) - cx, dy = double(y) - cy, rho = std::hypot(dx, dy);
@@ -187,21 +188,26 @@ IdxImages synthetic_images(int64_t n, Philox& gen, std::vector<uint8_t>& labels)
                     default: d = std::max(std::abs(dx), std::abs(dy)) - r * 0.8; break;       // square
                 }
                 double ink = std::clamp(0.5 - d, 0.0, 1.0);  // a one-pixel soft edge
-                im.pixels[size_t((k * S + y) * S + x)] = uint8_t(std::lround(255 * ink));
+                im.pixels[size_t((i * S + y) * S + x)] = uint8_t(std::lround(255 * ink));
             }
     }
     return im;
 }
-}  // namespace
+
+Tensor synthetic_batch(int64_t B, int64_t side, Philox& gen) {
+    std::vector<int64_t> all(static_cast<size_t>(std::max<int64_t>(B, 0)));
+    for (size_t i = 0; i < all.size(); i++) all[i] = int64_t(i);
+    return Dataset(synthetic_images(B, side, gen)).images(all);
+}
 
 void write_synthetic_idx(const std::string& dir, int64_t n, uint64_t seed) {
     if (n < 1) fail("write_synthetic_idx: expected n >= 1, got ", n);
     make_dirs(dir);
     Philox gen(seed);
     std::vector<uint8_t> labels;
-    write_idx_images(dir + "/" + train_images_name, synthetic_images(n, gen, labels));
+    write_idx_images(dir + "/" + train_images_name, synthetic_images(n, 28, gen, &labels));
     write_idx_labels(dir + "/" + train_labels_name, labels);
-    write_idx_images(dir + "/" + test_images_name, synthetic_images(std::max<int64_t>(1, n / 5), gen, labels));
+    write_idx_images(dir + "/" + test_images_name, synthetic_images(std::max<int64_t>(1, n / 5), 28, gen, &labels));
     write_idx_labels(dir + "/" + test_labels_name, labels);
 }
 

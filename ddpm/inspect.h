@@ -33,10 +33,6 @@ struct InspectBatch {
 // t all equal to t_fixed (when >= 0) or drawn uniformly from [0, T), then eps, both from gen.
 InspectBatch make_batch(const Tensor& x0, int64_t T, int64_t t_fixed, Philox& gen);
 
-// B soft rings and discs of random place and size, (B, C, R, R) in [-1, 1]: a stand-in for
-// data at any resolution (for a fresh model, or a test).
-Tensor synthetic_images(int64_t B, int64_t C, int64_t R, Philox& gen);
-
 struct Inspection {
     InspectBatch batch;
     Tensor xt;                    // (B, C, H, W) q_sample(x0, t, eps)

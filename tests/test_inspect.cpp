@@ -31,7 +31,7 @@ const std::string tiny_flags = "--model '" + tiny_unet(4).str() + "' --T 100";  
 
 ddpm::InspectBatch tiny_batch(int64_t B, int64_t T, uint64_t seed) {
     Philox gen(seed);
-    return ddpm::make_batch(ddpm::synthetic_images(B, 1, 8, gen), T, -1, gen);
+    return ddpm::make_batch(ddpm::synthetic_batch(B, 8, gen), T, -1, gen);
 }
 
 // y = 2x with a WRONG backward, dx = 3 dy: what gradcheck is there to catch.
