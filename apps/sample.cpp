@@ -38,17 +38,11 @@ int main(int argc, char** argv) try {
     if (cfg.in_ch != 1) fail("sample: ", ckpt_path, " holds a model of ", cfg.in_ch, " input channels; sample writes one-channel images");
 
     Philox gen{uint64_t(seed)};
-    int64_t R = cfg.resolution;
-    Tensor all({n, R, R});  // (N, H, W)
+    const int64_t R = cfg.resolution;
     cli::Progress progress(n);
-    for (int64_t done = 0; done < n; done += batch) {
-        int64_t b = std::min(batch, n - done);
-        Shape shape{b, cfg.in_ch, R, R};
-        Tensor x = ddim_steps > 0 ? ddpm::ddim_sample(sched, model.eps(), shape, ddim_steps, eta, gen)
-                                  : ddpm::p_sample_loop(sched, model.eps(), shape, gen);
-        std::copy_n(x.data<float>(), x.numel(), all.data<float>() + done * R * R);
-        progress.update(done + b, cat(ddim_steps > 0 ? cat("DDIM ", ddim_steps, " steps") : cat("ancestral ", sched.T, " steps")), true);
-    }
+    const std::string how = ddim_steps > 0 ? cat("DDIM ", ddim_steps, " steps") : cat("ancestral ", sched.T, " steps");
+    Tensor all = ddpm::draw_samples(model, n, ddim_steps, eta, batch, gen, [&](int64_t done, int64_t) { progress.update(done, how, true); })
+                     .reshape({n, R, R});  // (N, H, W)
     progress.finish();
     write_npy(npy, all);
     if (!png.empty()) write_png_grid(png, all.reshape({n, 1, R, R}), int(std::ceil(std::sqrt(double(n)))));

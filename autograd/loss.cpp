@@ -1,7 +1,11 @@
-// The DDPM loss and softmax.
+// The DDPM loss, softmax, and the classifier's loss.
 //   mse_loss: L = (1/n) sum (p - t)^2    dp = 2 (p - t) / n * dL,  dt = -dp
 //   softmax over the last dim: y_j = exp(x_j) / sum_k exp(x_k)
 //     dy_j/dx_i = y_j (delta_ij - y_i), so dx_i = y_i (dy_i - sum_j dy_j y_j)   (tensor/kernels.h)
+//   cross_entropy of logits z (B, K) and labels y (B): L = -(1/B) sum_b log softmax(z_b)[y_b]
+//     = (1/B) sum_b (logsumexp(z_b) - z_b[y_b]); d logsumexp(z)/dz_k = softmax(z)_k, so
+//     dz_bk = (softmax(z_b)_k - [k == y_b]) / B * dL. The log-sum-exp subtracts max_k z_bk first.
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/ops.h"
@@ -43,6 +47,42 @@ Variable softmax(const Variable& x) {
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
             softmax_backward(y.data<T>(), dy.data<T>(), x.grad_buffer().data<T>(), rows, n);
+        });
+    });
+}
+
+Variable cross_entropy(const Variable& logits, const std::vector<int64_t>& labels) {
+    const Shape& s = logits.shape();
+    if (s.size() != 2 || s[0] != int64_t(labels.size()) || s[0] == 0)
+        fail("cross_entropy: expected logits (B, K) and B labels, got ", shape_str(s), " and ", labels.size(), " labels");
+    const int64_t B = s[0], K = s[1];
+    for (int64_t y : labels)
+        if (y < 0 || y >= K) fail("cross_entropy: label ", y, " is outside [0, ", K, ")");
+    Tensor p(s, logits.dtype());  // (B, K) softmax, kept for backward
+    double total = dispatch(logits.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        const T* z = logits.value().data<T>();
+        softmax_forward(z, p.data<T>(), B, K);
+        double acc = 0;
+        for (int64_t b = 0; b < B; b++) {
+            double m = z[b * K];
+            for (int64_t k = 1; k < K; k++) m = std::max(m, double(z[b * K + k]));
+            double se = 0;
+            for (int64_t k = 0; k < K; k++) se += std::exp(double(z[b * K + k]) - m);
+            acc += m + std::log(se) - double(z[b * K + labels[size_t(b)]]);
+        }
+        return acc / double(B);
+    });
+    Tensor loss = Tensor::scalar(total, logits.dtype());
+    return make_result("cross_entropy", loss, {logits}, [logits, p, labels, B, K](const Tensor& dl_) {
+        dispatch(logits.dtype(), [&](auto tag) {
+            using T = decltype(tag);
+            const T* pp = p.data<T>();
+            T* dz = logits.grad_buffer().data<T>();
+            const double scale = dl_.item() / double(B);
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t k = 0; k < K; k++)
+                    dz[b * K + k] += T(scale * (double(pp[b * K + k]) - (k == labels[size_t(b)] ? 1.0 : 0.0)));
         });
     });
 }

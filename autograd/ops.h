@@ -5,10 +5,10 @@
 //   reduce.cpp       sum mean max over dims
 //   matmul.cpp       matmul bmm (transpose flags), linear
 //   shape.cpp        reshape concat slice permute gather
-//   loss.cpp         mse_loss, softmax over the last dim
+//   loss.cpp         mse_loss, softmax over the last dim, cross_entropy
 //   conv.cpp         conv2d
 //   norm.cpp         group_norm
-//   resample.cpp     upsample_nearest2d
+//   resample.cpp     upsample_nearest2d, avg_pool2d
 //   dropout.cpp      dropout
 //
 // Each op checks shapes and dtypes and throws dl::Error naming the op; each backward accumulates
@@ -70,6 +70,8 @@ Variable gather(const Variable& src, const std::vector<int64_t>& index);
 // loss.cpp
 Variable mse_loss(const Variable& pred, const Variable& target);  // mean over all elements
 Variable softmax(const Variable& x);                              // over the last dim
+// logits (B, K), labels in [0, K) -> the mean over the batch of -log softmax(logits)[label]
+Variable cross_entropy(const Variable& logits, const std::vector<int64_t>& labels);
 
 // conv.cpp: x (B, Cin, H, W), weight (Cout, Cin, KH, KW), bias (Cout) or undefined
 Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias, int64_t stride = 1, int64_t pad = 0);
@@ -77,8 +79,9 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
 // norm.cpp: x (B, C, ...), gamma and beta (C); statistics per sample over C/groups channels
 Variable group_norm(const Variable& x, const Variable& gamma, const Variable& beta, int64_t groups, double eps = 1e-5);
 
-// resample.cpp: (B, C, H, W) -> (B, C, 2H, 2W)
+// resample.cpp: (B, C, H, W) -> (B, C, 2H, 2W); (B, C, H, W) -> (B, C, H/k, W/k), the mean of each k x k window
 Variable upsample_nearest2d(const Variable& x);
+Variable avg_pool2d(const Variable& x, int64_t k);
 
 // dropout.cpp: zeroes each element with probability p and scales the rest by 1 / (1 - p);
 // the mask comes from `gen`. Identity when !training or p == 0.

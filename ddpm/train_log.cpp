@@ -50,4 +50,38 @@ double TrainLog::recent_loss(size_t n) const {
     return s / double(k);
 }
 
+// ---- EvalLog ------------------------------------------------------------------------------
+static const char* kEvalHeader = "step,n,fid,precision,recall,class_entropy,confidence";
+
+void EvalLog::read_csv(const std::string& path, int64_t max_step) {
+    rows.clear();
+    for (const auto& v : read_csv_numbers(path, kEvalHeader, 7, cat("the header '", kEvalHeader, "'")))
+        if (int64_t(v[0]) <= max_step) rows.push_back({int64_t(v[0]), int64_t(v[1]), v[2], v[3], v[4], v[5], v[6]});
+}
+
+void EvalLog::write_csv(const std::string& path) const {
+    std::string out = std::string(kEvalHeader) + "\n";
+    char buf[200];
+    for (const EvalRow& r : rows) {
+        std::snprintf(buf, sizeof buf, "%lld,%lld,%.6g,%.6g,%.6g,%.6g,%.6g\n", (long long)r.step, (long long)r.n, r.fid, r.precision,
+                      r.recall, r.class_entropy, r.confidence);
+        out += buf;
+    }
+    write_file_atomic(path, out);
+}
+
+void EvalLog::write_svg(const std::string& stem, const std::string& title) const {
+    Series fid{"FID", {}, {}}, precision{"precision", {}, {}}, recall{"recall", {}, {}};
+    for (const EvalRow& r : rows) {
+        fid.x.push_back(double(r.step));
+        fid.y.push_back(std::max(r.fid, 1e-6));
+        precision.x.push_back(double(r.step));
+        precision.y.push_back(r.precision);
+        recall.x.push_back(double(r.step));
+        recall.y.push_back(r.recall);
+    }
+    write_svg_plot(stem + ".svg", title, "step", "FID (judge features)", {fid}, true);
+    write_svg_plot(stem + "_pr.svg", title, "step", "precision, recall", {precision, recall}, false);
+}
+
 }  // namespace dl::ddpm

@@ -2,6 +2,7 @@
 // written as CSV and drawn as an SVG loss curve. A resumed run reads the CSV back and keeps the
 // rows up to the checkpoint's step, so the curve continues where the checkpoint left off.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,25 @@ public:
     void write_svg(const std::string& path, const std::string& title) const;
     // Mean loss of the last n rows (NaN when empty).
     double recent_loss(size_t n) const;
+};
+
+// Sample quality during a run (build/train --eval-every N, ddpm/eval.h): one row per evaluation,
+// eval.csv and eval.svg (FID on a log axis; precision and recall, in [0, 1], on a second plot).
+struct EvalRow {
+    int64_t step, n;                          // the step, and how many samples
+    double fid, precision, recall;
+    double class_entropy, confidence;
+};
+
+class EvalLog {
+public:
+    std::vector<EvalRow> rows;
+
+    void add(const EvalRow& r) { rows.push_back(r); }
+    void read_csv(const std::string& path, int64_t max_step);  // as TrainLog::read_csv
+    void write_csv(const std::string& path) const;             // atomic
+    // <stem>.svg: FID against the step; <stem>_pr.svg: precision and recall.
+    void write_svg(const std::string& stem, const std::string& title) const;
 };
 
 }  // namespace dl::ddpm

@@ -252,4 +252,21 @@ DiffusionModel fresh_model(const nn::UNetConfig& config, ScheduleKind schedule, 
     return m;
 }
 
+Tensor draw_samples(const DiffusionModel& model, int64_t n, int64_t ddim_steps, double eta, int64_t batch, Philox& gen,
+                    const std::function<void(int64_t, int64_t)>& on_batch) {
+    if (n < 1 || batch < 1 || ddim_steps < 0) fail("draw_samples: expected n, batch >= 1 and ddim_steps >= 0, got ", n, ", ", batch, ", ", ddim_steps);
+    const nn::UNetConfig& cfg = model.net->config();
+    const int64_t R = cfg.resolution;
+    Tensor all({n, cfg.in_ch, R, R});  // (N, C, R, R)
+    for (int64_t done = 0; done < n; done += batch) {
+        int64_t b = std::min(batch, n - done);
+        Shape shape{b, cfg.in_ch, R, R};
+        Tensor x = ddim_steps > 0 ? ddim_sample(model.schedule, model.eps(), shape, ddim_steps, eta, gen)
+                                  : p_sample_loop(model.schedule, model.eps(), shape, gen);
+        all.rows(done, b).copy_from(x.to(DType::F32));
+        if (on_batch) on_batch(done + b, n);
+    }
+    return all;
+}
+
 }  // namespace dl::ddpm

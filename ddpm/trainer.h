@@ -18,6 +18,7 @@
 // B batch, T diffusion steps, H, W image size.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -167,5 +168,9 @@ enum class Weights { Trained, Ema, EmaIfPresent };
 DiffusionModel load_model(const std::string& path, Weights weights, double dropout = -1);
 // A fresh init from Philox(seed), in training mode.
 DiffusionModel fresh_model(const nn::UNetConfig& config, ScheduleKind schedule, int64_t T, uint64_t seed);
+// n images (n, in_ch, R, R) in batches: DDIM with ddim_steps steps and eta, or with ddim_steps 0
+// the ancestral sampler over all T steps (Algorithm 2). on_batch(done, n) after each batch.
+Tensor draw_samples(const DiffusionModel& model, int64_t n, int64_t ddim_steps, double eta, int64_t batch, Philox& gen,
+                    const std::function<void(int64_t, int64_t)>& on_batch = nullptr);
 
 }  // namespace dl::ddpm

@@ -286,3 +286,24 @@ TEST_CASE("gradcheck fails on a wrong gradient") {
     CHECK(r.entries[0].max_rel_err > 0.3);
     CHECK_THROWS_WITH(gradcheck(wrong_square, {Tensor::ones({2})}), "gradcheck: input 0 is float32; finite differences need float64");
 }
+
+TEST_CASE("gradcheck: avg_pool2d and cross_entropy, and their values from a hand computation") {
+    expect_gradcheck([](auto& v) { return avg_pool2d(v[0], 2); }, {rnd({2, 3, 5, 7}, 31)});  // odd sides: floor mode
+    expect_gradcheck([](auto& v) { return avg_pool2d(v[0], 3); }, {rnd({1, 2, 6, 6}, 32)});
+    Variable x(Tensor::from_vector(std::vector<double>{1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 1, 3, 3}), true);
+    Tensor y = avg_pool2d(x, 2).value();  // one window: (1 + 2 + 4 + 5) / 4; row and column 3 dropped
+    CHECK(y.shape() == Shape{1, 1, 1, 1});
+    CHECK(y.item() == 3.0);
+
+    std::vector<int64_t> labels{2, 0, 1};
+    expect_gradcheck([&](auto& v) { return cross_entropy(v[0], labels); }, {rnd({3, 4}, 33, -3, 3)});
+    // -log softmax: for logits (0, log 3), label 1: softmax = (1/4, 3/4), loss = -log(3/4)
+    Variable z(Tensor::from_vector(std::vector<double>{0, std::log(3.0)}, {1, 2}), true);
+    CHECK(cross_entropy(z, {1}).value().item() == doctest::Approx(-std::log(0.75)));
+    // large logits do not overflow: the log-sum-exp subtracts the maximum
+    Variable big(Tensor::from_vector(std::vector<double>{1000, 0}, {1, 2}), true);
+    CHECK(cross_entropy(big, {0}).value().item() == doctest::Approx(0).epsilon(1e-12));
+    CHECK_THROWS_WITH(cross_entropy(z, {2}), "cross_entropy: label 2 is outside [0, 2)");
+    CHECK_THROWS_WITH(cross_entropy(z, {0, 1}), "cross_entropy: expected logits (B, K) and B labels, got (1, 2) and 2 labels");
+    CHECK_THROWS_WITH(avg_pool2d(x, 4), "avg_pool2d: expected (B, C, H, W) with H, W >= k >= 1, got (1, 1, 3, 3) and k = 4");
+}

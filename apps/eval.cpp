@@ -1,0 +1,146 @@
+// build/eval: numbers for sample quality and likelihood (ddpm/eval.h, ddpm/likelihood.h).
+//   build/eval --data DIR                     the judge's accuracy on DIR's test split (trains and
+//                                             caches the judge beside the data the first time)
+//   build/eval --data DIR --samples F.npy     FID, precision, recall and the class histogram of
+//   build/eval --data DIR --checkpoint F      the samples (or of --n samples drawn from F) against
+//                                             DIR's test split, beside real training digits at the
+//                                             same n (the floor); with a checkpoint, also the
+//                                             variational bound in bits/dim on test images
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <omp.h>
+
+#include "apps/cli.h"
+#include "ddpm/eval.h"
+#include "ddpm/likelihood.h"
+#include "ddpm/trainer.h"
+#include "tensor/cpu.h"
+#include "tensor/io.h"
+#include "tensor/npy.h"
+
+using namespace dl;
+
+static std::string json_metrics(const char* prefix, const ddpm::SampleMetrics& m) {
+    std::string hist;
+    for (size_t k = 0; k < m.histogram.size(); k++) hist += cat(k ? ", " : "", m.histogram[k]);
+    return cat("\"", prefix, "n\": ", m.n, ", \"", prefix, "fid\": ", m.fid, ", \"", prefix, "precision\": ", m.precision, ", \"", prefix,
+               "recall\": ", m.recall, ", \"", prefix, "class_entropy\": ", m.class_entropy, ", \"", prefix, "confidence\": ", m.confidence,
+               ", \"", prefix, "histogram\": [", hist, "]");
+}
+
+static void print_row(const char* name, const ddpm::SampleMetrics& m) {
+    std::string hist;
+    for (int64_t h : m.histogram) hist += cat(" ", h);
+    std::printf("  %-20s %6lld %9.3f %10.3f %7.3f %14.3f %11.3f   %s\n", name, (long long)m.n, m.fid, m.precision, m.recall, m.class_entropy,
+                m.confidence, hist.c_str());
+}
+
+int main(int argc, char** argv) try {
+    cli::Args args(argc, argv, "eval", "sample quality (FID, precision, recall with a classifier's features) and the variational bound");
+    std::string data_dir = args.str("--data", "data/mnist", "folder with the four IDX files (images and labels)");
+    std::string npy = args.str("--samples", "", "a .npy of samples (N, H, W) or (N, 1, H, W) in [-1, 1], as build/sample writes");
+    std::string ckpt_path = args.str("--checkpoint", "", "a checkpoint to draw --n samples from (EMA weights) and to compute the bound of");
+    int64_t n = args.integer("--n", 1000, "samples to draw from --checkpoint; the floor and the reference use as many (FID depends on n)");
+    int64_t ddim_steps = args.integer("--ddim-steps", 50, "DDIM steps for the samples (0: ancestral, all T)");
+    int64_t bpd_n = args.integer("--bpd-n", 64, "test images for the bound (0: skip it)");
+    int64_t bpd_stride = args.integer("--bpd-t-stride", 10, "evaluate every k-th KL term of the bound (1: all T)");
+    std::string out = args.str("--out", "", "folder for bpd_per_t.csv and .svg ('': the checkpoint's folder)");
+    int64_t seed = args.integer("--seed", 0, "seed of the noise and of the floor's choice of digits");
+    int64_t batch = args.integer("--batch", 64, "images per forward pass");
+    bool json = args.flag("--json", "print every figure as one JSON object");
+    int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
+    args.done();
+    cli::set_threads("eval", threads);
+    set_flush_denormals();
+    if (!npy.empty() && !ckpt_path.empty()) fail("eval: give --samples or --checkpoint, not both");
+    if (n < 2 || batch < 1 || ddim_steps < 0 || bpd_n < 0 || bpd_stride < 1)
+        fail("eval: --n must be at least 2, --batch and --bpd-t-stride positive, --ddim-steps and --bpd-n not negative");
+
+    // ---- the judge ----
+    ddpm::Dataset train(data_dir, "train"), test(data_dir, "test");
+    std::unique_ptr<cli::Progress> progress;
+    auto show = [&](const char* what) {
+        return [&progress, what](int64_t done, int64_t total) {
+            if (!progress) progress = std::make_unique<cli::Progress>(total);
+            progress->update(done, what, done == total);
+            if (done == total) progress->finish(), progress.reset();
+        };
+    };
+    ddpm::Judge judge = ddpm::load_or_train_judge(data_dir, train, test, show("training the judge (once per data set)"));
+    if (!json)
+        std::printf("judge: %s (%s, %lld parameters), test accuracy %.2f%% on %lld images\n", judge.cache.c_str(),
+                    judge.trained_now ? "trained now" : "cached", (long long)judge.net->num_parameters(), 100 * judge.test_accuracy,
+                    (long long)test.size());
+    if (npy.empty() && ckpt_path.empty()) {
+        if (json) std::printf("{\"accuracy\": %.6g, \"test_images\": %lld}\n", judge.test_accuracy, (long long)test.size());
+        return 0;
+    }
+
+    // ---- the samples ----
+    Tensor samples;  // (N, 1, R, R)
+    ddpm::DiffusionModel model;
+    if (!npy.empty()) {
+        Tensor x = read_npy(npy);
+        if (x.ndim() == 3) x = x.reshape({x.dim(0), 1, x.dim(1), x.dim(2)});
+        if (x.ndim() != 4 || x.dim(1) != 1 || x.dim(2) != train.rows() || x.dim(3) != train.cols() || x.dim(0) < 2)
+            fail(npy, ": expected samples (N, ", train.rows(), ", ", train.cols(), ") with N >= 2, found ", shape_str(x.shape()));
+        samples = x;
+        n = x.dim(0);
+    } else {
+        model = ddpm::load_model(ckpt_path, ddpm::Weights::EmaIfPresent);
+        Philox gen{uint64_t(seed)};
+        samples = ddpm::draw_samples(model, n, ddim_steps, 0.0, batch, gen, show("sampling"));
+    }
+
+    // ---- the metrics, and the floor: real training digits at the same n ----
+    const int64_t n_ref = std::min(n, test.size());
+    std::vector<int64_t> ref_idx(static_cast<size_t>(n_ref)), floor_idx;
+    std::iota(ref_idx.begin(), ref_idx.end(), 0);
+    Philox pick(uint64_t(seed) + 1);
+    std::vector<int64_t> perm = randperm(train.size(), pick);
+    floor_idx.assign(perm.begin(), perm.begin() + std::min(n, train.size()));
+    ddpm::Judgement reference = ddpm::judge_images(*judge.net, test.images(ref_idx));
+    ddpm::SampleMetrics m = ddpm::sample_metrics(*judge.net, samples, reference);
+    ddpm::SampleMetrics floor = ddpm::sample_metrics(*judge.net, train.images(floor_idx), reference);
+
+    // ---- the bound ----
+    ddpm::BpdReport bpd;
+    if (model.net && bpd_n > 0) {
+        std::vector<int64_t> idx(static_cast<size_t>(std::min(bpd_n, test.size())));
+        std::iota(idx.begin(), idx.end(), 0);
+        Philox gen{uint64_t(seed) + 2};
+        bpd = ddpm::calc_bpd_loop(model.schedule, model.eps(), test.images(idx), bpd_stride, batch, gen, ddpm::VarianceKind::Beta,
+                                  show("variational bound"));
+        std::string dir = !out.empty() ? out : ckpt_path.find('/') != std::string::npos ? ckpt_path.substr(0, ckpt_path.rfind('/')) : ".";
+        make_dirs(dir);
+        ddpm::write_bpd_csv(dir + "/bpd_per_t.csv", bpd, model.schedule.T);
+        ddpm::write_bpd_svg(dir + "/bpd_per_t.svg", bpd, cat("terms of the variational bound (", bpd.n_images, " test images)"));
+        if (!json) std::printf("wrote %s/bpd_per_t.csv and .svg\n", dir.c_str());
+    }
+
+    if (json) {
+        std::printf("{\"accuracy\": %.6g, %s, %s, \"n_reference\": %lld", judge.test_accuracy, json_metrics("", m).c_str(),
+                    json_metrics("floor_", floor).c_str(), (long long)n_ref);
+        if (bpd.n_images) std::printf(", \"bpd\": %.6g, \"bpd_se\": %.6g, \"bpd_images\": %lld, \"bpd_t_stride\": %lld", bpd.total_bpd, bpd.total_se,
+                                      (long long)bpd.n_images, (long long)bpd.t_stride);
+        std::printf("}\n");
+        return 0;
+    }
+    std::printf("\n%s against the first %lld test images (FID depends on n: compare at equal n)\n",
+                npy.empty() ? cat(n, " samples of ", ckpt_path, " (", model.ema ? "EMA" : "trained", " weights, ",
+                                  ddim_steps ? cat("DDIM ", ddim_steps) : std::string("ancestral"), ")").c_str()
+                            : cat(n, " samples from ", npy).c_str(),
+                (long long)n_ref);
+    std::printf("  %-20s %6s %9s %10s %7s %14s %11s   %s\n", "", "n", "FID", "precision", "recall", "H(classes)/logK", "confidence", "histogram 0..K-1");
+    print_row("samples", m);
+    print_row("real training digits", floor);
+    if (bpd.n_images)
+        std::printf("\nvariational bound: %.4f +- %.4f bits/dim (standard error over %lld test images; KL terms at every %lld. t, scaled; "
+                    "prior %.2g, decoder %.4f)\n",
+                    bpd.total_bpd, bpd.total_se, (long long)bpd.n_images, (long long)bpd.t_stride, bpd.prior_bpd, bpd.decoder_bpd);
+    return 0;
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "\n%s\n", e.what());
+    return 1;
+}
