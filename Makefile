@@ -2,6 +2,7 @@
 #   make            library + programs          make test       all doctest suites
 #   make test-san   the suites under ASan+UBSan make bench      kernel benchmarks
 #   make data       MNIST into data/mnist/      make train      train the DDPM (fetches data first)
+#   make eval       FID, precision/recall and bits/dim of the run's checkpoint
 #   make clean
 # ARCH=x86-64-v3 (say) overrides -march=native for a portable build.
 
@@ -77,6 +78,17 @@ RUN ?= runs/mnist
 train: $(BUILD)/train
 	@test -f $(MNIST_DIR)/train-images-idx3-ubyte || $(MAKE) data
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/train --data $(MNIST_DIR) --out $(RUN) --resume $(TRAIN_ARGS)
+
+# Sample quality and likelihood of the run's checkpoint (build/eval --help): FID, precision and
+# recall of EVAL_N samples in a classifier's features beside real training digits at the same n,
+# and the variational bound in bits/dim. The classifier is trained once per data set and cached
+# beside the data. EVAL_ARGS adds flags, e.g. EVAL_ARGS="--ddim-steps 100 --bpd-n 0".
+EVAL_N ?= 1000
+.PHONY: eval
+eval: $(BUILD)/eval
+	@test -f $(MNIST_DIR)/train-images-idx3-ubyte || $(MAKE) data
+	@test -f $(RUN)/checkpoint.safetensors || { echo "make eval: no $(RUN)/checkpoint.safetensors yet; run make train first"; exit 1; }
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/eval --data $(MNIST_DIR) --checkpoint $(RUN)/checkpoint.safetensors --n $(EVAL_N) $(EVAL_ARGS)
 
 # One forward and backward of the DDPM loss on an MNIST batch, every parameter and activation with
 # its gradient in a table (build/inspect --help): the run's checkpoint when there is one, else a

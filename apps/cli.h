@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <map>
+#include <memory>
 #include <omp.h>
 #include <set>
 #include <string>
@@ -161,5 +163,19 @@ private:
     bool tty_;
     double t0_, last_;
 };
+
+// A progress callback (done, total) for library calls that report their own count: the line is
+// made at the first call and finished at the last.
+inline std::function<void(int64_t, int64_t)> progress_callback(std::string label) {
+    auto line = std::make_shared<std::unique_ptr<Progress>>();
+    return [line, label](int64_t done, int64_t total) {
+        if (!*line) *line = std::make_unique<Progress>(total);
+        (*line)->update(done, label, done == total);
+        if (done == total) {
+            (*line)->finish();
+            line->reset();
+        }
+    };
+}
 
 }  // namespace dl::cli

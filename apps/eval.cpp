@@ -57,17 +57,20 @@ int main(int argc, char** argv) try {
     if (n < 2 || batch < 1 || ddim_steps < 0 || bpd_n < 0 || bpd_stride < 1)
         fail("eval: --n must be at least 2, --batch and --bpd-t-stride positive, --ddim-steps and --bpd-n not negative");
 
-    // ---- the judge ----
+    // ---- the samples of a .npy (their count sets n) ----
     ddpm::Dataset train(data_dir, "train"), test(data_dir, "test");
-    std::unique_ptr<cli::Progress> progress;
-    auto show = [&](const char* what) {
-        return [&progress, what](int64_t done, int64_t total) {
-            if (!progress) progress = std::make_unique<cli::Progress>(total);
-            progress->update(done, what, done == total);
-            if (done == total) progress->finish(), progress.reset();
-        };
-    };
-    ddpm::Judge judge = ddpm::load_or_train_judge(data_dir, train, test, show("training the judge (once per data set)"));
+    Tensor samples;  // (N, 1, R, R)
+    if (!npy.empty()) {
+        Tensor x = read_npy(npy);
+        if (x.ndim() == 3) x = x.reshape({x.dim(0), 1, x.dim(1), x.dim(2)});
+        if (x.ndim() != 4 || x.dim(1) != 1 || x.dim(2) != train.rows() || x.dim(3) != train.cols() || x.dim(0) < 2)
+            fail(npy, ": expected samples (N, ", train.rows(), ", ", train.cols(), ") with N >= 2, found ", shape_str(x.shape()));
+        samples = x;
+        n = x.dim(0);
+    }
+
+    // ---- the judge, and its view of the reference: the first n test images ----
+    ddpm::Judge judge = ddpm::load_or_train_judge(data_dir, train, test, n, cli::progress_callback("training the judge (once per data set)"));
     if (!json)
         std::printf("judge: %s (%s, %lld parameters), test accuracy %.2f%% on %lld images\n", judge.cache.c_str(),
                     judge.trained_now ? "trained now" : "cached", (long long)judge.net->num_parameters(), 100 * judge.test_accuracy,
@@ -77,32 +80,21 @@ int main(int argc, char** argv) try {
         return 0;
     }
 
-    // ---- the samples ----
-    Tensor samples;  // (N, 1, R, R)
+    // ---- the samples of a checkpoint ----
     ddpm::DiffusionModel model;
-    if (!npy.empty()) {
-        Tensor x = read_npy(npy);
-        if (x.ndim() == 3) x = x.reshape({x.dim(0), 1, x.dim(1), x.dim(2)});
-        if (x.ndim() != 4 || x.dim(1) != 1 || x.dim(2) != train.rows() || x.dim(3) != train.cols() || x.dim(0) < 2)
-            fail(npy, ": expected samples (N, ", train.rows(), ", ", train.cols(), ") with N >= 2, found ", shape_str(x.shape()));
-        samples = x;
-        n = x.dim(0);
-    } else {
+    if (!ckpt_path.empty()) {
         model = ddpm::load_model(ckpt_path, ddpm::Weights::EmaIfPresent);
         Philox gen{uint64_t(seed)};
-        samples = ddpm::draw_samples(model, n, ddim_steps, 0.0, batch, gen, show("sampling"));
+        samples = ddpm::draw_samples(model, n, ddim_steps, 0.0, batch, gen, cli::progress_callback("sampling"));
     }
 
     // ---- the metrics, and the floor: real training digits at the same n ----
-    const int64_t n_ref = std::min(n, test.size());
-    std::vector<int64_t> ref_idx(static_cast<size_t>(n_ref)), floor_idx;
-    std::iota(ref_idx.begin(), ref_idx.end(), 0);
     Philox pick(uint64_t(seed) + 1);
     std::vector<int64_t> perm = randperm(train.size(), pick);
-    floor_idx.assign(perm.begin(), perm.begin() + std::min(n, train.size()));
-    ddpm::Judgement reference = ddpm::judge_images(*judge.net, test.images(ref_idx));
-    ddpm::SampleMetrics m = ddpm::sample_metrics(*judge.net, samples, reference);
-    ddpm::SampleMetrics floor = ddpm::sample_metrics(*judge.net, train.images(floor_idx), reference);
+    std::vector<int64_t> floor_idx(perm.begin(), perm.begin() + std::min(n, train.size()));
+    ddpm::SampleMetrics m = judge.score(samples);
+    ddpm::SampleMetrics floor = judge.score(train.images(floor_idx));
+    const int64_t n_ref = m.n_reference;
 
     // ---- the bound ----
     ddpm::BpdReport bpd;
@@ -111,7 +103,7 @@ int main(int argc, char** argv) try {
         std::iota(idx.begin(), idx.end(), 0);
         Philox gen{uint64_t(seed) + 2};
         bpd = ddpm::calc_bpd_loop(model.schedule, model.eps(), test.images(idx), bpd_stride, batch, gen, ddpm::VarianceKind::Beta,
-                                  show("variational bound"));
+                                  cli::progress_callback("variational bound"));
         std::string dir = !out.empty() ? out : ckpt_path.find('/') != std::string::npos ? ckpt_path.substr(0, ckpt_path.rfind('/')) : ".";
         make_dirs(dir);
         ddpm::write_bpd_csv(dir + "/bpd_per_t.csv", bpd, model.schedule.T);
@@ -136,9 +128,10 @@ int main(int argc, char** argv) try {
     print_row("samples", m);
     print_row("real training digits", floor);
     if (bpd.n_images)
-        std::printf("\nvariational bound: %.4f +- %.4f bits/dim (standard error over %lld test images; KL terms at every %lld. t, scaled; "
-                    "prior %.2g, decoder %.4f)\n",
-                    bpd.total_bpd, bpd.total_se, (long long)bpd.n_images, (long long)bpd.t_stride, bpd.prior_bpd, bpd.decoder_bpd);
+        std::printf("\nvariational bound: %.4f +- %.4f bits/dim (standard error over %lld test images; %zu of the %lld KL terms, every "
+                    "%lld-th t, scaled to all; prior %.2g, decoder %.4f)\n",
+                    bpd.total_bpd, bpd.total_se, (long long)bpd.n_images, bpd.t.size() - 1, (long long)(model.schedule.T - 1),
+                    (long long)bpd.t_stride, bpd.prior_bpd, bpd.decoder_bpd);
     return 0;
 } catch (const std::exception& e) {
     std::fprintf(stderr, "\n%s\n", e.what());

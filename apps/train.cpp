@@ -7,6 +7,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <memory>
 #include <omp.h>
 
 #include "apps/cli.h"
@@ -47,6 +48,9 @@ int main(int argc, char** argv) try {
     bool resume = args.flag("--resume", "continue from <out>/checkpoint.safetensors when it exists");
     bool anomaly = args.flag("--detect-anomaly", "check every op's output and gradient for NaN/Inf");
     int64_t grad_norms_every = args.integer("--grad-norms-every", 50, "log each parameter tensor's gradient norm every N steps (grad_norms.csv/.svg; 0: off)");
+    int64_t eval_every = args.integer("--eval-every", 0, "FID, precision and recall of --eval-n samples every N steps (eval.csv/.svg; 0: off)");
+    int64_t eval_n = args.integer("--eval-n", 256, "samples per --eval-every evaluation (DDIM with --eval-ddim-steps)");
+    int64_t eval_ddim = args.integer("--eval-ddim-steps", 20, "DDIM steps of the --eval-every samples");
     args.done();
 
     cli::set_threads("train", threads);
@@ -56,6 +60,8 @@ int main(int argc, char** argv) try {
     if (!(cfg.lr.base > 0) || !(cfg.clip > 0) || cfg.lr.warmup < 0)
         fail("train: --lr and --clip must be positive and --warmup not negative, got ", cfg.lr.base, ", ", cfg.clip, ", ", cfg.lr.warmup);
     if (!(cfg.ema_decay >= 0 && cfg.ema_decay < 1)) fail("train: --ema must be in [0, 1), got ", cfg.ema_decay);
+    if (eval_every < 0 || eval_n < 4 || eval_ddim < 1 || eval_ddim > cfg.T)
+        fail("train: --eval-every must not be negative, --eval-n at least 4, --eval-ddim-steps in [1, --T]; got ", eval_every, ", ", eval_n, ", ", eval_ddim);
     if (n_samples < 1 || ddim_steps < 1 || ddim_steps > cfg.T || grad_norms_every < 0)
         fail("train: --samples must be positive, --ddim-steps in [1, --T], --grad-norms-every not negative; got ", n_samples, ", ",
              ddim_steps, ", ", grad_norms_every);
@@ -68,6 +74,14 @@ int main(int argc, char** argv) try {
         st.load(run.checkpoint());
         run.resume(st.step);
         std::printf("resumed %s at step %lld\n", run.checkpoint().c_str(), (long long)st.step);
+    }
+    std::unique_ptr<ddpm::Judge> judge;  // --eval-every: the classifier that scores samples (ddpm/eval.h)
+    if (eval_every > 0) {
+        judge = std::make_unique<ddpm::Judge>(ddpm::load_or_train_judge(cfg.data_dir, st.data, ddpm::Dataset(cfg.data_dir, "test"), eval_n,
+                                                                           cli::progress_callback("training the judge (once per data set)")));
+        std::printf("eval: every %lld steps, %lld samples (DDIM %lld) against %lld test images, judge %s (test accuracy %.2f%%)\n",
+                    (long long)eval_every, (long long)eval_n, (long long)eval_ddim, (long long)judge->reference.features.dim(0),
+                    judge->cache.c_str(), 100 * judge->test_accuracy);
     }
     const int64_t start_step = st.step;
     ddpm::StepBudget budget(st.config.steps, minutes * 60, run.seconds_before(), start_step, args.given("--minutes"));
@@ -115,6 +129,7 @@ int main(int argc, char** argv) try {
         progress.update(st.step, fields, st.step == budget.steps());
         timed_out = budget.out_of_time(now);
         if (st.step % every == 0 || st.step == budget.steps() || timed_out) checkpoint();
+        if (judge && st.step % eval_every == 0) run.record_eval(st.step, judge->score(st.sample_ema(eval_n, eval_ddim)));
     }
     progress.finish();
 

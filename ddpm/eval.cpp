@@ -96,7 +96,8 @@ double classifier_accuracy(const nn::Classifier& net, const Dataset& data) {
 // (97.5% held out, 32 s on the 2-core machine), 2 of full MNIST's 60,000.
 int64_t judge_epochs(int64_t n) { return std::clamp<int64_t>((96000 + n - 1) / std::max<int64_t>(n, 1), 2, 20); }
 
-Judge load_or_train_judge(const std::string& dir, const Dataset& train, const Dataset& test, const ProgressFn& on_step) {
+Judge load_or_train_judge(const std::string& dir, const Dataset& train, const Dataset& test, int64_t n_reference,
+                          const ProgressFn& on_step) {
     require_labels(train, "train");
     require_labels(test, "test");
     Judge j;
@@ -123,6 +124,9 @@ Judge load_or_train_judge(const std::string& dir, const Dataset& train, const Da
         nn::save_checkpoint(j.cache, ck);
     }
     j.test_accuracy = classifier_accuracy(*j.net, test);
+    std::vector<int64_t> ref(static_cast<size_t>(std::clamp<int64_t>(n_reference, 0, test.size())));
+    std::iota(ref.begin(), ref.end(), 0);
+    j.reference = judge_images(*j.net, test.images(ref));
     return j;
 }
 
@@ -213,7 +217,8 @@ PrecisionRecall precision_recall(const Tensor& real_in, const Tensor& fake_in, i
     return {inside(fake, real, radii(real)), inside(real, fake, radii(fake))};
 }
 
-SampleMetrics sample_metrics(const nn::Classifier& net, const Tensor& images, const Judgement& reference) {
+SampleMetrics Judge::score(const Tensor& images) const {
+    const nn::Classifier& net = *this->net;
     Judgement j = judge_images(net, images);
     SampleMetrics m;
     m.n = images.dim(0);

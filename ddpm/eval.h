@@ -30,11 +30,29 @@ using ProgressFn = std::function<void(int64_t done, int64_t total)>;
 // CRC-32 over the images and labels of both splits: the key of the cached judge.
 uint32_t data_checksum(const Dataset& train, const Dataset& test);
 
+struct Judgement {
+    Tensor features;                   // (N, F) float64
+    std::vector<int64_t> predicted;    // (N) the top class
+    std::vector<double> confidence;    // (N) its probability
+};
+
+struct SampleMetrics {
+    int64_t n = 0, n_reference = 0;
+    double fid = 0, precision = 0, recall = 0;
+    std::vector<int64_t> histogram;  // (K) predictions per class
+    double class_entropy = 0;        // entropy of the histogram / log K
+    double confidence = 0;           // mean top-class probability
+};
+
+// The classifier, and its judgement of the reference images (the first n of the test split).
 struct Judge {
     std::unique_ptr<nn::Classifier> net;
-    double test_accuracy = 0;  // on the test split
+    double test_accuracy = 0;  // on the whole test split
     bool trained_now = false;  // false: loaded from the cache
     std::string cache;         // its file
+    Judgement reference;
+    // The metrics of images (N, 1, R, R) in [-1, 1] against the reference.
+    SampleMetrics score(const Tensor& images) const;
 };
 
 // Trains a judge on train (labels required): Adam from 1e-3 with a cosine decay to 0, batch 64,
@@ -46,13 +64,10 @@ int64_t judge_epochs(int64_t n_train);
 double classifier_accuracy(const nn::Classifier& net, const Dataset& data);
 // <dir>/classifier.safetensors when its "data_crc" metadata matches the data's checksum and its
 // config this one, else trains one (and writes the cache, atomically). Needs both splits' labels.
-Judge load_or_train_judge(const std::string& dir, const Dataset& train, const Dataset& test, const ProgressFn& on_step = nullptr);
+// The reference: the first min(n_reference, test size) test images.
+Judge load_or_train_judge(const std::string& dir, const Dataset& train, const Dataset& test, int64_t n_reference,
+                          const ProgressFn& on_step = nullptr);
 
-struct Judgement {
-    Tensor features;                   // (N, F) float64
-    std::vector<int64_t> predicted;    // (N) the top class
-    std::vector<double> confidence;    // (N) its probability
-};
 // images (N, 1, R, R) in [-1, 1]; throws on a wrong shape or a non-finite pixel.
 Judgement judge_images(const nn::Classifier& net, const Tensor& images, int64_t batch = 256);
 
@@ -62,14 +77,5 @@ struct PrecisionRecall {
 };
 PrecisionRecall precision_recall(const Tensor& real, const Tensor& fake, int64_t k = 3);  // (N, F), (M, F)
 
-struct SampleMetrics {
-    int64_t n = 0, n_reference = 0;
-    double fid = 0, precision = 0, recall = 0;
-    std::vector<int64_t> histogram;  // (K) predictions per class
-    double class_entropy = 0;        // entropy of the histogram / log K
-    double confidence = 0;           // mean top-class probability
-};
-// The metrics of `images` against the reference images' judgement (the test split).
-SampleMetrics sample_metrics(const nn::Classifier& net, const Tensor& images, const Judgement& reference);
 
 }  // namespace dl::ddpm

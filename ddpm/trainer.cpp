@@ -198,6 +198,7 @@ bool RunFolder::has_checkpoint() const { return file_exists(checkpoint()); }
 void RunFolder::resume(int64_t step) {
     loss_log.read_csv(dir_ + "/loss.csv", step);
     if (grad_norms_every_ > 0) grad_norms.read_csv(dir_ + "/grad_norms.csv", step);
+    eval_log.read_csv(dir_ + "/eval.csv", step);
     smoothed_ = loss_log.rows.empty() ? NAN : loss_log.recent_loss(50);
     seconds_before_ = loss_log.rows.empty() ? 0 : loss_log.rows.back().seconds;
 }
@@ -227,6 +228,12 @@ void RunFolder::write_samples(const Tensor& x, int64_t step) const {
     char name[64];
     std::snprintf(name, sizeof name, "/samples_%06lld.png", (long long)step);
     write_png_grid(dir_ + name, x, nrow);
+}
+
+void RunFolder::record_eval(int64_t step, const SampleMetrics& m) {
+    eval_log.add({step, m.n, m.fid, m.precision, m.recall, m.class_entropy, m.confidence});
+    eval_log.write_csv(dir_ + "/eval.csv");
+    eval_log.write_svg(dir_ + "/eval", cat("sample quality during training (", m.n, " samples against ", m.n_reference, " test images)"));
 }
 
 // ---- DiffusionModel -----------------------------------------------------------------------

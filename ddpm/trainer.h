@@ -24,6 +24,7 @@
 
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
+#include "ddpm/eval.h"
 #include "ddpm/train_log.h"
 #include "nn/checkpoint.h"
 #include "nn/grad_norm_log.h"
@@ -126,6 +127,7 @@ private:
 //   loss.csv, loss.svg              one row per step (ddpm/train_log.h)
 //   grad_norms.csv, grad_norms.svg  every parameter tensor's gradient norm every N steps (0: none)
 //   samples.png, samples_<step>.png the sample grid of each checkpoint
+//   eval.csv, eval.svg, eval_pr.svg FID, precision and recall over the run (train --eval-every)
 class RunFolder {
 public:
     RunFolder(std::string dir, const nn::Module& model, int64_t grad_norms_every);
@@ -144,9 +146,12 @@ public:
     void save(const TrainState& state);
     // samples.png and samples_<step>.png, sqrt(n) images a row. x (n, 1, H, W).
     void write_samples(const Tensor& x, int64_t step) const;
+    // One evaluation's row, and eval.csv and the plots rewritten.
+    void record_eval(int64_t step, const SampleMetrics& m);
 
     TrainLog loss_log;
     nn::GradNormLog grad_norms;
+    EvalLog eval_log;
 
 private:
     std::string dir_;
