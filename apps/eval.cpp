@@ -44,7 +44,7 @@ int main(int argc, char** argv) try {
     int64_t n = args.integer("--n", 1000, "samples to draw from --checkpoint; the floor and the reference use as many (FID depends on n)");
     int64_t ddim_steps = args.integer("--ddim-steps", 50, "DDIM steps for the samples (0: ancestral, all T)");
     int64_t bpd_n = args.integer("--bpd-n", 64, "test images for the bound (0: skip it)");
-    int64_t bpd_stride = args.integer("--bpd-t-stride", 10, "evaluate every k-th KL term of the bound (1: all T)");
+    int64_t bpd_stride = args.integer("--bpd-t-stride", 10, "evaluate one KL term of the bound per block of k timesteps (1: all T)");
     std::string out = args.str("--out", "", "folder for bpd_per_t.csv and .svg ('': the checkpoint's folder)");
     int64_t seed = args.integer("--seed", 0, "seed of the noise and of the floor's choice of digits");
     int64_t batch = args.integer("--batch", 64, "images per forward pass");
@@ -54,8 +54,9 @@ int main(int argc, char** argv) try {
     cli::set_threads("eval", threads);
     set_flush_denormals();
     if (!npy.empty() && !ckpt_path.empty()) fail("eval: give --samples or --checkpoint, not both");
-    if (n < 2 || batch < 1 || ddim_steps < 0 || bpd_n < 0 || bpd_stride < 1)
-        fail("eval: --n must be at least 2, --batch and --bpd-t-stride positive, --ddim-steps and --bpd-n not negative");
+    if (n < 4 || batch < 1 || ddim_steps < 0 || bpd_n < 0 || bpd_stride < 1)
+        fail("eval: --n must be at least 4 (precision and recall use 3 neighbours), --batch and --bpd-t-stride positive, --ddim-steps and "
+             "--bpd-n not negative; got ", n, ", ", batch, ", ", bpd_stride, ", ", ddim_steps, ", ", bpd_n);
 
     // ---- the samples of a .npy (their count sets n) ----
     ddpm::Dataset train(data_dir, "train"), test(data_dir, "test");
@@ -63,13 +64,14 @@ int main(int argc, char** argv) try {
     if (!npy.empty()) {
         Tensor x = read_npy(npy);
         if (x.ndim() == 3) x = x.reshape({x.dim(0), 1, x.dim(1), x.dim(2)});
-        if (x.ndim() != 4 || x.dim(1) != 1 || x.dim(2) != train.rows() || x.dim(3) != train.cols() || x.dim(0) < 2)
-            fail(npy, ": expected samples (N, ", train.rows(), ", ", train.cols(), ") with N >= 2, found ", shape_str(x.shape()));
+        if (x.ndim() != 4 || x.dim(1) != 1 || x.dim(2) != train.rows() || x.dim(3) != train.cols() || x.dim(0) < 4)
+            fail(npy, ": expected samples (N, ", train.rows(), ", ", train.cols(), ") with N >= 4, found ", shape_str(x.shape()));
         samples = x;
         n = x.dim(0);
     }
 
     // ---- the judge, and its view of the reference: the first n test images ----
+    if (test.size() < 4) fail(data_dir, ": the test split has ", test.size(), " images; the metrics need at least 4");
     ddpm::Judge judge = ddpm::load_or_train_judge(data_dir, train, test, n, cli::progress_callback("training the judge (once per data set)"));
     if (!json)
         std::printf("judge: %s (%s, %lld parameters), test accuracy %.2f%% on %lld images\n", judge.cache.c_str(),
@@ -84,17 +86,28 @@ int main(int argc, char** argv) try {
     ddpm::DiffusionModel model;
     if (!ckpt_path.empty()) {
         model = ddpm::load_model(ckpt_path, ddpm::Weights::EmaIfPresent);
+        const nn::UNetConfig& cfg = model.net->config();
+        if (cfg.in_ch != 1 || cfg.resolution != train.rows() || train.rows() != train.cols())
+            fail(ckpt_path, ": the model draws ", cfg.in_ch, "x", cfg.resolution, "x", cfg.resolution, " images, ", data_dir, " holds 1x",
+                 train.rows(), "x", train.cols());
         Philox gen{uint64_t(seed)};
         samples = ddpm::draw_samples(model, n, ddim_steps, 0.0, batch, gen, cli::progress_callback("sampling"));
     }
 
-    // ---- the metrics, and the floor: real training digits at the same n ----
+    // ---- the metrics, and the floor: real training digits at the same n, and held-out test
+    // digits (the judge never saw them) when the test split has n more past the reference ----
     Philox pick(uint64_t(seed) + 1);
     std::vector<int64_t> perm = randperm(train.size(), pick);
     std::vector<int64_t> floor_idx(perm.begin(), perm.begin() + std::min(n, train.size()));
     ddpm::SampleMetrics m = judge.score(samples);
     ddpm::SampleMetrics floor = judge.score(train.images(floor_idx));
     const int64_t n_ref = m.n_reference;
+    ddpm::SampleMetrics heldout;
+    if (test.size() >= n_ref + n) {
+        std::vector<int64_t> idx(static_cast<size_t>(n));
+        std::iota(idx.begin(), idx.end(), n_ref);
+        heldout = judge.score(test.images(idx));
+    }
 
     // ---- the bound ----
     ddpm::BpdReport bpd;
@@ -114,6 +127,7 @@ int main(int argc, char** argv) try {
     if (json) {
         std::printf("{\"accuracy\": %.6g, %s, %s, \"n_reference\": %lld", judge.test_accuracy, json_metrics("", m).c_str(),
                     json_metrics("floor_", floor).c_str(), (long long)n_ref);
+        if (heldout.n) std::printf(", %s", json_metrics("heldout_", heldout).c_str());
         if (bpd.n_images) std::printf(", \"bpd\": %.6g, \"bpd_se\": %.6g, \"bpd_images\": %lld, \"bpd_t_stride\": %lld", bpd.total_bpd, bpd.total_se,
                                       (long long)bpd.n_images, (long long)bpd.t_stride);
         std::printf("}\n");
@@ -127,9 +141,10 @@ int main(int argc, char** argv) try {
     std::printf("  %-20s %6s %9s %10s %7s %14s %11s   %s\n", "", "n", "FID", "precision", "recall", "H(classes)/logK", "confidence", "histogram 0..K-1");
     print_row("samples", m);
     print_row("real training digits", floor);
+    if (heldout.n) print_row("held-out test digits", heldout);
     if (bpd.n_images)
-        std::printf("\nvariational bound: %.4f +- %.4f bits/dim (standard error over %lld test images; %zu of the %lld KL terms, every "
-                    "%lld-th t, scaled to all; prior %.2g, decoder %.4f)\n",
+        std::printf("\nvariational bound: %.4f +- %.4f bits/dim (standard error over %lld test images; %zu of the %lld KL terms, one "
+                    "drawn in each block of %lld t, weighted by the block; prior %.2g, decoder %.4f)\n",
                     bpd.total_bpd, bpd.total_se, (long long)bpd.n_images, bpd.t.size() - 1, (long long)(model.schedule.T - 1),
                     (long long)bpd.t_stride, bpd.prior_bpd, bpd.decoder_bpd);
     return 0;

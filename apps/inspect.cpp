@@ -63,7 +63,7 @@ int main(int argc, char** argv) try {
         m.net->train();  // dropout as in training, masks from the seed
     } else {
         nn::UNetConfig cfg;
-        if (data) cfg.resolution = data->rows(), cfg.attn_res = {data->rows() / 4};  // as train does
+        if (data) cfg = ddpm::model_for_data(cfg, *data, data_dir);  // as train does
         cfg.ch = ch;
         cfg = nn::UNetConfig::parse(cfg.str() + " " + model_str);  // later keys override earlier ones
         if (dropout >= 0) cfg.dropout = dropout;

@@ -32,8 +32,8 @@ int main(int argc, char** argv) try {
     cfg.batch = args.integer("--batch", 64, "images per step");
     cfg.lr.base = args.real("--lr", 1e-3, "Adam learning rate after warmup");
     cfg.lr.warmup = args.integer("--warmup", 100, "linear learning-rate warmup steps");
-    cfg.lr.decay = nn::parse_lr_decay(args.str("--lr-decay", "cosine", "after warmup: 'cosine' (to 0 at --steps) or 'none'"));
-    cfg.schedule = ddpm::parse_schedule(args.str("--schedule", "linear", "beta schedule: linear or cosine"));
+    std::string decay = args.str("--lr-decay", "cosine", "after warmup: 'cosine' (to 0 at --steps) or 'none'");
+    std::string schedule = args.str("--schedule", "linear", "beta schedule: linear or cosine");
     cfg.T = args.integer("--T", 1000, "diffusion steps");
     cfg.model.ch = args.integer("--ch", 32, "U-Net base channels");
     cfg.model.dropout = args.real("--dropout", 0.0, "dropout in the ResBlocks (the reference's 0.1 slows a 30-minute run)");
@@ -55,6 +55,10 @@ int main(int argc, char** argv) try {
 
     cli::set_threads("train", threads);
     set_flush_denormals();
+    if (decay != "cosine" && decay != "none") fail("train: --lr-decay expects 'cosine' or 'none', got '", decay, "'");
+    if (schedule != "linear" && schedule != "cosine") fail("train: --schedule expects 'linear' or 'cosine', got '", schedule, "'");
+    cfg.lr.decay = nn::parse_lr_decay(decay);
+    cfg.schedule = ddpm::parse_schedule(schedule);
     if (cfg.batch < 1 || cfg.steps < 0 || every < 1) fail("train: --batch and --every must be positive, --steps not negative");
     if (cfg.steps == 0 && minutes <= 0) fail("train: --steps 0 sizes the run to --minutes, which must then be positive");
     if (!(cfg.lr.base > 0) || !(cfg.clip > 0) || cfg.lr.warmup < 0)
@@ -97,6 +101,27 @@ int main(int argc, char** argv) try {
         run.save(st);
         run.write_samples(st.sample_ema(n_samples, ddim_steps), st.step);
     };
+    auto stop_unless_finite = [&](const Variable& loss) {
+        if (!std::isfinite(loss.value().item()))
+            fail("train: the loss is ", loss.value().item(), " at step ", st.step + 1, "; nothing was saved after step ", st.step,
+                 " (try a lower --lr, or --detect-anomaly to find the op)");
+    };
+    auto announce_steps = [&] {  // --steps 0: the count that fits, from the pace so far
+        if (st.step - start_step == budget.kWarm + budget.kProbe) progress = cli::Progress(budget.steps(), st.step);  // the ETA counts from here
+        else progress.set_total(budget.steps());
+        std::printf("%s--steps 0: %.3g s per step, so %lld steps fit in %g minutes\n", progress.tty() ? "\r\033[K" : "",
+                    budget.seconds_per_step(), (long long)budget.steps(), minutes);
+    };
+    auto evaluate = [&] {  // --eval-every: FID, precision, recall of samples from the EMA weights
+        double t0 = seconds();
+        run.record_eval(st.step, judge->score(st.sample_ema(eval_n, eval_ddim)));
+        budget.exclude(seconds() - t0);
+    };
+    auto show_progress = [&](double now) {
+        char fields[128];
+        std::snprintf(fields, sizeof fields, "loss %.4f | %.1f img/s", run.smoothed_loss(), double(cfg.batch) * double(st.step - start_step) / std::max(now, 1e-9));
+        progress.update(st.step, fields, st.step == budget.steps());
+    };
 
     // ---- the training loop: Algorithm 1 ----
     std::signal(SIGINT, on_sigint);
@@ -108,28 +133,21 @@ int main(int argc, char** argv) try {
         Tensor eps = randn(x0.shape(), st.noise_gen);                     // eps ~ N(0, I)
         st.model.zero_grad();
         Variable loss = ddpm::training_loss(st.schedule, ddpm::eps_model(st.model), x0, t, eps, &st.dropout_gen);  // ||eps - eps_theta(x_t, t)||^2
-        if (!std::isfinite(loss.value().item()))
-            fail("train: the loss is ", loss.value().item(), " at step ", st.step + 1, "; nothing was saved after step ", st.step,
-                 " (try a lower --lr, or --detect-anomaly to find the op)");
+        stop_unless_finite(loss);
         loss.backward();
-        run.record_grad_norms(st.step + 1, st.model.flat_grads());  // before clipping
+        run.record_grad_norms(st.step + 1, st.model.flat_grads());        // before clipping
         double lr = cfg.lr.at(st.step + 1, budget.steps());
         double grad_norm = st.update(lr);                                 // clip, Adam, EMA; step + 1
-
         double now = seconds();
         run.log({st.step, loss.value().item(), grad_norm, lr, run.seconds_before() + now});
-        if (budget.after_step(st.step, now)) {  // --steps 0: the count that fits, from the pace so far
+        if (budget.after_step(st.step, now)) {
             st.config.steps = budget.steps();
-            progress = cli::Progress(budget.steps(), st.step);  // the ETA counts from here
-            std::printf("%s--steps 0: %.3g s per step, so %lld steps fit in %g minutes\n", progress.tty() ? "\r\033[K" : "",
-                        budget.seconds_per_step(), (long long)budget.steps(), minutes);
+            announce_steps();
         }
-        char fields[128];
-        std::snprintf(fields, sizeof fields, "loss %.4f | %.1f img/s", run.smoothed_loss(), double(cfg.batch) * double(st.step - start_step) / std::max(now, 1e-9));
-        progress.update(st.step, fields, st.step == budget.steps());
+        show_progress(now);
         timed_out = budget.out_of_time(now);
         if (st.step % every == 0 || st.step == budget.steps() || timed_out) checkpoint();
-        if (judge && st.step % eval_every == 0) run.record_eval(st.step, judge->score(st.sample_ema(eval_n, eval_ddim)));
+        if (judge && st.step % eval_every == 0 && !timed_out && !g_interrupted) evaluate();
     }
     progress.finish();
 

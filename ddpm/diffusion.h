@@ -93,6 +93,8 @@ Tensor p_sample(const Schedule& s, const EpsModel& model, const Tensor& xt, cons
 
 // Called after each reverse step with the timestep just taken and the new x (for figures, progress).
 using StepCallback = std::function<void(int64_t t, const Tensor& x)>;
+// Called as long work advances: `done` of `total` units (batches, forward passes, steps).
+using ProgressFn = std::function<void(int64_t done, int64_t total)>;
 
 // Algorithm 2: x_T ~ N(0, I), then p_sample for t = T-1 .. 0. Returns x_0.
 Tensor p_sample_loop(const Schedule& s, const EpsModel& model, const Shape& shape, Philox& gen, bool clip_x0 = true,

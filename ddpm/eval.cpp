@@ -2,6 +2,7 @@
 #include "ddpm/eval.h"
 
 #include <algorithm>
+#include <map>
 #include <cmath>
 #include <numeric>
 
@@ -32,12 +33,20 @@ static void require_labels(const Dataset& d, const char* split) {
         fail("eval: the ", split, " split has ", d.size(), " images but ", d.labels().size(), " labels (the judge needs the IDX label files)");
 }
 
-std::unique_ptr<nn::Classifier> train_classifier(const Dataset& train, int64_t epochs, uint64_t seed, const ProgressFn& on_step) {
-    require_labels(train, "train");
+// The judge for a data set: its side, and as many classes as its labels name (0 .. max label).
+static nn::ClassifierConfig judge_config(const Dataset& train) {
     nn::ClassifierConfig cfg;
     cfg.side = train.rows();
+    cfg.classes = 2;
     for (uint8_t y : train.labels()) cfg.classes = std::max<int64_t>(cfg.classes, int64_t(y) + 1);
-    auto net = std::make_unique<nn::Classifier>(cfg, seed);
+    return cfg;
+}
+
+std::unique_ptr<nn::Classifier> train_classifier(const Dataset& train, int64_t epochs, uint64_t seed, const ProgressFn& on_step) {
+    require_labels(train, "train");
+    if (train.size() < 64) fail("eval: the judge needs at least 64 training images (one batch), got ", train.size());
+    if (train.rows() != train.cols()) fail("eval: the judge needs square images, got ", train.rows(), "x", train.cols());
+    auto net = std::make_unique<nn::Classifier>(judge_config(train), seed);
     nn::Adam adam(net->num_parameters(), DType::F32);
     Philox gen(seed + 1);
     const int64_t B = 64, per_epoch = train.size() / B, steps = epochs * per_epoch;
@@ -102,25 +111,27 @@ Judge load_or_train_judge(const std::string& dir, const Dataset& train, const Da
     require_labels(test, "test");
     Judge j;
     j.cache = dir + "/classifier.safetensors";
-    const std::string crc = std::to_string(data_checksum(train, test));
+    // The cache is used when it was made from these data, for this model, by this recipe; a
+    // change to any of them trains a new judge. A damaged file is an error that names it.
+    const nn::ClassifierConfig cfg = judge_config(train);
+    const std::map<std::string, std::string> key = {
+        {"data_crc", std::to_string(data_checksum(train, test))},
+        {"model", cfg.str()},
+        {"recipe", cat("judge 1: Adam 1e-3 cosine, batch 64, ", judge_epochs(train.size()), " epochs, seed 0")}};
     if (file_exists(j.cache)) {
         nn::Checkpoint ck = nn::load_checkpoint(j.cache);
-        auto it = ck.metadata.find("data_crc");
-        if (it != ck.metadata.end() && it->second == crc) {
-            nn::ClassifierConfig cfg;
-            cfg.side = train.rows();
-            for (uint8_t y : train.labels()) cfg.classes = std::max<int64_t>(cfg.classes, int64_t(y) + 1);
-            if (ck.meta("model") == cfg.str()) {
-                j.net = std::make_unique<nn::Classifier>(cfg);
-                j.net->load_state_dict(ck.model);
-            }
+        bool same = true;
+        for (const auto& [k, v] : key) same = same && ck.metadata.count(k) && ck.metadata.at(k) == v;
+        if (same) {
+            j.net = std::make_unique<nn::Classifier>(cfg);
+            nn::load_named(j.net->state_dict(), ck.model, j.cache);
         }
     }
     if (!j.net) {
         j.net = train_classifier(train, judge_epochs(train.size()), 0, on_step);
         j.trained_now = true;
         nn::Checkpoint ck = nn::capture(*j.net, nullptr, nullptr, 0);
-        ck.metadata["data_crc"] = crc;
+        for (const auto& [k, v] : key) ck.metadata[k] = v;
         nn::save_checkpoint(j.cache, ck);
     }
     j.test_accuracy = classifier_accuracy(*j.net, test);

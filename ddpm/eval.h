@@ -21,11 +21,10 @@
 #include <vector>
 
 #include "ddpm/data.h"
+#include "ddpm/diffusion.h"
 #include "nn/classifier.h"
 
 namespace dl::ddpm {
-
-using ProgressFn = std::function<void(int64_t done, int64_t total)>;
 
 // CRC-32 over the images and labels of both splits: the key of the cached judge.
 uint32_t data_checksum(const Dataset& train, const Dataset& test);

@@ -31,7 +31,7 @@ double discretized_gaussian_log_likelihood(double x, double mean, double log_sca
 static double quantize(double x) { return std::round((std::clamp(x, -1.0, 1.0) + 1) * 127.5) / 127.5 - 1; }
 
 BpdReport calc_bpd_loop(const Schedule& s, const EpsModel& model, const Tensor& x0_in, int64_t t_stride, int64_t batch, Philox& gen,
-                        VarianceKind var, const std::function<void(int64_t, int64_t)>& on_step) {
+                        VarianceKind var, const ProgressFn& on_step) {
     if (x0_in.ndim() != 4 || x0_in.dim(0) < 1) fail("calc_bpd_loop: expected images (N, C, H, W), got ", shape_str(x0_in.shape()));
     if (t_stride < 1 || t_stride >= s.T) fail("calc_bpd_loop: t_stride must be in [1, T = ", s.T, "), got ", t_stride);
     if (batch < 1) fail("calc_bpd_loop: batch must be positive, got ", batch);
@@ -42,11 +42,15 @@ BpdReport calc_bpd_loop(const Schedule& s, const EpsModel& model, const Tensor& 
     BpdReport r;
     r.n_images = N;
     r.t_stride = t_stride;
-    std::vector<int64_t> kl_t;  // T-1, T-1-k, ... >= 1
-    for (int64_t t = s.T - 1; t >= 1; t -= t_stride) kl_t.push_back(t);
-    const double kl_weight = double(s.T - 1) / double(kl_t.size());
-    r.t = kl_t;
+    for (int64_t hi = s.T - 1; hi >= 1; hi -= t_stride) {  // the block [lo, hi], from the top down
+        const int64_t lo = std::max<int64_t>(1, hi - t_stride + 1);
+        double u;
+        gen.uniform(&u, 1);
+        r.t.push_back(std::min(hi, lo + int64_t(u * double(hi - lo + 1))));
+        r.weight.push_back(double(hi - lo + 1));
+    }
     r.t.push_back(0);
+    r.weight.push_back(1);
     r.term_bpd.assign(r.t.size(), 0.0);
     std::vector<double> total(static_cast<size_t>(N), 0.0);  // each image's bound
     const double to_bits = 1 / (double(D) * std::log(2.0));
@@ -81,7 +85,7 @@ BpdReport calc_bpd_loop(const Schedule& s, const EpsModel& model, const Tensor& 
                 }
                 term *= to_bits;
                 r.term_bpd[k] += term / double(N);
-                total[size_t(b0 + n)] += t > 0 ? kl_weight * term : term;
+                total[size_t(b0 + n)] += r.weight[k] * term;
             }
             if (on_step) on_step(++done, passes);
         }

@@ -32,22 +32,24 @@ double discretized_gaussian_log_likelihood(double x, double mean, double log_sca
 
 struct BpdReport {
     int64_t n_images = 0;
-    int64_t t_stride = 1;                 // every t_stride-th KL term was evaluated
-    std::vector<int64_t> t;               // the timesteps evaluated, T-1 down to 0
+    int64_t t_stride = 1;                 // one KL term evaluated per t_stride timesteps
+    std::vector<int64_t> t;               // the timesteps evaluated, from T-1 down to 0
+    std::vector<double> weight;           // how many terms each stands for (1 for t = 0)
     std::vector<double> term_bpd;         // their terms, the mean over the images (bits/dim)
     double prior_bpd = 0;                 // L_T
     double decoder_bpd = 0;               // L_0
-    double total_bpd = 0;                 // L: prior + decoder + the KL terms, each evaluated one standing for its stride
+    double total_bpd = 0;                 // L = prior + sum weight * term: the mean over the images
     double total_se = 0;                  // the standard error of total_bpd over the images
 };
 
 // The bound for the images x0 (N, C, H, W) in [-1, 1] (quantized to 256 levels). With t_stride
-// k > 1, the KL terms are evaluated at t = T-1, T-1-k, ... (>= 1) and their sum is scaled by
-// (T-1) / (the number evaluated); the decoder and prior terms are always exact. Fresh noise per
-// term from gen; p_theta with x_0 clipped to [-1, 1] and variance `var`. on_step(done, total)
-// counts forward passes.
+// k > 1 the KL terms are sampled, stratified: t = 1 .. T-1 is cut into blocks of k (the last one
+// shorter), one t drawn uniformly in each block stands for the block (weight: its length), so the
+// sum is unbiased; the decoder and prior terms are always exact. k = 1 is the official loop.
+// Fresh noise per term from gen; p_theta with x_0 clipped to [-1, 1] and variance `var`.
+// on_step(done, total) counts forward passes.
 BpdReport calc_bpd_loop(const Schedule& s, const EpsModel& model, const Tensor& x0, int64_t t_stride, int64_t batch, Philox& gen,
-                        VarianceKind var = VarianceKind::Beta, const std::function<void(int64_t, int64_t)>& on_step = nullptr);
+                        VarianceKind var = VarianceKind::Beta, const ProgressFn& on_step = nullptr);
 
 // "t,bpd" per evaluated term (the prior as t = T), and the terms against t on a log y axis.
 void write_bpd_csv(const std::string& path, const BpdReport& r, int64_t T);

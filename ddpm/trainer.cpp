@@ -11,6 +11,14 @@
 
 namespace dl::ddpm {
 
+nn::UNetConfig model_for_data(nn::UNetConfig c, const Dataset& data, const std::string& source) {
+    if (data.rows() != data.cols() || data.rows() % 4 || data.rows() == 0)
+        fail(source, ": images are ", data.rows(), "x", data.cols(), "; the U-Net needs square images with a side divisible by 4");
+    c.resolution = data.rows();
+    c.attn_res = {data.rows() / 4};
+    return c;
+}
+
 EpsModel eps_model(const nn::UNet& net) {
     return [&net](const Variable& xt, const std::vector<int64_t>& t, Philox* dropout_gen) { return net.forward(xt, t, dropout_gen); };
 }
@@ -35,16 +43,18 @@ int64_t meta_integer(const nn::Checkpoint& ck, const std::string& key, int64_t l
 }
 
 nn::UNetConfig meta_model(const nn::Checkpoint& ck) {
+    const std::string& text = ck.meta("model");
     try {
-        return nn::UNetConfig::parse(ck.meta("model"));
+        return nn::UNetConfig::parse(text);
     } catch (const Error& e) {
         fail(ck.source, ": metadata 'model': ", e.what());
     }
 }
 
 ScheduleKind meta_schedule(const nn::Checkpoint& ck) {
+    const std::string& text = ck.meta("schedule");
     try {
-        return parse_schedule(ck.meta("schedule"));
+        return parse_schedule(text);
     } catch (const Error& e) {
         fail(ck.source, ": metadata 'schedule': ", e.what());
     }
@@ -75,12 +85,8 @@ Philox meta_rng(const nn::Checkpoint& ck, const std::string& name) {
     return it->second;
 }
 
-// The U-Net at the data's resolution, attention at a quarter of it (7 for 28).
 TrainConfig fit_to_data(TrainConfig c, const Dataset& data) {
-    if (data.rows() != data.cols() || data.rows() % 4 || data.rows() == 0)
-        fail(c.data_dir, ": images are ", data.rows(), "x", data.cols(), "; the U-Net needs square images with a side divisible by 4");
-    c.model.resolution = data.rows();
-    c.model.attn_res = {data.rows() / 4};
+    c.model = model_for_data(c.model, data, c.data_dir);
     return c;
 }
 
@@ -135,8 +141,16 @@ void TrainState::load(const std::string& path) {
     DataCursor cursor = meta_cursor(ck);
     if (ck.step < 0) fail(path, ": \"step\" is ", ck.step, ", expected a count of updates (>= 0)");
     Philox dg = meta_rng(ck, "data"), ng = meta_rng(ck, "noise"), pg = meta_rng(ck, "dropout");
-    nn::restore(ck, model, &adam, &ema);
-    data.set_cursor(cursor);
+    try {
+        data.set_cursor(cursor);  // checked against this data set before anything else is restored
+    } catch (const Error& e) {
+        fail(path, ": metadata 'data_cursor' does not fit ", config.data_dir, " (", data.size(), " images): ", e.what());
+    }
+    try {
+        nn::restore(ck, model, &adam, &ema);
+    } catch (const Error& e) {
+        fail(path, ": ", e.what());
+    }
     data_gen = dg;
     noise_gen = ng;
     dropout_gen = pg;
@@ -164,21 +178,22 @@ StepBudget::StepBudget(int64_t steps, double budget_seconds, double seconds_befo
 
 void StepBudget::fit(int64_t step, double seconds, double per_step) {
     double left = budget_ * 0.96 - before_ - seconds;
-    pace_ = per_step;
-    steps_ = step + std::max<int64_t>(0, int64_t(left / per_step));
+    pace_ = std::max(per_step, 1e-9);
+    steps_ = step + std::max<int64_t>(0, int64_t(left / pace_));
 }
 
 bool StepBudget::after_step(int64_t step, double seconds) {
     if (!sizing_) return false;
-    int64_t done = step - start_;
-    if (done == kWarm) probe_start_ = seconds;
+    const int64_t done = step - start_;
+    const double training = seconds - excluded_;  // the pace counts training time only
+    if (done == kWarm) probe_start_ = training;
     if (done == kWarm + kProbe) {
-        fit(step, seconds, (seconds - probe_start_) / double(kProbe));
-        refine_start_ = seconds;
+        fit(step, seconds, (training - probe_start_) / double(kProbe));
+        refine_start_ = training;
         return true;
     }
     if (done == kRefine && step < steps_) {
-        fit(step, seconds, (seconds - refine_start_) / double(kRefine - kWarm - kProbe));
+        fit(step, seconds, (training - refine_start_) / double(kRefine - kWarm - kProbe));
         return true;
     }
     return false;
@@ -260,7 +275,7 @@ DiffusionModel fresh_model(const nn::UNetConfig& config, ScheduleKind schedule, 
 }
 
 Tensor draw_samples(const DiffusionModel& model, int64_t n, int64_t ddim_steps, double eta, int64_t batch, Philox& gen,
-                    const std::function<void(int64_t, int64_t)>& on_batch) {
+                    const ProgressFn& on_batch) {
     if (n < 1 || batch < 1 || ddim_steps < 0) fail("draw_samples: expected n, batch >= 1 and ddim_steps >= 0, got ", n, ", ", batch, ", ", ddim_steps);
     const nn::UNetConfig& cfg = model.net->config();
     const int64_t R = cfg.resolution;

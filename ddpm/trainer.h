@@ -36,6 +36,9 @@ namespace dl::ddpm {
 // The network as the diffusion code calls it: U-Net forward, dropout masks from the given
 // generator (ddpm/diffusion.h).
 EpsModel eps_model(const nn::UNet& net);
+// The U-Net config at the data's resolution, attention at a quarter of it (7 for 28); throws,
+// naming `source`, when the images are not square with a side divisible by 4.
+nn::UNetConfig model_for_data(nn::UNetConfig config, const Dataset& data, const std::string& source);
 
 struct TrainConfig {
     std::string data_dir = "data/mnist";  // recorded for people; the data come in as a Dataset
@@ -110,6 +113,8 @@ public:
     // count (to show it); seconds_per_step() is the pace it used.
     bool after_step(int64_t step, double seconds);
     double seconds_per_step() const { return pace_; }
+    // Time spent on other work (an evaluation) that the pace must not count; the budget still does.
+    void exclude(double seconds) { excluded_ += seconds; }
     // With hard_limit: earlier sessions and this one together have spent the budget.
     bool out_of_time(double seconds) const;
 
@@ -119,7 +124,7 @@ private:
     int64_t steps_, start_;
     double budget_, before_;
     bool sizing_, hard_limit_;
-    double probe_start_ = 0, refine_start_ = 0, pace_ = 0;
+    double probe_start_ = 0, refine_start_ = 0, pace_ = 0, excluded_ = 0;
 };
 
 // A run's folder, as train writes it:
@@ -176,6 +181,6 @@ DiffusionModel fresh_model(const nn::UNetConfig& config, ScheduleKind schedule, 
 // n images (n, in_ch, R, R) in batches: DDIM with ddim_steps steps and eta, or with ddim_steps 0
 // the ancestral sampler over all T steps (Algorithm 2). on_batch(done, n) after each batch.
 Tensor draw_samples(const DiffusionModel& model, int64_t n, int64_t ddim_steps, double eta, int64_t batch, Philox& gen,
-                    const std::function<void(int64_t, int64_t)>& on_batch = nullptr);
+                    const ProgressFn& on_batch = nullptr);
 
 }  // namespace dl::ddpm

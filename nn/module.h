@@ -91,7 +91,7 @@ public:
     // pack_parameters(): the one description of the layout that every view of it uses.
     const std::vector<ParamSlot>& layout() const;
     // Views of a flat tensor laid out like flat_parameters() (Adam's moments, the EMA), one per
-    // parameter under its key: the bridge between flat states and checkpoints.
+    // parameter under its key: the bridge between flat states and checkpoints. Needs a packed module.
     StateDict views(const Tensor& flat) const;
     // Zeroes every parameter's gradient (the flat buffer when packed, re-attaching each view).
     void zero_grad();

@@ -274,7 +274,8 @@ Variable UNet::forward(const Variable& x, const std::vector<int64_t>& t, Philox*
         }
     }
     Variable out = conv_out_->forward(silu(norm_out_->forward(h)));  // (B, in_ch, H, W)
-    make_names_unique(recorded.nodes());
+    std::vector<Variable> nodes = recorded.nodes();  // renaming makes no Variable, but read a copy all the same
+    make_names_unique(nodes);
     return out;
 }
 

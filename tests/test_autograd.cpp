@@ -303,6 +303,15 @@ TEST_CASE("gradcheck: avg_pool2d and cross_entropy, and their values from a hand
     // large logits do not overflow: the log-sum-exp subtracts the maximum
     Variable big(Tensor::from_vector(std::vector<double>{1000, 0}, {1, 2}), true);
     CHECK(cross_entropy(big, {0}).value().item() == doctest::Approx(0).epsilon(1e-12));
+    // the fused op equals its composition from primitives, -mean(log(softmax(z))[label]), value and gradient
+    Tensor logits = rnd({3, 4}, 34, -3, 3);
+    Variable za(logits.clone(), true), zb(logits.clone(), true);
+    Variable fused = cross_entropy(za, labels);
+    Variable composed = neg(mean(gather(reshape(log(softmax(zb)), {12}), {0 * 4 + 2, 1 * 4 + 0, 2 * 4 + 1})));
+    CHECK(fused.value().item() == doctest::Approx(composed.value().item()).epsilon(1e-12));
+    fused.backward();
+    composed.backward();
+    CHECK(max_abs_diff(za.grad(), zb.grad()) < 1e-12);
     CHECK_THROWS_WITH(cross_entropy(z, {2}), "cross_entropy: label 2 is outside [0, 2)");
     CHECK_THROWS_WITH(cross_entropy(z, {0, 1}), "cross_entropy: expected logits (B, K) and B labels, got (1, 2) and 2 labels");
     CHECK_THROWS_WITH(avg_pool2d(x, 4), "avg_pool2d: expected (B, C, H, W) with H, W >= k >= 1, got (1, 1, 3, 3) and k = 4");

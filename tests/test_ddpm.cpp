@@ -96,13 +96,22 @@ TEST_CASE("q_sample's one jump has the moments of T single steps run one after a
     CHECK(var_b == doctest::Approx(1 - s.alphas_cumprod[59]).epsilon(0.15));
 }
 
-TEST_CASE("the fixedlarge variance is beta_t, but beta tilde_1 at t = 0") {
+TEST_CASE("the reverse step's variance: beta_t (fixedlarge), except beta tilde_1 at t = 0, or beta tilde_t (fixedsmall)") {
     Schedule s = make_schedule(ScheduleKind::Linear);
-    CHECK(s.fixedlarge_variance[0] == s.posterior_variance[1]);
-    CHECK(s.fixedlarge_variance[0] < s.betas[1]);
-    for (size_t t : {1, 500, 999}) {
-        CHECK(s.fixedlarge_variance[t] == s.betas[t]);
-        CHECK(std::exp(s.fixedlarge_log_variance[t]) == doctest::Approx(s.betas[t]));
+    Philox g(12);
+    Tensor x0 = rand({1, 1, 2, 2}, g, DType::F64);
+    // beta tilde_t from Bayes' rule of the two Gaussians, as in the test above
+    auto beta_tilde = [&](int64_t t) { return 1 / (1 / (1 - s.alphas_cumprod[size_t(t - 1)]) + (1 - s.betas[size_t(t)]) / s.betas[size_t(t)]); };
+    for (int64_t t : {0, 1, 500, 999}) {
+        CAPTURE(t);
+        Tensor xt = q_sample(s, x0, {t}, randn(x0.shape(), g, DType::F64));
+        PMeanVariance large = p_mean_variance(s, oracle(s, x0), xt, {t}, false, VarianceKind::Beta);
+        PMeanVariance small = p_mean_variance(s, oracle(s, x0), xt, {t}, false, VarianceKind::BetaTilde);
+        double want_large = t == 0 ? beta_tilde(1) : s.betas[size_t(t)];
+        CHECK(large.variance.item() == doctest::Approx(want_large).epsilon(1e-9));
+        CHECK(std::exp(large.log_variance.item()) == doctest::Approx(want_large).epsilon(1e-9));
+        if (t > 0) CHECK(small.variance.item() == doctest::Approx(beta_tilde(t)).epsilon(1e-9));
+        CHECK(max_abs_diff(large.mean, small.mean) == 0.0);  // only the variance differs
     }
 }
 

@@ -8,6 +8,7 @@
 #include "autograd/ops.h"
 #include "ddpm/eval.h"
 #include "ddpm/likelihood.h"
+#include "ddpm/train_log.h"
 #include "tensor/io.h"
 #include "tensor/linalg.h"
 #include "tensor/npy.h"
@@ -29,6 +30,12 @@ Tensor clusters(int64_t n, int64_t F, int64_t classes, double noise, uint64_t se
         for (int64_t f = 0; f < F; f++) x.set_flat(i * F + f, c.flat(k * F + f) + noise * x.flat(i * F + f));
     }
     return x;
+}
+
+// The number after "key": in a line of JSON (NaN when the key is missing).
+double json_number(const std::string& text, const std::string& key) {
+    size_t at = text.find("\"" + key + "\": ");
+    return at == std::string::npos ? NAN : std::atof(text.c_str() + at + key.size() + 4);
 }
 
 Tensor identity(int64_t n) {
@@ -72,6 +79,7 @@ TEST_CASE("calc_bpd_loop: with the oracle network every KL term vanishes and the
     Schedule s = make_schedule(ScheduleKind::Linear, 50);
     Philox g(5);
     Tensor x0 = Dataset(synthetic_images(3, 8, g)).images({0, 1, 2});  // (3, 1, 8, 8) on the 256-level grid
+    // the eps that made x_t from x0; right for the whole set at once, so the loop runs batches of 3
     EpsModel oracle = [&](const Variable& xt, const std::vector<int64_t>& t, Philox*) {
         return Variable(div(sub(xt.value(), mul(extract(s.sqrt_alphas_cumprod, t, DType::F32), x0.rows(0, xt.shape()[0]))),
                             extract(s.sqrt_one_minus_alphas_cumprod, t, DType::F32)));
@@ -85,10 +93,23 @@ TEST_CASE("calc_bpd_loop: with the oracle network every KL term vanishes and the
     for (size_t k = 0; k + 1 < r.t.size(); k++) CHECK(r.term_bpd[k] < 1e-6);
     CHECK(r.total_bpd == doctest::Approx(r.prior_bpd + r.decoder_bpd + 0).epsilon(1e-4));
     CHECK(r.decoder_bpd > 0);
-    // a network that predicts no noise is much worse, and every other term counts for 7
+    // a network that predicts no noise is much worse; with stride 7 one t of each block of 7
+    // stands for its block, and the bound is the prior plus the weighted terms
     EpsModel zero = [](const Variable& xt, const std::vector<int64_t>&, Philox*) { return Variable(Tensor::zeros(xt.shape())); };
     BpdReport bad = calc_bpd_loop(s, zero, x0, 7, 2, g);
-    CHECK(bad.t == std::vector<int64_t>{49, 42, 35, 28, 21, 14, 7, 0});
+    REQUIRE(bad.t.size() == 8);  // 7 blocks of [1, 49], then the decoder
+    double weights = 0, sum = bad.prior_bpd;
+    for (size_t k = 0; k < bad.t.size(); k++) {
+        if (k + 1 < bad.t.size()) {
+            CHECK(bad.t[k] <= 49 - 7 * int64_t(k));  // inside its block [43 - 7k, 49 - 7k]
+            CHECK(bad.t[k] >= 43 - 7 * int64_t(k));
+        }
+        weights += bad.weight[k];
+        sum += bad.weight[k] * bad.term_bpd[k];
+    }
+    CHECK(bad.t.back() == 0);
+    CHECK(weights == 50);  // every one of the T terms but the prior, once
+    CHECK(bad.total_bpd == doctest::Approx(sum).epsilon(1e-9));
     CHECK(bad.total_bpd > r.total_bpd + 1);
     CHECK(bad.total_se > 0);
     CHECK_THROWS_WITH(calc_bpd_loop(s, zero, x0, 50, 2, g), "calc_bpd_loop: t_stride must be in [1, T = 50), got 50");
@@ -191,11 +212,21 @@ TEST_CASE("build/eval: the judge is cached by the data's checksum; bad samples g
     for (int64_t i = 0; i < 60; i++) idx.push_back(i);
     write_npy(dir + "/real.npy", train.images(idx).reshape({60, 28, 28}));
     REQUIRE(test::run(eval + " --samples " + dir + "/real.npy --json", &out) == 0);
-    CHECK(out.find("\"n\": 60") != std::string::npos);
-    CHECK(out.find("\"floor_fid\": ") != std::string::npos);
+    CHECK(json_number(out, "n") == 60);
+    // real training digits as the samples score like the floor, which is other training digits
+    CHECK(json_number(out, "precision") == doctest::Approx(json_number(out, "floor_precision")).epsilon(0.15));
+    CHECK(json_number(out, "recall") == doctest::Approx(json_number(out, "floor_recall")).epsilon(0.15));
+    double real_fid = json_number(out, "fid");  // at n = 60 in 128 dimensions FID itself is noisy
+    write_npy(dir + "/blank.npy", Tensor::full({60, 28, 28}, -1.0));  // empty canvases: far worse
+    REQUIRE(test::run(eval + " --samples " + dir + "/blank.npy --json", &out) == 0);
+    CHECK(json_number(out, "fid") > 10 * json_number(out, "floor_fid"));
+    CHECK(json_number(out, "fid") > 5 * real_fid);
+    CHECK(json_number(out, "recall") < 0.2);
     write_npy(dir + "/wrong.npy", Tensor::zeros({5, 14, 14}));
     CHECK(test::run(eval + " --samples " + dir + "/wrong.npy", &out) != 0);
-    CHECK(out.find("wrong.npy: expected samples (N, 28, 28) with N >= 2, found (5, 1, 14, 14)") != std::string::npos);
+    CHECK(out.find("wrong.npy: expected samples (N, 28, 28) with N >= 4, found (5, 1, 14, 14)") != std::string::npos);
+    CHECK(test::run(eval + " --checkpoint x --n 3", &out) != 0);
+    CHECK(out.find("--n must be at least 4") != std::string::npos);
     Tensor nan = Tensor::zeros({4, 28, 28});
     nan.set_flat(7, NAN);
     write_npy(dir + "/nan.npy", nan);
@@ -206,5 +237,33 @@ TEST_CASE("build/eval: the judge is cached by the data's checksum; bad samples g
     std::remove((dir + "/data/t10k-labels-idx1-ubyte").c_str());
     CHECK(test::run(eval, &out) != 0);
     CHECK(out.find("the test split has 60 images but 0 labels") != std::string::npos);
+    std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("build/train --eval-every writes eval.csv, and a resumed run continues it") {
+    std::string bin = test::build_dir(), dir = test::temp_dir("train_eval"), out;
+    write_synthetic_idx(dir + "/data", 300, 6);
+    std::string train = bin + "/train --threads 2 --data " + dir + "/data --ch 8 --batch 4 --T 50 --samples 4 --ddim-steps 2 "
+                        "--eval-every 2 --eval-n 8 --eval-ddim-steps 2 --out " + dir + "/run";
+    REQUIRE(test::run(train + " --steps 4 --every 4", &out) == 0);
+    INFO(out);
+    CHECK(out.find("eval: every 2 steps, 8 samples") != std::string::npos);
+    CHECK(file_exists(dir + "/run/eval.svg"));
+    CHECK(file_exists(dir + "/run/eval_pr.svg"));
+    EvalLog first;
+    first.read_csv(dir + "/run/eval.csv", 1000);
+    REQUIRE(first.rows.size() == 2);
+    CHECK(first.rows[0].step == 2);
+    CHECK(first.rows[1].step == 4);
+    CHECK(first.rows[1].n == 8);
+    CHECK(std::isfinite(first.rows[1].fid));
+    REQUIRE(test::run(train + " --steps 6 --every 2 --resume", &out) == 0);
+    EvalLog resumed;
+    resumed.read_csv(dir + "/run/eval.csv", 1000);
+    REQUIRE(resumed.rows.size() == 3);
+    CHECK(resumed.rows[1].fid == first.rows[1].fid);  // kept from the first session
+    CHECK(resumed.rows[2].step == 6);
+    CHECK(test::run(train + " --steps 8 --eval-n 2", &out) != 0);
+    CHECK(out.find("--eval-n at least 4") != std::string::npos);
     std::system(("rm -rf " + dir).c_str());
 }
