@@ -47,6 +47,7 @@ int main(int argc, char** argv) try {
     double minutes = args.real("--minutes", 30, "time budget that --steps 0 sizes the run to; given explicitly, it also stops (and saves) a longer run; 0: none");
     bool resume = args.flag("--resume", "continue from <out>/checkpoint.safetensors when it exists");
     bool anomaly = args.flag("--detect-anomaly", "check every op's output and gradient for NaN/Inf");
+    int64_t skip_limit = args.integer("--skip-nonfinite", 0, "skip up to N steps in a row whose loss or gradient is not finite (0: stop at the first)");
     int64_t grad_norms_every = args.integer("--grad-norms-every", 50, "log each parameter tensor's gradient norm every N steps (grad_norms.csv/.svg; 0: off)");
     int64_t eval_every = args.integer("--eval-every", 0, "FID, precision and recall of --eval-n samples every N steps (eval.csv/.svg; 0: off)");
     int64_t eval_n = args.integer("--eval-n", 256, "samples per --eval-every evaluation (DDIM with --eval-ddim-steps)");
@@ -64,6 +65,7 @@ int main(int argc, char** argv) try {
     if (!(cfg.lr.base > 0) || !(cfg.clip > 0) || cfg.lr.warmup < 0)
         fail("train: --lr and --clip must be positive and --warmup not negative, got ", cfg.lr.base, ", ", cfg.clip, ", ", cfg.lr.warmup);
     if (!(cfg.ema_decay >= 0 && cfg.ema_decay < 1)) fail("train: --ema must be in [0, 1), got ", cfg.ema_decay);
+    if (skip_limit < 0) fail("train: --skip-nonfinite must not be negative, got ", skip_limit);
     if (eval_every < 0 || eval_n < 4 || eval_ddim < 1 || eval_ddim > cfg.T)
         fail("train: --eval-every must not be negative, --eval-n at least 4, --eval-ddim-steps in [1, --T]; got ", eval_every, ", ", eval_n, ", ", eval_ddim);
     if (n_samples < 1 || ddim_steps < 1 || ddim_steps > cfg.T || grad_norms_every < 0)
@@ -74,6 +76,8 @@ int main(int argc, char** argv) try {
     // ---- the run: fresh, or continued from its checkpoint ----
     ddpm::TrainState st(cfg, ddpm::Dataset(cfg.data_dir));
     ddpm::RunFolder run(out, st.model, grad_norms_every);
+    if (!resume && run.has_checkpoint())  // never replace what another run made
+        fail("train: ", run.checkpoint(), " exists; --resume continues that run, or give another --out (or delete the folder) to start over");
     if (resume && run.has_checkpoint()) {
         st.load(run.checkpoint());
         run.resume(st.step);
@@ -101,10 +105,25 @@ int main(int argc, char** argv) try {
         run.save(st);
         run.write_samples(st.sample_ema(n_samples, ddim_steps), st.step);
     };
-    auto stop_unless_finite = [&](const Variable& loss) {
-        if (!std::isfinite(loss.value().item()))
-            fail("train: the loss is ", loss.value().item(), " at step ", st.step + 1, "; nothing was saved after step ", st.step,
-                 " (try a lower --lr, or --detect-anomaly to find the op)");
+    // A step whose loss or gradient is not finite is not applied. The same step is run again with
+    // anomaly detection to name the op that made the first NaN or Inf.
+    int64_t skipped_in_a_row = 0, skipped = 0;
+    auto nonfinite_step = [&](const Tensor& x0, const std::vector<int64_t>& t, const Tensor& eps, Philox dropout_gen) {
+        std::string op = "the step ran finite when repeated with anomaly detection";
+        set_detect_anomaly(true);
+        try {
+            st.model.zero_grad();
+            ddpm::training_loss(st.schedule, ddpm::eps_model(st.model), x0, t, eps, &dropout_gen).backward();
+        } catch (const Error& e) {
+            op = e.what();
+        }
+        set_detect_anomaly(anomaly);
+        std::string what = cat("train: step ", st.step + 1, " has a non-finite loss or gradient (", op, "); it was not applied");
+        skipped++;
+        if (++skipped_in_a_row > skip_limit)
+            fail(what, ", and the run stops: the last checkpoint is kept (", run.has_checkpoint() ? run.checkpoint() : "none written yet",
+                 "). Try a lower --lr, or --skip-nonfinite N to skip such steps");
+        std::printf("%s%s; skipped (%lld in a row)\n", progress.tty() ? "\r\033[K" : "", what.c_str(), (long long)skipped_in_a_row);
     };
     auto announce_steps = [&] {  // --steps 0: the count that fits, from the pace so far
         if (st.step - start_step == budget.kWarm + budget.kProbe) progress = cli::Progress(budget.steps(), st.step);  // the ETA counts from here
@@ -132,9 +151,14 @@ int main(int argc, char** argv) try {
         std::vector<int64_t> t = randint(cfg.batch, cfg.T, st.noise_gen);  // t ~ U{0..T-1}
         Tensor eps = randn(x0.shape(), st.noise_gen);                     // eps ~ N(0, I)
         st.model.zero_grad();
+        Philox dropout_before = st.dropout_gen;
         Variable loss = ddpm::training_loss(st.schedule, ddpm::eps_model(st.model), x0, t, eps, &st.dropout_gen);  // ||eps - eps_theta(x_t, t)||^2
-        stop_unless_finite(loss);
         loss.backward();
+        if (!std::isfinite(loss.value().item()) || !all_finite(st.model.flat_grads())) {
+            nonfinite_step(x0, t, eps, dropout_before);
+            continue;
+        }
+        skipped_in_a_row = 0;
         run.record_grad_norms(st.step + 1, st.model.flat_grads());        // before clipping
         double lr = cfg.lr.at(st.step + 1, budget.steps());
         double grad_norm = st.update(lr);                                 // clip, Adam, EMA; step + 1
@@ -159,6 +183,7 @@ int main(int argc, char** argv) try {
         std::printf("interrupted: saved %s at step %lld; `make train` (or --resume) continues\n", run.checkpoint().c_str(), (long long)st.step);
         return 130;
     }
+    if (skipped) std::printf("skipped %lld steps with a non-finite loss or gradient (--skip-nonfinite)\n", (long long)skipped);
     if (timed_out && st.step < budget.steps())
         std::printf("stopped after %g minutes at step %lld of %lld\n", minutes, (long long)st.step, (long long)budget.steps());
     std::printf("done: %s, %s/samples.png, %s/loss.svg\n", run.checkpoint().c_str(), out.c_str(), out.c_str());

@@ -109,6 +109,7 @@ TrainState::TrainState(const TrainConfig& c, Dataset d)
 
 double TrainState::update(double lr) {
     double grad_norm = nn::clip_grad_norm(model.flat_grads(), config.clip);
+    if (!std::isfinite(grad_norm)) return grad_norm;
     adam.step(model.flat_parameters(), model.flat_grads(), lr);
     ema.update(model.flat_parameters());
     step++;

@@ -73,7 +73,8 @@ public:
     int64_t step = 0;  // updates taken
 
     // After backward: clips the gradient to config.clip, one Adam update at learning rate lr,
-    // the EMA update, step + 1. Returns the gradient norm before clipping.
+    // the EMA update, step + 1. Returns the gradient norm before clipping; when it is not finite
+    // nothing is changed (no parameter, moment, EMA or step), so the state stays the last good one.
     double update(double lr);
 
     // The checkpoint (atomic): tensors by nn::save_checkpoint, metadata as at the top of this file.

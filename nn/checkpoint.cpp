@@ -1,5 +1,7 @@
 #include "nn/checkpoint.h"
 
+#include "tensor/ops.h"
+#include "tensor/png.h"
 #include "tensor/safetensors.h"
 
 namespace dl::nn {
@@ -36,6 +38,14 @@ void restore(const Checkpoint& ck, Module& model, Adam* adam, Ema* ema) {
     }
 }
 
+// CRC-32 of every entry's bytes, in the order the header lists them: safetensors has no checksum
+// of its own, and a flipped bit in a weight would otherwise be trained on.
+static uint32_t data_crc32(const Safetensors& st) {
+    uint32_t crc = 0;
+    for (const SafetensorsEntry& e : st.entries()) crc = crc32(reinterpret_cast<const uint8_t*>(e.data.data()), e.data.size(), crc);
+    return crc;
+}
+
 static bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
 void save_checkpoint(const std::string& path, const Checkpoint& ck) {
@@ -53,6 +63,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
     for (const auto& e : ck.adam_v) st.add("adam.v." + e.name, e.value);
     if (!ck.adam_m.empty()) st.add_i64("adam.t", {ck.adam_t}, {});
     for (const auto& [name, gen] : ck.rngs) st.add_i64("rng." + name, {int64_t(gen.seed), int64_t(gen.offset)});
+    st.metadata["data_crc32"] = std::to_string(data_crc32(st));
     st.save(path);
 }
 
@@ -69,6 +80,12 @@ const StateDict& Checkpoint::weights(bool use_ema) const {
 
 Checkpoint load_checkpoint(const std::string& path) {
     Safetensors st = Safetensors::load(path);
+    if (auto it = st.metadata.find("data_crc32"); it != st.metadata.end()) {  // files written before it have none
+        std::string computed = std::to_string(data_crc32(st));
+        if (it->second != computed)
+            fail(path, ": the tensor data do not match their checksum (metadata 'data_crc32' is ", it->second, ", the data give ", computed,
+                 "): the file is damaged");
+    }
     Checkpoint ck;
     ck.source = path;
     ck.metadata = st.metadata;
@@ -91,6 +108,19 @@ Checkpoint load_checkpoint(const std::string& path) {
         else ck.model.push_back({n, st.tensor(n)});
     }
     if (!st.contains("step")) fail(path, ": not a checkpoint: no \"step\" entry");
+    // What training would use must be finite and in range; each failure names the tensor.
+    for (const auto& [prefix, sd] : {std::pair<std::string, const StateDict*>{"", &ck.model}, {"ema.", &ck.ema}, {"adam.m.", &ck.adam_m},
+                                     {"adam.v.", &ck.adam_v}})
+        for (const NamedTensor& e : *sd) {
+            int64_t bad = 0;
+            if (!all_finite(e.value, &bad)) fail(path, ": tensor \"", prefix, e.name, "\" has a non-finite value at element ", bad, " (", e.value.flat(bad), ")");
+            if (prefix == "adam.v.")
+                for (int64_t i = 0; i < e.value.numel(); i++)
+                    if (e.value.flat(i) < 0) fail(path, ": tensor \"adam.v.", e.name, "\" has a negative second moment at element ", i, " (", e.value.flat(i), ")");
+        }
+    if (ck.step < 0) fail(path, ": \"step\" is ", ck.step, ", expected a count of updates (>= 0)");
+    if (!ck.adam_m.empty() && (ck.adam_t < 0 || (ck.step > 0 && ck.adam_t == 0)))
+        fail(path, ": \"adam.t\" is ", ck.adam_t, ", expected a positive count of updates for a checkpoint at step ", ck.step);
     return ck;
 }
 

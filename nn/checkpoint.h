@@ -7,7 +7,8 @@
 //   adam.v.<key>
 //   step              the training step (I64)
 //   rng.<name>        a Philox generator's state, I64 [seed, offset] (the uint64 bits)
-//   __metadata__      strings: "format" (this layout), "model" (UNetConfig::str()), and whatever
+//   __metadata__      strings: "format" (this layout), "model" (UNetConfig::str()), "data_crc32"
+//                     (CRC-32 of all the tensor bytes, checked on load when present), and whatever
 //                     the trainer adds (its configuration, the data cursor, ...)
 //
 // A Checkpoint is plain data; capture() fills one from the live objects without copying (its
@@ -48,6 +49,8 @@ Checkpoint capture(const Module& model, const Adam* adam, const Ema* ema, int64_
 void restore(const Checkpoint& ck, Module& model, Adam* adam, Ema* ema);
 
 void save_checkpoint(const std::string& path, const Checkpoint& ck);
+// Reads and checks: the data checksum when the file has one, every weight, EMA and Adam moment
+// finite, Adam's v not negative, step and adam.t counts in range; errors name the file and tensor.
 Checkpoint load_checkpoint(const std::string& path);
 
 }  // namespace dl::nn

@@ -33,7 +33,7 @@ uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t n) {
 }
 }  // namespace
 
-uint32_t crc32(const uint8_t* data, size_t n) { return crc32_update(0xFFFFFFFFu, data, n) ^ 0xFFFFFFFFu; }
+uint32_t crc32(const uint8_t* data, size_t n, uint32_t crc) { return crc32_update(crc ^ 0xFFFFFFFFu, data, n) ^ 0xFFFFFFFFu; }
 
 uint32_t adler32(const uint8_t* data, size_t n) {
     // s1 = 1 + sum of bytes, s2 = sum of the s1's, both mod 65521 (the largest prime < 2^16).

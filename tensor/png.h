@@ -18,8 +18,9 @@
 namespace dl {
 
 // CRC-32 as PNG and zlib's gzip use it (reflected polynomial 0xEDB88320, init and final xor
-// 0xFFFFFFFF). crc32("123456789") == 0xCBF43926.
-uint32_t crc32(const uint8_t* data, size_t n);
+// 0xFFFFFFFF). crc32("123456789") == 0xCBF43926. Pass the CRC of the bytes before as `crc` to
+// continue it, as zlib's crc32(crc, buf, len): crc32(b, nb, crc32(a, na)) == crc32 of a then b.
+uint32_t crc32(const uint8_t* data, size_t n, uint32_t crc = 0);
 
 // Adler-32 (RFC 1950 section 8.2): two sums modulo 65521. adler32("Wikipedia") == 0x11E60398.
 uint32_t adler32(const uint8_t* data, size_t n);

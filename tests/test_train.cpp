@@ -208,3 +208,32 @@ TEST_CASE("Ctrl-C during training saves a checkpoint and exits with 130") {
     CHECK(ck.step >= 1);
     std::system(("rm -rf " + dir).c_str());
 }
+
+TEST_CASE("train never replaces another run's checkpoint, and a step that goes non-finite is not applied") {
+    std::string dir = temp_dir("nothing_lost"), out;
+    ddpm::write_synthetic_idx(dir + "/data", 24, 3);
+    std::string train = tiny_train(dir) + " --threads 2 --out " + dir + "/run";
+    REQUIRE(run(train + " --steps 2 --every 2", &out) == 0);
+    std::string saved = read_file(dir + "/run/checkpoint.safetensors");
+    CHECK(run(train + " --steps 3", &out) != 0);  // no --resume
+    CHECK(out.find("checkpoint.safetensors exists; --resume continues that run, or give another --out") != std::string::npos);
+    CHECK(read_file(dir + "/run/checkpoint.safetensors") == saved);
+
+    // A learning rate of 1e30: the first update is finite but enormous, and a later step overflows.
+    // That step is not applied and the run stops, naming the op; the last checkpoint stays.
+    std::string wild = tiny_train(dir) + " --threads 2 --lr 1e30 --warmup 0 --every 1 --out " + dir + "/wild";
+    CHECK(run(wild + " --steps 6", &out) != 0);
+    INFO(out);
+    CHECK(out.find("has a non-finite loss or gradient (detect_anomaly: ") != std::string::npos);
+    CHECK(out.find("it was not applied, and the run stops: the last checkpoint is kept") != std::string::npos);
+    nn::Checkpoint ck = nn::load_checkpoint(dir + "/wild/checkpoint.safetensors");  // loads: every weight finite
+    REQUIRE(ck.step >= 1);
+    REQUIRE(ck.step < 6);
+    std::string good = read_file(dir + "/wild/checkpoint.safetensors");
+    // --skip-nonfinite 2 skips two such steps in a row, then stops as well
+    CHECK(run(wild + " --steps 6 --resume --skip-nonfinite 2", &out) != 0);
+    CHECK(out.find("skipped (1 in a row)") != std::string::npos);
+    CHECK(out.find("skipped (2 in a row)") != std::string::npos);
+    CHECK(read_file(dir + "/wild/checkpoint.safetensors") == good);
+    std::system(("rm -rf " + dir).c_str());
+}

@@ -211,6 +211,9 @@ TEST_CASE("a checkpoint written before TrainState existed still loads, continues
     std::string dir = test::temp_dir("oldckpt");
     st.save(dir + "/again.safetensors");
     Safetensors a = Safetensors::load(old_checkpoint), b = Safetensors::load(dir + "/again.safetensors");
+    CHECK(a.metadata.count("data_crc32") == 0);  // written before checkpoints had a checksum
+    REQUIRE(b.metadata.count("data_crc32") == 1);
+    b.metadata.erase("data_crc32");
     CHECK(a.metadata == b.metadata);
     REQUIRE(a.entries().size() == b.entries().size());
     for (size_t i = 0; i < a.entries().size(); i++) {
@@ -245,5 +248,42 @@ TEST_CASE("load_model: asking for EMA weights a checkpoint lacks, or a model tha
     bare.add_i64("step", {1}, {});
     bare.save(dir + "/bare.safetensors");
     CHECK_THROWS_WITH(load_model(dir + "/bare.safetensors", Weights::Trained), doctest::Contains("bare.safetensors: metadata has no 'model'"));
+    std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("a checkpoint carries a checksum of its tensor data: a flipped bit is reported, not trained on") {
+    std::string dir = test::temp_dir("crc");
+    TrainState st(old_run_config(), old_run_data());
+    train_step(st);
+    st.save(dir + "/ck.safetensors");
+    CHECK_NOTHROW(nn::load_checkpoint(dir + "/ck.safetensors"));
+    std::string bytes = read_file(dir + "/ck.safetensors");
+    bytes[bytes.size() - 100] ^= 0x10;  // one bit of the last tensors' data
+    write_file_atomic(dir + "/flipped.safetensors", bytes);
+    CHECK_THROWS_WITH(nn::load_checkpoint(dir + "/flipped.safetensors"),
+                      doctest::Contains("flipped.safetensors: the tensor data do not match their checksum (metadata 'data_crc32' is "));
+    TrainState other(old_run_config(), old_run_data());
+    CHECK_THROWS_WITH(other.load(dir + "/flipped.safetensors"), doctest::Contains("the file is damaged"));
+    std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("load_checkpoint refuses non-finite weights and a negative Adam moment, naming the tensor") {
+    std::string dir = test::temp_dir("finite");
+    nn::Checkpoint ck = nn::load_checkpoint(old_checkpoint);
+    nn::Checkpoint nan_ema = ck;
+    nan_ema.ema[3].value = nan_ema.ema[3].value.clone();
+    nan_ema.ema[3].value.set_flat(2, NAN);
+    nn::save_checkpoint(dir + "/nan.safetensors", nan_ema);
+    CHECK_THROWS_WITH(nn::load_checkpoint(dir + "/nan.safetensors"),
+                      doctest::Contains(("nan.safetensors: tensor \"ema." + ck.ema[3].name + "\" has a non-finite value at element 2").c_str()));
+    nn::Checkpoint negative = ck;
+    negative.adam_v[0].value = negative.adam_v[0].value.clone();
+    negative.adam_v[0].value.set_flat(0, -1e-3);
+    nn::save_checkpoint(dir + "/neg.safetensors", negative);
+    CHECK_THROWS_WITH(nn::load_checkpoint(dir + "/neg.safetensors"), doctest::Contains("has a negative second moment at element 0"));
+    nn::Checkpoint no_t = ck;
+    no_t.adam_t = 0;
+    nn::save_checkpoint(dir + "/t.safetensors", no_t);
+    CHECK_THROWS_WITH(nn::load_checkpoint(dir + "/t.safetensors"), doctest::Contains("\"adam.t\" is 0, expected a positive count"));
     std::system(("rm -rf " + dir).c_str());
 }
