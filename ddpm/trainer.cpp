@@ -229,12 +229,17 @@ void RunFolder::record_grad_norms(int64_t step, const Tensor& flat_grads) {
 }
 
 void RunFolder::save(const TrainState& state) {
-    state.save(checkpoint());
-    loss_log.write_csv(dir_ + "/loss.csv");
-    loss_log.write_svg(dir_ + "/loss.svg", cat("DDPM training loss (", state.config.data_dir, ")"));
-    if (grad_norms_every_ > 0) {
-        grad_norms.write_csv(dir_ + "/grad_norms.csv");
-        grad_norms.write_svg(dir_ + "/grad_norms.svg", "largest gradient norms per parameter tensor, before clipping");
+    try {  // each file is replaced atomically, so a failed write leaves the one before it whole
+        state.save(checkpoint());
+        loss_log.write_csv(dir_ + "/loss.csv");
+        loss_log.write_svg(dir_ + "/loss.svg", cat("DDPM training loss (", state.config.data_dir, ")"));
+        if (grad_norms_every_ > 0) {
+            grad_norms.write_csv(dir_ + "/grad_norms.csv");
+            grad_norms.write_svg(dir_ + "/grad_norms.svg", "largest gradient norms per parameter tensor, before clipping");
+        }
+    } catch (const Error& e) {
+        fail("train: could not save step ", state.step, ": ", e.what(), ". The files already in ", dir_, " are as they were (",
+             has_checkpoint() ? "the last checkpoint is intact" : "no checkpoint yet", ")");
     }
 }
 

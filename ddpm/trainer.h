@@ -148,7 +148,8 @@ public:
     double smoothed_loss() const { return smoothed_; }
     // Every grad_norms_every steps (before clipping): each parameter's gradient norm.
     void record_grad_norms(int64_t step, const Tensor& flat_grads);
-    // The checkpoint, then the logs and their plots, each written atomically.
+    // The checkpoint, then the logs and their plots, each written atomically: a write that fails
+    // (a full disk, a read-only folder) throws, saying so, and leaves every file as it was.
     void save(const TrainState& state);
     // samples.png and samples_<step>.png, sqrt(n) images a row. x (n, 1, H, W).
     void write_samples(const Tensor& x, int64_t step) const;

@@ -237,3 +237,66 @@ TEST_CASE("train never replaces another run's checkpoint, and a step that goes n
     CHECK(read_file(dir + "/wild/checkpoint.safetensors") == good);
     std::system(("rm -rf " + dir).c_str());
 }
+
+TEST_CASE("a save that fails (a full disk) says so, and the last checkpoint and logs stay as they were") {
+    std::string dir = temp_dir("full_disk"), out;
+    ddpm::write_synthetic_idx(dir + "/data", 24, 3);
+    std::string train = tiny_train(dir) + " --threads 2 --resume --out " + dir + "/run";
+    REQUIRE(run(train + " --steps 2 --every 2", &out) == 0);
+    const std::string ckpt = read_file(dir + "/run/checkpoint.safetensors"), loss = read_file(dir + "/run/loss.csv");
+    // an LD_PRELOAD shim makes every write(2) of more than 100 kB fail with ENOSPC
+    REQUIRE(run("cc -shared -fPIC -o " + dir + "/shim.so tests/fail_write_shim.c -ldl", &out) == 0);
+    std::string full = "DL_FAIL_WRITES_OVER=100000 LD_PRELOAD=" + dir + "/shim.so ASAN_OPTIONS=verify_asan_link_order=0 ";
+    CHECK(run(full + train + " --steps 4 --every 1", &out) != 0);
+    INFO(out);
+    CHECK(out.find("train: could not save step 3: ") != std::string::npos);
+    CHECK(out.find("No space left on device") != std::string::npos);
+    CHECK(out.find("the last checkpoint is intact") != std::string::npos);
+    CHECK(read_file(dir + "/run/checkpoint.safetensors") == ckpt);
+    CHECK(read_file(dir + "/run/loss.csv") == loss);
+    CHECK(run("ls " + dir + "/run | grep -c tmp", &out) != 0);  // no temporary file left behind
+    REQUIRE(run(train + " --steps 4 --every 1", &out) == 0);     // and with room again, the run goes on
+    CHECK(nn::load_checkpoint(dir + "/run/checkpoint.safetensors").step == 4);
+    std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("kill -9 at any moment loses at most the steps since the last checkpoint, never the checkpoint or its logs") {
+    std::string dir = temp_dir("kill9"), out;
+    ddpm::write_synthetic_idx(dir + "/data", 24, 3);
+    std::string cmd = "exec " + tiny_train(dir) + " --threads 1 --steps 1000000 --every 1 --resume --out " + dir + "/run >> " + dir + "/log 2>&1";
+    int64_t last_step = 0;
+    for (int round = 0; round < 4; round++) {  // killed at a different moment each time, mid-step or mid-write
+        CAPTURE(round);
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
+            _exit(127);
+        }
+        auto saved_step = [&]() -> int64_t {  // the checkpoint's step, or -1 before the first one
+            try {
+                return nn::load_checkpoint(dir + "/run/checkpoint.safetensors").step;
+            } catch (const Error&) {
+                return -1;
+            }
+        };
+        for (int i = 0; i < 600 && saved_step() <= last_step; i++) usleep(100 * 1000);  // this session has saved once
+        usleep(useconds_t(60000 + 170000 * round));
+        kill(pid, SIGKILL);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        CHECK(WIFSIGNALED(status));
+        // what is there is whole: the checkpoint loads (its checksum holds), the logs parse, the grid is a PNG
+        nn::Checkpoint ck = nn::load_checkpoint(dir + "/run/checkpoint.safetensors");
+        CHECK(ck.step >= last_step);
+        last_step = ck.step;
+        ddpm::TrainLog log;
+        log.read_csv(dir + "/run/loss.csv", ck.step);
+        CHECK(read_file(dir + "/run/samples.png").substr(1, 3) == "PNG");
+    }
+    INFO(read_file(dir + "/log"));
+    CHECK(last_step >= 1);
+    REQUIRE(run(tiny_train(dir) + " --threads 2 --resume --steps " + std::to_string(last_step + 1) + " --out " + dir + "/run", &out) == 0);
+    CHECK(nn::load_checkpoint(dir + "/run/checkpoint.safetensors").step == last_step + 1);
+    std::system(("rm -rf " + dir).c_str());
+}
