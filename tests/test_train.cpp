@@ -167,7 +167,7 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
 TEST_CASE("--steps 0 sizes the run to --minutes from the first steps, and refines the count once") {
     std::string dir = temp_dir("sizing"), out;
     ddpm::write_synthetic_idx(dir + "/data", 24, 3);
-    REQUIRE(run(tiny_train(dir) + " --threads 2 --steps 0 --minutes 0.05 --out " + dir + "/run", &out) == 0);
+    REQUIRE(run(tiny_train(dir) + " --threads 2 --steps 0 --minutes 0.1 --out " + dir + "/run", &out) == 0);
     INFO(out);
     size_t first = out.find(", so "), second = out.find(", so ", first + 1);
     REQUIRE(first != std::string::npos);
@@ -176,7 +176,7 @@ TEST_CASE("--steps 0 sizes the run to --minutes from the first steps, and refine
     nn::Checkpoint ck = nn::load_checkpoint(dir + "/run/checkpoint.safetensors");
     // the sized count is kept for a resume; the run reaches it or (--minutes given) stops on time
     int64_t sized = std::stoll(ck.meta("steps"));
-    CHECK(ck.step > 12);
+    CHECK(ck.step >= 12);  // past the probe (the sanitizer build on a busy machine may fit no more)
     CHECK(ck.step <= sized);
     CHECK(sized < 100000);
     std::system(("rm -rf " + dir).c_str());
@@ -286,13 +286,14 @@ TEST_CASE("kill -9 at any moment loses at most the steps since the last checkpoi
         int status = 0;
         waitpid(pid, &status, 0);
         CHECK(WIFSIGNALED(status));
-        // what is there is whole: the checkpoint loads (its checksum holds), the logs parse, the grid is a PNG
+        // what is there is whole: the checkpoint loads (its checksum holds), the logs parse, the grid
+        // is a PNG (unless the kill came before the first one was drawn)
         nn::Checkpoint ck = nn::load_checkpoint(dir + "/run/checkpoint.safetensors");
         CHECK(ck.step >= last_step);
         last_step = ck.step;
         ddpm::TrainLog log;
         log.read_csv(dir + "/run/loss.csv", ck.step);
-        CHECK(read_file(dir + "/run/samples.png").substr(1, 3) == "PNG");
+        if (round > 0 || file_exists(dir + "/run/samples.png")) CHECK(read_file(dir + "/run/samples.png").substr(1, 3) == "PNG");
     }
     INFO(read_file(dir + "/log"));
     CHECK(last_step >= 1);
