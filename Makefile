@@ -3,6 +3,9 @@
 #   make test-san   the suites under ASan+UBSan make bench      kernel benchmarks
 #   make data       MNIST into data/mnist/      make train      train the DDPM (fetches data first)
 #   make eval       FID, precision/recall and bits/dim of the run's checkpoint
+#   make fuzz       each tests/fuzz/fuzz_<name>.cpp under libFuzzer (clang++, ASan+UBSan) for
+#                   FUZZ_SECONDS (30) seconds over tests/fuzz/corpus/<name>/, in build-fuzz/;
+#                   FUZZ_NAMES="json npy" runs only those
 #   make clean
 # ARCH=x86-64-v3 (say) overrides -march=native for a portable build.
 
@@ -31,7 +34,7 @@ TEST_SRC := $(wildcard tests/*.cpp)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/obj/%.o)
 TESTS    := $(BUILD)/run_tests
 
-.PHONY: all test test-san bench data train clean
+.PHONY: all test test-san bench data train fuzz clean
 .SECONDARY:  # keep object files of programs between builds
 all: $(LIB) $(APPS)
 
@@ -98,3 +101,42 @@ inspect: $(BUILD)/inspect
 	@test -f $(MNIST_DIR)/train-images-idx3-ubyte || $(MAKE) data
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/inspect --data $(MNIST_DIR) \
 	  $$(test -f $(RUN)/checkpoint.safetensors && echo --checkpoint $(RUN)/checkpoint.safetensors) $(INSPECT_ARGS)
+
+# libFuzzer over the readers of user input (tests/fuzz/readers.h): IDX, safetensors, JSON, CSV,
+# .npy and command-line flags. The reader sources are built with clang into build-fuzz/, with
+# OpenMP when clang has libomp (else the pragmas are ignored: these readers run serially anyway).
+# Each target runs FUZZ_SECONDS seconds; new inputs go to build-fuzz/corpus/<name>/, and a
+# finding stops with its input saved as build-fuzz/fuzz_<name>-crash-<sha1> (or -timeout-,
+# -oom-, -leak-): a finding is a fix and that input copied into tests/fuzz/corpus/<name>/ as
+# crash-<what>, which make test then replays (tests/test_fuzz_corpus.cpp).
+FUZZ_CXX     ?= clang++
+FUZZ_SECONDS ?= 30
+FUZZ_BUILD   := build-fuzz
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.cpp,%,$(wildcard tests/fuzz/fuzz_*.cpp))
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_LIB_SRC := tensor/tensor.cpp tensor/io.cpp tensor/json.cpp tensor/npy.cpp tensor/safetensors.cpp tensor/rng.cpp ddpm/data.cpp
+FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.cpp=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_OMP      = $(shell echo 'int main() {}' | $(FUZZ_CXX) -fopenmp -x c++ - -o /dev/null 2>/dev/null && echo -fopenmp)
+FUZZ_FLAGS    = -std=c++20 -O1 -g -I. -MMD -MP -fno-sanitize-recover=undefined $(FUZZ_OMP)
+# Per run: a hang is an input taking over 10 s, an allocation over 64 MB is far beyond an input
+# of a few KB.
+FUZZ_RUN_ARGS = -max_total_time=$(FUZZ_SECONDS) -timeout=10 -malloc_limit_mb=64 -rss_limit_mb=2048 -print_final_stats=1
+
+$(FUZZ_BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined $^ -o $@
+
+fuzz: $(FUZZ_BINS)
+	@failed=""; for name in $(FUZZ_NAMES); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$name; \
+	  echo "=== fuzz_$$name for $(FUZZ_SECONDS) s over tests/fuzz/corpus/$$name"; \
+	  UBSAN_OPTIONS=print_stacktrace=1 ./$(FUZZ_BUILD)/fuzz_$$name $(FUZZ_RUN_ARGS) -artifact_prefix=$(FUZZ_BUILD)/fuzz_$$name- \
+	    $(FUZZ_BUILD)/corpus/$$name tests/fuzz/corpus/$$name || failed="$$failed fuzz_$$name"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make fuzz: findings in$$failed (inputs in $(FUZZ_BUILD)/)"; exit 1; fi; \
+	echo "make fuzz: no findings in $(FUZZ_NAMES:%=fuzz_%)"
+
+-include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_NAMES:%=$(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.d)

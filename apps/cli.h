@@ -1,17 +1,22 @@
 // What every program here shares: flag parsing with --help, and a progress line with ETA.
 // Header-only, so each apps/<name>.cpp stays a single linear main().
 #pragma once
+#include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
-#include <omp.h>
 #include <set>
 #include <string>
 #include <unistd.h>
 #include <vector>
+#ifdef _OPENMP
+#include <omp.h>  // tests/fuzz builds these headers without OpenMP where clang has no libomp
+#endif
 
 #include "tensor/tensor.h"
 
@@ -21,6 +26,8 @@ namespace dl::cli {
 //   Args args(argc, argv, "train", "Trains the DDPM on MNIST.");
 //   int64_t steps = args.integer("--steps", 3000, "training steps");
 //   args.done();  // prints --help and exits, or throws on an unknown flag
+// A value that is not what the flag takes is a dl::Error naming the flag and the value: integer()
+// refuses one beyond int64_t (no clamping), real() one that is nan, inf or beyond a double.
 class Args {
 public:
     Args(int argc, char** argv, std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {
@@ -49,8 +56,12 @@ public:
         if (it == values_.end()) return def;
         std::string v = take(it);
         char* end = nullptr;
+        errno = 0;
         long long n = std::strtoll(v.c_str(), &end, 10);
         if (v.empty() || *end) fail(program_, ": ", name, " expects an integer, got '", v, "'");
+        if (errno == ERANGE)  // strtoll clamps to the nearest end: refuse rather than run with that
+            fail(program_, ": ", name, " expects an integer from ", std::numeric_limits<int64_t>::min(), " to ",
+                 std::numeric_limits<int64_t>::max(), ", got '", v, "'");
         return n;
     }
     double real(const std::string& name, double def, const std::string& help) {
@@ -59,8 +70,12 @@ public:
         if (it == values_.end()) return def;
         std::string v = take(it);
         char* end = nullptr;
+        errno = 0;
         double x = std::strtod(v.c_str(), &end);
         if (v.empty() || *end) fail(program_, ": ", name, " expects a number, got '", v, "'");
+        // nan and inf parse, and so does 1e999 (as inf) or 1e-400 (as 0): none is a setting.
+        if (!std::isfinite(x) || errno == ERANGE)
+            fail(program_, ": ", name, " expects a finite number a double can hold, got '", v, "'");
         return x;
     }
     bool flag(const std::string& name, const std::string& help) {
@@ -111,10 +126,14 @@ private:
     bool help_ = false;
 };
 
-// --threads N: 0 leaves OMP_NUM_THREADS (or all cores) in charge.
+// --threads N: 0 leaves OMP_NUM_THREADS (or all cores) in charge. At most 1024: OpenMP would try
+// to start every one of 2^31 - 1 threads (and int(n) wraps past that).
 inline void set_threads(const std::string& program, int64_t n) {
     if (n < 0) fail(program, ": --threads must be 0 (all) or positive, got ", n);
+    if (n > 1024) fail(program, ": --threads must be at most 1024, got ", n);
+#ifdef _OPENMP
     if (n > 0) omp_set_num_threads(int(n));
+#endif
 }
 
 // A progress line: "step 1200/3000 [=====>     ] 40% | loss 0.0412 | 92.3 img/s | ETA 05:12".

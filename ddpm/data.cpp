@@ -15,7 +15,7 @@ namespace dl::ddpm {
 
 // ---- IDX ----------------------------------------------------------------------------------
 namespace {
-uint32_t be32(const std::string& b, size_t at) {
+uint32_t be32(std::string_view b, size_t at) {
     auto u = [&](size_t i) { return uint32_t(uint8_t(b[at + i])); };
     return u(0) << 24 | u(1) << 16 | u(2) << 8 | u(3);
 }
@@ -29,9 +29,8 @@ std::string hex32(uint32_t v) {
     return buf;
 }
 
-// The file's bytes after checking its magic; `dims` 3 for images, 1 for labels.
-std::string read_idx(const std::string& path, int dims, const char* what) {
-    std::string b = read_file(path);
+// Checks the magic and that the header is there; `dims` 3 for images, 1 for labels.
+void check_idx(std::string_view b, const std::string& path, int dims, const char* what) {
     size_t header = 4 + 4 * size_t(dims);
     uint32_t want = 0x0800u | uint32_t(dims);
     if (b.size() >= 2 && uint8_t(b[0]) == 0x1f && uint8_t(b[1]) == 0x8b)
@@ -42,12 +41,11 @@ std::string read_idx(const std::string& path, int dims, const char* what) {
              ": ", what, "), found ", hex32(magic), (magic >> 8) == 0x08 ? cat(" (", magic & 0xFF, " dimensions)") : "");
     if (b.size() < header)
         fail(path, ": expected an IDX ", what, " file of at least ", header, " bytes, found ", b.size(), " bytes");
-    return b;
 }
 }  // namespace
 
-IdxImages read_idx_images(const std::string& path) {
-    std::string b = read_idx(path, 3, "images");
+IdxImages parse_idx_images(std::string_view b, const std::string& path) {
+    check_idx(b, path, 3, "images");
     IdxImages im{be32(b, 4), be32(b, 8), be32(b, 12), {}};
     // n * rows * cols fits in 64 bits: each factor is below 2^32 and one product is checked.
     uint64_t count = 0;
@@ -61,13 +59,16 @@ IdxImages read_idx_images(const std::string& path) {
     return im;
 }
 
-std::vector<uint8_t> read_idx_labels(const std::string& path) {
-    std::string b = read_idx(path, 1, "labels");
+std::vector<uint8_t> parse_idx_labels(std::string_view b, const std::string& path) {
+    check_idx(b, path, 1, "labels");
     uint64_t n = be32(b, 4);
     if (b.size() != 8 + n)
         fail(path, ": expected 8 + ", n, " = ", 8 + n, " bytes (as its IDX header says), found ", b.size());
     return std::vector<uint8_t>(b.begin() + 8, b.end());
 }
+
+IdxImages read_idx_images(const std::string& path) { return parse_idx_images(read_file(path), path); }
+std::vector<uint8_t> read_idx_labels(const std::string& path) { return parse_idx_labels(read_file(path), path); }
 
 void write_idx_images(const std::string& path, const IdxImages& im) {
     if (im.n < 0 || im.rows < 0 || im.cols < 0 || im.pixels.size() != size_t(im.n * im.rows * im.cols))

@@ -11,6 +11,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tensor/rng.h"
@@ -33,6 +34,9 @@ struct IdxImages {
 // missing, has the wrong magic (a gzip file is recognised and named as such) or the wrong length.
 IdxImages read_idx_images(const std::string& path);
 std::vector<uint8_t> read_idx_labels(const std::string& path);
+// The same over a file's bytes; `name` names them in errors.
+IdxImages parse_idx_images(std::string_view bytes, const std::string& name);
+std::vector<uint8_t> parse_idx_labels(std::string_view bytes, const std::string& name);
 void write_idx_images(const std::string& path, const IdxImages& images);  // atomic
 void write_idx_labels(const std::string& path, const std::vector<uint8_t>& labels);  // atomic
 

@@ -1,11 +1,12 @@
 #include "tensor/io.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
-#include <sstream>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,16 +14,47 @@
 
 namespace dl {
 
+// What st_mode says a path is, for "expected a regular file, found ..." messages.
+static const char* file_kind(mode_t mode) {
+    if (S_ISDIR(mode)) return "a folder";
+    if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "another kind of file";
+}
+
+// O_NONBLOCK: opening a FIFO with no writer would otherwise wait for one. fstat then refuses
+// whatever is not a regular file (reading a FIFO, /dev/zero or a tty could block or never end);
+// for a regular file the flag changes nothing.
 std::string read_file(const std::string& path) {
-    FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) fail(path, ": cannot open for reading: ", std::strerror(errno));
+    int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) fail(path, ": cannot open for reading: ", std::strerror(errno));
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+        int e = errno;
+        ::close(fd);
+        fail(path, ": cannot stat: ", std::strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ::close(fd);
+        fail(path, ": expected a regular file, found ", file_kind(st.st_mode));
+    }
     std::string bytes;
+    bytes.reserve(size_t(st.st_size));  // a hint: the file may still grow or shrink
     char buf[1 << 16];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) bytes.append(buf, n);
-    bool bad = std::ferror(f);
-    std::fclose(f);
-    if (bad) fail(path, ": read error");
+    while (true) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int e = errno;
+            ::close(fd);
+            fail(path, ": read error after ", bytes.size(), " bytes: ", std::strerror(e));
+        }
+        if (n == 0) break;
+        bytes.append(buf, size_t(n));
+    }
+    ::close(fd);
     return bytes;
 }
 
@@ -55,33 +87,60 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
     }
 }
 
-std::vector<std::vector<double>> read_csv_numbers(const std::string& path, const std::string& header, size_t columns,
-                                                  const std::string& header_desc) {
+std::vector<std::vector<double>> parse_csv_numbers(std::string_view text, const std::string& name, const std::string& header,
+                                                   size_t columns, const std::string& header_desc) {
     std::vector<std::vector<double>> rows;
-    if (!file_exists(path)) return rows;
-    std::istringstream in(read_file(path));
-    std::string line;
-    for (int lineno = 1; std::getline(in, line); lineno++) {
-        const std::string shown = line.size() > 80 ? line.substr(0, 80) + "..." : line;
+    size_t at = 0;
+    for (size_t lineno = 1; at < text.size(); lineno++) {
+        size_t eol = std::min(text.find('\n', at), text.size());
+        std::string_view line = text.substr(at, eol - at);
+        at = eol + 1;
+        const std::string shown = excerpt(line);
         if (lineno == 1) {
-            if (line != header) fail(path, ": line 1: expected ", header_desc, ", found '", shown, "'");
+            if (line != header) fail(name, ": line 1: expected ", header_desc, ", found '", shown, "'");
             continue;
         }
         if (line.empty()) continue;
         std::vector<double> row;
-        std::istringstream fields(line);
-        std::string f;
         bool ok = true;
-        while (ok && std::getline(fields, f, ',')) {
+        for (size_t f = 0; ok && f <= line.size();) {  // the fields between commas, an empty one refused
+            size_t comma = std::min(line.find(',', f), line.size());
+            std::string field(line.substr(f, comma - f));  // strtod wants a terminated string
             char* end = nullptr;
-            row.push_back(std::strtod(f.c_str(), &end));
-            ok = !f.empty() && *end == 0;
+            row.push_back(std::strtod(field.c_str(), &end));
+            ok = !field.empty() && end == field.c_str() + field.size();  // all of it (a NUL byte too)
+            f = comma + 1;
         }
         if (!ok || row.size() != columns)
-            fail(path, ": line ", lineno, ": expected ", columns, " comma-separated numbers, found '", shown, "'");
+            fail(name, ": line ", lineno, ": expected ", columns, " comma-separated numbers, found '", shown, "'");
+        // Callers cast the step to int64_t: NaN, 1e300 or 2.5 must not get that far.
+        if (!(row[0] >= 0 && row[0] <= 9007199254740992.0 && row[0] == std::floor(row[0])))
+            fail(name, ": line ", lineno, ": expected a step (a whole number from 0 to 2^53) first, found '", shown, "'");
         rows.push_back(std::move(row));
     }
     return rows;
+}
+
+std::vector<std::vector<double>> read_csv_numbers(const std::string& path, const std::string& header, size_t columns,
+                                                  const std::string& header_desc) {
+    if (!file_exists(path)) return {};
+    return parse_csv_numbers(read_file(path), path, header, columns, header_desc);
+}
+
+std::string excerpt(std::string_view bytes, size_t max) {
+    std::string out;
+    for (size_t i = 0; i < bytes.size() && i < max; i++) {
+        unsigned char c = static_cast<unsigned char>(bytes[i]);
+        if (c < 0x20 || c == 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02x", unsigned(c));
+            out += buf;
+        } else {
+            out += char(c);
+        }
+    }
+    if (bytes.size() > max) out += "...";
+    return out;
 }
 
 bool file_exists(const std::string& path) {

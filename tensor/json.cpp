@@ -2,10 +2,18 @@
 
 #include <charconv>
 #include <cstdio>
+#include <unordered_set>
 
 #include "tensor/tensor.h"  // fail, cat
 
 namespace dl {
+
+Json::Json() = default;
+Json::Json(const Json&) = default;
+Json::Json(Json&&) noexcept = default;
+Json& Json::operator=(const Json&) = default;
+Json& Json::operator=(Json&&) noexcept = default;
+Json::~Json() = default;
 
 const char* json_kind_name(Json::Kind k) {
     static const char* names[] = {"null", "a boolean", "a number", "a string", "an array", "an object"};
@@ -240,13 +248,16 @@ Json JsonReader::value(int depth) {
         v.kind = Json::OBJECT;
         pos_++;
         if (accept('}')) return v;
+        // Hashed, not a scan of the members so far: a safetensors header may hold a key per
+        // tensor, and 40,000 of them took seconds that way (a 100 MB header, hours).
+        std::unordered_set<std::string> keys;
         do {
             skip_space();
             if (pos_ >= s_.size() || s_[pos_] != '"') error("a key string");
             const size_t key_at = pos_;
             std::string key = string();
-            for (const auto& m : v.members)  // linear: objects here hold a few keys (or one per tensor)
-                if (m.first == key) json_error(s_, key_at, where_, document_, cat("a key other than \"", key, "\" (keys are unique)"));
+            if (!keys.insert(key).second)
+                json_error(s_, key_at, where_, document_, cat("a key other than \"", key, "\" (keys are unique)"));
             expect(':');
             v.members.emplace_back(std::move(key), value(depth + 1));
         } while (accept(','));

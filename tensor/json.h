@@ -31,6 +31,16 @@ struct Json {
     std::string text;  // STRING: the decoded value; NUMBER: the literal as written; BOOL/NUL: "true", "false", "null"
     std::vector<Json> items;                            // ARRAY
     std::vector<std::pair<std::string, Json>> members;  // OBJECT, in file order, keys unique
+
+    // Declared here, defaulted in json.cpp: with clang and libstdc++, implicit ones make
+    // std::pair<std::string, Json> ask whether Json is default-constructible while Json is
+    // still incomplete, and the header does not compile.
+    Json();
+    Json(const Json&);
+    Json(Json&&) noexcept;
+    Json& operator=(const Json&);
+    Json& operator=(Json&&) noexcept;
+    ~Json();
 };
 
 // "null", "a boolean", "a number", "a string", "an array", "an object": for "found X" messages.

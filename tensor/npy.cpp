@@ -50,7 +50,7 @@ struct HeaderParser {
 
     [[noreturn]] void error(const std::string& expected) {
         fail(name, ": npy header: expected ", expected, " at offset ", i, ", found \"",
-             s.substr(i, 20), "\" in header ", s);
+             excerpt(std::string_view(s).substr(i), 20), "\" in header ", excerpt(s, 200));
     }
     void skip_space() {
         while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) i++;
@@ -102,9 +102,10 @@ struct HeaderParser {
 }  // namespace
 
 Tensor decode_npy(const std::string& bytes, const std::string& name) {
-    if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0)
+    if (bytes.size() < 6 || bytes.compare(0, 6, "\x93NUMPY") != 0)
         fail(name, ": expected the npy magic \"\\x93NUMPY\", found ",
-             bytes.size() < 6 ? cat("a file of ", bytes.size(), " bytes") : cat("\"", bytes.substr(0, 6), "\""));
+             bytes.size() < 6 ? cat("a file of ", bytes.size(), " bytes") : cat("\"", excerpt(std::string_view(bytes).substr(0, 6)), "\""));
+    if (bytes.size() < 10) fail(name, ": expected at least 10 bytes (magic, version, header length), found ", bytes.size());
     int major = uint8_t(bytes[6]), minor = uint8_t(bytes[7]);
     if (major < 1 || major > 3 || minor != 0)
         fail(name, ": expected npy version 1.0, 2.0 or 3.0, found ", major, ".", minor);
@@ -128,29 +129,33 @@ Tensor decode_npy(const std::string& bytes, const std::string& name) {
         if (key == "descr") descr = p.quoted(), have_descr = true;
         else if (key == "fortran_order") fortran = p.boolean(), have_order = true;
         else if (key == "shape") shape = p.tuple(), have_shape = true;
-        else p.error("one of the keys 'descr', 'fortran_order', 'shape' (found '" + key + "')");
+        else p.error("one of the keys 'descr', 'fortran_order', 'shape' (found '" + excerpt(key) + "')");
         if (!p.accept(',')) {
             p.expect('}');
             break;
         }
     }
     if (!have_descr || !have_order || !have_shape)
-        fail(name, ": npy header: expected keys 'descr', 'fortran_order' and 'shape', found ", header);
+        fail(name, ": npy header: expected keys 'descr', 'fortran_order' and 'shape', found ", excerpt(header, 200));
     if (descr != "<f4" && descr != "<f8")
-        fail(name, ": expected dtype '<f4' or '<f8' (little-endian float32/float64), found '", descr, "'");
+        fail(name, ": expected dtype '<f4' or '<f8' (little-endian float32/float64), found '", excerpt(descr), "'");
     if (fortran) fail(name, ": expected fortran_order False (C order), found True");
 
-    // Check the length before allocating: a corrupt shape must not ask for terabytes.
-    size_t item = descr == "<f4" ? 4 : 8, numel = 1;
-    bool too_big = false;  // more values than the file has bytes
+    // Check the length before allocating: a corrupt shape must not ask for terabytes. Nor may
+    // the non-zero dimensions multiply past 2^60 when a 0 makes the array empty: (0, 2^40, 2^40)
+    // would overflow whatever multiplies the trailing ones (and numel * 8 stays below 2^64).
+    size_t item = descr == "<f4" ? 4 : 8, span = 1;  // span: the product of the non-zero dimensions
+    bool empty = false;
     for (int64_t d : shape) {
-        if (d != 0 && numel > bytes.size() / size_t(d)) too_big = true;
-        else numel *= size_t(d);
+        if (d == 0) empty = true;
+        else if (span > (size_t(1) << 60) / size_t(d))
+            fail(name, ": expected a shape whose non-zero dimensions multiply to at most 2^60, found ", shape_str(shape));
+        else span *= size_t(d);
     }
-    size_t expected = pre + hlen + numel * item;
-    if (too_big || bytes.size() != expected)
-        fail(name, ": expected ", too_big ? std::string("more than that") : std::to_string(expected), " bytes (header ",
-             pre + hlen, " + values of ", descr, " for shape ", shape_str(shape), "), found ", bytes.size());
+    size_t expected = pre + hlen + (empty ? 0 : span) * item;
+    if (bytes.size() != expected)
+        fail(name, ": expected ", expected, " bytes (header ", pre + hlen, " + values of ", descr, " for shape ", shape_str(shape),
+             "), found ", bytes.size());
     Tensor t(shape, item == 4 ? DType::F32 : DType::F64);
     std::memcpy(t.raw(), bytes.data() + pre + hlen, t.nbytes());
     return t;

@@ -19,8 +19,8 @@ void write_npy(const std::string& path, const Tensor& t);
 std::string encode_npy(const Tensor& t);
 
 // Reads a C-order '<f4' or '<f8' array, version 1.0, 2.0 or 3.0. Throws dl::Error naming the
-// file, what was expected and what was found when the magic, version, header, dtype, order or
-// file length is wrong.
+// file, what was expected and what was found when the magic, version, header, dtype, order,
+// shape (its non-zero dimensions multiply to at most 2^60) or file length is wrong.
 Tensor read_npy(const std::string& path);
 Tensor decode_npy(const std::string& bytes, const std::string& name);  // name: for errors
 

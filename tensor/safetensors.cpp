@@ -81,7 +81,7 @@ Tensor Safetensors::tensor(const std::string& name) const {
     const SafetensorsEntry& e = entry(name);
     if (e.dtype != "F32" && e.dtype != "F64") fail(source, ": \"", name, "\" is ", e.dtype, ", expected F32 or F64");
     Tensor t(e.shape, e.dtype == "F32" ? DType::F32 : DType::F64);
-    std::memcpy(t.raw(), e.data.data(), e.data.size());
+    if (!e.data.empty()) std::memcpy(t.raw(), e.data.data(), e.data.size());
     return t;
 }
 
@@ -89,7 +89,7 @@ std::vector<int64_t> Safetensors::i64(const std::string& name) const {
     const SafetensorsEntry& e = entry(name);
     if (e.dtype != "I64") fail(source, ": \"", name, "\" is ", e.dtype, ", expected I64");
     std::vector<int64_t> v(e.data.size() / sizeof(int64_t));
-    std::memcpy(v.data(), e.data.data(), e.data.size());
+    if (!v.empty()) std::memcpy(v.data(), e.data.data(), e.data.size());  // an empty vector's data() may be null
     return v;
 }
 
@@ -151,11 +151,11 @@ Safetensors Safetensors::parse(std::string_view bytes, const std::string& source
     struct Span { uint64_t begin, end; std::string name; };
     std::vector<Span> spans;
     for (const auto& [name, v] : root.members) {
-        std::string where = cat(source, ": \"", name, "\"");
+        std::string where = cat(source, ": \"", excerpt(name), "\"");
         if (v.kind != Json::OBJECT) fail(where, ": expected an object, found ", json_kind_name(v.kind));
         if (name == "__metadata__") {
             for (const auto& [k, s] : v.members) {
-                if (s.kind != Json::STRING) fail(where, ": \"", k, "\" is ", json_kind_name(s.kind), ", expected a string");
+                if (s.kind != Json::STRING) fail(where, ": \"", excerpt(k), "\" is ", json_kind_name(s.kind), ", expected a string");
                 st.metadata[k] = s.text;
             }
             continue;
@@ -165,21 +165,32 @@ Safetensors Safetensors::parse(std::string_view bytes, const std::string& source
             if (k == "dtype") dtype = &f;
             else if (k == "shape") shape = &f;
             else if (k == "data_offsets") offsets = &f;
-            else fail(where, ": unexpected field \"", k, "\", expected only dtype, shape and data_offsets");
+            else fail(where, ": unexpected field \"", excerpt(k), "\", expected only dtype, shape and data_offsets");
         }
         if (!dtype || !shape || !offsets) fail(where, ": missing field \"", !dtype ? "dtype" : !shape ? "shape" : "data_offsets", "\"");
         if (dtype->kind != Json::STRING) fail(where, ": dtype is ", json_kind_name(dtype->kind), ", expected a string");
         size_t esize = dtype_bytes(dtype->text);
-        if (esize == 0) fail(where, ": unknown dtype \"", dtype->text, "\", expected F32, F64 or I64");
+        if (esize == 0) fail(where, ": unknown dtype \"", excerpt(dtype->text), "\", expected F32, F64 or I64");
         if (shape->kind != Json::ARRAY) fail(where, ": shape is ", json_kind_name(shape->kind), ", expected an array");
         Shape dims;
-        uint64_t numel = 1;
         for (const Json& d : shape->items) {
             uint64_t k = to_index(d, where, "shape");
-            if (k > (uint64_t(1) << 40) || (k && numel > (uint64_t(1) << 62) / k)) fail(where, ": shape dimension ", k, " is too large");
-            numel *= k;
+            if (k > (uint64_t(1) << 40)) fail(where, ": shape dimension ", k, " is too large (above 2^40)");
             dims.push_back(int64_t(k));
         }
+        // The non-zero dimensions multiply to at most 2^60, so that numel * 8 bytes cannot wrap:
+        // (2^40, 2^21) F64 did, "needed" 0 bytes, and data_offsets [0, 0] made a tensor of 2^61
+        // values over none. Zeros aside, so that (0, 2^40, 2^40) cannot overflow whatever
+        // multiplies the trailing dimensions either.
+        uint64_t span = 1;  // the product of the non-zero dimensions
+        bool empty = false;
+        for (int64_t k : dims) {
+            if (k == 0) empty = true;
+            else if (span > (uint64_t(1) << 60) / uint64_t(k))
+                fail(where, ": shape ", shape_str(dims), " is too large: its non-zero dimensions multiply past 2^60");
+            else span *= uint64_t(k);
+        }
+        const uint64_t numel = empty ? 0 : span;
         if (offsets->kind != Json::ARRAY || offsets->items.size() != 2)
             fail(where, ": data_offsets must be an array [begin, end]");
         uint64_t begin = to_index(offsets->items[0], where, "data_offsets"), end = to_index(offsets->items[1], where, "data_offsets");
@@ -194,8 +205,8 @@ Safetensors Safetensors::parse(std::string_view bytes, const std::string& source
     std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
     for (size_t i = 1; i < spans.size(); i++)
         if (spans[i].begin < spans[i - 1].end)
-            fail(source, ": tensors \"", spans[i - 1].name, "\" [", spans[i - 1].begin, ", ", spans[i - 1].end, ") and \"",
-                 spans[i].name, "\" [", spans[i].begin, ", ", spans[i].end, ") overlap");
+            fail(source, ": tensors \"", excerpt(spans[i - 1].name), "\" [", spans[i - 1].begin, ", ", spans[i - 1].end, ") and \"",
+                 excerpt(spans[i].name), "\" [", spans[i].begin, ", ", spans[i].end, ") overlap");
     return st;
 }
 

@@ -128,7 +128,7 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
         {train + " --clip -1", "--lr and --clip must be positive"},
         {train + " --lr 0", "--lr and --clip must be positive"},
         {train + " --ema 1", "--ema must be in [0, 1)"},
-        {train + " --dropout nan", "Dropout: p must be in [0, 1), got nan"},
+        {train + " --dropout nan", "--dropout expects a finite number a double can hold, got 'nan'"},
         {train + " --threads -2", "--threads must be 0 (all) or positive, got -2"},
         {train + " --lr-decay step", "train: --lr-decay expects 'cosine' or 'none', got 'step'"},
         {train + " --schedule quad", "train: --schedule expects 'linear' or 'cosine', got 'quad'"},
