@@ -265,7 +265,11 @@ DiffusionModel load_model(const std::string& path, Weights weights, double dropo
     DiffusionModel m;
     m.source = path;
     m.schedule = make_schedule(meta_schedule(ck), meta_integer(ck, "T", 2, kMaxT));
-    m.net = std::make_unique<nn::UNet>(cfg);
+    try {
+        m.net = std::make_unique<nn::UNet>(cfg);
+    } catch (const Error& e) {
+        fail(path, ": metadata 'model': ", e.what());
+    }
     m.ema = weights == Weights::Ema || (weights == Weights::EmaIfPresent && !ck.ema.empty());
     nn::load_named(m.net->state_dict(), ck.weights(m.ema), path);
     m.net->eval();

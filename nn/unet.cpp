@@ -151,6 +151,16 @@ UNet::UNet(const UNetConfig& cfg, uint64_t seed) : config_(cfg) {
     int64_t L = int64_t(cfg.ch_mult.size());
     if (cfg.in_ch < 1 || cfg.ch < 4 || cfg.ch % 2 || L < 1 || cfg.num_res_blocks < 1)
         fail("UNet: bad config (", cfg.str(), "): need in_ch >= 1, an even ch >= 4, a ch_mult and num_res_blocks >= 1");
+    // Upper bounds, so a config read from a file cannot ask for an allocation no checkpoint could
+    // justify: the widest level at most 1024 channels, at most 5 levels and 4 ResBlocks per level.
+    int64_t widest = 0;
+    for (int64_t m : cfg.ch_mult) {
+        if (m < 1 || m > 64) fail("UNet: bad config (", cfg.str(), "): each ch_mult must be in [1, 64], got ", m);
+        widest = std::max(widest, cfg.ch * m);
+    }
+    if (cfg.in_ch > 16 || widest > 1024 || L > 5 || cfg.num_res_blocks > 4 || cfg.resolution < 1 || cfg.resolution > 1024)
+        fail("UNet: bad config (", cfg.str(), "): need in_ch <= 16, ch * ch_mult <= 1024, at most 5 levels, num_res_blocks <= 4 and a "
+             "resolution in [1, 1024]");
     if (cfg.resolution % (int64_t(1) << (L - 1)))
         fail("UNet: resolution ", cfg.resolution, " does not halve ", L - 1, " times evenly (config ", cfg.str(), ")");
     Philox gen(seed);

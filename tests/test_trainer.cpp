@@ -251,6 +251,10 @@ TEST_CASE("load_model: asking for EMA weights a checkpoint lacks, or a model tha
     CHECK_THROWS_WITH(load_model(dir + "/no_ema.safetensors", Weights::Ema), doctest::Contains("no_ema.safetensors: no EMA weights"));
     CHECK_FALSE(load_model(dir + "/no_ema.safetensors", Weights::EmaIfPresent).ema);
     CHECK(load_model(dir + "/no_ema.safetensors", Weights::Trained, 0.25).net->config().dropout == 0.25);
+    // a model far larger than any checkpoint could hold is refused before it is allocated
+    with_metadata(old_checkpoint, dir + "/huge.safetensors", "model", "ch=100000");
+    CHECK_THROWS_WITH(load_model(dir + "/huge.safetensors", Weights::Trained),
+                      doctest::Contains("huge.safetensors: metadata 'model': UNet: bad config (in_ch=1 ch=100000"));
     Safetensors bare;
     bare.add_i64("step", {1}, {});
     bare.save(dir + "/bare.safetensors");
