@@ -154,14 +154,14 @@ int main(int argc, char** argv) try {
         Philox dropout_before = st.dropout_gen;
         Variable loss = ddpm::training_loss(st.schedule, ddpm::eps_model(st.model), x0, t, eps, &st.dropout_gen);  // ||eps - eps_theta(x_t, t)||^2
         loss.backward();
-        if (!std::isfinite(loss.value().item()) || !all_finite(st.model.flat_grads())) {
+        run.record_grad_norms(st.step + 1, st.model.flat_grads());        // before clipping
+        double lr = cfg.lr.at(st.step + 1, budget.steps());
+        double grad_norm = std::isfinite(loss.value().item()) ? st.update(lr) : NAN;  // clip, Adam, EMA; step + 1
+        if (!std::isfinite(grad_norm)) {                                  // not applied (TrainState::update)
             nonfinite_step(x0, t, eps, dropout_before);
             continue;
         }
         skipped_in_a_row = 0;
-        run.record_grad_norms(st.step + 1, st.model.flat_grads());        // before clipping
-        double lr = cfg.lr.at(st.step + 1, budget.steps());
-        double grad_norm = st.update(lr);                                 // clip, Adam, EMA; step + 1
         double now = seconds();
         run.log({st.step, loss.value().item(), grad_norm, lr, run.seconds_before() + now});
         if (budget.after_step(st.step, now)) {

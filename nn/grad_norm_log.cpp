@@ -30,7 +30,8 @@ void GradNormLog::record(int64_t step, const Tensor& flat_grads) {
             row.norms[size_t(k)] = std::sqrt(sq);
         }
     });
-    rows.push_back(std::move(row));
+    if (!rows.empty() && rows.back().step == step) rows.back() = std::move(row);  // a step retried after a skipped one
+    else rows.push_back(std::move(row));
 }
 
 static std::string header_of(const std::vector<ParamSlot>& slots) {

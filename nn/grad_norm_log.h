@@ -20,7 +20,8 @@ public:
     // One column per slice of the model's flat buffers (Module::layout()).
     explicit GradNormLog(const Module& model);
 
-    // L2 norm of each parameter's slice of flat_grads (P), recorded for `step`.
+    // L2 norm of each parameter's slice of flat_grads (P), recorded for `step` (replacing a row
+    // already there for that step: train records before it knows whether a step is skipped).
     void record(int64_t step, const Tensor& flat_grads);
 
     // Reads path (as written by write_csv) keeping rows with step <= max_step: a resumed run

@@ -3,11 +3,13 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "tensor/io.h"
+#include "tensor/tensor.h"
 
 namespace dl::test {
 
@@ -18,6 +20,27 @@ inline int run(const std::string& cmd, std::string* output = nullptr) {
     if (output) *output = read_file(log);
     std::remove(log.c_str());
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// Starts `sh -c cmd` in the background (for tests that signal or kill a running program).
+inline pid_t spawn_shell(const std::string& cmd) {
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
+        _exit(127);
+    }
+    return pid;
+}
+
+// The message of the dl::Error that f throws, or "(no error)".
+inline std::string message_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "(no error)";
 }
 
 // The build folder holding the programs: the one this test binary lives in (build/ or build-san/).

@@ -11,9 +11,11 @@
 
 #include "ddpm/data.h"
 #include "tensor/io.h"
+#include "tests/programs.h"
 
 using namespace dl;
 using namespace dl::ddpm;
+using dl::test::message_of;
 
 namespace {
 struct TempDir {
@@ -33,14 +35,6 @@ IdxImages small_images(int64_t n, int64_t rows, int64_t cols) {
     return im;
 }
 
-std::string message_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
 bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 }  // namespace
 

@@ -16,16 +16,9 @@
 #include "tests/programs.h"
 
 using namespace dl;
+using dl::test::message_of;
 
 namespace {
-std::string message_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
 
 // cli::Args over argv = {"prog", words...}, then declare() on it and done().
 std::string flags_error(std::vector<std::string> words, const std::function<void(cli::Args&)>& declare) {

@@ -186,12 +186,7 @@ TEST_CASE("Ctrl-C during training saves a checkpoint and exits with 130") {
     std::string dir = temp_dir("sigint");
     ddpm::write_synthetic_idx(dir + "/data", 24, 3);
     std::string cmd = "exec " + tiny_train(dir) + " --threads 1 --steps 1000000 --every 1 --out " + dir + "/run > " + dir + "/log 2>&1";
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
-        _exit(127);
-    }
+    pid_t pid = spawn_shell(cmd);
     // wait for the first checkpoint (every step writes one), then interrupt
     for (int i = 0; i < 600 && !file_exists(dir + "/run/loss.csv"); i++) usleep(100 * 1000);
     bool started = file_exists(dir + "/run/loss.csv");
@@ -267,12 +262,7 @@ TEST_CASE("kill -9 at any moment loses at most the steps since the last checkpoi
     int64_t last_step = 0;
     for (int round = 0; round < 4; round++) {  // killed at a different moment each time, mid-step or mid-write
         CAPTURE(round);
-        pid_t pid = fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) {
-            execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
-            _exit(127);
-        }
+        pid_t pid = spawn_shell(cmd);
         auto saved_step = [&]() -> int64_t {  // the checkpoint's step, or -1 before the first one
             try {
                 return nn::load_checkpoint(dir + "/run/checkpoint.safetensors").step;
