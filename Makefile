@@ -2,7 +2,9 @@
 #   make            library + programs          make test       all doctest suites
 #   make test-san   the suites under ASan+UBSan make bench      kernel benchmarks
 #   make data       MNIST into data/mnist/      make train      train the DDPM (fetches data first)
+#   make train-cond the class-conditional DDPM (runs/mnist-cond), make sample-cond its digits
 #   make eval       FID, precision/recall and bits/dim of the run's checkpoint
+#   make report     the run's one-page HTML report (RUN/report.html)
 #   make fuzz       each tests/fuzz/fuzz_<name>.cpp under libFuzzer (clang++, ASan+UBSan) for
 #                   FUZZ_SECONDS (30) seconds over tests/fuzz/corpus/<name>/, in build-fuzz/;
 #                   FUZZ_NAMES="json npy" runs only those
@@ -82,6 +84,18 @@ train: $(BUILD)/train
 	@test -f $(MNIST_DIR)/train-images-idx3-ubyte || $(MAKE) data
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/train --data $(MNIST_DIR) --out $(RUN) --resume $(TRAIN_ARGS)
 
+# The class-conditional model (train --classes 10, classifier-free guidance) with the same budget,
+# in its own folder: `make sample-cond` draws each digit, and make eval / report / inspect take
+# RUN=$(COND_RUN) as they take the default run.
+COND_RUN ?= runs/mnist-cond
+.PHONY: train-cond sample-cond
+train-cond: $(BUILD)/train
+	@test -f $(MNIST_DIR)/train-images-idx3-ubyte || $(MAKE) data
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/train --data $(MNIST_DIR) --out $(COND_RUN) --resume --classes 10 $(TRAIN_ARGS)
+sample-cond: $(BUILD)/sample
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/sample --checkpoint $(COND_RUN)/checkpoint.safetensors --class all --n 100 \
+	  --out $(COND_RUN)/classes.npy --png $(COND_RUN)/classes_grid.png
+
 # Sample quality and likelihood of the run's checkpoint (build/eval --help): FID, precision and
 # recall of EVAL_N samples in a classifier's features beside real training digits at the same n,
 # and the variational bound in bits/dim. The classifier is trained once per data set and cached
@@ -102,6 +116,21 @@ inspect: $(BUILD)/inspect
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/inspect --data $(MNIST_DIR) \
 	  $$(test -f $(RUN)/checkpoint.safetensors && echo --checkpoint $(RUN)/checkpoint.safetensors) $(INSPECT_ARGS)
 
+# The run's one-page report, RUN/report.html (build/report --help): train rewrites it at every
+# checkpoint; this adds the loss and gradient norm against t (inspect --per-t) and the figures of
+# the diffusion process, redrawn when the checkpoint is newer than they are (about two minutes).
+.PHONY: report
+report: $(BUILD)/report $(BUILD)/inspect $(BUILD)/figures
+	@test -f $(RUN)/checkpoint.safetensors || { echo "make report: no $(RUN)/checkpoint.safetensors yet; run make train first"; exit 1; }
+	@$(MAKE) --no-print-directory $(RUN)/per_t.csv $(RUN)/figures/one_to_many.png
+	./$(BUILD)/report $(RUN)
+
+$(RUN)/per_t.csv: $(RUN)/checkpoint.safetensors
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/inspect --data $(MNIST_DIR) --checkpoint $< --per-t --per-t-out $(RUN)/per_t --no-table
+
+$(RUN)/figures/one_to_many.png: $(RUN)/checkpoint.safetensors
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/figures --data $(MNIST_DIR) --checkpoint $< --out $(RUN)/figures
+
 # libFuzzer over the readers of user input (tests/fuzz/readers.h): IDX, safetensors, JSON, CSV,
 # .npy and command-line flags. The reader sources are built with clang into build-fuzz/, with
 # OpenMP when clang has libomp (else the pragmas are ignored: these readers run serially anyway).
@@ -114,7 +143,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_BUILD   := build-fuzz
 FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.cpp,%,$(wildcard tests/fuzz/fuzz_*.cpp))
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
-FUZZ_LIB_SRC := tensor/tensor.cpp tensor/io.cpp tensor/json.cpp tensor/npy.cpp tensor/safetensors.cpp tensor/rng.cpp ddpm/data.cpp
+FUZZ_LIB_SRC := tensor/tensor.cpp tensor/io.cpp tensor/json.cpp tensor/npy.cpp tensor/safetensors.cpp tensor/rng.cpp ddpm/data.cpp tensor/png.cpp tensor/png_decode.cpp tensor/font.cpp
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.cpp=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_OMP      = $(shell echo 'int main() {}' | $(FUZZ_CXX) -fopenmp -x c++ - -o /dev/null 2>/dev/null && echo -fopenmp)
 FUZZ_FLAGS    = -std=c++20 -O1 -g -I. -MMD -MP -fno-sanitize-recover=undefined $(FUZZ_OMP)

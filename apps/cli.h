@@ -34,7 +34,10 @@ public:
         for (int i = 1; i < argc; i++) {
             std::string a = argv[i];
             if (a == "-h" || a == "--help") { help_ = true; continue; }
-            if (a.rfind("--", 0) != 0) fail(program_, ": unexpected argument '", a, "' (flags start with --; see --help)");
+            if (a.rfind("--", 0) != 0) {
+                positional_.push_back(a);  // taken by positional(), else refused by done()
+                continue;
+            }
             size_t eq = a.find('=');
             if (eq != std::string::npos) values_[a.substr(0, eq)] = a.substr(eq + 1);
             else if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) values_[a] = argv[++i];
@@ -87,9 +90,20 @@ public:
         return true;
     }
     // After all declarations: --help prints the usage and exits 0; a leftover flag is an error.
+    // The program's one argument that is not a flag ("build/report RUN_DIR"), or def when absent.
+    std::string positional(const std::string& name, const std::string& def, const std::string& help) {
+        positional_name_ = name;
+        options_.push_back({name, "", def, help});
+        if (positional_.empty()) return def;
+        std::string v = positional_.front();
+        positional_.erase(positional_.begin());
+        return v;
+    }
+
     void done() {
         if (help_) {
-            std::printf("%s: %s\n\nusage: %s [flags]\n\n", program_.c_str(), summary_.c_str(), program_.c_str());
+            std::printf("%s: %s\n\nusage: %s%s%s [flags]\n\n", program_.c_str(), summary_.c_str(), program_.c_str(),
+                        positional_name_.empty() ? "" : " ", positional_name_.c_str());
             for (const auto& o : options_) {
                 std::string left = o.name + (o.meta.empty() ? "" : " " + o.meta);
                 std::printf("  %-24s %s%s\n", left.c_str(), o.help.c_str(), o.def.empty() ? "" : (" (default " + o.def + ")").c_str());
@@ -98,6 +112,7 @@ public:
             std::exit(0);
         }
         if (!values_.empty()) fail(program_, ": unknown flag ", values_.begin()->first, " (see --help)");
+        if (!positional_.empty()) fail(program_, ": unexpected argument '", positional_.front(), "' (flags start with --; see --help)");
     }
     bool given(const std::string& name) const { return given_.count(name) > 0; }
 
@@ -123,6 +138,8 @@ private:
     std::map<std::string, bool> given_;
     std::set<std::string> bare_;
     std::vector<Option> options_;
+    std::vector<std::string> positional_;
+    std::string positional_name_;
     bool help_ = false;
 };
 

@@ -5,7 +5,10 @@
 //   build/eval --data DIR --checkpoint F      the samples (or of --n samples drawn from F) against
 //                                             DIR's test split, beside real training digits at the
 //                                             same n (the floor); with a checkpoint, also the
-//                                             variational bound in bits/dim on test images
+//                                             variational bound in bits/dim on test images;
+//                                             of a class-conditional one (train --classes), the
+//                                             judge's accuracy on the classes asked for and the
+//                                             FID of each class
 #include <cmath>
 #include <cstdio>
 #include <numeric>
@@ -29,6 +32,8 @@ static std::string json_metrics(const char* prefix, const ddpm::SampleMetrics& m
                ", \"", prefix, "histogram\": [", hist, "]");
 }
 
+static std::string json_number(double v) { return std::isfinite(v) ? cat(v) : std::string("null"); }  // JSON has no NaN
+
 static void print_row(const char* name, const ddpm::SampleMetrics& m) {
     std::string hist;
     for (int64_t h : m.histogram) hist += cat(" ", h);
@@ -48,6 +53,8 @@ int main(int argc, char** argv) try {
     std::string out = args.str("--out", "", "folder for bpd_per_t.csv and .svg ('': the checkpoint's folder)");
     int64_t seed = args.integer("--seed", 0, "seed of the noise and of the floor's choice of digits");
     int64_t batch = args.integer("--batch", 64, "images per forward pass");
+    std::string klass = args.str("--class", "all", "class-conditional checkpoints: the classes asked for, 'all' (equal numbers of each), K, or '' (unconditional)");
+    double guidance = args.real("--guidance", ddpm::kDefaultGuidance, "class-conditional checkpoints: classifier-free guidance weight w");
     bool json = args.flag("--json", "print every figure as one JSON object");
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
     args.done();
@@ -84,14 +91,19 @@ int main(int argc, char** argv) try {
 
     // ---- the samples of a checkpoint ----
     ddpm::DiffusionModel model;
+    std::vector<int64_t> labels;  // a class-conditional checkpoint: the classes asked for
     if (!ckpt_path.empty()) {
         model = ddpm::load_model(ckpt_path, ddpm::Weights::EmaIfPresent);
         const nn::UNetConfig& cfg = model.net->config();
         if (cfg.in_ch != 1 || cfg.resolution != train.rows() || train.rows() != train.cols())
             fail(ckpt_path, ": the model draws ", cfg.in_ch, "x", cfg.resolution, "x", cfg.resolution, " images, ", data_dir, " holds 1x",
                  train.rows(), "x", train.cols());
+        if (model.conditional()) labels = ddpm::class_labels(klass, n, cfg.num_classes, "eval: --class");
+        if (!labels.empty() && cfg.num_classes > judge.net->config().classes)
+            fail(ckpt_path, ": the model has ", cfg.num_classes, " classes, the judge knows ", judge.net->config().classes);
         Philox gen{uint64_t(seed)};
-        samples = ddpm::draw_samples(model, n, ddim_steps, 0.0, batch, gen, cli::progress_callback("sampling"));
+        samples = ddpm::draw_samples(model, n, ddim_steps, 0.0, batch, gen, cli::progress_callback("sampling"), labels,
+                                     labels.empty() ? 0 : guidance);
     }
 
     // ---- the metrics, and the floor: real training digits at the same n, and held-out test
@@ -101,6 +113,8 @@ int main(int argc, char** argv) try {
     std::vector<int64_t> floor_idx(perm.begin(), perm.begin() + std::min(n, train.size()));
     ddpm::SampleMetrics m = judge.score(samples);
     ddpm::SampleMetrics floor = judge.score(train.images(floor_idx));
+    ddpm::ClassMetrics by_class;
+    if (!labels.empty()) by_class = judge.score_classes(samples, labels);
     const int64_t n_ref = m.n_reference;
     ddpm::SampleMetrics heldout;
     if (test.size() >= n_ref + n) {
@@ -128,6 +142,13 @@ int main(int argc, char** argv) try {
         std::printf("{\"accuracy\": %.6g, %s, %s, \"n_reference\": %lld", judge.test_accuracy, json_metrics("", m).c_str(),
                     json_metrics("floor_", floor).c_str(), (long long)n_ref);
         if (heldout.n) std::printf(", %s", json_metrics("heldout_", heldout).c_str());
+        if (!labels.empty()) {
+            std::string acc, fids;
+            for (size_t k = 0; k < by_class.fid.size(); k++)
+                acc += cat(k ? ", " : "", json_number(by_class.accuracy[k])), fids += cat(k ? ", " : "", json_number(by_class.fid[k]));
+            std::printf(", \"guidance\": %.6g, \"class_accuracy\": %.6g, \"class_accuracy_per_class\": [%s], \"fid_per_class\": [%s]", guidance,
+                        by_class.overall_accuracy, acc.c_str(), fids.c_str());
+        }
         if (bpd.n_images) std::printf(", \"bpd\": %.6g, \"bpd_se\": %.6g, \"bpd_images\": %lld, \"bpd_t_stride\": %lld", bpd.total_bpd, bpd.total_se,
                                       (long long)bpd.n_images, (long long)bpd.t_stride);
         std::printf("}\n");
@@ -142,6 +163,14 @@ int main(int argc, char** argv) try {
     print_row("samples", m);
     print_row("real training digits", floor);
     if (heldout.n) print_row("held-out test digits", heldout);
+    if (!labels.empty()) {
+        std::printf("\nclass-conditional, guidance w = %g: the judge sees the class asked for in %.1f%% of the samples\n", guidance,
+                    100 * by_class.overall_accuracy);
+        std::printf("  %-8s %8s %10s %10s   (per-class FID: each class's samples against the reference digits of that class)\n", "class", "n",
+                    "accuracy", "FID");
+        for (size_t k = 0; k < by_class.fid.size(); k++)
+            if (by_class.n[k]) std::printf("  %-8zu %8lld %9.1f%% %10.3f\n", k, (long long)by_class.n[k], 100 * by_class.accuracy[k], by_class.fid[k]);
+    }
     if (bpd.n_images)
         std::printf("\nvariational bound: %.4f +- %.4f bits/dim (standard error over %lld test images; %zu of the %lld KL terms, one "
                     "drawn in each block of %lld t, weighted by the block; prior %.2g, decoder %.4f)\n",

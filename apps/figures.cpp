@@ -7,6 +7,7 @@
 //   one_to_many.png    digits noised to x_600, then 8 runs of the learned reverse chain from
 //                      that same x_600: 8 different clean images (--checkpoint). Columns: x_0,
 //                      x_600, then the 8 results.
+// Each picture carries its column labels ("t=999", "x_0", "run 1") in a band above the grid.
 #include <cstdio>
 #include <omp.h>
 
@@ -27,7 +28,9 @@ struct Strip {
     void set_column(int64_t c, const Tensor& x) {  // x (rows, 1, H, W)
         for (int64_t r = 0; r < rows; r++) images.rows(r * cols + c, 1).copy_from(x.rows(r, 1).to(DType::F32));
     }
-    void write(const std::string& path) const { write_png_grid(path, images, int(cols)); }
+    void write(const std::string& path, const std::vector<std::string>& labels) const {
+        write_png_grid(path, images, int(cols), 2, GridLabels{"", labels});
+    }
 };
 
 int main(int argc, char** argv) try {
@@ -75,13 +78,20 @@ int main(int argc, char** argv) try {
             else std::printf(" %lld", (long long)ts[i]);
         std::printf("\n");
     };
+    // the same labels, to be drawn above the columns: "t=999" ... ("x_0" for the clean end)
+    auto labels_of = [](const std::vector<int64_t>& ts, bool ends_clean = false) {
+        std::vector<std::string> labels;
+        for (size_t i = 0; i < ts.size(); i++)
+            labels.push_back(ends_clean && i + 1 == ts.size() ? "x_0" : "t=" + std::to_string(ts[i]));
+        return labels;
+    };
 
     // (1) the forward process: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, one eps per row
     {
         Strip s(rows, cols, H, W);
         Tensor eps = randn(x0.shape(), gen);
         for (int64_t c = 0; c < cols; c++) s.set_column(c, ddpm::q_sample(sched, x0, std::vector<int64_t>(size_t(rows), snap_t[size_t(c)]), eps));
-        s.write(out + "/forward.png");
+        s.write(out + "/forward.png", labels_of(snap_t));
         show("forward.png", snap_t);
     }
 
@@ -104,7 +114,7 @@ int main(int argc, char** argv) try {
             if (int64_t c = column_of(t - 1); t >= 1 && c > 0) s.set_column(c, x);
         }
         s.set_column(cols - 1, x);  // the end of the chain
-        s.write(out + "/oracle_reverse.png");
+        s.write(out + "/oracle_reverse.png", labels_of(rev_t, true));
         show("oracle_reverse.png", rev_t, true);
     }
 
@@ -127,7 +137,7 @@ int main(int argc, char** argv) try {
             progress.update(T - t, "reverse.png");
         });
         progress.finish();
-        s.write(out + "/reverse.png");
+        s.write(out + "/reverse.png", labels_of(rev_t, true));
         show("reverse.png", rev_t, true);
     }
 
@@ -143,7 +153,9 @@ int main(int argc, char** argv) try {
             progress.update(run + 1, "one_to_many.png", true);
         }
         progress.finish();
-        s.write(out + "/one_to_many.png");
+        std::vector<std::string> labels = {"x_0", "x_" + std::to_string(t_one)};
+        for (int64_t run = 0; run < cols; run++) labels.push_back("run " + std::to_string(run + 1));
+        s.write(out + "/one_to_many.png", labels);
         std::printf("%-18s columns: x_0, x_%lld, then 8 reverse runs from that x_%lld\n", "one_to_many.png", (long long)t_one, (long long)t_one);
     }
     return 0;

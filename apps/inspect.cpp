@@ -38,6 +38,7 @@ int main(int argc, char** argv) try {
     bool per_t = args.flag("--per-t", "sweep t over buckets of [0, T): loss and gradient norm as CSV and SVG");
     int64_t buckets = args.integer("--per-t-buckets", 20, "buckets of the --per-t sweep");
     std::string per_t_out = args.str("--per-t-out", "per_t", "--per-t writes <this>.csv and <this>.svg");
+    std::string klass = args.str("--class", "", "class-conditional models: every image's label K, 'all' (in turn), or '' (the batch's own labels)");
     bool table = !args.flag("--no-table", "skip the table");
     bool anomaly = args.flag("--detect-anomaly", "check every op's output and gradient for NaN/Inf");
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
@@ -74,21 +75,26 @@ int main(int argc, char** argv) try {
     const ddpm::Schedule& sched = m.schedule;
     T = sched.T;
     if (per_t && (buckets < 1 || buckets > T)) fail("inspect: --per-t-buckets must be in [1, T = ", T, "], got ", buckets);
-    const ddpm::EpsModel net = m.eps();
 
     // ---- the batch: x0, t, eps ----
     Philox gen{uint64_t(seed)};
     const uint64_t dropout_seed = uint64_t(seed) + 1;
     Tensor x0;  // (B, 1, R, R) in [-1, 1]
+    std::vector<int64_t> labels;  // class-conditional: the batch's labels, or --class
     if (data) {
         if (data->rows() != cfg.resolution || data->cols() != cfg.resolution)
             fail(data_dir, ": images are ", data->rows(), "x", data->cols(), ", the model takes ", cfg.resolution, "x", cfg.resolution);
-        x0 = data->next_batch(int(batch), gen);
+        x0 = data->next_batch(int(batch), gen, cfg.num_classes > 0 && !data->labels().empty() ? &labels : nullptr);
     } else {
         if (cfg.in_ch != 1) fail("inspect: the synthetic images have one channel, the model takes ", cfg.in_ch, " (pass --data)");
         x0 = ddpm::synthetic_batch(batch, cfg.resolution, gen);
     }
     ddpm::InspectBatch b = ddpm::make_batch(x0, T, t_fixed, gen);
+    if (!klass.empty()) labels = ddpm::class_labels(klass, batch, cfg.num_classes, "inspect: --class");
+    for (int64_t c : labels)
+        if (c >= cfg.num_classes) fail(data_dir, ": label ", c, " is outside the model's classes [0, ", cfg.num_classes, ")");
+    if (cfg.num_classes > 0 && labels.empty()) labels.assign(size_t(batch), model.null_label());  // no labels: the null class
+    const ddpm::EpsModel net = ddpm::eps_model(model, labels);
 
     // ---- one forward and backward, every gradient kept ----
     ddpm::Inspection in = ddpm::inspect_training_loss(sched, model, net, b, dropout_seed);
@@ -97,10 +103,12 @@ int main(int argc, char** argv) try {
     for (const NodeStats& r : rows) (r.kind == "param" ? n_param : r.kind == "input" ? n_input : n_act)++;
     std::string ts;
     for (size_t i = 0; i < b.t.size() && i < 16; i++) ts += cat(i ? " " : "", b.t[i]);
-    std::printf("inspect: %s | U-Net %lld parameters (%s) | %s %lld T | batch %lld from %s | t = %s%s | dropout %g\n",
+    std::string cs;
+    for (size_t i = 0; i < labels.size() && i < 16; i++) cs += cat(i ? " " : " | class = ", labels[i] == model.null_label() ? std::string("null") : cat(labels[i]));
+    std::printf("inspect: %s | U-Net %lld parameters (%s) | %s %lld T | batch %lld from %s | t = %s%s%s | dropout %g\n",
                 (m.source + (m.ema ? " (EMA)" : "")).c_str(),
                 (long long)model.num_parameters(), cfg.str().c_str(), ddpm::schedule_name(sched.kind), (long long)T, (long long)batch,
-                data ? data_dir.c_str() : "synthetic images", ts.c_str(), b.t.size() > 16 ? " ..." : "", cfg.dropout);
+                data ? data_dir.c_str() : "synthetic images", ts.c_str(), b.t.size() > 16 ? " ..." : "", cs.c_str(), cfg.dropout);
     if (table) std::printf("\n%s\n", stats_table(rows).c_str());
     std::printf("loss %.6g | %lld nodes: %lld parameters, %lld inputs, %lld activations | forward %.3f s, backward %.3f s (graph kept, all gradients retained)\n",
                 in.loss.value().item(), (long long)rows.size(), (long long)n_param, (long long)n_input, (long long)n_act,

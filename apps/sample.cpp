@@ -25,6 +25,8 @@ int main(int argc, char** argv) try {
     int64_t batch = args.integer("--batch", 64, "images per forward pass");
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: all)");
     bool raw = args.flag("--raw", "use the trained weights instead of their EMA");
+    std::string klass = args.str("--class", "", "class-conditional checkpoints: a class K, or 'all' (equal numbers of each, in order); '' samples unconditionally");
+    double guidance = args.real("--guidance", ddpm::kDefaultGuidance, "with --class: classifier-free guidance weight w, eps = (1 + w) eps(c) - w eps(null)");
     args.done();
     cli::set_threads("sample", threads);
     set_flush_denormals();
@@ -37,11 +39,14 @@ int main(int argc, char** argv) try {
     const ddpm::Schedule& sched = model.schedule;
     if (cfg.in_ch != 1) fail("sample: ", ckpt_path, " holds a model of ", cfg.in_ch, " input channels; sample writes one-channel images");
 
+    std::vector<int64_t> labels = ddpm::class_labels(klass, n, cfg.num_classes, "sample: --class");
+    if (labels.empty() && args.given("--guidance")) fail("sample: --guidance needs --class (K or all)");
     Philox gen{uint64_t(seed)};
     const int64_t R = cfg.resolution;
     cli::Progress progress(n);
     const std::string how = ddim_steps > 0 ? cat("DDIM ", ddim_steps, " steps") : cat("ancestral ", sched.T, " steps");
-    Tensor all = ddpm::draw_samples(model, n, ddim_steps, eta, batch, gen, [&](int64_t done, int64_t) { progress.update(done, how, true); })
+    Tensor all = ddpm::draw_samples(model, n, ddim_steps, eta, batch, gen, [&](int64_t done, int64_t) { progress.update(done, how, true); },
+                                    labels, labels.empty() ? 0 : guidance)
                      .reshape({n, R, R});  // (N, H, W)
     progress.finish();
     write_npy(npy, all);

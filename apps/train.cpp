@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include "apps/cli.h"
+#include "ddpm/report.h"
 #include "ddpm/trainer.h"
 #include "tensor/cpu.h"
 #include "tensor/ops.h"
@@ -37,6 +38,8 @@ int main(int argc, char** argv) try {
     cfg.T = args.integer("--T", 1000, "diffusion steps");
     cfg.model.ch = args.integer("--ch", 32, "U-Net base channels");
     cfg.model.dropout = args.real("--dropout", 0.0, "dropout in the ResBlocks (the reference's 0.1 slows a 30-minute run)");
+    cfg.model.num_classes = args.integer("--classes", 0, "class-conditional with this many classes, labels from train-labels-idx1-ubyte (0: unconditional)");
+    cfg.p_uncond = args.real("--p-uncond", 0.1, "with --classes: how often a label is replaced by the null label (classifier-free guidance)");
     cfg.ema_decay = args.real("--ema", 0.995, "EMA decay of the parameters");
     cfg.clip = args.real("--clip", 1.0, "global gradient-norm clipping");
     cfg.seed = uint64_t(args.integer("--seed", 0, "seed of the initial weights and every random stream"));
@@ -65,6 +68,9 @@ int main(int argc, char** argv) try {
     if (!(cfg.lr.base > 0) || !(cfg.clip > 0) || cfg.lr.warmup < 0)
         fail("train: --lr and --clip must be positive and --warmup not negative, got ", cfg.lr.base, ", ", cfg.clip, ", ", cfg.lr.warmup);
     if (!(cfg.ema_decay >= 0 && cfg.ema_decay < 1)) fail("train: --ema must be in [0, 1), got ", cfg.ema_decay);
+    if (cfg.model.num_classes < 0 || cfg.model.num_classes > 255)
+        fail("train: --classes must be 0 (unconditional) or a class count in [1, 255] (IDX labels are bytes), got ", cfg.model.num_classes);
+    if (!(cfg.p_uncond >= 0 && cfg.p_uncond < 1)) fail("train: --p-uncond must be in [0, 1), got ", cfg.p_uncond);
     if (skip_limit < 0) fail("train: --skip-nonfinite must not be negative, got ", skip_limit);
     if (eval_every < 0 || eval_n < 4 || eval_ddim < 1 || eval_ddim > cfg.T)
         fail("train: --eval-every must not be negative, --eval-n at least 4, --eval-ddim-steps in [1, --T]; got ", eval_every, ", ", eval_n, ", ", eval_ddim);
@@ -104,16 +110,21 @@ int main(int argc, char** argv) try {
     auto checkpoint = [&] {
         run.save(st);
         run.write_samples(st.sample_ema(n_samples, ddim_steps), st.step);
+        try {
+            ddpm::write_run_report(out);
+        } catch (const Error& e) {  // the checkpoint is saved; a page that cannot be written must not stop the run
+            std::printf("%strain: report.html not written: %s\n", progress.tty() ? "\r\033[K" : "", e.what());
+        }
     };
     // A step whose loss or gradient is not finite is not applied. The same step is run again with
     // anomaly detection to name the op that made the first NaN or Inf.
     int64_t skipped_in_a_row = 0, skipped = 0;
-    auto nonfinite_step = [&](const Tensor& x0, const std::vector<int64_t>& t, const Tensor& eps, Philox dropout_gen) {
+    auto nonfinite_step = [&](const ddpm::EpsModel& model, const Tensor& x0, const std::vector<int64_t>& t, const Tensor& eps, Philox dropout_gen) {
         std::string op = "the step ran finite when repeated with anomaly detection";
         set_detect_anomaly(true);
         try {
             st.model.zero_grad();
-            ddpm::training_loss(st.schedule, ddpm::eps_model(st.model), x0, t, eps, &dropout_gen).backward();
+            ddpm::training_loss(st.schedule, model, x0, t, eps, &dropout_gen).backward();
         } catch (const Error& e) {
             op = e.what();
         }
@@ -142,23 +153,27 @@ int main(int argc, char** argv) try {
         progress.update(st.step, fields, st.step == budget.steps());
     };
 
-    // ---- the training loop: Algorithm 1 ----
+    // ---- the training loop: Algorithm 1 (with Ho & Salimans 2022's label dropout when class-conditional) ----
+    const bool conditional = cfg.model.num_classes > 0;
     std::signal(SIGINT, on_sigint);
     st.model.train();
     bool timed_out = false;
     while (st.step < budget.steps() && !g_interrupted && !timed_out) {
-        Tensor x0 = st.data.next_batch(int(cfg.batch), st.data_gen);      // x0 ~ q(x0), (B, 1, H, W) in [-1, 1]
+        std::vector<int64_t> labels;                                      // class-conditional: c, or the null label
+        Tensor x0 = st.data.next_batch(int(cfg.batch), st.data_gen, conditional ? &labels : nullptr);  // x0 ~ q(x0), (B, 1, H, W) in [-1, 1]
         std::vector<int64_t> t = randint(cfg.batch, cfg.T, st.noise_gen);  // t ~ U{0..T-1}
         Tensor eps = randn(x0.shape(), st.noise_gen);                     // eps ~ N(0, I)
+        if (conditional) labels = ddpm::drop_labels(labels, cfg.p_uncond, st.model.null_label(), st.noise_gen);
+        const ddpm::EpsModel model = ddpm::eps_model(st.model, labels);
         st.model.zero_grad();
         Philox dropout_before = st.dropout_gen;
-        Variable loss = ddpm::training_loss(st.schedule, ddpm::eps_model(st.model), x0, t, eps, &st.dropout_gen);  // ||eps - eps_theta(x_t, t)||^2
+        Variable loss = ddpm::training_loss(st.schedule, model, x0, t, eps, &st.dropout_gen);  // ||eps - eps_theta(x_t, t[, c])||^2
         loss.backward();
         run.record_grad_norms(st.step + 1, st.model.flat_grads());        // before clipping
         double lr = cfg.lr.at(st.step + 1, budget.steps());
         double grad_norm = std::isfinite(loss.value().item()) ? st.update(lr) : NAN;  // clip, Adam, EMA; step + 1
         if (!std::isfinite(grad_norm)) {                                  // not applied (TrainState::update)
-            nonfinite_step(x0, t, eps, dropout_before);
+            nonfinite_step(model, x0, t, eps, dropout_before);
             continue;
         }
         skipped_in_a_row = 0;
@@ -186,7 +201,7 @@ int main(int argc, char** argv) try {
     if (skipped) std::printf("skipped %lld steps with a non-finite loss or gradient (--skip-nonfinite)\n", (long long)skipped);
     if (timed_out && st.step < budget.steps())
         std::printf("stopped after %g minutes at step %lld of %lld\n", minutes, (long long)st.step, (long long)budget.steps());
-    std::printf("done: %s, %s/samples.png, %s/loss.svg\n", run.checkpoint().c_str(), out.c_str(), out.c_str());
+    std::printf("done: %s, %s/samples.png, %s/report.html\n", run.checkpoint().c_str(), out.c_str(), out.c_str());
     return 0;
 } catch (const std::exception& e) {
     std::fprintf(stderr, "\n%s\n", e.what());

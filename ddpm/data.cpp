@@ -118,9 +118,10 @@ Dataset::Dataset(IdxImages images, std::vector<uint8_t> labels) : images_(std::m
         fail("Dataset: expected ", images_.n, " labels, got ", labels_.size());
 }
 
-Tensor Dataset::next_batch(int B, Philox& gen) {
+Tensor Dataset::next_batch(int B, Philox& gen, std::vector<int64_t>* labels) {
     if (B <= 0) fail("Dataset::next_batch: expected a batch size >= 1, got ", B);
     if (images_.n == 0) fail("Dataset::next_batch: the dataset is empty");
+    if (labels && labels_.empty()) fail("Dataset::next_batch: labels asked for, but the dataset has none");
     std::vector<int64_t> idx(static_cast<size_t>(B));
     for (int b = 0; b < B; b++) {
         if (cursor_.epoch == 0 || cursor_.pos == uint64_t(images_.n)) {  // start an epoch
@@ -131,6 +132,10 @@ Tensor Dataset::next_batch(int B, Philox& gen) {
             cursor_.pos = 0;
         }
         idx[size_t(b)] = perm_[cursor_.pos++];
+    }
+    if (labels) {
+        labels->clear();
+        for (int64_t i : idx) labels->push_back(labels_[size_t(i)]);
     }
     return images(idx);
 }

@@ -64,7 +64,8 @@ public:
     // B images, float32 (B, 1, H, W), pixel p mapped to p / 127.5 - 1. Each epoch walks a
     // permutation drawn with randperm(n, gen) when the previous epoch runs out (also in the
     // middle of a batch), so every image is seen once per epoch. Only epoch starts use gen.
-    Tensor next_batch(int B, Philox& gen);
+    // With `labels`, also the batch's labels (the dataset must have them).
+    Tensor next_batch(int B, Philox& gen, std::vector<int64_t>* labels = nullptr);
 
     DataCursor cursor() const { return cursor_; }
     void set_cursor(const DataCursor& c);  // redraws that epoch's permutation from (seed, offset)

@@ -138,6 +138,7 @@ Judge load_or_train_judge(const std::string& dir, const Dataset& train, const Da
     std::vector<int64_t> ref(static_cast<size_t>(std::clamp<int64_t>(n_reference, 0, test.size())));
     std::iota(ref.begin(), ref.end(), 0);
     j.reference = judge_images(*j.net, test.images(ref));
+    for (int64_t i : ref) j.reference_labels.push_back(test.labels()[size_t(i)]);
     return j;
 }
 
@@ -247,6 +248,34 @@ SampleMetrics Judge::score(const Tensor& images) const {
             m.class_entropy -= p * std::log(p) / std::log(double(K));
         }
     for (double c : j.confidence) m.confidence += c / double(m.n);
+    return m;
+}
+
+ClassMetrics Judge::score_classes(const Tensor& images, const std::vector<int64_t>& labels) const {
+    if (int64_t(labels.size()) != images.dim(0)) fail("Judge::score_classes: ", labels.size(), " labels for ", images.dim(0), " images");
+    const int64_t K = net->config().classes;
+    for (int64_t c : labels)
+        if (c < 0 || c >= K) fail("Judge::score_classes: label ", c, " is outside the judge's classes [0, ", K, ")");
+    Judgement j = judge_images(*net, images);
+    ClassMetrics m;
+    m.n.assign(size_t(K), 0);
+    m.accuracy.assign(size_t(K), NAN);
+    m.fid.assign(size_t(K), NAN);
+    int64_t right = 0;
+    for (int64_t k = 0; k < K; k++) {
+        std::vector<int64_t> mine, real;  // this class's samples, and the reference digits of this class
+        int64_t hits = 0;
+        for (size_t i = 0; i < labels.size(); i++)
+            if (labels[i] == k) mine.push_back(int64_t(i)), hits += j.predicted[i] == k;
+        for (size_t i = 0; i < reference_labels.size(); i++)
+            if (reference_labels[i] == k) real.push_back(int64_t(i));
+        m.n[size_t(k)] = int64_t(mine.size());
+        right += hits;
+        if (mine.empty()) continue;
+        m.accuracy[size_t(k)] = double(hits) / double(mine.size());
+        if (mine.size() >= 2 && real.size() >= 2) m.fid[size_t(k)] = fid(gather(j.features, mine), gather(reference.features, real));
+    }
+    m.overall_accuracy = labels.empty() ? NAN : double(right) / double(labels.size());
     return m;
 }
 

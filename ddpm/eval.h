@@ -43,6 +43,15 @@ struct SampleMetrics {
     double confidence = 0;           // mean top-class probability
 };
 
+// Class-conditional samples: how often the judge sees the class that was asked for, and the FID
+// of each class's samples against the reference digits of that class (NaN under 2 of either).
+struct ClassMetrics {
+    double overall_accuracy = 0;   // over all samples
+    std::vector<int64_t> n;        // (K) samples asked of each class
+    std::vector<double> accuracy;  // (K) the share the judge labels as asked (NaN: none asked)
+    std::vector<double> fid;       // (K)
+};
+
 // The classifier, and its judgement of the reference images (the first n of the test split).
 struct Judge {
     std::unique_ptr<nn::Classifier> net;
@@ -50,8 +59,11 @@ struct Judge {
     bool trained_now = false;  // false: loaded from the cache
     std::string cache;         // its file
     Judgement reference;
+    std::vector<int64_t> reference_labels;  // the reference images' true labels
     // The metrics of images (N, 1, R, R) in [-1, 1] against the reference.
     SampleMetrics score(const Tensor& images) const;
+    // The same images, asked to be of classes labels (N) in [0, K).
+    ClassMetrics score_classes(const Tensor& images, const std::vector<int64_t>& labels) const;
 };
 
 // Trains a judge on train (labels required): Adam from 1e-3 with a cosine decay to 0, batch 64,

@@ -118,8 +118,10 @@ std::vector<PerTRow> per_t_sweep(const Schedule& s, nn::Module& model, const Eps
     return rows;
 }
 
+static const char* kPerTHeader = "t_lo,t_hi,t_mean,loss,grad_norm";
+
 void write_per_t_csv(const std::string& path, const std::vector<PerTRow>& rows) {
-    std::string out = "t_lo,t_hi,t_mean,loss,grad_norm\n";
+    std::string out = std::string(kPerTHeader) + "\n";
     char buf[160];
     for (const PerTRow& r : rows) {
         std::snprintf(buf, sizeof buf, "%lld,%lld,%.2f,%.6g,%.6g\n", (long long)r.t_lo, (long long)r.t_hi, r.t_mean, r.loss, r.grad_norm);
@@ -128,7 +130,20 @@ void write_per_t_csv(const std::string& path, const std::vector<PerTRow>& rows) 
     write_file_atomic(path, out);
 }
 
+std::vector<PerTRow> read_per_t_csv(const std::string& path) {
+    std::vector<PerTRow> rows;
+    for (const auto& v : read_csv_numbers(path, kPerTHeader, 5, cat("the header '", kPerTHeader, "'"))) {
+        if (!(v[1] > v[0] && v[1] <= double(int64_t(1) << 53))) fail(path, ": a bucket [t_lo, t_hi) must not be empty, got [", v[0], ", ", v[1], ")");
+        rows.push_back({int64_t(v[0]), int64_t(v[1]), v[2], v[3], v[4]});
+    }
+    return rows;
+}
+
 void write_per_t_svg(const std::string& path, const std::vector<PerTRow>& rows, const std::string& title) {
+    write_file_atomic(path, per_t_svg(rows, title));
+}
+
+std::string per_t_svg(const std::vector<PerTRow>& rows, const std::string& title) {
     Series loss{"loss (MSE of the noise)", {}, {}}, norm{"global gradient norm", {}, {}};
     for (const PerTRow& r : rows) {
         loss.x.push_back(r.t_mean);
@@ -136,7 +151,7 @@ void write_per_t_svg(const std::string& path, const std::vector<PerTRow>& rows, 
         norm.x.push_back(r.t_mean);
         norm.y.push_back(r.grad_norm);
     }
-    write_svg_plot(path, title, "timestep t", "loss, gradient norm", {loss, norm}, true);
+    return svg_plot(title, "timestep t", "loss, gradient norm", {loss, norm}, true);
 }
 
 }  // namespace dl::ddpm

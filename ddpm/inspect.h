@@ -74,5 +74,8 @@ std::vector<PerTRow> per_t_sweep(const Schedule& s, nn::Module& model, const Eps
 // "t_lo,t_hi,t_mean,loss,grad_norm" rows, and both curves against t on a log y axis.
 void write_per_t_csv(const std::string& path, const std::vector<PerTRow>& rows);
 void write_per_t_svg(const std::string& path, const std::vector<PerTRow>& rows, const std::string& title);
+std::string per_t_svg(const std::vector<PerTRow>& rows, const std::string& title);  // that plot's SVG text
+// The rows of a file write_per_t_csv wrote; errors name the file and the line.
+std::vector<PerTRow> read_per_t_csv(const std::string& path);
 
 }  // namespace dl::ddpm

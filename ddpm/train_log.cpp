@@ -27,7 +27,9 @@ void TrainLog::write_csv(const std::string& path) const {
     write_file_atomic(path, out);
 }
 
-void TrainLog::write_svg(const std::string& path, const std::string& title) const {
+void TrainLog::write_svg(const std::string& path, const std::string& title) const { write_file_atomic(path, svg(title)); }
+
+std::string TrainLog::svg(const std::string& title) const {
     Series raw{"loss", {}, {}}, smooth{"moving average (100 steps)", {}, {}};
     double window = 0;
     std::vector<double> ring;
@@ -39,7 +41,16 @@ void TrainLog::write_svg(const std::string& path, const std::string& title) cons
         smooth.x.push_back(double(rows[i].step));
         smooth.y.push_back(window / double(std::min<size_t>(i + 1, 100)));
     }
-    write_svg_plot(path, title, "step", "loss (MSE of the noise)", {raw, smooth}, true);
+    return svg_plot(title, "step", "loss (MSE of the noise)", {raw, smooth}, true);
+}
+
+std::string TrainLog::lr_svg(const std::string& title) const {
+    Series lr{"learning rate", {}, {}};
+    for (const LogRow& r : rows) {
+        lr.x.push_back(double(r.step));
+        lr.y.push_back(r.lr);
+    }
+    return svg_plot(title, "step", "learning rate", {lr}, false);
 }
 
 double TrainLog::recent_loss(size_t n) const {
@@ -71,17 +82,28 @@ void EvalLog::write_csv(const std::string& path) const {
 }
 
 void EvalLog::write_svg(const std::string& stem, const std::string& title) const {
-    Series fid{"FID", {}, {}}, precision{"precision", {}, {}}, recall{"recall", {}, {}};
+    write_file_atomic(stem + ".svg", fid_svg(title));
+    write_file_atomic(stem + "_pr.svg", pr_svg(title));
+}
+
+std::string EvalLog::fid_svg(const std::string& title) const {
+    Series fid{"FID", {}, {}};
     for (const EvalRow& r : rows) {
         fid.x.push_back(double(r.step));
         fid.y.push_back(std::max(r.fid, 1e-6));
+    }
+    return svg_plot(title, "step", "FID (judge features)", {fid}, true);
+}
+
+std::string EvalLog::pr_svg(const std::string& title) const {
+    Series precision{"precision", {}, {}}, recall{"recall", {}, {}};
+    for (const EvalRow& r : rows) {
         precision.x.push_back(double(r.step));
         precision.y.push_back(r.precision);
         recall.x.push_back(double(r.step));
         recall.y.push_back(r.recall);
     }
-    write_svg_plot(stem + ".svg", title, "step", "FID (judge features)", {fid}, true);
-    write_svg_plot(stem + "_pr.svg", title, "step", "precision, recall", {precision, recall}, false);
+    return svg_plot(title, "step", "precision, recall", {precision, recall}, false);
 }
 
 }  // namespace dl::ddpm

@@ -27,6 +27,8 @@ public:
     void write_csv(const std::string& path) const;  // atomic
     // The loss per step and its moving average, log y axis.
     void write_svg(const std::string& path, const std::string& title) const;
+    std::string svg(const std::string& title) const;     // that plot's SVG text
+    std::string lr_svg(const std::string& title) const;  // the learning rate per step
     // Mean loss of the last n rows (NaN when empty).
     double recent_loss(size_t n) const;
 };
@@ -48,6 +50,8 @@ public:
     void write_csv(const std::string& path) const;             // atomic
     // <stem>.svg: FID against the step; <stem>_pr.svg: precision and recall.
     void write_svg(const std::string& stem, const std::string& title) const;
+    std::string fid_svg(const std::string& title) const;  // the two plots' SVG text
+    std::string pr_svg(const std::string& title) const;
 };
 
 }  // namespace dl::ddpm

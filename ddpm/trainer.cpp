@@ -19,14 +19,55 @@ nn::UNetConfig model_for_data(nn::UNetConfig c, const Dataset& data, const std::
     return c;
 }
 
-EpsModel eps_model(const nn::UNet& net) {
-    return [&net](const Variable& xt, const std::vector<int64_t>& t, Philox* dropout_gen) { return net.forward(xt, t, dropout_gen); };
+EpsModel eps_model(const nn::UNet& net, std::vector<int64_t> labels, double guidance) {
+    if (net.config().num_classes == 0) {
+        if (!labels.empty() || guidance != 0) fail("eps_model: labels or guidance for an unconditional model (num_classes=0)");
+        return [&net](const Variable& xt, const std::vector<int64_t>& t, Philox* dropout_gen) { return net.forward(xt, t, dropout_gen); };
+    }
+    if (labels.empty() && guidance != 0) fail("eps_model: guidance without labels (which classes?)");
+    return [&net, labels, guidance](const Variable& xt, const std::vector<int64_t>& t, Philox* dropout_gen) {
+        const int64_t B = xt.shape()[0];
+        std::vector<int64_t> c = labels.empty() ? std::vector<int64_t>(size_t(B), net.null_label()) : labels;
+        if (int64_t(c.size()) != B) fail("eps_model: ", c.size(), " labels for a batch of ", B);
+        if (guidance == 0) return net.forward(xt, t, dropout_gen, &c);
+        // eps = (1 + w) eps(x_t, t, c) - w eps(x_t, t, null): both halves in one forward of 2B images
+        std::vector<int64_t> t2(t), c2(c);
+        t2.insert(t2.end(), t.begin(), t.end());
+        c2.insert(c2.end(), size_t(B), net.null_label());
+        Variable both = net.forward(concat({xt, xt}, 0), t2, dropout_gen, &c2);  // (2B, C, H, W)
+        return (1 + guidance) * slice(both, 0, 0, B) - guidance * slice(both, 0, B, 2 * B);
+    };
+}
+
+std::vector<int64_t> class_labels(const std::string& text, int64_t n, int64_t num_classes, const std::string& flag) {
+    if (text.empty()) return {};
+    if (num_classes == 0) fail(flag, " ", text, ": the checkpoint's model is unconditional (trained without --classes)");
+    std::vector<int64_t> labels;
+    if (text == "all") {
+        int64_t per = (n + num_classes - 1) / num_classes;
+        for (int64_t i = 0; i < n; i++) labels.push_back(i / per);
+        return labels;
+    }
+    int64_t k = -1;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), k);
+    if (ec != std::errc() || end != text.data() + text.size() || k < 0 || k >= num_classes)
+        fail(flag, " expects 'all' or a class in [0, ", num_classes, "), got '", text, "'");
+    return std::vector<int64_t>(size_t(n), k);
+}
+
+std::vector<int64_t> drop_labels(std::vector<int64_t> labels, double p_uncond, int64_t null_label, Philox& gen) {
+    if (!(p_uncond >= 0 && p_uncond <= 1)) fail("drop_labels: p_uncond must be in [0, 1], got ", p_uncond);
+    std::vector<double> u(labels.size());
+    gen.uniform(u.data(), int64_t(u.size()));
+    for (size_t i = 0; i < labels.size(); i++)
+        if (u[i] < p_uncond) labels[i] = null_label;
+    return labels;
 }
 
 std::string TrainConfig::str() const {
     return cat("data=", data_dir, " steps=", steps, " batch=", batch, " lr=", lr.base, " warmup=", lr.warmup, " lr_decay=",
                nn::lr_decay_name(lr.decay), " schedule=", schedule_name(schedule), " T=", T, " ema=", ema_decay, " clip=", clip,
-               " seed=", seed);
+               " seed=", seed, model.num_classes > 0 ? cat(" classes=", model.num_classes, " p_uncond=", p_uncond) : std::string());
 }
 
 // ---- checkpoint metadata ------------------------------------------------------------------
@@ -87,6 +128,14 @@ Philox meta_rng(const nn::Checkpoint& ck, const std::string& name) {
 
 TrainConfig fit_to_data(TrainConfig c, const Dataset& data) {
     c.model = model_for_data(c.model, data, c.data_dir);
+    if (int64_t K = c.model.num_classes; K > 0) {  // class-conditional: every image needs a label in [0, K)
+        const std::string labels = c.data_dir + "/train-labels-idx1-ubyte";
+        if (data.labels().empty()) fail("train: --classes ", K, " needs a label per image, and ", labels, " is missing");
+        for (size_t i = 0; i < data.labels().size(); i++)
+            if (data.labels()[i] >= K)
+                fail(labels, ": label ", int(data.labels()[i]), " of image ", i, " is outside [0, ", K, ") (--classes ", K, ")");
+        if (!(c.p_uncond >= 0 && c.p_uncond < 1)) fail("train: --p-uncond must be in [0, 1), got ", c.p_uncond);
+    }
     return c;
 }
 
@@ -166,7 +215,10 @@ Tensor TrainState::sample_ema(int64_t n, int64_t ddim_steps) {
     }
     ema_model_->flat_parameters().copy_from(ema.shadow);
     Philox gen(config.seed + 12345);  // the same noise every time
-    return ddim_sample(schedule, eps_model(*ema_model_), {n, 1, data.rows(), data.cols()}, ddim_steps, 0.0, gen);
+    std::vector<int64_t> labels;      // class-conditional: the classes in turn, at the default guidance
+    for (int64_t i = 0; i < n && config.model.num_classes > 0; i++) labels.push_back(i % config.model.num_classes);
+    return ddim_sample(schedule, eps_model(*ema_model_, labels, labels.empty() ? 0 : kDefaultGuidance), {n, 1, data.rows(), data.cols()},
+                       ddim_steps, 0.0, gen);
 }
 
 // ---- StepBudget ---------------------------------------------------------------------------
@@ -285,16 +337,19 @@ DiffusionModel fresh_model(const nn::UNetConfig& config, ScheduleKind schedule, 
 }
 
 Tensor draw_samples(const DiffusionModel& model, int64_t n, int64_t ddim_steps, double eta, int64_t batch, Philox& gen,
-                    const ProgressFn& on_batch) {
+                    const ProgressFn& on_batch, const std::vector<int64_t>& labels, double guidance) {
     if (n < 1 || batch < 1 || ddim_steps < 0) fail("draw_samples: expected n, batch >= 1 and ddim_steps >= 0, got ", n, ", ", batch, ", ", ddim_steps);
+    if (!labels.empty() && int64_t(labels.size()) != n) fail("draw_samples: ", labels.size(), " labels for ", n, " images");
     const nn::UNetConfig& cfg = model.net->config();
     const int64_t R = cfg.resolution;
     Tensor all({n, cfg.in_ch, R, R});  // (N, C, R, R)
     for (int64_t done = 0; done < n; done += batch) {
         int64_t b = std::min(batch, n - done);
         Shape shape{b, cfg.in_ch, R, R};
-        Tensor x = ddim_steps > 0 ? ddim_sample(model.schedule, model.eps(), shape, ddim_steps, eta, gen)
-                                  : p_sample_loop(model.schedule, model.eps(), shape, gen);
+        std::vector<int64_t> c;  // this batch's labels
+        if (!labels.empty()) c.assign(labels.begin() + done, labels.begin() + done + b);
+        EpsModel eps = eps_model(*model.net, c, guidance);
+        Tensor x = ddim_steps > 0 ? ddim_sample(model.schedule, eps, shape, ddim_steps, eta, gen) : p_sample_loop(model.schedule, eps, shape, gen);
         all.rows(done, b).copy_from(x.to(DType::F32));
         if (on_batch) on_batch(done + b, n);
     }

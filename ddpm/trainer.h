@@ -34,8 +34,22 @@
 namespace dl::ddpm {
 
 // The network as the diffusion code calls it: U-Net forward, dropout masks from the given
-// generator (ddpm/diffusion.h).
-EpsModel eps_model(const nn::UNet& net);
+// generator (ddpm/diffusion.h). A class-conditional net (num_classes > 0) takes labels (B) in
+// [0, num_classes] (num_classes: the null label; none given: the null label for every image)
+// and a guidance weight w, classifier-free guidance (Ho & Salimans 2022, eq. 6):
+//   eps = (1 + w) eps(x_t, t, c) - w eps(x_t, t, null)
+// w = 0 is the conditional model alone; otherwise both halves run as one forward of 2B images.
+// An unconditional net refuses labels and guidance.
+EpsModel eps_model(const nn::UNet& net, std::vector<int64_t> labels = {}, double guidance = 0);
+// The guidance weight of sample grids and figures when none is asked for.
+constexpr double kDefaultGuidance = 2.0;
+// The labels a --class flag asks for: "" none (unconditional), "K" n times K, "all" each of the
+// num_classes classes in turn, n / num_classes (rounded up) of each in order, cut to n. Errors
+// name `flag`, and refuse a class for an unconditional model (num_classes 0).
+std::vector<int64_t> class_labels(const std::string& text, int64_t n, int64_t num_classes, const std::string& flag);
+// Classifier-free guidance's training: each label replaced by the null label with probability
+// p_uncond, one uniform draw from gen per label.
+std::vector<int64_t> drop_labels(std::vector<int64_t> labels, double p_uncond, int64_t null_label, Philox& gen);
 // The U-Net config at the data's resolution, attention at a quarter of it (7 for 28); throws,
 // naming `source`, when the images are not square with a side divisible by 4.
 nn::UNetConfig model_for_data(nn::UNetConfig config, const Dataset& data, const std::string& source);
@@ -51,8 +65,10 @@ struct TrainConfig {
     double ema_decay = 0.995;
     double clip = 1.0;     // global gradient-norm clipping
     uint64_t seed = 0;     // initial weights and every random stream
+    double p_uncond = 0.1; // class-conditional (model.num_classes > 0): how often a label is dropped
 
     // "data=... steps=... batch=... lr=... warmup=... lr_decay=... schedule=... T=... ema=... clip=... seed=..."
+    // (and "classes=... p_uncond=..." when class-conditional)
     std::string str() const;
 };
 
@@ -172,7 +188,8 @@ struct DiffusionModel {
     std::unique_ptr<nn::UNet> net;
     Schedule schedule;
     bool ema = false;    // the EMA weights were loaded
-    EpsModel eps() const { return eps_model(*net); }
+    EpsModel eps() const { return eps_model(*net); }  // a class-conditional model: with the null label
+    bool conditional() const { return net->config().num_classes > 0; }
 };
 enum class Weights { Trained, Ema, EmaIfPresent };
 // From a checkpoint written by train: the model its metadata describe (dropout replaced when
@@ -182,7 +199,9 @@ DiffusionModel load_model(const std::string& path, Weights weights, double dropo
 DiffusionModel fresh_model(const nn::UNetConfig& config, ScheduleKind schedule, int64_t T, uint64_t seed);
 // n images (n, in_ch, R, R) in batches: DDIM with ddim_steps steps and eta, or with ddim_steps 0
 // the ancestral sampler over all T steps (Algorithm 2). on_batch(done, n) after each batch.
+// A class-conditional model takes labels (n) and the guidance weight (eps_model); without labels it
+// samples unconditionally (the null label).
 Tensor draw_samples(const DiffusionModel& model, int64_t n, int64_t ddim_steps, double eta, int64_t batch, Philox& gen,
-                    const ProgressFn& on_batch = nullptr);
+                    const ProgressFn& on_batch = nullptr, const std::vector<int64_t>& labels = {}, double guidance = 0);
 
 }  // namespace dl::ddpm

@@ -25,6 +25,18 @@ Variable Linear::forward(const Variable& x) const {
     return linear(x, weight, bias);
 }
 
+Embedding::Embedding(int64_t num, int64_t dim, Philox& gen) {
+    weight = register_parameter("weight", randn({num, dim}, gen));
+}
+
+Variable Embedding::forward(const std::vector<int64_t>& index) const {
+    auto scope = name_scope();
+    const int64_t num = weight.shape()[0];
+    for (size_t i = 0; i < index.size(); i++)
+        if (index[i] < 0 || index[i] >= num) fail("Embedding: index ", index[i], " at position ", i, " is outside [0, ", num, ")");
+    return gather(weight, index);
+}
+
 Conv2d::Conv2d(int64_t in_ch, int64_t out_ch, int64_t kernel, int64_t stride_, int64_t pad_, Philox& gen)
     : stride(stride_), pad(pad_) {
     double bound = 1.0 / std::sqrt(double(in_ch * kernel * kernel));

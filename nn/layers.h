@@ -25,6 +25,16 @@ public:
     Variable bias;                              // (out)
 };
 
+// A table of num vectors of dim values, looked up by index, as PyTorch's nn.Embedding, whose
+// default init N(0, 1) it keeps. Its gradient is the output's gradient added into the rows that
+// were looked up (autograd's gather).
+class Embedding : public Module {
+public:
+    Embedding(int64_t num, int64_t dim, Philox& gen);
+    Variable forward(const std::vector<int64_t>& index) const;  // (N) indices in [0, num) -> (N, dim)
+    Variable weight;                                             // (num, dim)
+};
+
 class Conv2d : public Module {
 public:
     Conv2d(int64_t in_ch, int64_t out_ch, int64_t kernel, int64_t stride, int64_t pad, Philox& gen);

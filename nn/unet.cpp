@@ -20,7 +20,8 @@ std::string UNetConfig::str() const {
     char drop[32];
     *std::to_chars(drop, drop + sizeof drop - 1, dropout).ptr = 0;  // shortest text that reads back exactly
     return cat("in_ch=", in_ch, " ch=", ch, " ch_mult=", list_str(ch_mult), " num_res_blocks=", num_res_blocks,
-               " attn_res=", list_str(attn_res), " groups=", groups, " dropout=", drop, " resolution=", resolution);
+               " attn_res=", list_str(attn_res), " groups=", groups, " dropout=", drop, " resolution=", resolution,
+               num_classes > 0 ? cat(" num_classes=", num_classes) : std::string());
 }
 
 UNetConfig UNetConfig::parse(const std::string& s) {
@@ -51,6 +52,7 @@ UNetConfig UNetConfig::parse(const std::string& s) {
         else if (key == "groups") number(key, val, c.groups);
         else if (key == "dropout") number(key, val, c.dropout);
         else if (key == "resolution") number(key, val, c.resolution);
+        else if (key == "num_classes") number(key, val, c.num_classes);
         else fail("UNetConfig::parse: unknown key \"", key, "\" in \"", s, "\"");
     }
     return c;
@@ -161,6 +163,8 @@ UNet::UNet(const UNetConfig& cfg, uint64_t seed) : config_(cfg) {
     if (cfg.in_ch > 16 || widest > 1024 || L > 5 || cfg.num_res_blocks > 4 || cfg.resolution < 1 || cfg.resolution > 1024)
         fail("UNet: bad config (", cfg.str(), "): need in_ch <= 16, ch * ch_mult <= 1024, at most 5 levels, num_res_blocks <= 4 and a "
              "resolution in [1, 1024]");
+    if (cfg.num_classes < 0 || cfg.num_classes > 1000)
+        fail("UNet: bad config (", cfg.str(), "): num_classes must be in [0, 1000] (0: unconditional), got ", cfg.num_classes);
     if (cfg.resolution % (int64_t(1) << (L - 1)))
         fail("UNet: resolution ", cfg.resolution, " does not halve ", L - 1, " times evenly (config ", cfg.str(), ")");
     Philox gen(seed);
@@ -170,6 +174,10 @@ UNet::UNet(const UNetConfig& cfg, uint64_t seed) : config_(cfg) {
 
     temb_ = std::make_unique<TimeEmbed>(ch, tdim, gen);
     register_module("temb", *temb_);
+    if (cfg.num_classes > 0) {
+        label_emb_ = std::make_unique<Embedding>(cfg.num_classes + 1, tdim, gen);
+        register_module("label_emb", *label_emb_);
+    }
     conv_in_ = std::make_unique<Conv2d>(cfg.in_ch, ch, 3, 1, 1, gen);
     register_module("conv_in", *conv_in_);
 
@@ -219,12 +227,16 @@ UNet::UNet(const UNetConfig& cfg, uint64_t seed) : config_(cfg) {
     pack_parameters();
 }
 
-Variable UNet::forward(const Variable& x, const std::vector<int64_t>& t, Philox* dropout_gen) const {
+Variable UNet::forward(const Variable& x, const std::vector<int64_t>& t, Philox* dropout_gen, const std::vector<int64_t>* labels) const {
     const Shape& s = x.shape();
     int64_t L = int64_t(config_.ch_mult.size()), f = int64_t(1) << (L - 1);
     if (s.size() != 4 || s[1] != config_.in_ch || s[2] % f || s[3] % f)
         fail("UNet::forward: expected x (B, ", config_.in_ch, ", H, W) with H and W multiples of ", f, ", got ", shape_str(s));
     if (int64_t(t.size()) != s[0]) fail("UNet::forward: ", t.size(), " timesteps for a batch of ", s[0]);
+    if (label_emb_ && (!labels || int64_t(labels->size()) != s[0]))
+        fail("UNet::forward: a class-conditional model (num_classes=", config_.num_classes, ") needs one label per image, got ",
+             labels ? cat(labels->size(), " for a batch of ", s[0]) : std::string("none"));
+    if (!label_emb_ && labels) fail("UNet::forward: labels given to an unconditional model (num_classes=0)");
     NodeRecorder recorded;  // this forward's nodes, in creation order, for make_names_unique
 
     Tensor e = timestep_embedding(t, config_.ch);  // (B, ch), float32 as in the reference
@@ -234,6 +246,7 @@ Variable UNet::forward(const Variable& x, const std::vector<int64_t>& t, Philox*
         auto scope = temb_->name_scope();
         temb = temb_->fc2.forward(silu(temb_->fc1.forward(emb)));
     }
+    if (label_emb_) temb = temb + label_emb_->forward(*labels);  // (B, tdim)
 
     std::vector<Variable> hs{conv_in_->forward(x)};  // the kept activations, (B, c, r, r) each
     Variable h = hs.back();

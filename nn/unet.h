@@ -4,6 +4,7 @@
 // B batch, C channels, H, W, HW = H*W, R resolution, tdim = 4 * ch.
 //
 //   temb = fc2(silu(fc1(sinusoidal(t))))                                       (B, tdim)
+//          + label_emb[y] when class-conditional (num_classes > 0; y = num_classes: no class)
 //   h = conv_in(x); keep h
 //   down level i (ch * ch_mult[i] channels): num_res_blocks x [ResBlock, Attention if R in
 //       attn_res], keeping each output; then (except the last level) a stride-2 3x3 conv, kept
@@ -31,6 +32,10 @@ struct UNetConfig {
     int64_t groups = 8;
     double dropout = 0.1;
     int64_t resolution = 28;
+    // > 0: class-conditional (Ho & Salimans 2022): label_emb, num_classes + 1 rows of tdim (the
+    // last row the null label, "no class"), is added to the time embedding. 0: unconditional, and
+    // str() leaves the key out, so the unconditional model's text is what it always was.
+    int64_t num_classes = 0;
 
     // "in_ch=1 ch=32 ch_mult=1,2,2 num_res_blocks=2 attn_res=7 groups=8 dropout=0.1 resolution=28",
     // and back (for checkpoint metadata). parse() starts from the defaults; unknown keys throw.
@@ -92,8 +97,12 @@ public:
     explicit UNet(const UNetConfig& config = {}, uint64_t seed = 0);
     // x (B, in_ch, R, R) noisy images, t (B) integer timesteps -> predicted noise (B, in_ch, R, R).
     // In training mode with dropout > 0 the masks come from dropout_gen, which must be given.
+    // labels (B) in [0, num_classes] (num_classes: the null label) for a class-conditional
+    // model, which needs them; an unconditional one refuses them.
     // Activations are named by module path and op, unique within the call.
-    Variable forward(const Variable& x, const std::vector<int64_t>& t, Philox* dropout_gen = nullptr) const;
+    Variable forward(const Variable& x, const std::vector<int64_t>& t, Philox* dropout_gen = nullptr,
+                     const std::vector<int64_t>* labels = nullptr) const;
+    int64_t null_label() const { return config_.num_classes; }
     const UNetConfig& config() const { return config_; }
     std::string config_string() const override { return config_.str(); }
 
@@ -111,6 +120,7 @@ public:
 private:
     UNetConfig config_;
     std::unique_ptr<TimeEmbed> temb_;
+    std::unique_ptr<Embedding> label_emb_;  // class-conditional only
     std::unique_ptr<Conv2d> conv_in_;
     ModuleList<Level> down_, up_;  // up_[i] is resolution level i, as down_[i]
     std::unique_ptr<Mid> mid_;

@@ -8,6 +8,7 @@
 #include <array>
 #include <cmath>
 
+#include "tensor/font.h"
 #include "tensor/io.h"
 
 namespace dl {
@@ -160,14 +161,89 @@ std::vector<uint8_t> image_grid(const Tensor& images, int nrow, int pad, int& ou
     return grid;
 }
 
-void write_png_grid(const std::string& path, const Tensor& images, int nrow, int scale) {
+// ---- labeled grid -------------------------------------------------------------------------
+namespace {
+constexpr int kGridPad = 2;  // write_png_grid's border, in image pixels
+
+// The largest font scale in 1..max_scale at which every text fits in `width` pixels less
+// `blanks` blank characters of that scale (1 when none does: fit_text may then cut them).
+int fitting_scale(const std::vector<std::string>& texts, int width, int blanks, int max_scale) {
+    for (int fs = max_scale; fs > 1; fs--) {
+        int room = width - blanks * kGlyphAdvance * fs;
+        if (std::all_of(texts.begin(), texts.end(), [&](const std::string& t) { return text_width(t, fs) <= room; }))
+            return fs;
+    }
+    return 1;
+}
+
+// The longest prefix of text at most `room` pixels wide at font scale fs: n glyphs take
+// (6n - 1) * fs pixels.
+std::string fit_text(const std::string& text, int room, int fs) {
+    int n = room < 0 ? 0 : (room / fs + 1) / kGlyphAdvance;
+    return text.substr(0, std::min(text.size(), size_t(n)));
+}
+}  // namespace
+
+std::vector<uint8_t> labeled_grid(const Tensor& images, int nrow, int scale, const GridLabels& labels,
+                                  int& out_w, int& out_h) {
+    if (scale < 1 || scale > 16) fail("labeled_grid: expected scale in [1, 16], got ", scale);
+    if (!labels.columns.empty() && labels.columns.size() != size_t(std::max(nrow, 0)))
+        fail("labeled_grid: expected 0 or nrow = ", nrow, " column labels, got ", labels.columns.size());
+    int gw = 0, gh = 0;
+    std::vector<uint8_t> grid = image_grid(images, nrow, kGridPad, gw, gh);
+    const int img_w = int(images.shape().back()), cols = (gw - kGridPad) / (img_w + kGridPad);
+    const int W = gw * scale, gap = kGridPad * scale;
+
+    // Font scales: at most the image scale (text 7/28 of a digit's height), smaller if a label
+    // would not fit. A column label has its column's pitch less one blank character, so that
+    // two labels side by side read as two ("t=142 t=285", not "t=142t=285"); the title has the
+    // width inside the border.
+    const int pitch = (img_w + kGridPad) * scale, title_room = W - 2 * gap;
+    const int col_fs = fitting_scale(labels.columns, pitch, 1, scale);
+    const int title_fs = fitting_scale({labels.title}, title_room, 0, scale);
+    // Still too wide at font scale 1, a label may come within a pixel of its neighbour; only a
+    // longer one is cut (labels that run together mislead less than "t=99" for t=999).
+    const int col_room = pitch - 1;
+
+    // The band: gap, [title line, gap], [column labels line, gap]; no labels, no band.
+    int band = 0, title_y = 0, col_y = 0;
+    if (!labels.empty()) {
+        band = gap;
+        if (!labels.title.empty()) {
+            title_y = band;
+            band += text_height(title_fs) + gap;
+        }
+        if (!labels.columns.empty()) {
+            col_y = band;
+            band += text_height(col_fs) + gap;
+        }
+    }
+    out_w = W;
+    out_h = band + gh * scale;
+
+    std::vector<uint8_t> out(size_t(out_w) * size_t(out_h), 0);  // (out_h, out_w): black band, then the grid
+    for (int y = 0; y < gh * scale; y++)
+        for (int x = 0; x < W; x++)
+            out[size_t(band + y) * size_t(W) + size_t(x)] = grid[size_t(y / scale) * size_t(gw) + size_t(x / scale)];
+
+    const uint8_t white = 255;
+    if (!labels.title.empty()) {
+        std::string t = fit_text(labels.title, title_room, title_fs);
+        draw_text(out, out_w, out_h, (W - text_width(t, title_fs)) / 2, title_y, t, white, title_fs);
+    }
+    for (int c = 0; c < int(labels.columns.size()) && c < cols; c++) {  // no label past the last image (nrow > N)
+        std::string t = fit_text(labels.columns[size_t(c)], col_room, col_fs);
+        int centre = (kGridPad + c * (img_w + kGridPad)) * scale + img_w * scale / 2;  // of column c's images
+        draw_text(out, out_w, out_h, centre - text_width(t, col_fs) / 2, col_y, t, white, col_fs);
+    }
+    return out;
+}
+
+void write_png_grid(const std::string& path, const Tensor& images, int nrow, int scale, const GridLabels& labels) {
     if (scale < 1 || scale > 16) fail("write_png_grid: scale must be in [1, 16], got ", scale);
     int w = 0, h = 0;
-    std::vector<uint8_t> grid = image_grid(images, nrow, 2, w, h);
-    std::vector<uint8_t> big(grid.size() * size_t(scale * scale));  // (h * scale, w * scale)
-    for (int y = 0; y < h * scale; y++)
-        for (int x = 0; x < w * scale; x++) big[size_t(y) * size_t(w * scale) + size_t(x)] = grid[size_t(y / scale) * size_t(w) + size_t(x / scale)];
-    write_png_gray(path, big.data(), w * scale, h * scale);
+    std::vector<uint8_t> pixels = labeled_grid(images, nrow, scale, labels, w, h);
+    write_png_gray(path, pixels.data(), w, h);
 }
 
 }  // namespace dl

@@ -36,8 +36,51 @@ void write_png_gray(const std::string& path, const uint8_t* pixels, int width, i
 std::vector<uint8_t> image_grid(const Tensor& images, int nrow, int pad, int& out_w, int& out_h,
                                 uint8_t pad_value = 128);
 
+// Text drawn above a grid (tensor/font.h): a title line and/or one label per column.
+struct GridLabels {
+    std::string title;                 // e.g. "step 1500"; "" for none
+    std::vector<std::string> columns;  // none, or one per column (nrow of them)
+    bool empty() const { return title.empty() && columns.empty(); }
+};
+
 // image_grid with a 2-pixel gray border, each pixel drawn as a scale x scale block (28-pixel
-// digits are small on a modern screen), written as a PNG.
-void write_png_grid(const std::string& path, const Tensor& images, int nrow, int scale = 2);
+// digits are small on a modern screen), under a black band holding `labels` in white: the
+// title centred on its own line, then each column's label centred above it. No labels, no band.
+// Text is drawn at font scale `scale` (7 * scale pixels tall), smaller when the widest label
+// would not fit its column's width less one blank character (or the title the grid). At font
+// scale 1 a label may come within 1 pixel of its neighbour; a longer one is cut short, so that
+// labels never overlap. Returns the (out_h, out_w) pixels.
+std::vector<uint8_t> labeled_grid(const Tensor& images, int nrow, int scale, const GridLabels& labels,
+                                  int& out_w, int& out_h);
+
+// labeled_grid written as a PNG.
+void write_png_grid(const std::string& path, const Tensor& images, int nrow, int scale = 2,
+                    const GridLabels& labels = {});
+
+// ---- decoding (tensor/png_decode.cpp) -----------------------------------------------------
+// A PNG reader for the project's own files (stored deflate blocks) and ordinary ones (zlib-
+// compressed, e.g. a browser's screenshot): 8 bits per sample, color types 0 (gray),
+// 2 (RGB), 3 (palette, expanded to RGB, or RGBA when a tRNS chunk gives alphas), 4 (gray+alpha),
+// 6 (RGBA), not interlaced. Ancillary chunks are skipped (tRNS too, except for palettes).
+struct PngImage {
+    int width = 0, height = 0, channels = 0;  // 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA
+    std::vector<uint8_t> pixels;              // (height, width, channels) row-major, 8 bits
+};
+
+// Decodes a PNG file's bytes: checks the signature and every chunk's CRC, reads IHDR, PLTE and
+// tRNS, inflates the IDAT chunks end to end and undoes the per-row filters (None, Sub, Up,
+// Average, Paeth). Throws dl::Error naming `what` (a file name) and the problem for anything
+// malformed or unsupported: truncated data, a bad CRC or length, a chunk out of order, bytes
+// after IEND, an image over 2^26 pixels, image data longer or shorter than IHDR says...
+PngImage decode_png(const std::string& bytes, const std::string& what = "png");
+PngImage read_png(const std::string& path);  // read_file, then decode_png naming the path
+
+// The bytes of a zlib stream (RFC 1950: header, deflate data, Adler-32), inflated (RFC 1951:
+// stored, fixed and dynamic Huffman blocks). Throws dl::Error naming `what` on a bad header, a
+// truncated stream, an invalid or incomplete Huffman code, a distance before the start of the
+// output, an Adler-32 mismatch, trailing bytes, or more than max_output bytes of output (which
+// bounds the memory a small hostile stream can ask for).
+std::string zlib_inflate(const std::string& zlib_stream, const std::string& what = "zlib",
+                         size_t max_output = size_t(1) << 28);
 
 }  // namespace dl

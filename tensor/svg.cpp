@@ -18,18 +18,6 @@ const char* const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#946
                                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 const double W = 720, H = 440, left = 80, right = 20, top = 40, bottom = 60;
 
-std::string escape(const std::string& s) {
-    std::string out;
-    for (char c : s) {
-        if (c == '&') out += "&amp;";
-        else if (c == '<') out += "&lt;";
-        else if (c == '>') out += "&gt;";
-        else if (c == '"') out += "&quot;";
-        else out += c;
-    }
-    return out;
-}
-
 std::string num(double v) {  // short, locale-free number text
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.4g", std::abs(v) < 1e-12 ? 0.0 : v);
@@ -58,6 +46,18 @@ std::vector<double> log_ticks(double lo, double hi) {
 }
 
 }  // namespace
+
+std::string xml_escape(const std::string& s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '&') out += "&amp;";
+        else if (c == '<') out += "&lt;";
+        else if (c == '>') out += "&gt;";
+        else if (c == '"') out += "&quot;";
+        else out += c;
+    }
+    return out;
+}
 
 std::string svg_plot(const std::string& title, const std::string& xlabel, const std::string& ylabel,
                      const std::vector<Series>& series, bool log_y) {
@@ -88,7 +88,7 @@ std::string svg_plot(const std::string& title, const std::string& xlabel, const 
     std::string o = cat("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"", W, "\" height=\"", H,
                         "\" font-family=\"sans-serif\" font-size=\"12\">\n",
                         "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
-    o += cat("<text x=\"", W / 2, "\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">", escape(title), "</text>\n");
+    o += cat("<text x=\"", W / 2, "\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">", xml_escape(title), "</text>\n");
 
     // Grid lines and tick labels.
     for (double t : linear_ticks(x0, x1)) {
@@ -105,15 +105,15 @@ std::string svg_plot(const std::string& title, const std::string& xlabel, const 
     }
     o += cat("<rect x=\"", left, "\" y=\"", top, "\" width=\"", pw, "\" height=\"", ph,
              "\" fill=\"none\" stroke=\"black\"/>\n");
-    o += cat("<text x=\"", left + pw / 2, "\" y=\"", H - 16, "\" text-anchor=\"middle\">", escape(xlabel), "</text>\n");
+    o += cat("<text x=\"", left + pw / 2, "\" y=\"", H - 16, "\" text-anchor=\"middle\">", xml_escape(xlabel), "</text>\n");
     o += cat("<text transform=\"translate(18,", top + ph / 2, ") rotate(-90)\" text-anchor=\"middle\">",
-             escape(ylabel), log_y ? " (log scale)" : "", "</text>\n");
+             xml_escape(ylabel), log_y ? " (log scale)" : "", "</text>\n");
 
     // One polyline per run of usable points; a lone point becomes a dot.
     for (size_t k = 0; k < series.size(); k++) {
         const Series& s = series[k];
         const char* color = palette[k % std::size(palette)];
-        o += cat("<g stroke=\"", color, "\" fill=\"none\" stroke-width=\"1.5\"><title>", escape(s.name), "</title>\n");
+        o += cat("<g stroke=\"", color, "\" fill=\"none\" stroke-width=\"1.5\"><title>", xml_escape(s.name), "</title>\n");
         std::vector<std::pair<std::string, std::string>> run;  // pixel coordinates of a run
         auto flush = [&] {
             if (run.size() == 1)
@@ -144,7 +144,7 @@ std::string svg_plot(const std::string& title, const std::string& xlabel, const 
         double y = ly + 18 * double(k) + 9;
         o += cat("<line x1=\"", num(lx), "\" y1=\"", y, "\" x2=\"", num(lx + 24), "\" y2=\"", y, "\" stroke=\"",
                  palette[k % std::size(palette)], "\" stroke-width=\"2\"/>\n<text x=\"", num(lx + 30), "\" y=\"",
-                 y + 4, "\">", escape(series[k].name), "</text>\n");
+                 y + 4, "\">", xml_escape(series[k].name), "</text>\n");
     }
     return o + "</svg>\n";
 }

@@ -22,4 +22,7 @@ void write_svg_plot(const std::string& path, const std::string& title, const std
 std::string svg_plot(const std::string& title, const std::string& xlabel, const std::string& ylabel,
                      const std::vector<Series>& series, bool log_y);
 
+// Text fit for XML and HTML content and attribute values: & < > " escaped.
+std::string xml_escape(const std::string& s);
+
 }  // namespace dl

@@ -73,6 +73,7 @@ TEST_CASE("train writes a checkpoint that sample reads; a resumed run matches an
     CHECK(file_exists(dir + "/straight/samples.png"));
     CHECK(file_exists(dir + "/straight/loss.csv"));
     CHECK(file_exists(dir + "/straight/loss.svg"));
+    CHECK(file_exists(dir + "/straight/report.html"));  // rewritten at every checkpoint (tests/test_report.cpp checks the page)
 
     // 1 step (the time limit stops it), then resumed to 4
     REQUIRE(run(common + " --steps 4 --every 2 --minutes 1e-9 --out " + dir + "/resumed", &out) == 0);  // stops after 1 step

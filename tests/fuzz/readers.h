@@ -20,6 +20,7 @@
 #include "tensor/io.h"
 #include "tensor/json.h"
 #include "tensor/npy.h"
+#include "tensor/png.h"
 #include "tensor/safetensors.h"
 
 namespace dl::fuzz {
@@ -144,11 +145,28 @@ inline int flags(std::string_view bytes) {
     });
 }
 
+// decode_png, and zlib_inflate over the same bytes (a PNG's signature is not a zlib header, so
+// the fuzzer grows inputs for each). A gray image that decodes must read back the same through
+// encode_png_gray.
+inline int png(std::string_view view) {
+    const std::string bytes(view);
+    int n = accepted([&] {
+        PngImage im = decode_png(bytes, "fuzz.png");
+        require(im.pixels.size() == size_t(im.width) * size_t(im.height) * size_t(im.channels), "pixels are width x height x channels");
+        if (im.channels == 1) {
+            PngImage back = decode_png(encode_png_gray(im.pixels.data(), im.width, im.height), "fuzz.png (written back)");
+            require(back.pixels == im.pixels, "a gray image reads back the same");
+        }
+    });
+    return n + accepted([&] { zlib_inflate(bytes, "fuzz.zlib", size_t(1) << 20); });
+}
+
 struct Target {
     const char* name;  // its corpus folder: tests/fuzz/corpus/<name>/
     int (*run)(std::string_view bytes);
 };
 inline const Target targets[] = {{"idx", idx}, {"safetensors", safetensors}, {"json", json},
-                                 {"csv", csv}, {"npy", npy},                 {"flags", flags}};
+                                 {"csv", csv}, {"npy", npy},                 {"flags", flags},
+                                 {"png", png}};
 
 }  // namespace dl::fuzz
