@@ -7,7 +7,11 @@
 //   one_to_many.png    digits noised to x_600, then 8 runs of the learned reverse chain from
 //                      that same x_600: 8 different clean images (--checkpoint). Columns: x_0,
 //                      x_600, then the 8 results.
-// Each picture carries its column labels ("t=999", "x_0", "run 1") in a band above the grid.
+// and of a class-conditional checkpoint (train --classes), with classifier-free guidance:
+//   classes.png        one row per class 0..K-1 at --guidance, 8 samples each (DDIM)
+//   guidance.png       one class (--digit) at w = 0, 0.5, 1, 2, 4, each row from one noise
+// (reverse.png and one_to_many.png then use the null label: the model's unconditional half).
+// Each picture carries its column labels ("t=999", "x_0", "run 1", "w=2") in a band above the grid.
 #include <cstdio>
 #include <omp.h>
 
@@ -42,8 +46,12 @@ int main(int argc, char** argv) try {
     int64_t t_one = args.integer("--t", 600, "timestep of the one-to-many figure");
     int64_t seed = args.integer("--seed", 0, "seed of the noise");
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: all)");
+    double guidance = args.real("--guidance", ddpm::kDefaultGuidance, "class-conditional checkpoints: the guidance weight of classes.png");
+    int64_t digit = args.integer("--digit", 3, "class-conditional checkpoints: the class of guidance.png");
+    int64_t ddim_steps = args.integer("--ddim-steps", 50, "DDIM steps of classes.png and guidance.png");
     args.done();
     cli::set_threads("figures", threads);
+    if (ddim_steps < 1) fail("figures: --ddim-steps must be positive, got ", ddim_steps);
     set_flush_denormals();
     make_dirs(out);
 
@@ -157,6 +165,36 @@ int main(int argc, char** argv) try {
         for (int64_t run = 0; run < cols; run++) labels.push_back("run " + std::to_string(run + 1));
         s.write(out + "/one_to_many.png", labels);
         std::printf("%-18s columns: x_0, x_%lld, then 8 reverse runs from that x_%lld\n", "one_to_many.png", (long long)t_one, (long long)t_one);
+    }
+    if (!model.conditional()) return 0;
+
+    // (5) each class at the default guidance, one row per class
+    const int64_t K = model.net->config().num_classes;
+    if (digit < 0 || digit >= K) fail("figures: --digit must be a class in [0, ", K, "), got ", digit);
+    {
+        std::vector<int64_t> labels;
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t c = 0; c < cols; c++) labels.push_back(k);
+        Philox noise{uint64_t(seed) + 1};
+        Tensor x = ddpm::draw_samples(model, K * cols, ddim_steps, 0.0, K * cols, noise, nullptr, labels, guidance);
+        write_png_grid(out + "/classes.png", x, int(cols), 2, GridLabels{cat("one row per class 0..", K - 1, ", guidance w=", guidance), {}});
+        std::printf("%-18s rows: classes 0..%lld at guidance w = %g (DDIM %lld)\n", "classes.png", (long long)(K - 1), guidance, (long long)ddim_steps);
+    }
+
+    // (6) one class as the guidance grows, the same noise in each row (DDIM with eta 0 draws no
+    // noise past x_T, so the same seed gives the same x_T)
+    {
+        const std::vector<double> ws{0, 0.5, 1, 2, 4};
+        Strip s(rows, int64_t(ws.size()), H, W);
+        std::vector<std::string> labels;
+        for (size_t c = 0; c < ws.size(); c++) {
+            Philox noise{uint64_t(seed) + 2};
+            s.set_column(int64_t(c), ddpm::draw_samples(model, rows, ddim_steps, 0.0, rows, noise, nullptr,
+                                                        std::vector<int64_t>(size_t(rows), digit), ws[c]));
+            labels.push_back(cat("w=", ws[c]));
+        }
+        s.write(out + "/guidance.png", labels);
+        std::printf("%-18s class %lld, columns at guidance w = 0, 0.5, 1, 2, 4 from the same noise\n", "guidance.png", (long long)digit);
     }
     return 0;
 } catch (const std::exception& e) {

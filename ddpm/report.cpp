@@ -91,6 +91,7 @@ std::string gradient_map_svg(const nn::UNetConfig& config, const std::vector<Gra
         return blocks.size() - 1;
     };
     add("temb", "temb", 0);
+    if (config.num_classes > 0) add("label_emb", "label", 0);  // added to temb
     kept.push_back(add("conv_in", "in", 0));
     for (int i = 0; i < L; i++) {
         for (int j = 0; j < nrb; j++) {
@@ -159,7 +160,7 @@ std::string gradient_map_svg(const nn::UNetConfig& config, const std::vector<Gra
     }
     // the data path between consecutive blocks, then the skip connections as arcs over the tops
     o += "<g stroke=\"#bbb\" stroke-width=\"1.5\" fill=\"none\">\n";
-    for (size_t b = 2; b < blocks.size() && !blocks[b].prefix.empty(); b++) {
+    for (size_t b = config.num_classes > 0 ? 3 : 2; b < blocks.size() && !blocks[b].prefix.empty(); b++) {  // from conv_in on
         const MapBlock &p = blocks[b - 1], &q = blocks[b];
         o += cat("<line x1=\"", bx(p) + cw, "\" y1=\"", by(p) + bh(p) / 2, "\" x2=\"", bx(q), "\" y2=\"", by(q) + bh(q) / 2, "\"/>\n");
     }
@@ -394,7 +395,9 @@ std::string run_report_html(const std::string& dir) {
     const std::pair<const char*, const char*> figures[] = {{"forward", "the forward process q(x_t | x_0)"},
                                                            {"oracle_reverse", "the reverse process with the true posterior"},
                                                            {"reverse", "the learned reverse process from noise"},
-                                                           {"one_to_many", "one x_t, eight learned reverse runs"}};
+                                                           {"one_to_many", "one x_t, eight learned reverse runs"},
+                                                           {"classes", "class-conditional: one row per class"},
+                                                           {"guidance", "one class as the guidance weight w grows"}};
     bool any = false;
     for (auto [name, caption] : figures)
         if (std::string path = cat(dir, "/figures/", name, ".png"); file_exists(path)) {

@@ -297,10 +297,11 @@ void RunFolder::save(const TrainState& state) {
 
 void RunFolder::write_samples(const Tensor& x, int64_t step) const {
     int nrow = int(std::ceil(std::sqrt(double(x.dim(0)))));
-    write_png_grid(dir_ + "/samples.png", x, nrow);
+    GridLabels labels{cat("step ", step), {}};  // the picture says when it was drawn
+    write_png_grid(dir_ + "/samples.png", x, nrow, 2, labels);
     char name[64];
     std::snprintf(name, sizeof name, "/samples_%06lld.png", (long long)step);
-    write_png_grid(dir_ + name, x, nrow);
+    write_png_grid(dir_ + name, x, nrow, 2, labels);
 }
 
 void RunFolder::record_eval(int64_t step, const SampleMetrics& m) {

@@ -42,7 +42,7 @@ namespace dl::ddpm {
 // An unconditional net refuses labels and guidance.
 EpsModel eps_model(const nn::UNet& net, std::vector<int64_t> labels = {}, double guidance = 0);
 // The guidance weight of sample grids and figures when none is asked for.
-constexpr double kDefaultGuidance = 2.0;
+constexpr double kDefaultGuidance = 1.0;  // measured: see README, "Asking for a digit"
 // The labels a --class flag asks for: "" none (unconditional), "K" n times K, "all" each of the
 // num_classes classes in turn, n / num_classes (rounded up) of each in order, cut to n. Errors
 // name `flag`, and refuse a class for an unconditional model (num_classes 0).

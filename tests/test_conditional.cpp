@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "autograd/ops.h"
+#include "ddpm/eval.h"
 #include "ddpm/inspect.h"
 #include "ddpm/trainer.h"
 #include "nn/checkpoint.h"
@@ -189,7 +190,7 @@ TEST_CASE("a tiny conditional model learns two classes: its samples are the clas
 
 TEST_CASE("train --classes: resumes bit for bit, and refuses labels that are missing or do not fit") {
     std::string dir = temp_dir("train_cond"), out;
-    write_synthetic_idx(dir + "/data", 24, 3);  // labels 0..5
+    write_synthetic_idx(dir + "/data", 80, 3);  // labels 0..5; the judge needs 64 or more
     std::string common = build_dir() + "/train --data " + dir + "/data --ch 8 --batch 4 --samples 4 --ddim-steps 2 --threads 2 --seed 5 --classes 6";
     REQUIRE(run(common + " --steps 4 --every 4 --out " + dir + "/straight", &out) == 0);
     INFO(out);
@@ -211,6 +212,12 @@ TEST_CASE("train --classes: resumes bit for bit, and refuses labels that are mis
     CHECK(run(build_dir() + "/sample --checkpoint " + dir + "/straight/checkpoint.safetensors --n 2 --class 6 --out " + dir + "/t.npy", &out) == 1);
     CHECK(out.find("expects 'all' or a class in [0, 6), got '6'") != std::string::npos);
 
+    // eval: the judge's accuracy on the classes asked for, and the FID of each class
+    REQUIRE(run(build_dir() + "/eval --threads 2 --data " + dir + "/data --checkpoint " + dir +
+                    "/straight/checkpoint.safetensors --n 12 --ddim-steps 2 --bpd-n 0 --guidance 1 --json", &out) == 0);
+    CHECK(out.find("\"guidance\": 1, \"class_accuracy\": ") != std::string::npos);
+    CHECK(out.find("\"fid_per_class\": [") != std::string::npos);
+
     // labels out of range, and no labels at all
     CHECK(run(common + " --steps 1 --classes 3 --out " + dir + "/few", &out) == 1);
     CHECK(out.find(dir + "/data/train-labels-idx1-ubyte: label 3 of image 3 is outside [0, 3) (--classes 3)") != std::string::npos);
@@ -220,4 +227,31 @@ TEST_CASE("train --classes: resumes bit for bit, and refuses labels that are mis
     CHECK(out.find("--classes 6 needs a label per image, and " + dir + "/data/train-labels-idx1-ubyte is missing") != std::string::npos);
     CHECK(run(common + " --steps 1 --p-uncond 1 --out " + dir + "/p", &out) == 1);
     CHECK(out.find("--p-uncond must be in [0, 1), got 1") != std::string::npos);
+}
+
+TEST_CASE("the judge scores asked-for classes: accuracy on the labels asked for, and FID per class") {
+    Philox gen{4};
+    std::vector<uint8_t> train_labels, test_labels;
+    IdxImages train_images = synthetic_images(300, 28, gen, &train_labels), test_images = synthetic_images(60, 28, gen, &test_labels);
+    Dataset train(train_images, train_labels), test(test_images, test_labels);
+    Judge judge = load_or_train_judge(temp_dir("judge_classes"), train, test, 60);
+    std::vector<int64_t> idx, asked, wrong;
+    for (int64_t i = 0; i < 120; i++) idx.push_back(i), asked.push_back(train_labels[size_t(i)]), wrong.push_back((train_labels[size_t(i)] + 1) % 6);
+    Tensor images = train.images(idx);
+    ClassMetrics right = judge.score_classes(images, asked), off = judge.score_classes(images, wrong);
+    MESSAGE("accuracy on the true labels ", right.overall_accuracy, ", on shifted ones ", off.overall_accuracy);
+    CHECK(right.overall_accuracy > 0.9);
+    CHECK(off.overall_accuracy < 0.1);
+    for (int64_t k = 0; k < 6; k++) {
+        CHECK(right.n[size_t(k)] == 20);  // synthetic shapes come in turn
+        CHECK(std::isfinite(right.fid[size_t(k)]));
+        CHECK(right.fid[size_t(k)] < off.fid[size_t(k)]);  // a class's images are nearer its own reference digits
+    }
+    REQUIRE(right.n.size() == 6);  // the judge knows the classes of its training labels
+    ClassMetrics some = judge.score_classes(images.rows(0, 5), {0, 1, 2, 3, 4});
+    CHECK(some.n[5] == 0);
+    CHECK(std::isnan(some.accuracy[5]));
+    CHECK(std::isnan(some.fid[0]));  // one sample is no distribution
+    CHECK(message_of([&] { judge.score_classes(images, std::vector<int64_t>(120, 6)); }).find("label 6 is outside the judge's classes [0, 6)") !=
+          std::string::npos);
 }
