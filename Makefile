@@ -132,7 +132,7 @@ $(RUN)/figures/one_to_many.png: $(RUN)/checkpoint.safetensors
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/figures --data $(MNIST_DIR) --checkpoint $< --out $(RUN)/figures
 
 # libFuzzer over the readers of user input (tests/fuzz/readers.h): IDX, safetensors, JSON, CSV,
-# .npy and command-line flags. The reader sources are built with clang into build-fuzz/, with
+# .npy, PNG and command-line flags. The reader sources are built with clang into build-fuzz/, with
 # OpenMP when clang has libomp (else the pragmas are ignored: these readers run serially anyway).
 # Each target runs FUZZ_SECONDS seconds; new inputs go to build-fuzz/corpus/<name>/, and a
 # finding stops with its input saved as build-fuzz/fuzz_<name>-crash-<sha1> (or -timeout-,

@@ -89,7 +89,6 @@ public:
         values_.erase(it);
         return true;
     }
-    // After all declarations: --help prints the usage and exits 0; a leftover flag is an error.
     // The program's one argument that is not a flag ("build/report RUN_DIR"), or def when absent.
     std::string positional(const std::string& name, const std::string& def, const std::string& help) {
         positional_name_ = name;
@@ -100,6 +99,7 @@ public:
         return v;
     }
 
+    // After all declarations: --help prints the usage and exits 0; a leftover flag or argument is an error.
     void done() {
         if (help_) {
             std::printf("%s: %s\n\nusage: %s%s%s [flags]\n\n", program_.c_str(), summary_.c_str(), program_.c_str(),

@@ -244,8 +244,8 @@ std::string field_of(const std::string& text, const std::string& key) {
     return "";
 }
 
-// Grids as RunFolder::write_samples draws them: write_png_grid's 2-pixel border at scale 2.
-constexpr int kGridPad = 2, kGridScale = 2;
+// Grids as RunFolder::write_samples draws them: write_png_grid's border (kGridPad) at scale 2.
+constexpr int kGridScale = 2;
 
 // One row of digits of each checkpoint's grid (its last row: a title band may sit on top),
 // stacked under each other with the step written on the left. Grids that cannot be read are

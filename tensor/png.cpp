@@ -163,8 +163,6 @@ std::vector<uint8_t> image_grid(const Tensor& images, int nrow, int pad, int& ou
 
 // ---- labeled grid -------------------------------------------------------------------------
 namespace {
-constexpr int kGridPad = 2;  // write_png_grid's border, in image pixels
-
 // The largest font scale in 1..max_scale at which every text fits in `width` pixels less
 // `blanks` blank characters of that scale (1 when none does: fit_text may then cut them).
 int fitting_scale(const std::vector<std::string>& texts, int width, int blanks, int max_scale) {

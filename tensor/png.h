@@ -36,6 +36,8 @@ void write_png_gray(const std::string& path, const uint8_t* pixels, int width, i
 std::vector<uint8_t> image_grid(const Tensor& images, int nrow, int pad, int& out_w, int& out_h,
                                 uint8_t pad_value = 128);
 
+constexpr int kGridPad = 2;  // write_png_grid's border around and between images, in image pixels
+
 // Text drawn above a grid (tensor/font.h): a title line and/or one label per column.
 struct GridLabels {
     std::string title;                 // e.g. "step 1500"; "" for none
