@@ -292,11 +292,13 @@ std::string sample_strip(const std::string& dir, int64_t side, std::string& note
     return img(encode_png_gray(px.data(), W, H), "one row of the sample grid at each checkpoint");
 }
 
-// A PNG file as an <img>, or a note when it is not one.
+// A PNG file as an <img>, or a note when it is not one. A grey one is written again by our
+// encoder, which compresses (files from before it did are stored uncompressed).
 std::string png_file(const std::string& path, const std::string& caption) {
     std::string bytes = read_file(path);
     try {
-        decode_png(bytes, path);
+        PngImage im = decode_png(bytes, path);
+        if (im.channels == 1) bytes = encode_png_gray(im.pixels.data(), im.width, im.height);
     } catch (const Error& e) {
         return note(cat("skipped: ", e.what()));
     }

@@ -1,4 +1,4 @@
-// PNG encoder: grayscale, 8 bits, stored (uncompressed) deflate blocks. See png.h for the layout.
+// PNG encoder: grayscale, 8 bits, deflate with the fixed Huffman codes. See png.h for the layout.
 // References: PNG spec (RFC 2083, ISO/IEC 15948) sections 3 (chunk layout, CRC), 4.1.1 (IHDR),
 // 6 (filters); zlib format RFC 1950 (header, Adler-32); deflate RFC 1951 section 3.2.4 (stored
 // blocks).
@@ -71,32 +71,107 @@ void put_chunk(std::string& out, const char type[4], const std::string& data) {
     put_u32_be(out, crc32(reinterpret_cast<const uint8_t*>(out.data() + start), out.size() - start));
 }
 
-// The zlib stream of `raw` using only stored deflate blocks.
-std::string zlib_stored(const std::string& raw) {
-    std::string z;
-    // CMF = 0x78: method 8 (deflate), window 2^(7+8) = 32K. FLG = 0x01: no preset dictionary,
-    // level 0, and FCHECK chosen so that (CMF*256 + FLG) % 31 == 0 (0x7801 = 30721 = 31 * 991).
-    z.push_back(char(0x78));
-    z.push_back(char(0x01));
-    size_t pos = 0;
-    do {
-        // Stored block: a 3-bit header (BFINAL, BTYPE = 00) padded to a byte, then LEN and
-        // NLEN = ~LEN as 16-bit little-endian, then LEN raw bytes. LEN is at most 65535.
-        size_t len = std::min<size_t>(raw.size() - pos, 65535);
-        bool final = pos + len == raw.size();
-        z.push_back(char(final ? 1 : 0));
-        uint16_t l = uint16_t(len), nl = uint16_t(~l);
-        z.push_back(char(l & 0xFF));
-        z.push_back(char(l >> 8));
-        z.push_back(char(nl & 0xFF));
-        z.push_back(char(nl >> 8));
-        z.append(raw, pos, len);
-        pos += len;
-    } while (pos < raw.size());
-    put_u32_be(z, adler32(reinterpret_cast<const uint8_t*>(raw.data()), raw.size()));
-    return z;
+// Bits into bytes as deflate packs them: the first bit in the lowest bit of a byte (RFC 1951
+// section 3.1.1). Huffman codes go most significant bit first, so they are reversed on the way in.
+struct BitWriter {
+    std::string& out;
+    uint64_t acc = 0;
+    int n = 0;
+    void bits(uint32_t value, int count) {  // value's low `count` bits, lowest first
+        acc |= uint64_t(value) << n;
+        n += count;
+        for (; n >= 8; n -= 8, acc >>= 8) out.push_back(char(acc & 0xFF));
+    }
+    void code(uint32_t code, int length) {  // a Huffman code, most significant bit first
+        uint32_t rev = 0;
+        for (int i = 0; i < length; i++) rev |= ((code >> i) & 1) << (length - 1 - i);
+        bits(rev, length);
+    }
+    void flush() {
+        if (n > 0) out.push_back(char(acc & 0xFF));
+        acc = 0, n = 0;
+    }
+};
+
+// Deflate's fixed literal/length code (RFC 1951 section 3.2.6): 0-143 in 8 bits from 0x30,
+// 144-255 in 9 bits from 0x190, 256-279 in 7 bits from 0, 280-287 in 8 bits from 0xC0.
+void put_literal(BitWriter& w, int v) {
+    if (v < 144) w.code(0x30 + v, 8);
+    else if (v < 256) w.code(0x190 + v - 144, 9);
+    else if (v < 280) w.code(v - 256, 7);
+    else w.code(0xC0 + v - 280, 8);
+}
+
+// A match of `length` (3..258) bytes `distance` (1..32768) back: a length code with its extra
+// bits, then one of the 30 distance codes (5 bits each in the fixed code) with its extra bits
+// (RFC 1951 section 3.2.5's tables).
+void put_match(BitWriter& w, int length, int distance) {
+    static const int len_base[29] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+    static const int len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+    static const int dist_base[30] = {1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769,
+                                      1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
+    static const int dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+    int l = 28;
+    while (len_base[l] > length) l--;
+    put_literal(w, 257 + l);
+    w.bits(uint32_t(length - len_base[l]), len_extra[l]);
+    int d = 29;
+    while (dist_base[d] > distance) d--;
+    w.code(uint32_t(d), 5);
+    w.bits(uint32_t(distance - dist_base[d]), dist_extra[d]);
 }
 }  // namespace
+
+std::string zlib_deflate(std::string_view raw) {
+    std::string z;
+    // CMF = 0x78: method 8 (deflate), window 2^(7+8) = 32K. FLG = 0x01: no preset dictionary,
+    // and FCHECK chosen so that (CMF*256 + FLG) % 31 == 0 (0x7801 = 30721 = 31 * 991).
+    z.push_back(char(0x78));
+    z.push_back(char(0x01));
+    BitWriter w{z};
+    w.bits(1, 1);  // BFINAL: one block
+    w.bits(1, 2);  // BTYPE = 01: the fixed Huffman codes
+
+    // Greedy LZ77: at each position, the longest earlier match of 3 or more bytes within the
+    // 32K window among the last kChain positions whose next 3 bytes hash alike.
+    const auto* d = reinterpret_cast<const uint8_t*>(raw.data());
+    const size_t n = raw.size();
+    constexpr size_t kWindow = 32768, kMaxLen = 258, kChain = 32;
+    constexpr uint32_t kHashBits = 15;
+    std::vector<int64_t> head(size_t(1) << kHashBits, -1), prev(kWindow, -1);  // the latest position of a hash; the one before
+    auto hash = [&](size_t i) { return ((uint32_t(d[i]) << 16 | uint32_t(d[i + 1]) << 8 | d[i + 2]) * 2654435761u) >> (32 - kHashBits); };
+    auto insert = [&](size_t i) {
+        if (i + 3 > n) return;
+        uint32_t h = hash(i);
+        prev[i % kWindow] = head[h];
+        head[h] = int64_t(i);
+    };
+    for (size_t i = 0; i < n;) {
+        size_t best = 0, best_dist = 0;
+        if (i + 3 <= n) {
+            int64_t cand = head[hash(i)];
+            for (size_t k = 0; k < kChain && cand >= 0 && i - size_t(cand) <= kWindow; k++, cand = prev[size_t(cand) % kWindow]) {
+                size_t len = 0, most = std::min(kMaxLen, n - i);
+                while (len < most && d[size_t(cand) + len] == d[i + len]) len++;
+                if (len > best) best = len, best_dist = i - size_t(cand);
+                if (len == most) break;
+            }
+        }
+        if (best >= 3) {
+            put_match(w, int(best), int(best_dist));
+            for (size_t k = 0; k < best; k++) insert(i + k);
+            i += best;
+        } else {
+            put_literal(w, d[i]);
+            insert(i);
+            i++;
+        }
+    }
+    put_literal(w, 256);  // end of block
+    w.flush();
+    put_u32_be(z, adler32(d, n));
+    return z;
+}
 
 std::string encode_png_gray(const uint8_t* pixels, int width, int height) {
     if (width <= 0 || height <= 0 || width > (1 << 24) || height > (1 << 24))
@@ -120,7 +195,7 @@ std::string encode_png_gray(const uint8_t* pixels, int width, int height) {
     ihdr.push_back(0);  // filter method 0: adaptive, five filter types
     ihdr.push_back(0);  // interlace method 0: none
     put_chunk(png, "IHDR", ihdr);
-    put_chunk(png, "IDAT", zlib_stored(raw));
+    put_chunk(png, "IDAT", zlib_deflate(raw));
     put_chunk(png, "IEND", "");
     return png;
 }

@@ -9,6 +9,7 @@
 #include "tensor/io.h"
 #include "tensor/npy.h"
 #include "tensor/png.h"
+#include "tensor/rng.h"
 #include "tensor/svg.h"
 
 using namespace dl;
@@ -48,33 +49,6 @@ std::vector<Chunk> parse_png(const std::string& png) {
     return chunks;
 }
 
-// Undoes a zlib stream made of stored deflate blocks; fails on anything else.
-std::string inflate_stored(const std::string& z) {
-    REQUIRE(z.size() >= 6);
-    uint8_t cmf = uint8_t(z[0]), flg = uint8_t(z[1]);
-    CHECK((cmf & 0x0F) == 8);           // deflate
-    CHECK((cmf >> 4) <= 7);             // window at most 32K
-    CHECK((cmf * 256 + flg) % 31 == 0);  // FCHECK
-    CHECK((flg & 0x20) == 0);           // no preset dictionary
-    std::string out;
-    size_t at = 2;
-    bool final = false;
-    while (!final) {
-        REQUIRE(at + 5 <= z.size());
-        uint8_t head = uint8_t(z[at]);
-        final = head & 1;
-        REQUIRE(((head >> 1) & 3) == 0);  // BTYPE 00: stored
-        uint16_t len = uint16_t(uint8_t(z[at + 1]) | uint8_t(z[at + 2]) << 8);
-        uint16_t nlen = uint16_t(uint8_t(z[at + 3]) | uint8_t(z[at + 4]) << 8);
-        CHECK(uint16_t(~len) == nlen);
-        REQUIRE(at + 5 + len <= z.size());
-        out += z.substr(at + 5, len);
-        at += 5 + len;
-    }
-    REQUIRE(at + 4 == z.size());
-    CHECK(be32(z, at) == adler32(bytes_of(out), out.size()));
-    return out;
-}
 }  // namespace
 
 TEST_CASE("crc32 and adler32 known answers") {
@@ -91,8 +65,7 @@ TEST_CASE("crc32 and adler32 known answers") {
     CHECK(adler32(bytes_of(big), big.size()) == uint32_t(s2 << 16 | s1));
 }
 
-TEST_CASE("png: chunks, IHDR, stored blocks and pixels") {
-    // 300 x 250 makes 75,250 bytes of filtered rows: two stored blocks, the first full.
+TEST_CASE("png: chunks, IHDR, the zlib stream and pixels") {
     int w = 300, h = 250;
     std::vector<uint8_t> px(size_t(w * h));
     for (size_t i = 0; i < px.size(); i++) px[i] = uint8_t(i * 31 % 251);
@@ -111,9 +84,12 @@ TEST_CASE("png: chunks, IHDR, stored blocks and pixels") {
     CHECK(ihdr.substr(8) == std::string("\x08\x00\x00\x00\x00", 5));  // depth 8, gray, deflate, no interlace
 
     const std::string& z = chunks[1].data;
-    CHECK(uint8_t(z[2]) == 0);  // first block: not final
-    CHECK((uint8_t(z[3]) | uint8_t(z[4]) << 8) == 65535);
-    std::string raw = inflate_stored(z);
+    uint8_t cmf = uint8_t(z[0]), flg = uint8_t(z[1]);
+    CHECK((cmf & 0x0F) == 8);            // deflate
+    CHECK((cmf >> 4) <= 7);              // window at most 32K
+    CHECK((cmf * 256 + flg) % 31 == 0);  // FCHECK
+    CHECK((flg & 0x20) == 0);            // no preset dictionary
+    std::string raw = zlib_inflate(z);   // tensor/png_decode.cpp, checks the Adler-32
     REQUIRE(raw.size() == size_t(h * (w + 1)));
     for (int y = 0; y < h; y++) {
         CHECK(raw[size_t(y * (w + 1))] == 0);  // filter type None
@@ -121,6 +97,30 @@ TEST_CASE("png: chunks, IHDR, stored blocks and pixels") {
     }
 
     CHECK_THROWS_WITH(encode_png_gray(px.data(), 0, 5), "encode_png_gray: expected width and height in 1..2^24, got 0x5");
+}
+
+TEST_CASE("zlib_deflate: inflates back to its input, and compresses what repeats") {
+    Philox gen{3};
+    Tensor u = rand({70000}, gen);
+    std::vector<std::string> inputs = {"", "a", "abc", std::string(1000, 'x'), std::string(70000, '\0')};
+    std::string noise, runs, text;
+    for (int64_t i = 0; i < 70000; i++) noise.push_back(char(int(u.data<float>()[i] * 256)));  // no repeats to find
+    for (int i = 0; i < 5000; i++) runs += std::string(size_t(1 + i % 300), char(i % 7));  // matches of every length and distance
+    for (int i = 0; i < 3000; i++) text += "the quick brown fox " + std::to_string(i * 7919 % 1000) + " ";
+    inputs.insert(inputs.end(), {noise, runs, text});
+    for (const std::string& in : inputs) {
+        INFO("input of ", in.size(), " bytes");
+        std::string z = zlib_deflate(in);
+        CHECK(zlib_inflate(z) == in);
+        if (in.size() >= 1000 && in != noise) CHECK(z.size() < in.size() / 3);
+    }
+    CHECK(zlib_deflate(noise).size() < noise.size() * 9 / 8 + 16);  // literals cost 8 or 9 bits
+    // a digit grid as train writes it: mostly black, each row twice (scale 2)
+    Tensor digits = Tensor::full({16, 1, 28, 28}, -1.0);
+    for (int64_t i = 0; i < 16; i++) digits.rows(i, 1).copy_from(Tensor::full({1, 1, 28, 28}, double(i) / 8 - 1));
+    int gw = 0, gh = 0;
+    std::vector<uint8_t> grid = image_grid(digits, 4, 2, gw, gh);
+    CHECK(encode_png_gray(grid.data(), gw, gh).size() < grid.size() / 10);
 }
 
 TEST_CASE("png: image grid layout and value mapping") {

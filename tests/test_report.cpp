@@ -77,12 +77,13 @@ std::vector<std::string> table_rows(const std::string& html, const std::string& 
     size_t end = html.find("</table>", at);
     std::vector<std::string> rows;
     for (size_t r = html.find("<tr>", at); r < end; r = html.find("<tr>", r + 1)) {
-        std::string row, sep;
+        std::string row;
         size_t row_end = html.find("</tr>", r);
-        for (size_t c = html.find("<td", r); c < row_end; c = html.find("<td", c + 1)) {
+        bool first = true;
+        for (size_t c = html.find("<td", r); c < row_end; c = html.find("<td", c + 1), first = false) {
             size_t from = html.find('>', c) + 1;
-            row += sep + html.substr(from, html.find("</td>", from) - from);
-            sep = ",";
+            if (!first) row += ',';
+            row += html.substr(from, html.find("</td>", from) - from);
         }
         if (!row.empty()) rows.push_back(row);
     }
