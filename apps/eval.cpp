@@ -48,6 +48,8 @@ int main(int argc, char** argv) try {
     std::string ckpt_path = args.str("--checkpoint", "", "a checkpoint to draw --n samples from (EMA weights) and to compute the bound of");
     int64_t n = args.integer("--n", 1000, "samples to draw from --checkpoint; the floor and the reference use as many (FID depends on n)");
     int64_t ddim_steps = args.integer("--ddim-steps", 50, "DDIM steps for the samples (0: ancestral, all T)");
+    double eta = args.real("--eta", 0.0, "DDIM eta of the samples (0: deterministic, 1: ancestral-like)");
+    bool no_clip = args.flag("--no-clip", "do not clip each step's predicted x_0 to [-1, 1]");
     int64_t bpd_n = args.integer("--bpd-n", 64, "test images for the bound (0: skip it)");
     int64_t bpd_stride = args.integer("--bpd-t-stride", 10, "evaluate one KL term of the bound per block of k timesteps (1: all T)");
     std::string out = args.str("--out", "", "folder for bpd_per_t.csv and .svg ('': the checkpoint's folder)");
@@ -64,6 +66,7 @@ int main(int argc, char** argv) try {
     if (n < 4 || batch < 1 || ddim_steps < 0 || bpd_n < 0 || bpd_stride < 1)
         fail("eval: --n must be at least 4 (precision and recall use 3 neighbours), --batch and --bpd-t-stride positive, --ddim-steps and "
              "--bpd-n not negative; got ", n, ", ", batch, ", ", bpd_stride, ", ", ddim_steps, ", ", bpd_n);
+    if (!(eta >= 0 && eta <= 1)) fail("eval: --eta must be in [0, 1], got ", eta);
 
     // ---- the samples of a .npy (their count sets n) ----
     ddpm::Dataset train(data_dir, "train"), test(data_dir, "test");
@@ -102,8 +105,8 @@ int main(int argc, char** argv) try {
         if (!labels.empty() && cfg.num_classes > judge.net->config().classes)
             fail(ckpt_path, ": the model has ", cfg.num_classes, " classes, the judge knows ", judge.net->config().classes);
         Philox gen{uint64_t(seed)};
-        samples = ddpm::draw_samples(model, n, ddim_steps, 0.0, batch, gen, cli::progress_callback("sampling"), labels,
-                                     labels.empty() ? 0 : guidance);
+        samples = ddpm::draw_samples(model, n, ddim_steps, eta, batch, gen, cli::progress_callback("sampling"), labels,
+                                     labels.empty() ? 0 : guidance, !no_clip);
     }
 
     // ---- the metrics, and the floor: real training digits at the same n, and held-out test
@@ -156,7 +159,8 @@ int main(int argc, char** argv) try {
     }
     std::printf("\n%s against the first %lld test images (FID depends on n: compare at equal n)\n",
                 npy.empty() ? cat(n, " samples of ", ckpt_path, " (", model.ema ? "EMA" : "trained", " weights, ",
-                                  ddim_steps ? cat("DDIM ", ddim_steps) : std::string("ancestral"), ")").c_str()
+                                  ddim_steps ? cat("DDIM ", ddim_steps, eta ? cat(", eta ", eta) : std::string()) : std::string("ancestral"),
+                                  no_clip ? ", x_0 not clipped" : "", ")").c_str()
                             : cat(n, " samples from ", npy).c_str(),
                 (long long)n_ref);
     std::printf("  %-20s %6s %9s %10s %7s %14s %11s   %s\n", "", "n", "FID", "precision", "recall", "H(classes)/logK", "confidence", "histogram 0..K-1");

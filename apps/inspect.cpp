@@ -97,7 +97,7 @@ int main(int argc, char** argv) try {
     const ddpm::EpsModel net = ddpm::eps_model(model, labels);
 
     // ---- one forward and backward, every gradient kept ----
-    ddpm::Inspection in = ddpm::inspect_training_loss(sched, model, net, b, dropout_seed);
+    ddpm::Inspection in = ddpm::inspect_training_loss(sched, model, net, b, dropout_seed, m.loss_weights);
     std::vector<NodeStats> rows = node_stats(in.nodes);
     int64_t n_param = 0, n_input = 0, n_act = 0;
     for (const NodeStats& r : rows) (r.kind == "param" ? n_param : r.kind == "input" ? n_input : n_act)++;
@@ -110,8 +110,8 @@ int main(int argc, char** argv) try {
                 (long long)model.num_parameters(), cfg.str().c_str(), ddpm::schedule_name(sched.kind), (long long)T, (long long)batch,
                 data ? data_dir.c_str() : "synthetic images", ts.c_str(), b.t.size() > 16 ? " ..." : "", cs.c_str(), cfg.dropout);
     if (table) std::printf("\n%s\n", stats_table(rows).c_str());
-    std::printf("loss %.6g | %lld nodes: %lld parameters, %lld inputs, %lld activations | forward %.3f s, backward %.3f s (graph kept, all gradients retained)\n",
-                in.loss.value().item(), (long long)rows.size(), (long long)n_param, (long long)n_input, (long long)n_act,
+    std::printf("loss %.6g (%s) | %lld nodes: %lld parameters, %lld inputs, %lld activations | forward %.3f s, backward %.3f s (graph kept, all gradients retained)\n",
+                in.loss.value().item(), m.loss_weight == "uniform" ? "uniform over t" : cat("weighted ", m.loss_weight).c_str(), (long long)rows.size(), (long long)n_param, (long long)n_input, (long long)n_act,
                 in.forward_seconds, in.backward_seconds);
 
     // ---- the dump and the graph ----
@@ -129,7 +129,7 @@ int main(int argc, char** argv) try {
 
     // ---- loss and gradient norm against t ----
     if (per_t) {
-        std::vector<ddpm::PerTRow> sweep = ddpm::per_t_sweep(sched, model, net, b.x0, b.eps, buckets, dropout_seed);
+        std::vector<ddpm::PerTRow> sweep = ddpm::per_t_sweep(sched, model, net, b.x0, b.eps, buckets, dropout_seed, m.loss_weights);
         ddpm::write_per_t_csv(per_t_out + ".csv", sweep);
         ddpm::write_per_t_svg(per_t_out + ".svg", sweep, cat("loss and gradient norm against t (batch ", batch, ")"));
         std::printf("wrote %s.csv and %s.svg: %lld buckets of t\n", per_t_out.c_str(), per_t_out.c_str(), (long long)buckets);
@@ -145,7 +145,7 @@ int main(int argc, char** argv) try {
             if (!progress) progress = std::make_unique<cli::Progress>(total, 0, 30);
             progress->update(done, "gradcheck: float64 loss evaluations", done == total);
         };
-        GradcheckReport r = ddpm::gradcheck_training_loss(sched, model, net, b, dropout_seed, opt, gradcheck_match);
+        GradcheckReport r = ddpm::gradcheck_training_loss(sched, model, net, b, dropout_seed, opt, gradcheck_match, m.loss_weights);
         if (progress) progress->finish();
         std::printf("\ngradcheck (float64, %lld coordinates per tensor, eps %g; a coordinate passes when |analytic - numeric| <= %g + %g |numeric|)\n",
                     (long long)gradcheck_k, opt.eps, opt.atol, opt.rtol);

@@ -37,10 +37,14 @@ int main(int argc, char** argv) try {
     std::string schedule = args.str("--schedule", "linear", "beta schedule: linear or cosine");
     cfg.T = args.integer("--T", 1000, "diffusion steps");
     cfg.model.ch = args.integer("--ch", 32, "U-Net base channels");
+    cfg.model.num_res_blocks = args.integer("--res-blocks", 2, "ResBlocks per resolution on the way down (one more on the way up)");
     cfg.model.dropout = args.real("--dropout", 0.0, "dropout in the ResBlocks (the reference's 0.1 slows a 30-minute run)");
     cfg.model.num_classes = args.integer("--classes", 0, "class-conditional with this many classes, labels from train-labels-idx1-ubyte (0: unconditional)");
     cfg.p_uncond = args.real("--p-uncond", 0.1, "with --classes: how often a label is replaced by the null label (classifier-free guidance)");
     cfg.ema_decay = args.real("--ema", 0.995, "EMA decay of the parameters");
+    cfg.ema_gamma = args.real("--ema-gamma", 0, "> 0: power-function EMA (Karras et al. 2024), decay (1 - 1/step)^(gamma + 1), instead of --ema");
+    std::string loss_weight = args.str("--loss-weight", "uniform", "per-timestep loss weight: 'uniform' (Algorithm 1) or 'min-snr' (Hang et al. 2023)");
+    cfg.snr_gamma = args.real("--snr-gamma", 5, "min-snr's gamma: weight min(SNR_t, gamma) / SNR_t");
     cfg.clip = args.real("--clip", 1.0, "global gradient-norm clipping");
     cfg.seed = uint64_t(args.integer("--seed", 0, "seed of the initial weights and every random stream"));
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
@@ -63,6 +67,11 @@ int main(int argc, char** argv) try {
     if (schedule != "linear" && schedule != "cosine") fail("train: --schedule expects 'linear' or 'cosine', got '", schedule, "'");
     cfg.lr.decay = nn::parse_lr_decay(decay);
     cfg.schedule = ddpm::parse_schedule(schedule);
+    if (loss_weight != "uniform" && loss_weight != "min-snr") fail("train: --loss-weight expects 'uniform' or 'min-snr', got '", loss_weight, "'");
+    cfg.loss_weight = ddpm::parse_loss_weight(loss_weight);
+    if (!(cfg.snr_gamma > 0) || !(cfg.ema_gamma >= 0) || !std::isfinite(cfg.ema_gamma))
+        fail("train: --snr-gamma must be positive and --ema-gamma finite and not negative, got ", cfg.snr_gamma, ", ", cfg.ema_gamma);
+    if (cfg.model.num_res_blocks < 1 || cfg.model.num_res_blocks > 4) fail("train: --res-blocks must be in [1, 4], got ", cfg.model.num_res_blocks);
     if (cfg.batch < 1 || cfg.steps < 0 || every < 1) fail("train: --batch and --every must be positive, --steps not negative");
     if (cfg.steps == 0 && minutes <= 0) fail("train: --steps 0 sizes the run to --minutes, which must then be positive");
     if (!(cfg.lr.base > 0) || !(cfg.clip > 0) || cfg.lr.warmup < 0)
@@ -124,7 +133,7 @@ int main(int argc, char** argv) try {
         set_detect_anomaly(true);
         try {
             st.model.zero_grad();
-            ddpm::training_loss(st.schedule, model, x0, t, eps, &dropout_gen).backward();
+            ddpm::training_loss(st.schedule, model, x0, t, eps, &dropout_gen, st.loss_weights).backward();
         } catch (const Error& e) {
             op = e.what();
         }
@@ -167,7 +176,7 @@ int main(int argc, char** argv) try {
         const ddpm::EpsModel model = ddpm::eps_model(st.model, labels);
         st.model.zero_grad();
         Philox dropout_before = st.dropout_gen;
-        Variable loss = ddpm::training_loss(st.schedule, model, x0, t, eps, &st.dropout_gen);  // ||eps - eps_theta(x_t, t[, c])||^2
+        Variable loss = ddpm::training_loss(st.schedule, model, x0, t, eps, &st.dropout_gen, st.loss_weights);  // ||eps - eps_theta(x_t, t[, c])||^2
         loss.backward();
         run.record_grad_norms(st.step + 1, st.model.flat_grads());        // before clipping
         double lr = cfg.lr.at(st.step + 1, budget.steps());

@@ -187,11 +187,33 @@ Tensor ddim_sample(const Schedule& s, const EpsModel& model, const Shape& shape,
     return x;
 }
 
+LossWeight parse_loss_weight(const std::string& name) {
+    if (name == "uniform") return LossWeight::Uniform;
+    if (name == "min-snr") return LossWeight::MinSnr;
+    fail("loss weighting: expected 'uniform' or 'min-snr', got '", name, "'");
+}
+
+const char* loss_weight_name(LossWeight w) { return w == LossWeight::Uniform ? "uniform" : "min-snr"; }
+
+std::vector<double> loss_weights(const Schedule& s, LossWeight w, double gamma) {
+    if (w == LossWeight::MinSnr && !(gamma > 0)) fail("loss_weights: min-snr needs gamma > 0, got ", gamma);
+    std::vector<double> out(size_t(s.T), 1.0);
+    for (size_t t = 0; t < out.size() && w == LossWeight::MinSnr; t++) {
+        double snr = s.alphas_cumprod[t] / (1 - s.alphas_cumprod[t]);
+        out[t] = std::min(snr, gamma) / snr;
+    }
+    return out;
+}
+
 Variable training_loss(const Schedule& s, const EpsModel& model, const Tensor& x0, const std::vector<int64_t>& t,
-                       const Tensor& eps, Philox* dropout_gen) {
+                       const Tensor& eps, Philox* dropout_gen, const std::vector<double>& weights) {
     Tensor xt = q_sample(s, x0, t, eps);
     Variable eps_hat = model(Variable(xt, false, "input.xt"), t, dropout_gen);
-    return mse_loss(eps_hat, Variable(eps, false, "input.eps")).set_name("loss");
+    Variable target(eps, false, "input.eps");
+    if (weights.empty()) return mse_loss(eps_hat, target).set_name("loss");
+    if (int64_t(weights.size()) != s.T) fail("training_loss: ", weights.size(), " loss weights for T = ", s.T);
+    Variable w(extract(weights, t, eps.dtype(), eps.ndim()), false, "input.loss_weight");  // (B, 1, 1, 1)
+    return mean(mul(square(sub(eps_hat, target)), w)).set_name("loss");
 }
 
 std::vector<double> per_sample_mse(const Tensor& pred, const Tensor& target) {

@@ -115,10 +115,23 @@ Tensor ddim_sample(const Schedule& s, const EpsModel& model, const Shape& shape,
                    bool clip_x0 = true, const StepCallback& on_step = nullptr);
 
 // ---- training -----------------------------------------------------------------------------
+// How the loss weighs the timesteps:
+//   uniform  Algorithm 1 as written: every t counts the same
+//   min-snr  Min-SNR-gamma (Hang et al. 2023, arXiv 2303.09556), for eps-prediction the weight
+//            min(SNR_t, gamma) / SNR_t with SNR_t = abar_t / (1 - abar_t): 1 for the noisy
+//            timesteps (SNR <= gamma), less for the nearly clean ones, whose easy eps targets
+//            would otherwise pull the shared weights their way. The paper's gamma is 5.
+enum class LossWeight { Uniform, MinSnr };
+LossWeight parse_loss_weight(const std::string& name);  // "uniform" | "min-snr"
+const char* loss_weight_name(LossWeight w);
+// The per-timestep weights (T,) of the loss; uniform: all 1.
+std::vector<double> loss_weights(const Schedule& s, LossWeight w, double gamma = 5);
+
 // Algorithm 1: || eps - eps_theta(q_sample(x0, t, eps), t) ||^2, the mean over all elements,
-// with the graph recorded; dropout masks from dropout_gen.
+// with the graph recorded; dropout masks from dropout_gen. With weights (T,) each image's squared
+// errors are multiplied by weights[t] before the mean; empty: Algorithm 1 unweighted.
 Variable training_loss(const Schedule& s, const EpsModel& model, const Tensor& x0, const std::vector<int64_t>& t,
-                       const Tensor& eps, Philox* dropout_gen = nullptr);
+                       const Tensor& eps, Philox* dropout_gen = nullptr, const std::vector<double>& weights = {});
 // The mean squared error of each sample separately (B,), to see the loss per timestep.
 std::vector<double> per_sample_mse(const Tensor& pred, const Tensor& target);
 

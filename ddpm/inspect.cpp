@@ -29,14 +29,14 @@ InspectBatch make_batch(const Tensor& x0, int64_t T, int64_t t_fixed, Philox& ge
 }
 
 Inspection inspect_training_loss(const Schedule& s, nn::Module& model, const EpsModel& net, const InspectBatch& batch,
-                                 uint64_t dropout_seed) {
+                                 uint64_t dropout_seed, const std::vector<double>& weights) {
     Inspection in;
     in.batch = batch;
     model.zero_grad();
     RetainAllGrads keep;
     Philox gen(dropout_seed);
     auto t0 = std::chrono::steady_clock::now();
-    in.loss = training_loss(s, net, batch.x0, batch.t, batch.eps, &gen);
+    in.loss = training_loss(s, net, batch.x0, batch.t, batch.eps, &gen, weights);
     in.forward_seconds = seconds_since(t0);
     in.xt = find_node(in.loss, "input.xt").value();  // the q_sample that training_loss made
     in.nodes = graph_order(in.loss);
@@ -80,7 +80,8 @@ struct TemporaryDType {
 };
 
 GradcheckReport gradcheck_training_loss(const Schedule& s, nn::Module& model, const EpsModel& net, const InspectBatch& batch,
-                                        uint64_t dropout_seed, const GradcheckOptions& opt, const std::string& match) {
+                                        uint64_t dropout_seed, const GradcheckOptions& opt, const std::string& match,
+                                        const std::vector<double>& weights) {
     TemporaryDType f64(model, DType::F64);
     Tensor x0 = batch.x0.to(DType::F64), eps = batch.eps.to(DType::F64);  // (B, C, H, W)
     std::vector<Variable> params;
@@ -89,14 +90,14 @@ GradcheckReport gradcheck_training_loss(const Schedule& s, nn::Module& model, co
     if (params.empty()) fail("gradcheck_training_loss: no parameter key contains '", match, "'");
     auto loss = [&]() {
         Philox gen(dropout_seed);  // the same masks in every evaluation
-        return training_loss(s, net, x0, batch.t, eps, &gen);
+        return training_loss(s, net, x0, batch.t, eps, &gen, weights);
     };
     return gradcheck_leaves(loss, params, opt);
 }
 
 // ---- loss and gradient norm against t ------------------------------------------------------
 std::vector<PerTRow> per_t_sweep(const Schedule& s, nn::Module& model, const EpsModel& net, const Tensor& x0, const Tensor& eps,
-                                 int64_t buckets, uint64_t dropout_seed) {
+                                 int64_t buckets, uint64_t dropout_seed, const std::vector<double>& weights) {
     if (buckets < 1 || buckets > s.T) fail("per_t_sweep: buckets must be in [1, T = ", s.T, "], got ", buckets);
     const int64_t B = x0.dim(0);
     std::vector<PerTRow> rows;
@@ -109,7 +110,7 @@ std::vector<PerTRow> per_t_sweep(const Schedule& s, nn::Module& model, const Eps
         }
         model.zero_grad();
         Philox gen(dropout_seed);
-        Variable loss = training_loss(s, net, x0, t, eps, &gen);
+        Variable loss = training_loss(s, net, x0, t, eps, &gen, weights);
         loss.backward();
         r.loss = loss.value().item();
         r.grad_norm = tensor_stats(model.flat_grads()).l2;  // over every parameter

@@ -44,8 +44,9 @@ struct Inspection {
 // Zeroes the model's gradients, then one forward and backward of training_loss with the graph
 // kept (backward(keep_graph = true)) and every intermediate gradient retained. Dropout masks come
 // from Philox(dropout_seed). Activation names are made unique (nn::make_names_unique).
+// weights: the run's per-t loss weights (training_loss; empty for Algorithm 1's uniform loss).
 Inspection inspect_training_loss(const Schedule& s, nn::Module& model, const EpsModel& net, const InspectBatch& batch,
-                                 uint64_t dropout_seed);
+                                 uint64_t dropout_seed, const std::vector<double>& weights = {});
 
 // Everything above as one safetensors file (see the top of this file). A parameter without a
 // gradient gets zeros; an activation without one (no path to the loss) gets no grad.act entry.
@@ -58,7 +59,8 @@ Safetensors inspection_dump(const Inspection& in, const nn::Module& model, const
 // Only the parameters whose key contains `match` are checked ("" for all; the loss is always
 // the whole model's). opt.on_eval can show progress.
 GradcheckReport gradcheck_training_loss(const Schedule& s, nn::Module& model, const EpsModel& net, const InspectBatch& batch,
-                                        uint64_t dropout_seed, const GradcheckOptions& opt, const std::string& match = "");
+                                        uint64_t dropout_seed, const GradcheckOptions& opt, const std::string& match = "",
+                                        const std::vector<double>& weights = {});
 
 // ---- loss and gradient norm against t ------------------------------------------------------
 struct PerTRow {
@@ -70,7 +72,7 @@ struct PerTRow {
 // Splits [0, T) into `buckets` equal ranges; for each, the same x0 and eps with the B timesteps
 // spread evenly over the range, and the same dropout masks (Philox(dropout_seed)): only t changes.
 std::vector<PerTRow> per_t_sweep(const Schedule& s, nn::Module& model, const EpsModel& net, const Tensor& x0, const Tensor& eps,
-                                 int64_t buckets, uint64_t dropout_seed);
+                                 int64_t buckets, uint64_t dropout_seed, const std::vector<double>& weights = {});
 // "t_lo,t_hi,t_mean,loss,grad_norm" rows, and both curves against t on a log y axis.
 void write_per_t_csv(const std::string& path, const std::vector<PerTRow>& rows);
 void write_per_t_svg(const std::string& path, const std::vector<PerTRow>& rows, const std::string& title);

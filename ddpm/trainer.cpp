@@ -66,8 +66,10 @@ std::vector<int64_t> drop_labels(std::vector<int64_t> labels, double p_uncond, i
 
 std::string TrainConfig::str() const {
     return cat("data=", data_dir, " steps=", steps, " batch=", batch, " lr=", lr.base, " warmup=", lr.warmup, " lr_decay=",
-               nn::lr_decay_name(lr.decay), " schedule=", schedule_name(schedule), " T=", T, " ema=", ema_decay, " clip=", clip,
-               " seed=", seed, model.num_classes > 0 ? cat(" classes=", model.num_classes, " p_uncond=", p_uncond) : std::string());
+               nn::lr_decay_name(lr.decay), " schedule=", schedule_name(schedule), " T=", T, " ema=",
+               ema_gamma > 0 ? cat("power:", ema_gamma) : cat(ema_decay), " clip=", clip, " seed=", seed,
+               loss_weight == LossWeight::MinSnr ? cat(" loss_weight=min-snr:", snr_gamma) : std::string(),
+               model.num_classes > 0 ? cat(" classes=", model.num_classes, " p_uncond=", p_uncond) : std::string());
 }
 
 // ---- checkpoint metadata ------------------------------------------------------------------
@@ -149,6 +151,8 @@ TrainState::TrainState(const TrainConfig& c, Dataset d)
     : config(fit_to_data(c, d)),
       data(std::move(d)),
       schedule(make_schedule(config.schedule, config.T)),
+      loss_weights(config.loss_weight == LossWeight::Uniform ? std::vector<double>{}
+                                                              : ddpm::loss_weights(schedule, config.loss_weight, config.snr_gamma)),
       model(config.model, config.seed),
       adam(model.num_parameters(), DType::F32),
       ema(model.flat_parameters(), config.ema_decay),
@@ -160,6 +164,7 @@ double TrainState::update(double lr) {
     double grad_norm = nn::clip_grad_norm(model.flat_grads(), config.clip);
     if (!std::isfinite(grad_norm)) return grad_norm;
     adam.step(model.flat_parameters(), model.flat_grads(), lr);
+    if (config.ema_gamma > 0) ema.decay = nn::power_ema_decay(step + 1, config.ema_gamma);
     ema.update(model.flat_parameters());
     step++;
     return grad_norm;
@@ -175,6 +180,7 @@ void TrainState::save(const std::string& path) const {
     ck.metadata["steps"] = std::to_string(config.steps);
     ck.metadata["schedule"] = schedule_name(config.schedule);
     ck.metadata["T"] = std::to_string(config.T);
+    ck.metadata["loss_weight"] = config.loss_weight == LossWeight::Uniform ? "uniform" : cat("min-snr:", config.snr_gamma);
     nn::save_checkpoint(path, ck);
 }
 
@@ -324,6 +330,16 @@ DiffusionModel load_model(const std::string& path, Weights weights, double dropo
         fail(path, ": metadata 'model': ", e.what());
     }
     m.ema = weights == Weights::Ema || (weights == Weights::EmaIfPresent && !ck.ema.empty());
+    if (ck.metadata.count("loss_weight")) {  // "uniform" or "min-snr:GAMMA"
+        const std::string& text = ck.meta("loss_weight");
+        double gamma = 0;
+        const size_t colon = text.find(':');
+        auto [end, ec] = std::from_chars(text.data() + std::min(colon + 1, text.size()), text.data() + text.size(), gamma);
+        if (text != "uniform" && (text.substr(0, colon) != "min-snr" || ec != std::errc() || end != text.data() + text.size() || !(gamma > 0)))
+            fail(path, ": metadata 'loss_weight' is '", text, "', expected 'uniform' or 'min-snr:GAMMA' with GAMMA > 0");
+        m.loss_weight = text;
+        if (text != "uniform") m.loss_weights = loss_weights(m.schedule, LossWeight::MinSnr, gamma);
+    }
     nn::load_named(m.net->state_dict(), ck.weights(m.ema), path);
     m.net->eval();
     return m;
@@ -338,7 +354,7 @@ DiffusionModel fresh_model(const nn::UNetConfig& config, ScheduleKind schedule, 
 }
 
 Tensor draw_samples(const DiffusionModel& model, int64_t n, int64_t ddim_steps, double eta, int64_t batch, Philox& gen,
-                    const ProgressFn& on_batch, const std::vector<int64_t>& labels, double guidance) {
+                    const ProgressFn& on_batch, const std::vector<int64_t>& labels, double guidance, bool clip_x0) {
     if (n < 1 || batch < 1 || ddim_steps < 0) fail("draw_samples: expected n, batch >= 1 and ddim_steps >= 0, got ", n, ", ", batch, ", ", ddim_steps);
     if (!labels.empty() && int64_t(labels.size()) != n) fail("draw_samples: ", labels.size(), " labels for ", n, " images");
     const nn::UNetConfig& cfg = model.net->config();
@@ -350,7 +366,8 @@ Tensor draw_samples(const DiffusionModel& model, int64_t n, int64_t ddim_steps, 
         std::vector<int64_t> c;  // this batch's labels
         if (!labels.empty()) c.assign(labels.begin() + done, labels.begin() + done + b);
         EpsModel eps = eps_model(*model.net, c, guidance);
-        Tensor x = ddim_steps > 0 ? ddim_sample(model.schedule, eps, shape, ddim_steps, eta, gen) : p_sample_loop(model.schedule, eps, shape, gen);
+        Tensor x = ddim_steps > 0 ? ddim_sample(model.schedule, eps, shape, ddim_steps, eta, gen, clip_x0)
+                                  : p_sample_loop(model.schedule, eps, shape, gen, clip_x0);
         all.rows(done, b).copy_from(x.to(DType::F32));
         if (on_batch) on_batch(done + b, n);
     }

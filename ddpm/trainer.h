@@ -15,6 +15,7 @@
 //   model        UNetConfig::str()                        schedule  "linear" or "cosine"
 //   T            diffusion steps, an integer >= 2         steps     the count the run is sized to, 0: not yet
 //   data_cursor  "epoch pos perm_seed perm_offset"        train     the whole TrainConfig, for people
+//   loss_weight  "uniform" or "min-snr:GAMMA" (absent in older checkpoints: uniform)
 // B batch, T diffusion steps, H, W image size.
 #pragma once
 #include <cstdint>
@@ -63,12 +64,16 @@ struct TrainConfig {
     int64_t T = 1000;
     nn::UNetConfig model;  // resolution and attention resolution are set from the data
     double ema_decay = 0.995;
+    double ema_gamma = 0;  // > 0: the power-function EMA (nn::power_ema_decay) instead of ema_decay
+    LossWeight loss_weight = LossWeight::Uniform;  // the per-t weighting of the loss (ddpm/diffusion.h)
+    double snr_gamma = 5;  // min-snr's gamma
     double clip = 1.0;     // global gradient-norm clipping
     uint64_t seed = 0;     // initial weights and every random stream
     double p_uncond = 0.1; // class-conditional (model.num_classes > 0): how often a label is dropped
 
     // "data=... steps=... batch=... lr=... warmup=... lr_decay=... schedule=... T=... ema=... clip=... seed=..."
-    // (and "classes=... p_uncond=..." when class-conditional)
+    // (ema=power:G for the power-function EMA; "loss_weight=min-snr:G" when weighted; "classes=...
+    // p_uncond=..." when class-conditional)
     std::string str() const;
 };
 
@@ -82,6 +87,7 @@ public:
     TrainConfig config;
     Dataset data;
     Schedule schedule;
+    std::vector<double> loss_weights;  // (T,) from config.loss_weight; empty when uniform
     nn::UNet model;
     nn::Adam adam;
     nn::Ema ema;
@@ -188,6 +194,8 @@ struct DiffusionModel {
     std::unique_ptr<nn::UNet> net;
     Schedule schedule;
     bool ema = false;    // the EMA weights were loaded
+    std::string loss_weight = "uniform";  // the loss the model was trained with, "uniform" or "min-snr:GAMMA"
+    std::vector<double> loss_weights;     // its per-t weights (training_loss); empty: uniform
     EpsModel eps() const { return eps_model(*net); }  // a class-conditional model: with the null label
     bool conditional() const { return net->config().num_classes > 0; }
 };
@@ -200,8 +208,9 @@ DiffusionModel fresh_model(const nn::UNetConfig& config, ScheduleKind schedule, 
 // n images (n, in_ch, R, R) in batches: DDIM with ddim_steps steps and eta, or with ddim_steps 0
 // the ancestral sampler over all T steps (Algorithm 2). on_batch(done, n) after each batch.
 // A class-conditional model takes labels (n) and the guidance weight (eps_model); without labels it
-// samples unconditionally (the null label).
+// samples unconditionally (the null label). clip_x0: each step's predicted x_0 clipped to [-1, 1].
 Tensor draw_samples(const DiffusionModel& model, int64_t n, int64_t ddim_steps, double eta, int64_t batch, Philox& gen,
-                    const ProgressFn& on_batch = nullptr, const std::vector<int64_t>& labels = {}, double guidance = 0);
+                    const ProgressFn& on_batch = nullptr, const std::vector<int64_t>& labels = {}, double guidance = 0,
+                    bool clip_x0 = true);
 
 }  // namespace dl::ddpm

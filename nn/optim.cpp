@@ -105,4 +105,9 @@ void Ema::update(const Tensor& params) {
     updates++;
 }
 
+double power_ema_decay(int64_t t, double gamma) {
+    if (t < 1 || !(gamma > 0)) fail("power_ema_decay: need update t >= 1 and gamma > 0, got ", t, ", ", gamma);
+    return std::pow(1 - 1 / double(t), gamma + 1);
+}
+
 }  // namespace dl::nn

@@ -72,4 +72,10 @@ public:
     int64_t updates = 0;  // updates taken
 };
 
+// The power-function EMA of Karras et al. 2024 (EDM2, eq. 3): decay (1 - 1/t)^(gamma + 1) at
+// update t (1-based). Its average weighs update s by s^gamma, so its width grows with the run:
+// a fixed fraction of the steps taken, however many a time budget allows (gamma 6.94 is their
+// sigma_rel 0.10, 16.97 is 0.05). The first update copies the parameters (decay 0).
+double power_ema_decay(int64_t t, double gamma);
+
 }  // namespace dl::nn

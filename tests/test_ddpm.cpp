@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "autograd/gradcheck.h"
+#include "autograd/ops.h"
 #include "ddpm/diffusion.h"
 #include "tensor/ops.h"
 
@@ -216,4 +218,57 @@ TEST_CASE("per_sample_mse") {
     REQUIRE(m.size() == 2);
     CHECK(m[0] == 1.0);
     CHECK(m[1] == 0.0);
+}
+
+TEST_CASE("min-SNR-gamma: the eps loss it weighs is the x0 error weighted by min(SNR, gamma)") {
+    // Hang et al. 2023 define the weighting on the x0 error; for eps-prediction
+    // ||x0 - x0_hat||^2 = ||eps - eps_hat||^2 / SNR_t, so the eps weight must turn the eps error
+    // into min(SNR_t, gamma) ||x0 - x0_hat||^2. Checked through q_sample and predict_x0_from_eps.
+    Schedule s = make_schedule(ScheduleKind::Linear, 1000);
+    const double gamma = 5;
+    std::vector<double> w = loss_weights(s, LossWeight::MinSnr, gamma);
+    REQUIRE(w.size() == 1000);
+    Philox g(11);
+    Tensor x0 = sub(mul_scalar(rand({1, 1, 6, 6}, g, DType::F64), 2.0), Tensor::scalar(1.0));
+    Tensor eps = randn({1, 1, 6, 6}, g, DType::F64), eps_hat = randn({1, 1, 6, 6}, g, DType::F64);
+    int noisy = 0, clean = 0;
+    for (int64_t t : {0, 10, 50, 100, 150, 200, 400, 999}) {
+        double snr = s.alphas_cumprod[size_t(t)] / (1 - s.alphas_cumprod[size_t(t)]);
+        Tensor xt = q_sample(s, x0, {t}, eps);
+        double x0_err = per_sample_mse(predict_x0_from_eps(s, xt, {t}, eps_hat), x0)[0];
+        double eps_err = per_sample_mse(eps_hat, eps)[0];
+        INFO("t = " << t << ", SNR " << snr);
+        CHECK(w[size_t(t)] * eps_err == doctest::Approx(std::min(snr, gamma) * x0_err).epsilon(1e-9));
+        CHECK(w[size_t(t)] <= 1.0);
+        (snr > gamma ? clean : noisy)++;
+    }
+    CHECK(clean >= 3);  // both sides of SNR = gamma are visited
+    CHECK(noisy >= 3);
+    for (double v : loss_weights(s, LossWeight::Uniform)) CHECK(v == 1.0);
+    CHECK_THROWS_WITH(loss_weights(s, LossWeight::MinSnr, 0), doctest::Contains("gamma > 0"));
+    CHECK(parse_loss_weight("min-snr") == LossWeight::MinSnr);
+    CHECK_THROWS_WITH(parse_loss_weight("snr"), "loss weighting: expected 'uniform' or 'min-snr', got 'snr'");
+}
+
+TEST_CASE("training_loss with per-t weights: the weighted mean of each image's error, and its gradient in float64") {
+    Schedule s = make_schedule(ScheduleKind::Linear, 100);
+    std::vector<double> w = loss_weights(s, LossWeight::MinSnr, 5);
+    Philox g(12);
+    Tensor x0 = rand({3, 1, 4, 4}, g, DType::F64), eps = randn({3, 1, 4, 4}, g, DType::F64);
+    std::vector<int64_t> t{0, 20, 90};
+    Variable scale(randn({1, 1, 4, 4}, g, DType::F64), true, "scale");  // the "network": eps_hat = scale * x_t
+    EpsModel model = [&scale](const Variable& xt, const std::vector<int64_t>&, Philox*) { return mul(xt, scale); };
+    Variable loss = training_loss(s, model, x0, t, eps, nullptr, w);
+    Tensor pred = mul(q_sample(s, x0, t, eps), scale.value());
+    std::vector<double> per_image = per_sample_mse(pred, eps);
+    double expect = 0;
+    for (size_t b = 0; b < 3; b++) expect += w[size_t(t[b])] * per_image[b] / 3;
+    CHECK(loss.value().item() == doctest::Approx(expect).epsilon(1e-12));
+    CHECK(training_loss(s, model, x0, t, eps, nullptr, loss_weights(s, LossWeight::Uniform)).value().item() ==
+          doctest::Approx(training_loss(s, model, x0, t, eps).value().item()).epsilon(1e-12));
+    GradcheckReport r = gradcheck_leaves([&] { return training_loss(s, model, x0, t, eps, nullptr, w); }, {scale});
+    INFO(r.str());
+    CHECK(r.ok);
+    CHECK_THROWS_WITH(training_loss(s, model, x0, t, eps, nullptr, std::vector<double>(99, 1.0)),
+                      "training_loss: 99 loss weights for T = 100");
 }

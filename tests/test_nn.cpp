@@ -414,6 +414,31 @@ TEST_CASE("optim: the EMA after k updates matches its closed form") {
     CHECK(ema.shadow.shares_storage(p) == false);  // a copy, not the parameters
 }
 
+TEST_CASE("optim: the power-function EMA weighs update s by s^gamma, so its average sits at a fixed fraction of the run") {
+    // Karras et al. 2024: with decay (1 - 1/t)^(gamma + 1) the EMA of p_1 .. p_k is close to
+    // sum s^gamma p_s / sum s^gamma. For p_s = s that is (gamma + 1) / (gamma + 2) k whatever k is,
+    // where a fixed decay d lags a constant 1 / (1 - d) - 1 steps behind (so its share of a long
+    // run shrinks, and a short run is mostly its initial weights).
+    const double gamma = 6.94;
+    CHECK(power_ema_decay(1, gamma) == 0.0);  // the first update copies the parameters
+    CHECK_THROWS_WITH(power_ema_decay(0, gamma), doctest::Contains("t >= 1"));
+    CHECK_THROWS_WITH(power_ema_decay(5, 0), doctest::Contains("gamma > 0"));
+    for (int k : {100, 1000}) {
+        Ema power(Tensor::from_vector(std::vector<double>{-50.0}, {1}), 0);
+        Ema fixed(Tensor::from_vector(std::vector<double>{0.0}, {1}), 0.99);
+        for (int s = 1; s <= k; s++) {
+            Tensor p = Tensor::from_vector(std::vector<double>{double(s)}, {1});
+            power.decay = power_ema_decay(s, gamma);
+            power.update(p);
+            fixed.update(p);
+        }
+        INFO("k = " << k);
+        CHECK(power.shadow.flat(0) / k == doctest::Approx((gamma + 1) / (gamma + 2)).epsilon(k == 100 ? 0.01 : 0.001));
+        if (k == 1000) CHECK(k - fixed.shadow.flat(0) == doctest::Approx(99).epsilon(0.01));  // 1 / (1 - d) - 1 behind
+        else CHECK(fixed.shadow.flat(0) / k < 0.5);  // after 100 updates still dragged towards its initial weights
+    }
+}
+
 TEST_CASE("optim: gradient clipping returns the norm before clipping and scales to max_norm") {
     Tensor g = Tensor::from_vector(std::vector<float>{3.f, 4.f, 0.f}, {3});
     CHECK(clip_grad_norm(g, 10.0) == doctest::Approx(5.0));

@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -135,6 +136,11 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
         {train + " --lr-decay step", "train: --lr-decay expects 'cosine' or 'none', got 'step'"},
         {train + " --schedule quad", "train: --schedule expects 'linear' or 'cosine', got 'quad'"},
         {train + " --eval-every -1", "--eval-every must not be negative"},
+        {train + " --loss-weight snr", "train: --loss-weight expects 'uniform' or 'min-snr', got 'snr'"},
+        {train + " --snr-gamma 0", "--snr-gamma must be positive"},
+        {train + " --ema-gamma -1", "--ema-gamma finite and not negative"},
+        {train + " --res-blocks 0", "--res-blocks must be in [1, 4], got 0"},
+        {bin + "/eval --eta -0.5", "eval: --eta must be in [0, 1], got -0.5"},
         {bin + "/sample --eta 2", "--eta must be in [0, 1], got 2"},
         {bin + "/sample --ddim-steps -1", "--ddim-steps must be 0 (ancestral)"},
         {bin + "/sample --raw=1", "--raw takes no value, got '1'"},
@@ -163,6 +169,93 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
     REQUIRE(run("cd " + dir + " && " + bin + "/sample --checkpoint run/checkpoint.safetensors --n 1 --ddim-steps 1 --png ''", &out) == 0);
     CHECK(file_exists(dir + "/samples.npy"));
     CHECK_FALSE(file_exists(dir + "/samples.png"));  // the default name, had '' not been taken as a value
+    std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("the recipe's flags reach the run: ResBlocks per level, min-SNR weighting, the power-function EMA") {
+    std::string bin = build_dir(), dir = temp_dir("recipe"), out;
+    ddpm::write_synthetic_idx(dir + "/data", 8, 3);
+    std::string train = tiny_train(dir) + " --threads 2 --steps 3 --every 3";
+    REQUIRE(run(train + " --res-blocks 1 --loss-weight min-snr --snr-gamma 0.05 --ema-gamma 7 --out " + dir + "/a", &out) == 0);
+    REQUIRE(run(train + " --res-blocks 1 --out " + dir + "/b", &out) == 0);
+    nn::Checkpoint a = nn::load_checkpoint(dir + "/a/checkpoint.safetensors"), b = nn::load_checkpoint(dir + "/b/checkpoint.safetensors");
+    CHECK(nn::UNetConfig::parse(a.meta("model")).num_res_blocks == 1);
+    CHECK(a.meta("train").find(" ema=power:7 ") != std::string::npos);
+    CHECK(a.meta("train").find(" loss_weight=min-snr:0.05") != std::string::npos);
+    CHECK(b.meta("train").find("loss_weight") == std::string::npos);  // uniform: Algorithm 1, not mentioned
+    nn::UNetConfig two = nn::UNetConfig::parse(a.meta("model"));
+    two.num_res_blocks = 2;
+    CHECK(a.model.size() < nn::UNet(two).state_dict().size());  // fewer ResBlocks, fewer tensors
+    // same seed, same data and noise: the losses differ from the first step on (the weighting),
+    // and the EMA differs (power: after 3 updates nearly the weights; 0.995: nearly the init)
+    ddpm::TrainLog la, lb;
+    la.read_csv(dir + "/a/loss.csv", 3);
+    lb.read_csv(dir + "/b/loss.csv", 3);
+    REQUIRE(la.rows.size() == 3);
+    REQUIRE(lb.rows.size() == 3);
+    CHECK(la.rows[0].loss < lb.rows[0].loss);  // same weights, x_t and t at step 1; every loss weight at most 1, most below
+    double ema_gap_a = 0, ema_gap_b = 0;
+    for (size_t i = 0; i < a.model.size(); i++) {
+        ema_gap_a = std::max(ema_gap_a, max_abs_diff(a.model[i].value, a.ema[i].value));
+        ema_gap_b = std::max(ema_gap_b, max_abs_diff(b.model[i].value, b.ema[i].value));
+    }
+    CHECK(ema_gap_a < 0.5 * ema_gap_b);
+    // inspect computes the loss the run trained with
+    REQUIRE(run(bin + "/inspect --data " + dir + "/data --checkpoint " + dir + "/a/checkpoint.safetensors --batch 2 --no-table", &out) == 0);
+    CHECK(out.find("(weighted min-snr:0.05)") != std::string::npos);
+    REQUIRE(run(bin + "/inspect --data " + dir + "/data --checkpoint " + dir + "/b/checkpoint.safetensors --batch 2 --no-table", &out) == 0);
+    CHECK(out.find("(uniform over t)") != std::string::npos);
+    // eval takes the sampler's eta and clipping
+    REQUIRE(run(bin + "/eval --data " + dir + "/data --checkpoint " + dir + "/a/checkpoint.safetensors --n 8 --ddim-steps 2 --eta 1 "
+                "--no-clip --bpd-n 0", &out) == 0);
+    CHECK(out.find("DDIM 2, eta 1, x_0 not clipped") != std::string::npos);
+    std::system(("rm -rf " + dir).c_str());
+}
+
+// The cells of the table row that starts with "| name |".
+static std::vector<std::string> table_row(const std::string& table, const std::string& name) {
+    size_t at = table.find("\n| " + name + " |");
+    if (at == std::string::npos) return {};
+    std::string line = table.substr(at + 1, table.find('\n', at + 1) - at - 1);
+    std::vector<std::string> cells;
+    for (size_t p = 1, q; (q = line.find('|', p)) != std::string::npos; p = q + 1) cells.push_back(line.substr(p + 1, q - p - 2));
+    return cells;
+}
+
+TEST_CASE("make sweep's script: each line trains and scores one run into one table, @name scores a run again, a restart skips what is done") {
+    std::string dir = temp_dir("sweep"), out;
+    ddpm::write_synthetic_idx(dir + "/data", 24, 3);
+    write_file_atomic(dir + "/sweep.txt",
+                      "# a run, and the same run scored with another sampler\n"
+                      "tiny | --ch 8 --batch 4 --samples 4 --ddim-steps 2 --steps 3 --threads 2 |\n"
+                      "\n"
+                      "tiny-eta1 | @tiny | --eta 1 --ddim-steps 3\n");
+    const std::string sweep = "BUILD=" + build_dir() + " sh ddpm/sweep.sh " + dir + "/sweep.txt " + dir + "/out 1 8 2 " + dir + "/data";
+    REQUIRE(run(sweep, &out) == 0);
+    INFO(out);
+    const std::string table = read_file(dir + "/out/table.md");
+    INFO(table);
+    std::vector<std::string> a = table_row(table, "tiny"), b = table_row(table, "tiny-eta1");
+    REQUIRE(a.size() == 9);  // run, train flags, eval flags, steps, images/s, FID, precision, recall, floor FID
+    REQUIRE(b.size() == 9);
+    CHECK(a[1] == "`--ch 8 --batch 4 --samples 4 --ddim-steps 2 --steps 3 --threads 2`");
+    CHECK(a[2] == "-");
+    CHECK(b[1] == "`@tiny`");
+    CHECK(b[2] == "`--eta 1 --ddim-steps 3`");
+    CHECK(a[3] == "3");  // the steps the run reached
+    CHECK(b[3] == "3");
+    for (const auto* row : {&a, &b})
+        for (int k : {4, 5, 6, 7, 8}) CHECK_MESSAGE(std::strtod((*row)[size_t(k)].c_str(), nullptr) > 0, (*row)[size_t(k)]);
+    CHECK(a[5] != b[5]);  // another sampler, other samples, another FID
+    CHECK(a[8] == b[8]);  // the same floor
+    // started again: nothing is trained or scored twice
+    REQUIRE(run(sweep, &out) == 0);
+    CHECK(out.find("tiny is in " + dir + "/out/table.md already; skipped") != std::string::npos);
+    CHECK(read_file(dir + "/out/table.md") == table);
+    // a line that scores a run no line made
+    write_file_atomic(dir + "/bad.txt", "x | @nowhere |\n");
+    CHECK(run("BUILD=" + build_dir() + " sh ddpm/sweep.sh " + dir + "/bad.txt " + dir + "/out 1 8 2 " + dir + "/data", &out) != 0);
+    CHECK(out.find("sweep: x scores " + dir + "/out/nowhere, which has no checkpoint") != std::string::npos);
     std::system(("rm -rf " + dir).c_str());
 }
 

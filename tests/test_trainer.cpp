@@ -181,6 +181,17 @@ TEST_CASE("TrainState::load: metadata that do not parse, or are out of range, ar
         TrainState fresh(cfg, old_run_data());
         CHECK_THROWS_WITH(fresh.load(dir + "/bad.safetensors"), doctest::Contains(c.message.c_str()));
     }
+    // the loss weighting, which load_model reads for inspect (a checkpoint without the key: uniform)
+    CHECK(load_model(dir + "/good.safetensors", Weights::Trained).loss_weights.empty());
+    for (const char* bad : {"min-snr", "min-snr:0", "min-snr:5x", "max-snr:5", "Uniform"}) {
+        INFO(bad);
+        with_metadata(dir + "/good.safetensors", dir + "/bad.safetensors", "loss_weight", bad);
+        CHECK_THROWS_WITH(load_model(dir + "/bad.safetensors", Weights::Trained),
+                          doctest::Contains(cat("bad.safetensors: metadata 'loss_weight' is '", bad, "', expected 'uniform' or 'min-snr:GAMMA'").c_str()));
+    }
+    with_metadata(dir + "/good.safetensors", dir + "/bad.safetensors", "loss_weight", "min-snr:2.5");
+    DiffusionModel weighted = load_model(dir + "/bad.safetensors", Weights::Trained);
+    CHECK(weighted.loss_weights == loss_weights(weighted.schedule, LossWeight::MinSnr, 2.5));
     // a missing key, too
     Safetensors no_cursor = Safetensors::load(dir + "/good.safetensors");
     no_cursor.metadata.erase("data_cursor");
