@@ -174,7 +174,7 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
 
 TEST_CASE("the recipe's flags reach the run: ResBlocks per level, min-SNR weighting, the power-function EMA") {
     std::string bin = build_dir(), dir = temp_dir("recipe"), out;
-    ddpm::write_synthetic_idx(dir + "/data", 8, 3);
+    ddpm::write_synthetic_idx(dir + "/data", 80, 3);  // the judge needs 64 or more
     std::string train = tiny_train(dir) + " --threads 2 --steps 3 --every 3";
     REQUIRE(run(train + " --res-blocks 1 --loss-weight min-snr --snr-gamma 0.05 --ema-gamma 7 --out " + dir + "/a", &out) == 0);
     REQUIRE(run(train + " --res-blocks 1 --out " + dir + "/b", &out) == 0);
@@ -206,7 +206,7 @@ TEST_CASE("the recipe's flags reach the run: ResBlocks per level, min-SNR weight
     REQUIRE(run(bin + "/inspect --data " + dir + "/data --checkpoint " + dir + "/b/checkpoint.safetensors --batch 2 --no-table", &out) == 0);
     CHECK(out.find("(uniform over t)") != std::string::npos);
     // eval takes the sampler's eta and clipping
-    REQUIRE(run(bin + "/eval --data " + dir + "/data --checkpoint " + dir + "/a/checkpoint.safetensors --n 8 --ddim-steps 2 --eta 1 "
+    REQUIRE(run(bin + "/eval --data " + dir + "/data --checkpoint " + dir + "/a/checkpoint.safetensors --n 4 --ddim-steps 2 --eta 1 "
                 "--no-clip --bpd-n 0", &out) == 0);
     CHECK(out.find("DDIM 2, eta 1, x_0 not clipped") != std::string::npos);
     std::system(("rm -rf " + dir).c_str());
@@ -224,13 +224,13 @@ static std::vector<std::string> table_row(const std::string& table, const std::s
 
 TEST_CASE("make sweep's script: each line trains and scores one run into one table, @name scores a run again, a restart skips what is done") {
     std::string dir = temp_dir("sweep"), out;
-    ddpm::write_synthetic_idx(dir + "/data", 24, 3);
+    ddpm::write_synthetic_idx(dir + "/data", 80, 3);  // the judge needs 64 or more
     write_file_atomic(dir + "/sweep.txt",
                       "# a run, and the same run scored with another sampler\n"
                       "tiny | --ch 8 --batch 4 --samples 4 --ddim-steps 2 --steps 3 --threads 2 |\n"
                       "\n"
                       "tiny-eta1 | @tiny | --eta 1 --ddim-steps 3\n");
-    const std::string sweep = "BUILD=" + build_dir() + " sh ddpm/sweep.sh " + dir + "/sweep.txt " + dir + "/out 1 8 2 " + dir + "/data";
+    const std::string sweep = "BUILD=" + build_dir() + " sh ddpm/sweep.sh " + dir + "/sweep.txt " + dir + "/out 1 4 2 " + dir + "/data";
     REQUIRE(run(sweep, &out) == 0);
     INFO(out);
     const std::string table = read_file(dir + "/out/table.md");
@@ -245,7 +245,11 @@ TEST_CASE("make sweep's script: each line trains and scores one run into one tab
     CHECK(a[3] == "3");  // the steps the run reached
     CHECK(b[3] == "3");
     for (const auto* row : {&a, &b})
-        for (int k : {4, 5, 6, 7, 8}) CHECK_MESSAGE(std::strtod((*row)[size_t(k)].c_str(), nullptr) > 0, (*row)[size_t(k)]);
+        for (int k : {4, 5, 6, 7, 8}) {  // images/s, FID, precision, recall, floor FID: numbers, the FIDs positive
+            char* end = nullptr;
+            double v = std::strtod((*row)[size_t(k)].c_str(), &end);
+            CHECK_MESSAGE((*end == '\0' && v >= 0 && (k == 6 || k == 7 || v > 0)), (*row)[size_t(k)]);
+        }
     CHECK(a[5] != b[5]);  // another sampler, other samples, another FID
     CHECK(a[8] == b[8]);  // the same floor
     // started again: nothing is trained or scored twice
@@ -254,7 +258,7 @@ TEST_CASE("make sweep's script: each line trains and scores one run into one tab
     CHECK(read_file(dir + "/out/table.md") == table);
     // a line that scores a run no line made
     write_file_atomic(dir + "/bad.txt", "x | @nowhere |\n");
-    CHECK(run("BUILD=" + build_dir() + " sh ddpm/sweep.sh " + dir + "/bad.txt " + dir + "/out 1 8 2 " + dir + "/data", &out) != 0);
+    CHECK(run("BUILD=" + build_dir() + " sh ddpm/sweep.sh " + dir + "/bad.txt " + dir + "/out 1 4 2 " + dir + "/data", &out) != 0);
     CHECK(out.find("sweep: x scores " + dir + "/out/nowhere, which has no checkpoint") != std::string::npos);
     std::system(("rm -rf " + dir).c_str());
 }
