@@ -180,7 +180,7 @@ void TrainState::save(const std::string& path) const {
     ck.metadata["steps"] = std::to_string(config.steps);
     ck.metadata["schedule"] = schedule_name(config.schedule);
     ck.metadata["T"] = std::to_string(config.T);
-    ck.metadata["loss_weight"] = config.loss_weight == LossWeight::Uniform ? "uniform" : cat("min-snr:", config.snr_gamma);
+    if (config.loss_weight != LossWeight::Uniform) ck.metadata["loss_weight"] = cat("min-snr:", config.snr_gamma);  // absent: uniform
     nn::save_checkpoint(path, ck);
 }
 

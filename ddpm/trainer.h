@@ -15,7 +15,7 @@
 //   model        UNetConfig::str()                        schedule  "linear" or "cosine"
 //   T            diffusion steps, an integer >= 2         steps     the count the run is sized to, 0: not yet
 //   data_cursor  "epoch pos perm_seed perm_offset"        train     the whole TrainConfig, for people
-//   loss_weight  "uniform" or "min-snr:GAMMA" (absent in older checkpoints: uniform)
+//   loss_weight  "min-snr:GAMMA" when the loss is weighted (absent: uniform; "uniform" is also read)
 // B batch, T diffusion steps, H, W image size.
 #pragma once
 #include <cstdint>
