@@ -4,9 +4,17 @@
 //   bench --conv       conv2d forward and forward+backward GFLOP/s per U-Net shape (batch 64)
 //   bench --gemm       SGEMM GFLOP/s on square and U-Net-like sizes
 //   bench --kernels    GroupNorm, SiLU, upsampling, softmax: time and GB/s (bytes moved once)
+//   bench --train      the whole training step of make train (data loading excluded): images/s
+//                      (median of --reps steps), the no-grad forward's images/s at the same batch
+//                      (what sampling costs), peak RSS, and where the step's time goes op by op
+//                      (autograd/profile.h), with the step's GFLOP/s as a fraction of the peak.
+//                      --ch and --res-blocks choose the U-Net (default: the reference's, which
+//                      shared/reference/ref_unet.py --bench times in PyTorch)
 //   --json             one JSON object per line instead of the table: first {"op": "peak", ...}, then
 //                      per conv shape op, B, Cin, Cout, H, W, k, stride, fwd_gflops, fwdbwd_gflops
-//                      (and bwd_data_gflops, bwd_weight_gflops, peak_gflops)
+//                      (and bwd_data_gflops, bwd_weight_gflops, peak_gflops); --train: one
+//                      {"op": "train_step", images_per_s, forward_images_per_s, peak_rss_mb, ...}
+//                      and one {"op": "step_op", name, ...} per row of its table
 //   --simd LEVEL       avx512, avx2 or portable (default: the best this CPU has)
 //   --batch B, --reps N, --threads T
 //   --cpu-time         CPU seconds per thread instead of wall-clock (tuning on a busy machine)
@@ -19,6 +27,7 @@
 #include <immintrin.h>
 #endif
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -30,6 +39,8 @@
 #include <vector>
 
 #include "apps/cli.h"
+#include "autograd/profile.h"
+#include "ddpm/trainer.h"
 #include "tensor/conv.h"
 #include "tensor/cpu.h"
 #include "tensor/gemm.h"
@@ -41,8 +52,10 @@ using namespace dl;
 namespace {
 
 struct Options {
-    bool conv = false, gemm = false, kernels = false, json = false;
+    bool conv = false, gemm = false, kernels = false, train = false, json = false;
     int batch = 64, reps = 10;
+    int64_t ch = 32, res_blocks = 2;  // --train's U-Net
+    double dropout = 0;
 };
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -281,6 +294,107 @@ void bench_kernels(const Options& o) {
     }
 }
 
+
+// ---- the whole training step -------------------------------------------------------------------
+// make train's step on random 28x28 images (their content does not change the time): zero_grad,
+// training_loss (q_sample, the U-Net, the MSE), backward, and TrainState::update (clipping, Adam,
+// the EMA). The batch, t and eps are drawn before the clock starts. Timed steps run under an
+// OpProfile; its overhead is a clock read per op (a few hundred per step).
+void bench_train(const Options& o, double peak) {
+    ddpm::IdxImages images;
+    images.n = 512, images.rows = 28, images.cols = 28;
+    images.pixels.resize(size_t(images.n * 28 * 28));
+    uint32_t s = 12345;
+    for (uint8_t& p : images.pixels) p = uint8_t((s = s * 1664525u + 1013904223u) >> 24);
+    ddpm::TrainConfig cfg;
+    cfg.batch = o.batch;
+    cfg.steps = 1000;  // the learning-rate schedule's length; the rate does not change the time
+    cfg.model.ch = o.ch;
+    cfg.model.num_res_blocks = o.res_blocks;
+    cfg.model.dropout = o.dropout;
+    ddpm::TrainState st(cfg, ddpm::Dataset(std::move(images)));
+    st.model.train();
+    const ddpm::EpsModel model = ddpm::eps_model(st.model);
+
+    OpTime optimizer, zero;  // the parts of the step that are not ops
+    auto step = [&](OpProfile* prof) {
+        Tensor x0 = st.data.next_batch(o.batch, st.data_gen);  // (B, 1, 28, 28)
+        std::vector<int64_t> t = randint(o.batch, cfg.T, st.noise_gen);
+        Tensor eps = randn(x0.shape(), st.noise_gen);
+        const double t0 = now();
+        st.model.zero_grad();
+        const double t1 = now();
+        if (prof) prof->mark();
+        ddpm::training_loss(st.schedule, model, x0, t, eps, &st.dropout_gen).backward();
+        const double t2 = now();
+        st.update(cfg.lr.at(st.step + 1, cfg.steps));
+        const double t3 = now();
+        if (prof) prof->add("zero_grad", t1 - t0), prof->add("clip + Adam + EMA (TrainState::update)", t3 - t2);
+        return t3 - t0;
+    };
+    for (int i = 0; i < 3; i++) step(nullptr);  // warm-up: the allocator's cache fills
+    std::vector<double> times;
+    OpProfile prof;
+    for (int i = 0; i < o.reps; i++) times.push_back(step(&prof));
+    double total = 0;
+    for (double t : times) total += t;
+    const double mean = total / double(times.size());
+    std::sort(times.begin(), times.end());
+    const double median = times[times.size() / 2];
+
+    // The no-grad forward at the same batch, on x_t at random t (what each sampling step costs).
+    double fwd;
+    {
+        NoGradGuard ng;
+        st.model.eval();
+        Variable xt(randn({o.batch, 1, 28, 28}, st.noise_gen));
+        std::vector<int64_t> t = randint(o.batch, cfg.T, st.noise_gen);
+        fwd = median_time([&] { model(xt, t, nullptr); }, o.reps);
+    }
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    const double rss_mb = double(ru.ru_maxrss) / 1024.0;  // Linux: kilobytes
+
+    struct Row { std::string name; OpTime t; };
+    std::vector<Row> rows;
+    double flops = 0, accounted = 0;
+    for (const auto& [name, t] : prof.table()) {
+        rows.push_back({name, t});
+        flops += t.flops;
+        accounted += t.seconds;
+    }
+    rows.push_back({"other (graph walk, frees, glue)", OpTime{o.reps, std::max(0.0, total - accounted), 0, 0}});
+    std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.t.seconds > b.t.seconds; });
+    const double n = double(o.reps), step_gflops = flops / total / 1e9;
+    const std::string net = st.config.model.str();
+    if (o.json) {
+        std::printf("{\"op\": \"train_step\", \"model\": \"%s\", \"B\": %d, \"images_per_s\": %.2f, \"step_ms_median\": %.2f, "
+                    "\"forward_images_per_s\": %.2f, \"peak_rss_mb\": %.1f, \"gflop_per_image\": %.4f, \"step_gflops\": %.1f, "
+                    "\"peak_gflops\": %.1f, \"peak_fraction\": %.4f}\n",
+                    net.c_str(), o.batch, o.batch / median, 1e3 * median, o.batch / fwd, rss_mb, flops / n / o.batch / 1e9,
+                    step_gflops, peak, step_gflops / peak);
+        for (const Row& r : rows)
+            std::printf("{\"op\": \"step_op\", \"name\": \"%s\", \"calls_per_step\": %.1f, \"ms_per_step\": %.3f, \"fraction\": %.4f, "
+                        "\"gflops\": %.2f, \"gbytes_per_s\": %.2f}\n",
+                        r.name.c_str(), double(r.t.calls) / n, 1e3 * r.t.seconds / n, r.t.seconds / total,
+                        r.t.seconds > 0 ? r.t.flops / r.t.seconds / 1e9 : 0.0, r.t.seconds > 0 ? r.t.bytes / r.t.seconds / 1e9 : 0.0);
+        return;
+    }
+    std::printf("training step, batch %d, U-Net %lld parameters (%s)\n", o.batch, (long long)st.model.num_parameters(), net.c_str());
+    std::printf("  %.1f images/s (median of %d steps: %.1f ms), %.3f GFLOP per image, %.1f GFLOP/s = %.0f%% of the FMA peak\n",
+                o.batch / median, o.reps, 1e3 * median, flops / n / o.batch / 1e9, step_gflops, 100 * step_gflops / peak);
+    std::printf("  no-grad forward: %.1f images/s; peak RSS %.0f MB\n\n", o.batch / fwd, rss_mb);
+    std::printf("%-40s %6s %10s %7s %10s %9s\n", "op (of the mean step)", "calls", "ms/step", "step", "GFLOP/s", "GB/s");
+    for (const Row& r : rows) {
+        const double sec = r.t.seconds;
+        std::printf("%-40s %6.0f %10.2f %6.1f%% ", r.name.c_str(), double(r.t.calls) / n, 1e3 * sec / n, 100 * sec / total);
+        if (r.t.flops > 0) std::printf("%10.1f %9s\n", r.t.flops / sec / 1e9, "");
+        else if (r.t.bytes > 0) std::printf("%10s %9.1f\n", "", r.t.bytes / sec / 1e9);
+        else std::printf("\n");
+    }
+    std::printf("%-40s %6s %10.2f %6.1f%%\n", "step (mean)", "", 1e3 * mean, 100.0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -290,20 +404,27 @@ int main(int argc, char** argv) {
         o.conv = args.flag("--conv", "conv2d per U-Net shape: forward, backward-data, backward-weight, forward+backward (3x the forward FLOPs), % of peak (the default)");
         o.gemm = args.flag("--gemm", "SGEMM GFLOP/s, square and U-Net-like sizes");
         o.kernels = args.flag("--kernels", "GroupNorm, SiLU, upsampling, softmax: time and GB/s");
+        o.train = args.flag("--train", "the whole training step (data loading excluded): images/s, no-grad forward images/s, peak RSS, and the time per op");
         o.json = args.flag("--json", "one JSON object per line (op, B, Cin, Cout, H, W, k, stride, fwd_gflops, fwdbwd_gflops, ...)");
         std::string simd = args.str("--simd", "", "force an instruction set: avx512, avx2 or portable ('': the best this CPU has)");
         int64_t batch = args.integer("--batch", 64, "batch size");
         int64_t reps = args.integer("--reps", 10, "timed runs per figure, after warm-up (their median is reported)");
         int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
+        o.ch = args.integer("--ch", 32, "--train: U-Net base channels");
+        o.res_blocks = args.integer("--res-blocks", 2, "--train: ResBlocks per resolution");
+        o.dropout = args.real("--dropout", 0.0, "--train: dropout in the ResBlocks (make train's 0; the reference's 0.1)");
         g_cpu_time = args.flag("--cpu-time", "CPU seconds per thread instead of wall clock (tuning on a busy machine)");
         args.done();
         if (batch < 1 || reps < 1 || batch > 4096 || reps > 100000) fail("bench: --batch and --reps must be positive, got ", batch, " and ", reps);
+        if (o.ch < 8 || o.ch % 8 != 0 || o.ch > 256 || o.res_blocks < 1 || o.res_blocks > 4)
+            fail("bench: --ch must be a multiple of 8 in [8, 256] and --res-blocks in [1, 4], got ", o.ch, " and ", o.res_blocks);
+        if (!(o.dropout >= 0 && o.dropout < 1)) fail("bench: --dropout must be in [0, 1), got ", o.dropout);
         o.batch = int(batch), o.reps = int(reps);
         if (simd == "avx512") set_simd_level(SimdLevel::AVX512);
         else if (simd == "avx2") set_simd_level(SimdLevel::AVX2);
         else if (simd == "portable") set_simd_level(SimdLevel::PORTABLE);
         else if (!simd.empty()) fail("bench: --simd expects avx512, avx2 or portable, got '", simd, "'");
-        if (!o.conv && !o.gemm && !o.kernels) o.conv = true;
+        if (!o.conv && !o.gemm && !o.kernels && !o.train) o.conv = true;
         cli::set_threads("bench", threads);
         set_flush_denormals();
         const double peak = measure_peak(simd_detected());
@@ -316,6 +437,7 @@ int main(int argc, char** argv) {
         if (o.conv) bench_conv(o, peak);
         if (o.gemm) bench_gemm(o, peak);
         if (o.kernels) bench_kernels(o);
+        if (o.train) bench_train(o, peak);
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", e.what());

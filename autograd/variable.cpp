@@ -5,6 +5,7 @@
 #include <cmath>
 #include <unordered_set>
 
+#include "autograd/profile.h"
 #include "tensor/ops.h"
 
 namespace dl {
@@ -124,6 +125,7 @@ Variable make_result(const char* op, Tensor value, std::vector<Variable> inputs,
     impl->op = op;
     std::string scope = current_scope();
     impl->name = scope.empty() ? op : scope + "." + op;
+    if (OpProfile* prof = active_op_profile()) prof->forward_done(op, out.value(), inputs);
     if (g_anomaly && !all_finite(out.value())) check_finite(out.value(), cat("forward of ", describe(out), ": the output"), nonfinite_input(inputs));
     bool needs = false;
     if (g_grad_enabled)
@@ -179,7 +181,10 @@ void Variable::backward(const Tensor& seed, bool keep_graph) {
         if (!v->grad.defined()) continue;  // no path from the output reaches it
         for (const Hook& h : v->hooks) h(*it, v->grad);
         if (v->backward) {
+            OpProfile* prof = active_op_profile();
+            const double t0 = prof ? OpProfile::clock() : 0;
             v->backward(v->grad);
+            if (prof) prof->backward_done(*v, OpProfile::clock() - t0);
             if (g_anomaly)
                 for (size_t k = 0; k < v->inputs.size(); k++)
                     if (v->inputs[k].requires_grad() && v->inputs[k].grad().defined())

@@ -3,10 +3,12 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <map>
 #include <string>
 
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
+#include "autograd/profile.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
 
@@ -89,6 +91,44 @@ TEST_CASE("intermediate gradients are freed unless retained; hooks see every gra
     z.backward();
     set_retain_all_grads(false);
     CHECK(y.grad().defined());
+}
+
+TEST_CASE("an OpProfile times and counts each op's forward and backward, with its FLOPs or bytes") {
+    // x (2, 3, 5, 5) -> conv 3x3 pad 1 to 4 channels -> reshape (2, 100) -> matmul with m (100, 7)
+    Variable x(rnd({2, 3, 5, 5}, 1), false), w(rnd({4, 3, 3, 3}, 2), true), m(rnd({100, 7}, 3), true);
+    const double t0 = OpProfile::clock();
+    double wall;
+    std::map<std::string, OpTime> table;
+    {
+        OpProfile prof;
+        CHECK(active_op_profile() == &prof);
+        Variable y = matmul(reshape(conv2d(x, w, Variable()), {2, 100}), m);
+        sum(y).backward();
+        wall = OpProfile::clock() - t0;
+        table = prof.table();
+    }
+    CHECK(active_op_profile() == nullptr);
+    for (const char* k : {"conv2d forward", "conv2d backward", "reshape forward", "reshape backward", "matmul forward", "matmul backward",
+                          "sum forward", "sum backward"}) {
+        INFO(k);
+        REQUIRE(table.count(k) == 1);
+        CHECK(table[k].calls == 1);
+        CHECK(table[k].seconds >= 0);
+    }
+    double seconds = 0;
+    for (const auto& [k, t] : table) seconds += t.seconds;
+    CHECK(seconds <= wall);
+    // conv: 2 * (2*4*5*5 outputs) * (3*3*3 multiply-adds each) = 10800; its backward to the weight
+    // only (x needs no gradient) as much again. matmul: 2 * (2*7) * 100 = 2800, backward to both
+    // inputs (the reshape passes the conv's gradient on) twice that.
+    CHECK(table["conv2d forward"].flops == 10800);
+    CHECK(table["conv2d backward"].flops == 10800);
+    CHECK(table["matmul forward"].flops == 2800);
+    CHECK(table["matmul backward"].flops == 5600);
+    // sum reads 14 doubles and writes one; a reshape moves nothing.
+    CHECK(table["sum forward"].bytes == 15 * 8);
+    CHECK(table["sum forward"].flops == 0);
+    CHECK(table["reshape forward"].bytes == 0);
 }
 
 TEST_CASE("no-grad scope records nothing") {

@@ -177,10 +177,16 @@ TEST_CASE("the recipe's flags reach the run: ResBlocks per level, min-SNR weight
     ddpm::write_synthetic_idx(dir + "/data", 80, 3);  // the judge needs 64 or more
     std::string train = tiny_train(dir) + " --threads 2 --steps 3 --every 3";
     REQUIRE(run(train + " --res-blocks 1 --loss-weight min-snr --snr-gamma 0.05 --ema-gamma 7 --out " + dir + "/a", &out) == 0);
-    REQUIRE(run(train + " --res-blocks 1 --out " + dir + "/b", &out) == 0);
+    REQUIRE(run(train + " --res-blocks 1 --ema 0.995 --out " + dir + "/b", &out) == 0);  // --ema alone: the fixed decay
+    REQUIRE(run(train + " --out " + dir + "/c", &out) == 0);                             // the defaults: the measured recipe
     nn::Checkpoint a = nn::load_checkpoint(dir + "/a/checkpoint.safetensors"), b = nn::load_checkpoint(dir + "/b/checkpoint.safetensors");
+    nn::Checkpoint c = nn::load_checkpoint(dir + "/c/checkpoint.safetensors");
     CHECK(nn::UNetConfig::parse(a.meta("model")).num_res_blocks == 1);
     CHECK(a.meta("train").find(" ema=power:7 ") != std::string::npos);
+    CHECK(b.meta("train").find(" ema=0.995 ") != std::string::npos);
+    CHECK(c.meta("train").find(" ema=power:6.94 ") != std::string::npos);
+    CHECK(c.meta("train").find(" lr=0.002 ") != std::string::npos);
+    CHECK(nn::UNetConfig::parse(c.meta("model")).num_res_blocks == 1);
     CHECK(a.meta("train").find(" loss_weight=min-snr:0.05") != std::string::npos);
     CHECK(b.meta("train").find("loss_weight") == std::string::npos);  // uniform: Algorithm 1, not mentioned
     nn::UNetConfig two = nn::UNetConfig::parse(a.meta("model"));

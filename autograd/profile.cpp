@@ -1,0 +1,70 @@
+#include "autograd/profile.h"
+
+#include <cstring>
+
+namespace dl {
+
+namespace {
+OpProfile* g_profile = nullptr;
+
+// The FLOPs of one forward of op (see profile.h), 0 for the ops counted in bytes.
+double forward_flops(const char* op, const Tensor& out, const std::vector<Variable>& inputs) {
+    if (inputs.size() < 2 || !inputs[0].defined() || !inputs[1].defined()) return 0;
+    const double n_out = double(out.numel());
+    if (std::strcmp(op, "conv2d") == 0) {  // weight (Cout, Cin, KH, KW): Cin KH KW multiply-adds per output
+        const Shape& w = inputs[1].shape();
+        return 2 * n_out * double(w[1] * w[2] * w[3]);
+    }
+    if (std::strcmp(op, "linear") == 0)  // weight (out, in)
+        return 2 * n_out * double(inputs[1].shape()[1]);
+    if (std::strcmp(op, "matmul") == 0 || std::strcmp(op, "bmm") == 0) {
+        // out (..., M, N) from a (..., M, K): K = numel(a) / (numel(out) / N)
+        const double rows = n_out / double(out.shape().back());
+        return 2 * n_out * (double(inputs[0].numel()) / rows);
+    }
+    return 0;
+}
+
+bool needs_grad(const Variable& v) { return v.defined() && v.requires_grad(); }
+}  // namespace
+
+OpProfile* active_op_profile() { return g_profile; }
+
+OpProfile::OpProfile() : last_(clock()), prev_(g_profile) { g_profile = this; }
+OpProfile::~OpProfile() { g_profile = prev_; }
+
+void OpProfile::add(const std::string& key, double seconds, double flops, double bytes) {
+    OpTime& t = table_[key];
+    t.calls++;
+    t.seconds += seconds;
+    t.flops += flops;
+    t.bytes += bytes;
+}
+
+void OpProfile::forward_done(const char* op, const Tensor& out, const std::vector<Variable>& inputs) {
+    const double now = clock();
+    double flops = forward_flops(op, out, inputs), bytes = 0;
+    if (flops == 0 && std::strcmp(op, "reshape") != 0) {  // a reshape is a view: nothing moves
+        bytes = double(out.nbytes());
+        for (const Variable& in : inputs)
+            if (in.defined()) bytes += double(in.value().nbytes());
+    }
+    add(std::string(op) + " forward", now - last_, flops, bytes);
+    last_ = clock();
+}
+
+void OpProfile::backward_done(const VarImpl& node, double seconds) {
+    const std::vector<Variable>& in = node.inputs;
+    double flops = 0, bytes = 0;
+    const double f = forward_flops(node.op, node.value, in);
+    if (f > 0) {
+        for (size_t k = 0; k < 2 && k < in.size(); k++) flops += needs_grad(in[k]) ? f : 0;
+    } else if (std::strcmp(node.op, "reshape") != 0) {
+        bytes = double(node.value.nbytes());
+        for (const Variable& v : in)
+            if (needs_grad(v)) bytes += 2 * double(v.value().nbytes());
+    }
+    add(std::string(node.op) + " backward", seconds, flops, bytes);
+}
+
+}  // namespace dl
