@@ -4,7 +4,7 @@
 //   bench --conv       conv2d forward and forward+backward GFLOP/s per U-Net shape (batch 64)
 //   bench --gemm       SGEMM GFLOP/s on square and U-Net-like sizes
 //   bench --kernels    GroupNorm, SiLU, upsampling, softmax: time and GB/s (bytes moved once)
-//   bench --train      the whole training step of make train (data loading excluded): images/s
+//   bench --train      the whole training step (data loading excluded): images/s
 //                      (median of --reps steps), the no-grad forward's images/s at the same batch
 //                      (what sampling costs), peak RSS, and where the step's time goes op by op
 //                      (autograd/profile.h), with the step's GFLOP/s as a fraction of the peak.
@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -296,7 +297,8 @@ void bench_kernels(const Options& o) {
 
 
 // ---- the whole training step -------------------------------------------------------------------
-// make train's step on random 28x28 images (their content does not change the time): zero_grad,
+// make train's step (on the reference U-Net unless --ch / --res-blocks say otherwise) on random
+// 28x28 images (their content does not change the time): zero_grad,
 // training_loss (q_sample, the U-Net, the MSE), backward, and TrainState::update (clipping, Adam,
 // the EMA). The batch, t and eps are drawn before the clock starts. Timed steps run under an
 // OpProfile; its overhead is a clock read per op (a few hundred per step).
@@ -334,8 +336,12 @@ void bench_train(const Options& o, double peak) {
     };
     for (int i = 0; i < 3; i++) step(nullptr);  // warm-up: the allocator's cache fills
     std::vector<double> times;
-    OpProfile prof;
-    for (int i = 0; i < o.reps; i++) times.push_back(step(&prof));
+    std::map<std::string, OpTime> table;
+    {
+        OpProfile prof;
+        for (int i = 0; i < o.reps; i++) times.push_back(step(&prof));
+        table = prof.table();
+    }
     double total = 0;
     for (double t : times) total += t;
     const double mean = total / double(times.size());
@@ -358,7 +364,7 @@ void bench_train(const Options& o, double peak) {
     struct Row { std::string name; OpTime t; };
     std::vector<Row> rows;
     double flops = 0, accounted = 0;
-    for (const auto& [name, t] : prof.table()) {
+    for (const auto& [name, t] : table) {
         rows.push_back({name, t});
         flops += t.flops;
         accounted += t.seconds;

@@ -5,12 +5,13 @@
 namespace dl {
 
 namespace {
-OpProfile* g_profile = nullptr;
+thread_local OpProfile* g_profile = nullptr;
 
 // The FLOPs of one forward of op (see profile.h), 0 for the ops counted in bytes.
 double forward_flops(const char* op, const Tensor& out, const std::vector<Variable>& inputs) {
     if (inputs.size() < 2 || !inputs[0].defined() || !inputs[1].defined()) return 0;
     const double n_out = double(out.numel());
+    if (n_out == 0) return 0;
     if (std::strcmp(op, "conv2d") == 0) {  // weight (Cout, Cin, KH, KW): Cin KH KW multiply-adds per output
         const Shape& w = inputs[1].shape();
         return 2 * n_out * double(w[1] * w[2] * w[3]);

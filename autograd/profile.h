@@ -13,7 +13,7 @@
 // reads the output's gradient and, for each input that needs one, reads the input and writes its
 // gradient. These are what a kernel must move at least, not what it moves.
 //
-// One profile at a time, on the thread that builds and runs the graph; not thread-safe.
+// A profile records the ops of the thread it was made on (the one that builds and runs the graph).
 #pragma once
 #include <chrono>
 #include <map>
@@ -58,7 +58,7 @@ private:
     OpProfile* prev_;
 };
 
-// The profile that is recording, or nullptr.
+// The profile recording on this thread, or nullptr.
 OpProfile* active_op_profile();
 
 }  // namespace dl
