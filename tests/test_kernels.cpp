@@ -187,6 +187,7 @@ TEST_CASE("conv2d: 3x3 and 1x1, stride 1 and 2, awkward channel counts and sizes
         {1, 17, 9, 11, 33, 3, 3, 2, 1},   // batch 1, stride 2 with odd input
         {3, 33, 6, 6, 5, 3, 3, 1, 1},     // 3 images on 2 threads
         {2, 16, 7, 30, 64, 3, 3, 1, 1},   // rows split into tiles, 4 output blocks per tile
+        {2, 8, 4, 2, 64, 3, 3, 1, 1},     // rows of 2: AVX2's one-pixel tiles of 4 output blocks
         {2, 32, 8, 8, 48, 3, 3, 2, 1},    // stride 2, even input, output blocks 48
         {1, 20, 5, 6, 9, 1, 1, 1, 0},     // 1x1
         {2, 64, 3, 4, 32, 1, 1, 1, 0},    // 1x1, U-Net-like channels
