@@ -56,6 +56,7 @@ struct Options {
     bool conv = false, gemm = false, kernels = false, train = false, json = false;
     int batch = 64, reps = 10;
     int64_t ch = 32, res_blocks = 2;  // --train's U-Net
+    bool conv_shapes = false;         // --train: a row per conv2d shape
     double dropout = 0;
 };
 
@@ -251,9 +252,9 @@ void bench_kernels(const Options& o) {
             std::printf("{\"op\": \"%s\", \"B\": %ld, \"us\": %.1f, \"gbps\": %.1f}\n", name.c_str(), long(B), sec * 1e6,
                         bytes / sec / 1e9);
         else
-            std::printf("%-40s %9.1f us %8.1f GB/s\n", name.c_str(), sec * 1e6, bytes / sec / 1e9);
+            std::printf("%-44s %9.1f us %8.1f GB/s\n", name.c_str(), sec * 1e6, bytes / sec / 1e9);
     };
-    if (!o.json) std::printf("%-40s %12s %13s\n", "kernel (float32)", "time", "traffic");
+    if (!o.json) std::printf("%-44s %12s %13s\n", "kernel (float32)", "time", "traffic");
     struct GN { int64_t C, HW; };
     for (GN g : {GN{32, 784}, GN{64, 196}, GN{64, 49}, GN{128, 196}}) {
         const int64_t n = B * g.C * g.HW, G = 8;
@@ -338,7 +339,7 @@ void bench_train(const Options& o, double peak) {
     std::vector<double> times;
     std::map<std::string, OpTime> table;
     {
-        OpProfile prof;
+        OpProfile prof(o.conv_shapes);
         for (int i = 0; i < o.reps; i++) times.push_back(step(&prof));
         table = prof.table();
     }
@@ -390,15 +391,15 @@ void bench_train(const Options& o, double peak) {
     std::printf("  %.1f images/s (median of %d steps: %.1f ms), %.3f GFLOP per image, %.1f GFLOP/s = %.0f%% of the FMA peak\n",
                 o.batch / median, o.reps, 1e3 * median, flops / n / o.batch / 1e9, step_gflops, 100 * step_gflops / peak);
     std::printf("  no-grad forward: %.1f images/s; peak RSS %.0f MB\n\n", o.batch / fwd, rss_mb);
-    std::printf("%-40s %6s %10s %7s %10s %9s\n", "op (of the mean step)", "calls", "ms/step", "step", "GFLOP/s", "GB/s");
+    std::printf("%-44s %6s %10s %7s %10s %9s\n", "op (of the mean step)", "calls", "ms/step", "step", "GFLOP/s", "GB/s");
     for (const Row& r : rows) {
         const double sec = r.t.seconds;
-        std::printf("%-40s %6.0f %10.2f %6.1f%% ", r.name.c_str(), double(r.t.calls) / n, 1e3 * sec / n, 100 * sec / total);
+        std::printf("%-44s %6.0f %10.2f %6.1f%% ", r.name.c_str(), double(r.t.calls) / n, 1e3 * sec / n, 100 * sec / total);
         if (r.t.flops > 0) std::printf("%10.1f %9s\n", r.t.flops / sec / 1e9, "");
         else if (r.t.bytes > 0) std::printf("%10s %9.1f\n", "", r.t.bytes / sec / 1e9);
         else std::printf("\n");
     }
-    std::printf("%-40s %6s %10.2f %6.1f%%\n", "step (mean)", "", 1e3 * mean, 100.0);
+    std::printf("%-44s %6s %10.2f %6.1f%%\n", "step (mean)", "", 1e3 * mean, 100.0);
 }
 
 }  // namespace
@@ -418,6 +419,7 @@ int main(int argc, char** argv) {
         int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
         o.ch = args.integer("--ch", 32, "--train: U-Net base channels");
         o.res_blocks = args.integer("--res-blocks", 2, "--train: ResBlocks per resolution");
+        o.conv_shapes = args.flag("--conv-shapes", "--train: a row for each conv2d shape (kernel, channels, resolution) instead of one for all");
         o.dropout = args.real("--dropout", 0.0, "--train: dropout in the ResBlocks (make train's 0; the reference's 0.1)");
         g_cpu_time = args.flag("--cpu-time", "CPU seconds per thread instead of wall clock (tuning on a busy machine)");
         args.done();

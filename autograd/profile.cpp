@@ -31,7 +31,15 @@ bool needs_grad(const Variable& v) { return v.defined() && v.requires_grad(); }
 
 OpProfile* active_op_profile() { return g_profile; }
 
-OpProfile::OpProfile() : last_(clock()), prev_(g_profile) { g_profile = this; }
+OpProfile::OpProfile(bool conv_shapes) : last_(clock()), prev_(g_profile), conv_shapes_(conv_shapes) { g_profile = this; }
+
+std::string OpProfile::key(const char* op, const Tensor& out, const std::vector<Variable>& inputs, const char* pass) const {
+    if (conv_shapes_ && std::strcmp(op, "conv2d") == 0 && inputs.size() >= 2 && out.ndim() == 4) {
+        const Shape &x = inputs[0].shape(), &w = inputs[1].shape(), &y = out.shape();  // (B, Cin, H, W), (Cout, Cin, KH, KW)
+        return cat(op, " ", w[2], "x", w[3], " ", x[1], "->", y[1], " ", x[2], "x", x[3], "->", y[2], "x", y[3], " ", pass);
+    }
+    return cat(op, " ", pass);
+}
 OpProfile::~OpProfile() { g_profile = prev_; }
 
 void OpProfile::add(const std::string& key, double seconds, double flops, double bytes) {
@@ -50,7 +58,7 @@ void OpProfile::forward_done(const char* op, const Tensor& out, const std::vecto
         for (const Variable& in : inputs)
             if (in.defined()) bytes += double(in.value().nbytes());
     }
-    add(std::string(op) + " forward", now - last_, flops, bytes);
+    add(key(op, out, inputs, "forward"), now - last_, flops, bytes);
     last_ = clock();
 }
 
@@ -65,7 +73,7 @@ void OpProfile::backward_done(const VarImpl& node, double seconds) {
         for (const Variable& v : in)
             if (needs_grad(v)) bytes += 2 * double(v.value().nbytes());
     }
-    add(std::string(node.op) + " backward", seconds, flops, bytes);
+    add(key(node.op, node.value, in, "backward"), seconds, flops, bytes);
 }
 
 }  // namespace dl

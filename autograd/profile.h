@@ -14,6 +14,8 @@
 // gradient. These are what a kernel must move at least, not what it moves.
 //
 // A profile records the ops of the thread it was made on (the one that builds and runs the graph).
+// With conv_shapes, each conv2d is keyed by its shape as well ("conv2d 3x3 32->64 28x28->14x14
+// forward"), to see which layers of a network are slow.
 #pragma once
 #include <chrono>
 #include <map>
@@ -33,7 +35,7 @@ struct OpTime {
 
 class OpProfile {
 public:
-    OpProfile();
+    explicit OpProfile(bool conv_shapes = false);
     ~OpProfile();
     OpProfile(const OpProfile&) = delete;
     OpProfile& operator=(const OpProfile&) = delete;
@@ -54,8 +56,11 @@ public:
 
 private:
     std::map<std::string, OpTime> table_;
+    std::string key(const char* op, const Tensor& out, const std::vector<Variable>& inputs, const char* pass) const;
+
     double last_;
     OpProfile* prev_;
+    bool conv_shapes_;
 };
 
 // The profile recording on this thread, or nullptr.

@@ -129,6 +129,17 @@ TEST_CASE("an OpProfile times and counts each op's forward and backward, with it
     CHECK(table["sum forward"].bytes == 15 * 8);
     CHECK(table["sum forward"].flops == 0);
     CHECK(table["reshape forward"].bytes == 0);
+
+    // conv_shapes: the conv's rows carry its kernel, channels and resolution; the other ops' do not
+    {
+        OpProfile prof(true);
+        sum(conv2d(x, w, Variable(), 2, 1)).backward();
+        table = prof.table();
+    }
+    CHECK(table.count("conv2d 3x3 3->4 5x5->3x3 forward") == 1);
+    CHECK(table.count("conv2d 3x3 3->4 5x5->3x3 backward") == 1);
+    CHECK(table.count("conv2d forward") == 0);
+    CHECK(table.count("sum forward") == 1);
 }
 
 TEST_CASE("no-grad scope records nothing") {
