@@ -425,7 +425,36 @@ void pointwise_tile(const Pointwise& a, const float* w, int64_t o0, int64_t p0) 
 #pragma GCC unroll 3
         for (int v = 0; v < NV; v++) acc[i][v] = vzero();
     const float* x = a.x + p0;
-    for (int64_t c = 0; c < a.K; c++, x += a.P, w += MR) {
+    bool done = false;
+#if defined(DL_SIMD_AVX2)
+    // As in direct_step: 3 channels x 2 vectors of accumulators fill 12 of the 16 ymm registers,
+    // too many to also hold 4 pixel halves and a broadcast; a full tile holds the MR broadcasts
+    // and streams the pixels one ymm at a time (the masked tail tile keeps the plain loop).
+    if constexpr (2 * MR * NV + 2 * NV + 1 > 16) {
+        if (n == 16 * NV) {
+            for (int64_t c = 0; c < a.K; c++, x += a.P, w += MR) {
+                __m256 wb[MR];
+#pragma GCC unroll 8
+                for (int i = 0; i < MR; i++) {
+                    wb[i] = _mm256_broadcast_ss(w + i);
+                    asm("" : "+x"(wb[i]));
+                }
+#pragma GCC unroll 6
+                for (int hv = 0; hv < 2 * NV; hv++) {  // half hv % 2 of vector hv / 2
+                    __m256 xh = _mm256_loadu_ps(x + 8 * hv);
+                    asm("" : "+x"(xh));
+#pragma GCC unroll 8
+                    for (int i = 0; i < MR; i++) {
+                        __m256& r = hv % 2 ? acc[i][hv / 2].hi : acc[i][hv / 2].lo;
+                        r = _mm256_fmadd_ps(wb[i], xh, r);
+                    }
+                }
+            }
+            done = true;
+        }
+    }
+#endif
+    for (int64_t c = 0; c < a.K && !done; c++, x += a.P, w += MR) {
         V16 xv[NV];
 #pragma GCC unroll 3
         for (int v = 0; v < NV; v++) xv[v] = vload_mask(x + 16 * v, mk[v]), vreg(xv[v]);
@@ -476,6 +505,42 @@ void pointwise_dw_tile(const PointwiseDw& a, int64_t i0, int64_t j0) {
     // one step: 16 pixels at p (the first n of them)
     auto step = [&](const float* ar, const float* br, int64_t p, int n) __attribute__((always_inline)) {
         const VMask mk = vmask_range(0, n);
+#if defined(DL_SIMD_AVX2)
+        // 16 ymm registers: 2 x 3 accumulators take 12; go through the low halves of every row, then
+        // the high ones, holding MA halves of a and one of b at a time (the sums are over lanes anyway)
+        if constexpr (2 * MA * MB + 2 * MA + 2 > 16) {
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const __m256i m = h ? mk.hi : mk.lo;
+                __m256 ah[MA];
+#pragma GCC unroll 4
+                for (int i = 0; i < MA; i++) {
+                    const float* s = ar + i * a.P + p + 8 * h;
+                    ah[i] = n == 16 ? _mm256_loadu_ps(s) : _mm256_maskload_ps(s, m);
+                    asm("" : "+x"(ah[i]));
+                }
+#pragma GCC unroll 6
+                for (int j = 0; j < NB; j++) {
+                    const float* s = br + j * a.P + p + 8 * h;
+                    __m256 bh = n == 16 ? _mm256_loadu_ps(s) : _mm256_maskload_ps(s, m);
+                    asm("" : "+x"(bh));
+#pragma GCC unroll 4
+                    for (int i = 0; i < MA; i++) {
+                        __m256& r = h ? acc[i][j].hi : acc[i][j].lo;
+                        r = _mm256_fmadd_ps(ah[i], bh, r);
+                    }
+                }
+                if constexpr (BIAS) {
+#pragma GCC unroll 4
+                    for (int i = 0; i < MA; i++) {
+                        __m256& r = h ? acc[i][MB - 1].hi : acc[i][MB - 1].lo;
+                        r = _mm256_add_ps(r, ah[i]);
+                    }
+                }
+            }
+            return;
+        }
+#endif
         V16 av[MA];
 #pragma GCC unroll 4
         for (int i = 0; i < MA; i++) av[i] = n == 16 ? vload(ar + i * a.P + p) : vload_mask(ar + i * a.P + p, mk), vreg(av[i]);
