@@ -44,44 +44,46 @@ void to_blocked(const float* src, int64_t C, int64_t H, int64_t W, float* dst, i
 
 // ---- direct convolution tile (forward; backward-data as a forward over dy) -----------------------
 
-// One input channel of a tile: NV weight vectors, R broadcast inputs, R*NV FMAs.
-template <int R, int NV, int SIN>
-__attribute__((always_inline)) inline void direct_step(V16 (&acc)[R][NV], const float* x, const float* wc, int c) {
+// One rank-1 update of a register tile, the inner step of the direct and the pointwise kernels:
+//   acc[i][v] += s[i * s_stride] * vec[16 v .. 16 v + 16)     for i < R, v < NV
+// R broadcasts, NV vector loads, R*NV FMAs. One operand is held in registers while the other
+// streams past it; which one is a matter of the register budget. AVX2 has 16 ymm registers and a
+// V16 takes two: a 3 x 2 tile's 12 accumulators leave 4, too few for 4 vector halves and a
+// broadcast (GCC then kept one accumulator on the stack, a store and reload in every step's
+// dependency chain: the 3x3 forward ran at 40% of the FMA peak). So when the R broadcasts are
+// fewer than the 2*NV halves, AVX2 holds the broadcasts and streams the vectors one ymm at a
+// time (2*R*NV + R + 1 registers); otherwise, and on the other ISAs, the vectors are held.
+template <int R, int NV>
+__attribute__((always_inline)) inline void rank1_update(V16 (&acc)[R][NV], const float* s, int64_t s_stride, const float* vec) {
 #if defined(DL_SIMD_AVX2)
-    // 16 ymm registers: a 3-pixel x 2-block tile's 12 accumulators leave 4, too few to hold its 4
-    // weight halves and a broadcast (GCC then spilled one accumulator to the stack, a store-reload
-    // in every step's dependency chain: 3x3 forward at 40% of the FMA peak). When the R broadcasts
-    // are fewer than the 2*NV weight halves, hold the broadcasts and stream the weights one ymm at
-    // a time instead: 2*R*NV + R + 1 registers, the same loads.
     if constexpr (R < 2 * NV) {
-        __m256 xv[R];
+        __m256 sv[R];
 #pragma GCC unroll 14
-        for (int j = 0; j < R; j++) {
-            xv[j] = _mm256_broadcast_ss(x + j * SIN * 16 + c);
-            asm("" : "+x"(xv[j]));
+        for (int i = 0; i < R; i++) {
+            sv[i] = _mm256_broadcast_ss(s + i * s_stride);
+            asm("" : "+x"(sv[i]));
         }
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) {
-            __m256 w = _mm256_loadu_ps(wc + 16 * v);
-            asm("" : "+x"(w));
+#pragma GCC unroll 8
+        for (int hv = 0; hv < 2 * NV; hv++) {  // half hv % 2 of vector hv / 2
+            __m256 vh = _mm256_loadu_ps(vec + 8 * hv);
+            asm("" : "+x"(vh));
 #pragma GCC unroll 14
-            for (int j = 0; j < R; j++) acc[j][v].lo = _mm256_fmadd_ps(xv[j], w, acc[j][v].lo);
-            w = _mm256_loadu_ps(wc + 16 * v + 8);
-            asm("" : "+x"(w));
-#pragma GCC unroll 14
-            for (int j = 0; j < R; j++) acc[j][v].hi = _mm256_fmadd_ps(xv[j], w, acc[j][v].hi);
+            for (int i = 0; i < R; i++) {
+                __m256& r = hv % 2 ? acc[i][hv / 2].hi : acc[i][hv / 2].lo;
+                r = _mm256_fmadd_ps(sv[i], vh, r);
+            }
         }
         return;
     }
 #endif
-    V16 wv[NV];
+    V16 vv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) wv[v] = vload(wc + 16 * v), vreg(wv[v]);
+    for (int v = 0; v < NV; v++) vv[v] = vload(vec + 16 * v), vreg(vv[v]);
 #pragma GCC unroll 14
-    for (int j = 0; j < R; j++) {
-        const V16 xv = vset(x[j * SIN * 16 + c]);
+    for (int i = 0; i < R; i++) {
+        const V16 sb = vset(s[i * s_stride]);
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) acc[j][v] = vfma(xv, wv[v], acc[j][v]);
+        for (int v = 0; v < NV; v++) acc[i][v] = vfma(sb, vv[v], acc[i][v]);
     }
 }
 
@@ -109,9 +111,9 @@ void direct_tile(const DirectTile& a) {
             const float* x = xb + a.tap_off[t];
             if (cn == 16) {
 #pragma GCC unroll 16
-                for (int c = 0; c < 16; c++) direct_step<R, NV, SIN>(acc, x, w + c * NV * 16, c);
+                for (int c = 0; c < 16; c++) rank1_update<R, NV>(acc, x + c, SIN * 16, w + c * NV * 16);
             } else {
-                for (int c = 0; c < cn; c++) direct_step<R, NV, SIN>(acc, x, w + c * NV * 16, c);
+                for (int c = 0; c < cn; c++) rank1_update<R, NV>(acc, x + c, SIN * 16, w + c * NV * 16);
             }
             w += cn * NV * 16;
         }
@@ -425,44 +427,19 @@ void pointwise_tile(const Pointwise& a, const float* w, int64_t o0, int64_t p0) 
 #pragma GCC unroll 3
         for (int v = 0; v < NV; v++) acc[i][v] = vzero();
     const float* x = a.x + p0;
-    bool done = false;
-#if defined(DL_SIMD_AVX2)
-    // As in direct_step: 3 channels x 2 vectors of accumulators fill 12 of the 16 ymm registers,
-    // too many to also hold 4 pixel halves and a broadcast; a full tile holds the MR broadcasts
-    // and streams the pixels one ymm at a time (the masked tail tile keeps the plain loop).
-    if constexpr (2 * MR * NV + 2 * NV + 1 > 16) {
-        if (n == 16 * NV) {
-            for (int64_t c = 0; c < a.K; c++, x += a.P, w += MR) {
-                __m256 wb[MR];
+    if (n == 16 * NV) {  // a full tile: W's column c broadcast against x's row c
+        for (int64_t c = 0; c < a.K; c++, x += a.P, w += MR) rank1_update<MR, NV>(acc, w, 1, x);
+    } else {  // the tail of a row: masked loads
+        for (int64_t c = 0; c < a.K; c++, x += a.P, w += MR) {
+            V16 xv[NV];
+#pragma GCC unroll 3
+            for (int v = 0; v < NV; v++) xv[v] = vload_mask(x + 16 * v, mk[v]), vreg(xv[v]);
 #pragma GCC unroll 8
-                for (int i = 0; i < MR; i++) {
-                    wb[i] = _mm256_broadcast_ss(w + i);
-                    asm("" : "+x"(wb[i]));
-                }
-#pragma GCC unroll 6
-                for (int hv = 0; hv < 2 * NV; hv++) {  // half hv % 2 of vector hv / 2
-                    __m256 xh = _mm256_loadu_ps(x + 8 * hv);
-                    asm("" : "+x"(xh));
-#pragma GCC unroll 8
-                    for (int i = 0; i < MR; i++) {
-                        __m256& r = hv % 2 ? acc[i][hv / 2].hi : acc[i][hv / 2].lo;
-                        r = _mm256_fmadd_ps(wb[i], xh, r);
-                    }
-                }
+            for (int i = 0; i < MR; i++) {
+                const V16 wv = vset(w[i]);
+#pragma GCC unroll 3
+                for (int v = 0; v < NV; v++) acc[i][v] = vfma(wv, xv[v], acc[i][v]);
             }
-            done = true;
-        }
-    }
-#endif
-    for (int64_t c = 0; c < a.K && !done; c++, x += a.P, w += MR) {
-        V16 xv[NV];
-#pragma GCC unroll 3
-        for (int v = 0; v < NV; v++) xv[v] = vload_mask(x + 16 * v, mk[v]), vreg(xv[v]);
-#pragma GCC unroll 8
-        for (int i = 0; i < MR; i++) {
-            const V16 wv = vset(w[i]);
-#pragma GCC unroll 3
-            for (int v = 0; v < NV; v++) acc[i][v] = vfma(wv, xv[v], acc[i][v]);
         }
     }
 #pragma GCC unroll 8
