@@ -55,9 +55,10 @@ public:
     static double clock() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 private:
-    std::map<std::string, OpTime> table_;
+    // "<op> <pass>", or with conv_shapes a conv2d's shape between the two
     std::string key(const char* op, const Tensor& out, const std::vector<Variable>& inputs, const char* pass) const;
 
+    std::map<std::string, OpTime> table_;
     double last_;
     OpProfile* prev_;
     bool conv_shapes_;
