@@ -414,6 +414,7 @@ int main(int argc, char** argv) {
         o.train = args.flag("--train", "the whole training step (data loading excluded): images/s, no-grad forward images/s, peak RSS, and the time per op");
         o.json = args.flag("--json", "one JSON object per line (op, B, Cin, Cout, H, W, k, stride, fwd_gflops, fwdbwd_gflops, ...)");
         std::string simd = args.str("--simd", "", "force an instruction set: avx512, avx2 or portable ('': the best this CPU has)");
+        std::string prec = args.str("--precision", "fp32", "conv2d's multiplies: fp32, or bf16 operands with fp32 sums on AMX (falls back to fp32 where the CPU lacks it)");
         int64_t batch = args.integer("--batch", 64, "batch size");
         int64_t reps = args.integer("--reps", 10, "timed runs per figure, after warm-up (their median is reported)");
         int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
@@ -432,16 +433,18 @@ int main(int argc, char** argv) {
         else if (simd == "avx2") set_simd_level(SimdLevel::AVX2);
         else if (simd == "portable") set_simd_level(SimdLevel::PORTABLE);
         else if (!simd.empty()) fail("bench: --simd expects avx512, avx2 or portable, got '", simd, "'");
+        cli::set_precision("bench", prec);
         if (!o.conv && !o.gemm && !o.kernels && !o.train) o.conv = true;
         cli::set_threads("bench", threads);
         set_flush_denormals();
         const double peak = measure_peak(simd_detected());
         if (!o.json)
-            std::printf("threads %d, simd %s, FMA peak %.1f GFLOP/s (%.1f per thread), batch %d\n", omp_get_max_threads(),
-                        simd_name(simd_level()), peak, peak / omp_get_max_threads(), o.batch);
+            std::printf("threads %d, simd %s, precision %s, FMA peak %.1f GFLOP/s (%.1f per thread), batch %d\n",
+                        omp_get_max_threads(), simd_name(simd_level()), precision_name(precision()), peak,
+                        peak / omp_get_max_threads(), o.batch);
         else
-            std::printf("{\"op\": \"peak\", \"threads\": %d, \"simd\": \"%s\", \"fma_gflops\": %.1f}\n",
-                        omp_get_max_threads(), simd_name(simd_level()), peak);
+            std::printf("{\"op\": \"peak\", \"threads\": %d, \"simd\": \"%s\", \"precision\": \"%s\", \"fma_gflops\": %.1f}\n",
+                        omp_get_max_threads(), simd_name(simd_level()), precision_name(precision()), peak);
         if (o.conv) bench_conv(o, peak);
         if (o.gemm) bench_gemm(o, peak);
         if (o.kernels) bench_kernels(o);

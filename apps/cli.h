@@ -18,6 +18,7 @@
 #include <omp.h>  // tests/fuzz builds these headers without OpenMP where clang has no libomp
 #endif
 
+#include "tensor/cpu.h"
 #include "tensor/tensor.h"
 
 namespace dl::cli {
@@ -151,6 +152,17 @@ inline void set_threads(const std::string& program, int64_t n) {
 #ifdef _OPENMP
     if (n > 0) omp_set_num_threads(int(n));
 #endif
+}
+
+// --precision fp32|bf16 (tensor/cpu.h). bf16 where the CPU lacks AMX-BF16 falls back to fp32 with
+// a one-line notice on stderr (the run still works, only slower); anything else is an error.
+inline void set_precision(const std::string& program, const std::string& v) {
+    if (v == "fp32") return dl::set_precision(Precision::FP32);
+    if (v != "bf16") fail(program, ": --precision expects fp32 or bf16, got '", v, "'");
+    if (bf16_available()) return dl::set_precision(Precision::BF16);
+    std::fprintf(stderr, "%s: --precision bf16 needs AMX-BF16 (Intel Sapphire Rapids or later), which this CPU or OS lacks; using fp32\n",
+                 program.c_str());
+    dl::set_precision(Precision::FP32);
 }
 
 // A progress line: "step 1200/3000 [=====>     ] 40% | loss 0.0412 | 92.3 img/s | ETA 05:12".

@@ -437,7 +437,15 @@ void pointwise_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, 
         k.pointwise({wp, x + b * p.Cin * HW, y + b * p.Cout * HW, p.Cout, p.Cin, HW, bias, false});
 }
 
+// Precision::BF16 takes the stride-1 convolutions with more than one channel on each side (conv_in
+// and conv_out keep their float32 kernels: a K of one channel would fill 1 of 32 bf16 lanes).
+bool bf16_conv(const Conv2dParams& p) {
+    return precision() == Precision::BF16 && p.stride == 1 && p.pad < p.KH && p.pad < p.KW && p.Cin > 1 && p.Cout > 1;
+}
+
 void fast_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+    if (bf16_conv(p))
+        return amx_conv({p.B, p.Cin, p.H, p.W, p.Cout, p.Ho(), p.Wo(), p.KH, p.KW, p.pad, p.pad, false, bias, false}, x, w, y);
     const ConvIsa& k = conv_isa();
     if (is_1x1(p)) return pointwise_forward(k, p, x, w, bias, y);
     if (is_3x3_same(p) && p.Cin == 1) return cin1_forward(k, p, x, w, bias, y);
@@ -542,6 +550,9 @@ void pointwise_backward_data(const ConvIsa& k, const Conv2dParams& p, const floa
 }
 
 void fast_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+    if (bf16_conv(p))  // a forward over dy with the flipped kernel: dx[c][h][w] += w[o][c][p][q] dy[o][h+pad-p][w+pad-q]
+        return amx_conv({p.B, p.Cout, p.Ho(), p.Wo(), p.Cin, p.H, p.W, p.KH, p.KW, p.KH - 1 - p.pad, p.KW - 1 - p.pad, true,
+                         nullptr, true}, dy, w, dx);
     const ConvIsa& k = conv_isa();
     if (is_1x1(p)) return pointwise_backward_data(k, p, dy, w, dx);
     if (is_3x3_same(p) && p.Cin == 1) return cin1_backward_data(k, p, dy, w, dx);

@@ -132,6 +132,21 @@ struct ConvIsa {
     void (*pointwise_dw)(const PointwiseDw& a);
 };
 
+// ---- bf16 operands, float32 sums, on AMX tiles (conv_amx.cpp; used under Precision::BF16) ----
+
+// out (B, Co, Ho, Wo) (+)= bias + the stride-1 convolution of in (B, Ci, Hi, Wi), zero-padded by pt
+// rows and pl columns in front (Ho + KH - 1 and Wo + KW - 1 grid pixels in all), with
+//   wt(o, c, p, q) = w[o][c][p][q]                        (forward: w is (Co, Ci, KH, KW))
+//   wt(o, c, p, q) = w[c][o][KH-1-p][KW-1-q]  with flip    (backward-data: w is (Ci, Co, KH, KW))
+struct AmxConv {
+    int64_t B, Ci, Hi, Wi, Co, Ho, Wo, KH, KW, pt, pl;
+    bool flip;
+    const float* bias;  // Co values, or null
+    bool accumulate;    // out += conv, else out = conv
+};
+bool amx_usable();  // AMX-BF16, AMX-TILE, AVX512_BF16, and the OS grants the tile state
+void amx_conv(const AmxConv& a, const float* in, const float* w, float* out);
+
 const ConvIsa& conv_isa_avx512();
 const ConvIsa& conv_isa_avx2();
 const ConvIsa& conv_isa_portable();

@@ -20,6 +20,7 @@
 #include "tensor/cpu.h"
 #include "tensor/gemm.h"
 #include "tensor/kernels.h"
+#include "tensor/tensor.h"
 
 using namespace dl;
 
@@ -214,6 +215,104 @@ TEST_CASE("conv2d: U-Net layer shapes, batch 1") {
     set_simd_level(simd_detected());
     for (const Conv2dParams& p : cases) check_conv(p, true, false);
     set_simd_level(saved);
+}
+
+namespace {
+
+// max over i of |a[i] - ref[i]| / bound[i] (bound > 0)
+double bound_ratio(const std::vector<float>& a, const std::vector<double>& ref, const std::vector<double>& bound) {
+    REQUIRE(a.size() == ref.size());
+    double r = 0;
+    for (size_t i = 0; i < a.size(); i++)
+        r = std::max(r, std::isnan(a[i]) ? std::numeric_limits<double>::infinity() : std::abs(double(a[i]) - ref[i]) / bound[i]);
+    return r;
+}
+
+std::vector<double> abs_double(const std::vector<float>& v) {
+    std::vector<double> a(v.size());
+    for (size_t i = 0; i < v.size(); i++) a[i] = std::abs(double(v[i]));
+    return a;
+}
+
+// Precision::BF16 against float64. Rounding each operand to bf16 (8 significant bits, round to
+// nearest even) moves it by at most 2^-9 of itself, so each product moves by at most
+// (2 * 2^-9 + 2^-18) of |w x|, and a sum of n products, summed in float32, by at most
+// (2^-8 + 2^-17 + n * 2^-24) * sum |w| |x|: the reference run on |x|, |w| (and |dy|) gives that
+// sum for every output. The bound is exact arithmetic, not a fitted tolerance; a wrong index or a
+// dropped tap exceeds it by orders of magnitude. The convolutions bf16 takes must also differ from
+// float32 somewhere (else the switch did nothing); the others (stride 2) must stay float32.
+void check_conv_bf16(const Conv2dParams& p) {
+    INFO("B=", p.B, " Cin=", p.Cin, " H=", p.H, " W=", p.W, " Cout=", p.Cout, " k=", p.KH, "x", p.KW, " stride=", p.stride,
+         " pad=", p.pad);
+    const size_t nx = size_t(p.B * p.Cin * p.H * p.W), nw = size_t(p.Cout * p.Cin * p.KH * p.KW);
+    const size_t ny = size_t(p.B * p.Cout * p.Ho() * p.Wo());
+    const auto x = random_vec(nx, 21), w = random_vec(nw, 22), b = random_vec(size_t(p.Cout), 23), dy = random_vec(ny, 24);
+    const auto dx0 = random_vec(nx, 25), dw0 = random_vec(nw, 26), db0 = random_vec(size_t(p.Cout), 27);
+    std::vector<double> yr(ny), dxr = to_double(dx0), dwr = to_double(dw0), dbr = to_double(db0);
+    conv2d_forward_ref<double>(p, to_double(x).data(), to_double(w).data(), to_double(b).data(), yr.data());
+    conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxr.data());
+    conv2d_backward_weight_ref<double>(p, to_double(x).data(), to_double(dy).data(), dwr.data(), dbr.data());
+    // the sums of |products|, and the longest sum (the weight gradient's B*Ho*Wo pixels)
+    std::vector<double> ya(ny), dxa(nx, 0.0), dwa(nw, 0.0), dba(size_t(p.Cout), 0.0);
+    const auto xa = abs_double(x), wa = abs_double(w), dya = abs_double(dy);
+    conv2d_forward_ref<double>(p, xa.data(), wa.data(), nullptr, ya.data());
+    conv2d_backward_data_ref<double>(p, dya.data(), wa.data(), dxa.data());
+    conv2d_backward_weight_ref<double>(p, xa.data(), dya.data(), dwa.data(), dba.data());
+    const double n = double(std::max({p.Cin * p.KH * p.KW, p.Cout * p.KH * p.KW, p.B * p.Ho() * p.Wo()}));
+    const double rel = std::ldexp(1.0, -8) + std::ldexp(1.0, -17) + n * std::ldexp(1.0, -24);
+    auto bound = [&](std::vector<double> s, const std::vector<float>& start) {  // start: what the output accumulated into
+        for (size_t i = 0; i < s.size(); i++) s[i] = rel * s[i] + 4 * std::ldexp(1.0, -24) * (std::abs(double(start[i])) + s[i]) + 1e-30;
+        return s;
+    };
+    const std::vector<float> zeros_y(ny, 0.f);
+    const auto yb = bound(ya, zeros_y), dxb = bound(dxa, dx0), dwb = bound(dwa, dw0), dbb = bound(dba, db0);
+    for (int nt : {1, 2}) {
+        omp_set_num_threads(nt);
+        INFO("threads=", nt);
+        std::vector<float> y(ny, std::numeric_limits<float>::quiet_NaN()), y32(ny), dx = dx0, dx32 = dx0;
+        set_precision(Precision::BF16);
+        conv2d_forward(p, x.data(), w.data(), b.data(), y.data());
+        conv2d_backward_data(p, dy.data(), w.data(), dx.data());
+        std::vector<float> dw = dw0, db = db0;
+        conv2d_backward_weight(p, x.data(), dy.data(), dw.data(), db.data());
+        set_precision(Precision::FP32);
+        CHECK(bound_ratio(y, yr, yb) <= 1);
+        CHECK(bound_ratio(dx, dxr, dxb) <= 1);
+        CHECK(bound_ratio(dw, dwr, dwb) <= 1);
+        CHECK(bound_ratio(db, dbr, dbb) <= 1);
+        conv2d_forward(p, x.data(), w.data(), b.data(), y32.data());
+        conv2d_backward_data(p, dy.data(), w.data(), dx32.data());
+        if (p.stride == 1) CHECK((y != y32 && dx != dx32));
+        else CHECK((y == y32 && dx == dx32));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("conv2d in bf16 on AMX: within the bf16 rounding bound of float64, on awkward shapes") {
+    if (!bf16_available()) {
+        MESSAGE("skipped: this CPU or OS has no AMX-BF16 (Precision::BF16 is unavailable here)");
+        CHECK_THROWS_WITH_AS(set_precision(Precision::BF16), doctest::Contains("AMX-BF16"), Error);
+        return;
+    }
+    const int saved_threads = omp_get_max_threads();
+    // B, Cin, H, W, Cout, KH, KW, stride, pad
+    const Conv2dParams cases[] = {
+        {2, 3, 7, 5, 17, 3, 3, 1, 1},     // 3 channels in 32 lanes, 17 outputs in 2 tiles of 16
+        {3, 33, 6, 6, 5, 3, 3, 1, 1},     // 33 input channels: a second block of 32 with one channel
+        {2, 16, 7, 30, 64, 3, 3, 1, 1},   // wide rows: 32-pixel blocks straddle 3 rows
+        {2, 40, 8, 7, 70, 3, 3, 1, 1},    // 70 outputs: an odd number of 16-channel tiles
+        {1, 20, 5, 6, 9, 1, 1, 1, 0},     // 1x1
+        {2, 64, 3, 4, 32, 1, 1, 1, 0},    // 1x1, U-Net-like channels
+        {2, 6, 9, 8, 7, 5, 5, 1, 2},      // 5x5
+        {2, 5, 6, 7, 3, 3, 3, 1, 0},      // no padding
+        {1, 32, 28, 28, 32, 3, 3, 1, 1},  // U-Net shapes
+        {1, 64, 7, 7, 64, 3, 3, 1, 1},
+        {1, 17, 9, 11, 33, 3, 3, 2, 1},   // stride 2: stays float32
+    };
+    for (const Conv2dParams& p : cases) check_conv_bf16(p);
+    omp_set_num_threads(saved_threads);
+    CHECK(precision() == Precision::FP32);
 }
 
 TEST_CASE("group_norm: forward and backward against float64") {
