@@ -700,6 +700,7 @@ void pointwise_backward_weight(const ConvIsa& k, const Conv2dParams& p, const fl
 }
 
 void fast_backward_weight(const Conv2dParams& p, const float* x, const float* dy, float* dw, float* dbias) {
+    if (bf16_conv(p)) return amx_conv_backward_weight(p, x, dy, dw, dbias);
     const ConvIsa& k = conv_isa();
     if (is_3x3_same(p) && (p.Cin == 1 || p.Cout == 1)) return single_channel_backward_weight(k, p, x, dy, dw, dbias);
     if (direct_ok(p) && !is_1x1(p)) return direct_backward_weight(k, p, x, dy, dw, dbias);  // bias from the dy pass

@@ -207,9 +207,129 @@ void conv(const AmxConv& a, const float* in, const float* w, float* out) {
     }
 }
 
+
+// ---- backward to the weight ----
+
+// x (C, H, W) of one image -> both pair layouts of x at pixels [g, g + Hp*Wp) (grid pixel m at g + m):
+// xv[par] is (CB16, pairs, 16, 2): pair k holds pixels 2k + par and 2k + par + 1, the 16 channels of
+// a block interleaved with the pair (VNNI). xv[par] = base + par * par_stride; zeroed beforehand.
+void to_pairs(const float* src, int64_t C, int64_t H, int64_t W, bf16* base, int64_t par_stride, int64_t cb_stride,
+              int64_t g, int64_t Wp, int64_t pt, int64_t pl) {
+    const __m512i zero = _mm512_setzero_si512();
+    for (int64_t cb = 0; cb < (C + 15) / 16; cb++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t w0 = 0; w0 < W; w0 += 16) {
+                const int wn = int(std::min<int64_t>(16, W - w0));
+                V16 t[16];
+                pixel_vectors(src, H, W, 16 * cb, int(std::min<int64_t>(16, C - 16 * cb)), h, w0, wn, t);
+                for (int j = 0; j < wn; j++) {
+                    const int64_t px = g + (h + pt) * Wp + pl + w0 + j;
+                    // channel c's bf16 at 16-bit position 2c (first of a pair) and 2c + 1 (second)
+                    const __m512i first = _mm512_maskz_cvtepu16_epi32(0xFFFF, (__m256i)_mm512_cvtneps_pbh(t[j].v));
+                    const __m512i second = _mm512_mask_slli_epi32(zero, 0xFFFF, first, 16);
+                    for (int par = 0; par < 2; par++) {
+                        if (px - par < 0) continue;  // pixel 0 is in no odd pair
+                        const int64_t k = (px - par) >> 1;
+                        const bool is_second = (px - par) & 1;
+                        bf16* d = base + par * par_stride + cb * cb_stride + k * 32;
+                        _mm512_mask_storeu_epi16(d, is_second ? 0xAAAAAAAAu : 0x55555555u, is_second ? second : first);
+                    }
+                }
+            }
+}
+
+void backward_weight(const Conv2dParams& p, const float* x, const float* dy, float* dw, float* dbias) {
+    const int64_t Ho = p.Ho(), Wo = p.Wo(), Hp = Ho + p.KH - 1, Wp = Wo + p.KW - 1, KK = p.KH * p.KW;
+    const int64_t CoP = (p.Cout + 31) / 32 * 32, CiP = (p.Cin + 31) / 32 * 32;  // M and N in pairs of 16-tiles
+    const int64_t L = (Hp * Wp + 31) / 32 * 32;                                  // pixels per image, a K-block multiple
+    const int64_t offmax = (p.KH - 1) * Wp + p.KW - 1;
+    const int64_t chunk = std::max<int64_t>(1, (1 << 20) / ((CoP + 2 * CiP) * L * 2));  // images whose bf16 copies fit ~1 MiB
+    const int64_t accn = KK * CoP * CiP + CoP;                                            // dW (KK, CoP, CiP), then dbias
+    const int nt = int(std::max<int64_t>(1, std::min<int64_t>(team_threads(), p.B)));
+    std::vector<float*> accs(static_cast<size_t>(nt));
+#pragma omp parallel num_threads(nt)
+    {
+        const int th = omp_get_thread_num();
+        float* acc = accs[size_t(th)] = scratch(4, size_t(accn));
+        std::fill(acc, acc + accn, 0.f);
+        const int64_t G = chunk * L + offmax + 64;  // pixels of a chunk, plus what the last taps read past it
+        bf16* xv = reinterpret_cast<bf16*>(scratch(2, size_t(CiP * G)));  // 2 parities x CiP/16 x G/2 pairs x 32
+        bf16* dya = reinterpret_cast<bf16*>(scratch(3, size_t(CoP * G / 2 + 16)));  // (CoP, G)
+        const int64_t cb_stride = G / 2 * 32, par_stride = CiP / 16 * cb_stride;
+        load_tiles();
+        const int64_t b0 = p.B * th / nt, b1 = p.B * (th + 1) / nt;
+        for (int64_t c0 = b0; c0 < b1; c0 += chunk) {
+            const int64_t n = std::min(chunk, b1 - c0);
+            std::memset(xv, 0, size_t(2 * par_stride) * sizeof(bf16));
+            std::memset(dya, 0, size_t(CoP * G) * sizeof(bf16));
+            for (int64_t b = 0; b < n; b++) {
+                to_pairs(x + (c0 + b) * p.Cin * p.H * p.W, p.Cin, p.H, p.W, xv, par_stride, cb_stride, b * L, Wp, p.pad, p.pad);
+                for (int64_t o = 0; o < p.Cout; o++) {  // dy rows over the padded width; the bias gradient in float32
+                    const float* src = dy + ((c0 + b) * p.Cout + o) * Ho * Wo;
+                    __m512 sum = _mm512_setzero_ps();
+                    for (int64_t i = 0; i < Ho; i++)
+                        for (int64_t j0 = 0; j0 < Wo; j0 += 16) {
+                            const __mmask16 mk = __mmask16((1u << std::min<int64_t>(16, Wo - j0)) - 1u);
+                            const __m512 v = _mm512_maskz_loadu_ps(mk, src + i * Wo + j0);
+                            sum = _mm512_add_ps(sum, v);
+                            _mm256_mask_storeu_epi16(dya + o * G + b * L + i * Wp + j0, mk, (__m256i)_mm512_cvtneps_pbh(v));
+                        }
+                    acc[KK * CoP * CiP + o] += vsum({sum});
+                }
+            }
+            for (int64_t t = 0; t < KK; t++) {
+                const int64_t off = (t / p.KW) * Wp + t % p.KW;
+                for (int64_t o0 = 0; o0 < CoP; o0 += 32)
+                    for (int64_t ci = 0; ci < CiP; ci += 32) {
+                        float* c = acc + (t * CoP + o0) * CiP + ci;  // C tiles: rows o, columns c
+                        _tile_loadd(0, c, CiP * 4);
+                        _tile_loadd(1, c + 16, CiP * 4);
+                        _tile_loadd(2, c + 16 * CiP, CiP * 4);
+                        _tile_loadd(3, c + 16 * CiP + 16, CiP * 4);
+                        for (int64_t g0 = 0; g0 < n * L; g0 += 32) {
+                            const int64_t s = g0 + off, par = s & 1;
+                            const bf16* xb = xv + par * par_stride + (ci / 16) * cb_stride + (s - par) / 2 * 32;
+                            _tile_loadd(4, dya + o0 * G + g0, G * 2);
+                            _tile_loadd(5, dya + (o0 + 16) * G + g0, G * 2);
+                            _tile_loadd(6, xb, 64);
+                            _tile_loadd(7, xb + cb_stride, 64);
+                            _tile_dpbf16ps(0, 4, 6);
+                            _tile_dpbf16ps(1, 4, 7);
+                            _tile_dpbf16ps(2, 5, 6);
+                            _tile_dpbf16ps(3, 5, 7);
+                        }
+                        _tile_stored(0, c, CiP * 4);
+                        _tile_stored(1, c + 16, CiP * 4);
+                        _tile_stored(2, c + 16 * CiP, CiP * 4);
+                        _tile_stored(3, c + 16 * CiP + 16, CiP * 4);
+                    }
+            }
+        }
+        _tile_release();
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int64_t o = 0; o < p.Cout; o++) {  // sum the threads' copies into dw (Cout, Cin, KH, KW) and dbias
+            for (int64_t c = 0; c < p.Cin; c++)
+                for (int64_t t = 0; t < KK; t++) {
+                    float s = 0;
+                    for (int u = 0; u < nt; u++) s += accs[size_t(u)][(t * CoP + o) * CiP + c];
+                    dw[(o * p.Cin + c) * KK + t] += s;
+                }
+            if (dbias) {
+                float s = 0;
+                for (int u = 0; u < nt; u++) s += accs[size_t(u)][KK * CoP * CiP + o];
+                dbias[o] += s;
+            }
+        }
+    }
+}
+
 }  // namespace isa_amx
 #pragma GCC pop_options
 
 void amx_conv(const AmxConv& a, const float* in, const float* w, float* out) { isa_amx::conv(a, in, w, out); }
+void amx_conv_backward_weight(const Conv2dParams& p, const float* x, const float* dy, float* dw, float* dbias) {
+    isa_amx::backward_weight(p, x, dy, dw, dbias);
+}
 
 }  // namespace dl::conv_detail

@@ -9,6 +9,8 @@
 #pragma once
 #include <cstdint>
 
+#include "tensor/conv.h"
+
 namespace dl::conv_detail {
 
 // One tile of a direct convolution: R output pixels of one row x NV*16 output channels,
@@ -146,6 +148,9 @@ struct AmxConv {
 };
 bool amx_usable();  // AMX-BF16, AMX-TILE, AVX512_BF16, and the OS grants the tile state
 void amx_conv(const AmxConv& a, const float* in, const float* w, float* out);
+// dw (Cout, Cin, KH, KW) += sum over images and pixels of x (x) dy, dbias (or null) += sums of dy
+// (float32), for p.stride == 1 and p.pad < the kernel size.
+void amx_conv_backward_weight(const Conv2dParams& p, const float* x, const float* dy, float* dw, float* dbias);
 
 const ConvIsa& conv_isa_avx512();
 const ConvIsa& conv_isa_avx2();

@@ -280,10 +280,12 @@ void check_conv_bf16(const Conv2dParams& p) {
         CHECK(bound_ratio(dx, dxr, dxb) <= 1);
         CHECK(bound_ratio(dw, dwr, dwb) <= 1);
         CHECK(bound_ratio(db, dbr, dbb) <= 1);
+        std::vector<float> dw32 = dw0, db32 = db0;
         conv2d_forward(p, x.data(), w.data(), b.data(), y32.data());
         conv2d_backward_data(p, dy.data(), w.data(), dx32.data());
-        if (p.stride == 1) CHECK((y != y32 && dx != dx32));
-        else CHECK((y == y32 && dx == dx32));
+        conv2d_backward_weight(p, x.data(), dy.data(), dw32.data(), db32.data());
+        if (p.stride == 1) CHECK((y != y32 && dx != dx32 && dw != dw32));
+        else CHECK((y == y32 && dx == dx32 && dw == dw32));
     }
 }
 
