@@ -42,9 +42,11 @@ int main(int argc, char** argv) try {
     bool table = !args.flag("--no-table", "skip the table");
     bool anomaly = args.flag("--detect-anomaly", "check every op's output and gradient for NaN/Inf");
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
+    std::string prec = args.str("--precision", "fp32", "conv2d's multiplies: fp32, or bf16 (bf16 operands, fp32 sums, on AMX; fp32 with a notice where the CPU lacks it)");
     args.done();
     auto start = std::chrono::steady_clock::now();
     cli::set_threads("inspect", threads);
+    cli::set_precision("inspect", prec);
     set_flush_denormals();
     set_detect_anomaly(anomaly);
     if (batch < 1) fail("inspect: --batch must be positive, got ", batch);
@@ -110,9 +112,10 @@ int main(int argc, char** argv) try {
                 (long long)model.num_parameters(), cfg.str().c_str(), ddpm::schedule_name(sched.kind), (long long)T, (long long)batch,
                 data ? data_dir.c_str() : "synthetic images", ts.c_str(), b.t.size() > 16 ? " ..." : "", cs.c_str(), cfg.dropout);
     if (table) std::printf("\n%s\n", stats_table(rows).c_str());
-    std::printf("loss %.6g (%s) | %lld nodes: %lld parameters, %lld inputs, %lld activations | forward %.3f s, backward %.3f s (graph kept, all gradients retained)\n",
+    std::printf("loss %.6g (%s) | %lld nodes: %lld parameters, %lld inputs, %lld activations | forward %.3f s, backward %.3f s (graph kept, all gradients retained) | conv2d %s\n",
                 in.loss.value().item(), m.loss_weight == "uniform" ? "uniform over t" : cat("weighted ", m.loss_weight).c_str(), (long long)rows.size(), (long long)n_param, (long long)n_input, (long long)n_act,
-                in.forward_seconds, in.backward_seconds);
+                in.forward_seconds, in.backward_seconds,
+                precision() == Precision::BF16 ? "bf16 (operands rounded to bf16, fp32 sums; gradients kept in fp32, gradcheck in fp64)" : "fp32");
 
     // ---- the dump and the graph ----
     if (!dump_path.empty()) {

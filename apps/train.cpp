@@ -51,6 +51,7 @@ int main(int argc, char** argv) try {
     cfg.clip = args.real("--clip", 1.0, "global gradient-norm clipping");
     cfg.seed = uint64_t(args.integer("--seed", 0, "seed of the initial weights and every random stream"));
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
+    std::string prec = args.str("--precision", "fp32", "conv2d's multiplies: fp32, or bf16 (bf16 operands, fp32 sums, on AMX; fp32 with a notice where the CPU lacks it)");
     int64_t every = args.integer("--every", 500, "write checkpoint, samples and curves every N steps");
     int64_t n_samples = args.integer("--samples", 64, "images in the sample grid");
     int64_t ddim_steps = args.integer("--ddim-steps", 50, "DDIM steps for the sample grid");
@@ -65,6 +66,7 @@ int main(int argc, char** argv) try {
     args.done();
 
     cli::set_threads("train", threads);
+    cli::set_precision("train", prec);
     set_flush_denormals();
     if (decay != "cosine" && decay != "none") fail("train: --lr-decay expects 'cosine' or 'none', got '", decay, "'");
     if (schedule != "linear" && schedule != "cosine") fail("train: --schedule expects 'linear' or 'cosine', got '", schedule, "'");
@@ -111,11 +113,11 @@ int main(int argc, char** argv) try {
     }
     const int64_t start_step = st.step;
     ddpm::StepBudget budget(st.config.steps, minutes * 60, run.seconds_before(), start_step, args.given("--minutes"));
-    std::printf("train: %lld images %lldx%lld from %s | U-Net %lld parameters (%s) | batch %lld, %s, lr %g (%s), %d threads\n",
+    std::printf("train: %lld images %lldx%lld from %s | U-Net %lld parameters (%s) | batch %lld, %s, lr %g (%s), %d threads, conv2d %s\n",
                 (long long)st.data.size(), (long long)st.data.rows(), (long long)st.data.cols(), cfg.data_dir.c_str(),
                 (long long)st.model.num_parameters(), st.config.model.str().c_str(), (long long)cfg.batch,
                 budget.sized() ? cat(budget.steps(), " steps").c_str() : cat("steps to fit ", minutes, " minutes").c_str(), cfg.lr.base,
-                nn::lr_decay_name(cfg.lr.decay), omp_get_max_threads());
+                nn::lr_decay_name(cfg.lr.decay), omp_get_max_threads(), precision_name(precision()));
     cli::Progress progress(budget.sized() ? budget.steps() : start_step + budget.kWarm + budget.kProbe, start_step);
     const auto session_start = std::chrono::steady_clock::now();
     auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - session_start).count(); };
