@@ -139,6 +139,73 @@ __attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iters) {
 
 #endif
 
+// The two bf16 engines of an AMX CPU, measured as the FMA loop is: AVX512_BF16's VDPBF16PS (32
+// bf16 products summed in pairs into 16 floats, 64 FLOPs per instruction) with 12 chains, and AMX's
+// TDPBF16PS (a 16x32 by 32x16 bf16 tile product into 16x16 floats, 16,384 multiply-adds) on 4 tiles.
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bf16"))) float dpbf16_loop(int64_t iters) {
+    __m512 a[12];
+    for (int k = 0; k < 12; k++) a[k] = _mm512_set1_ps(0.1f * float(k));
+    const __m512bh x = (__m512bh)_mm512_set1_epi32(0x3c003c00), y = (__m512bh)_mm512_set1_epi32(0x3c003c00);  // 2^-7 each
+    for (int64_t i = 0; i < iters; i++)
+#pragma GCC unroll 12
+        for (int k = 0; k < 12; k++) a[k] = _mm512_dpbf16_ps(a[k], x, y);
+    float out[16];
+    _mm512_storeu_ps(out, _mm512_add_ps(_mm512_add_ps(a[0], a[5]), a[11]));
+    return out[0];
+}
+
+__attribute__((target("amx-tile,amx-bf16"))) float amx_loop(int64_t iters) {
+    struct alignas(64) {
+        uint8_t palette = 1, start_row = 0, reserved[14] = {};
+        uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+        uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+    } cfg;
+    alignas(64) static uint16_t ab[2][512];  // zeros: the products' values do not change the speed
+    alignas(64) float c[256];
+    _tile_loadconfig(&cfg);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_loadd(4, ab[0], 64);
+    _tile_loadd(5, ab[1], 64);
+    _tile_loadd(6, ab[0], 64);
+    _tile_loadd(7, ab[1], 64);
+    for (int64_t i = 0; i < iters; i++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, c, 64);
+    _tile_release();
+    return c[0];
+}
+#else
+float dpbf16_loop(int64_t) { return 0; }
+float amx_loop(int64_t) { return 0; }
+#endif
+
+// {VDPBF16PS, AMX} GFLOP/s on all threads at once, best of 3; only where bf16_available().
+std::pair<double, double> measure_bf16_peaks() {
+    const int nt = omp_get_max_threads();
+    double dp = 0, amx = 0;
+    for (int t = 0; t < 3; t++) {
+        float sink = 0;
+        double s = now();
+#pragma omp parallel reduction(+ : sink)
+        sink += dpbf16_loop(5'000'000);
+        dp = std::max(dp, 5e6 * 12 * 64 * nt / (now() - s) / 1e9);
+        s = now();
+#pragma omp parallel reduction(+ : sink)
+        sink += amx_loop(1'000'000);
+        amx = std::max(amx, 1e6 * 4 * 16 * 16 * 32 * 2 * nt / (now() - s) / 1e9);
+        if (sink == 12345.f) std::printf(" ");
+    }
+    return {dp, amx};
+}
+
 // GFLOP/s of the FMA loop on all threads at once (best of a few tries; the clock ramps up).
 double measure_peak(SimdLevel level) {
 #if !defined(__x86_64__)
@@ -414,7 +481,7 @@ int main(int argc, char** argv) {
         o.train = args.flag("--train", "the whole training step (data loading excluded): images/s, no-grad forward images/s, peak RSS, and the time per op");
         o.json = args.flag("--json", "one JSON object per line (op, B, Cin, Cout, H, W, k, stride, fwd_gflops, fwdbwd_gflops, ...)");
         std::string simd = args.str("--simd", "", "force an instruction set: avx512, avx2 or portable ('': the best this CPU has)");
-        std::string prec = args.str("--precision", "fp32", "conv2d's multiplies: fp32, or bf16 operands with fp32 sums on AMX (falls back to fp32 where the CPU lacks it)");
+        std::string prec = args.str("--precision", "fp32", cli::kPrecisionHelp);
         int64_t batch = args.integer("--batch", 64, "batch size");
         int64_t reps = args.integer("--reps", 10, "timed runs per figure, after warm-up (their median is reported)");
         int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
@@ -445,6 +512,13 @@ int main(int argc, char** argv) {
         else
             std::printf("{\"op\": \"peak\", \"threads\": %d, \"simd\": \"%s\", \"precision\": \"%s\", \"fma_gflops\": %.1f}\n",
                         omp_get_max_threads(), simd_name(simd_level()), precision_name(precision()), peak);
+        if (bf16_available()) {  // what bf16 can reach here, beside the FMA peak
+            const auto [dp, amx] = measure_bf16_peaks();
+            if (!o.json)
+                std::printf("bf16 peaks: VDPBF16PS %.1f GFLOP/s, AMX TDPBF16PS %.1f GFLOP/s (--precision bf16 uses AMX)\n", dp, amx);
+            else
+                std::printf("{\"op\": \"bf16_peak\", \"vdpbf16ps_gflops\": %.1f, \"amx_gflops\": %.1f}\n", dp, amx);
+        }
         if (o.conv) bench_conv(o, peak);
         if (o.gemm) bench_gemm(o, peak);
         if (o.kernels) bench_kernels(o);

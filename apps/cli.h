@@ -154,11 +154,15 @@ inline void set_threads(const std::string& program, int64_t n) {
 #endif
 }
 
-// --precision fp32|bf16 (tensor/cpu.h). bf16 where the CPU lacks AMX-BF16 falls back to fp32 with
-// a one-line notice on stderr (the run still works, only slower); anything else is an error.
+// --precision fp32|winograd|bf16 (tensor/cpu.h). bf16 where the CPU lacks AMX-BF16 falls back to
+// fp32 with a one-line notice on stderr (the run still works, only slower); anything else is an error.
+constexpr const char* kPrecisionHelp =
+    "conv2d's multiplies: fp32; winograd (fp32, Winograd F(4x4,3x3) for the 3x3 convolutions: 4x fewer multiplies); "
+    "or bf16 (bf16 operands, fp32 sums, on AMX; fp32 with a notice where the CPU lacks it)";
 inline void set_precision(const std::string& program, const std::string& v) {
     if (v == "fp32") return dl::set_precision(Precision::FP32);
-    if (v != "bf16") fail(program, ": --precision expects fp32 or bf16, got '", v, "'");
+    if (v == "winograd") return dl::set_precision(Precision::WINOGRAD);
+    if (v != "bf16") fail(program, ": --precision expects fp32, winograd or bf16, got '", v, "'");
     if (bf16_available()) return dl::set_precision(Precision::BF16);
     std::fprintf(stderr, "%s: --precision bf16 needs AMX-BF16 (Intel Sapphire Rapids or later), which this CPU or OS lacks; using fp32\n",
                  program.c_str());

@@ -42,7 +42,7 @@ int main(int argc, char** argv) try {
     bool table = !args.flag("--no-table", "skip the table");
     bool anomaly = args.flag("--detect-anomaly", "check every op's output and gradient for NaN/Inf");
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
-    std::string prec = args.str("--precision", "fp32", "conv2d's multiplies: fp32, or bf16 (bf16 operands, fp32 sums, on AMX; fp32 with a notice where the CPU lacks it)");
+    std::string prec = args.str("--precision", "fp32", cli::kPrecisionHelp);
     args.done();
     auto start = std::chrono::steady_clock::now();
     cli::set_threads("inspect", threads);
@@ -115,7 +115,9 @@ int main(int argc, char** argv) try {
     std::printf("loss %.6g (%s) | %lld nodes: %lld parameters, %lld inputs, %lld activations | forward %.3f s, backward %.3f s (graph kept, all gradients retained) | conv2d %s\n",
                 in.loss.value().item(), m.loss_weight == "uniform" ? "uniform over t" : cat("weighted ", m.loss_weight).c_str(), (long long)rows.size(), (long long)n_param, (long long)n_input, (long long)n_act,
                 in.forward_seconds, in.backward_seconds,
-                precision() == Precision::BF16 ? "bf16 (operands rounded to bf16, fp32 sums; gradients kept in fp32, gradcheck in fp64)" : "fp32");
+                precision() == Precision::BF16       ? "bf16 (operands rounded to bf16, fp32 sums; gradients kept in fp32, gradcheck in fp64)"
+                : precision() == Precision::WINOGRAD ? "winograd (fp32, F(4x4,3x3) for the 3x3 convolutions; gradcheck in fp64)"
+                                                     : "fp32");
 
     // ---- the dump and the graph ----
     if (!dump_path.empty()) {

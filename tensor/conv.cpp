@@ -30,6 +30,12 @@
 //    (one_to_many, many_to_one, dw_single: 70-88, against 16-50 for a first version that used the
 //    channel-blocked layout, and about 1/16 of the direct kernel's speed for the general path).
 //  * Anything else (stride > 2) falls back to the reference loops.
+//  * Precision::BF16 (cpu.h): the stride-1 convolutions with more than one channel on each side
+//    (3x3 and 1x1, all three passes) go to AMX tiles instead, bf16 operands and float32 sums, as
+//    implicit GEMMs over the padded width (conv_amx.cpp). 3x3 fwd+bwd about 4x the float32 kernels
+//    (950-1085 GFLOP/s against 230-285 on a 2-core Xeon with AMX, FMA peak 390-430).
+//  * Precision::WINOGRAD: the 3x3 stride-1 pad-1 convolutions with more than one channel on each
+//    side go to Winograd F(4x4, 3x3) instead (conv_winograd.cpp), float32 with 4x fewer multiplies.
 //
 // Threads: over images (each thread converts and convolves its own images), or over output rows of
 // one image at a time when the batch is smaller than the team; weights are packed by the team
@@ -443,10 +449,14 @@ bool bf16_conv(const Conv2dParams& p) {
     return precision() == Precision::BF16 && p.stride == 1 && p.pad < p.KH && p.pad < p.KW && p.Cin > 1 && p.Cout > 1;
 }
 
+// Precision::WINOGRAD takes the 3x3 stride-1 pad-1 convolutions with more than one channel on each side.
+bool winograd_conv(const Conv2dParams& p) { return precision() == Precision::WINOGRAD && winograd_applies(p); }
+
 void fast_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
     if (bf16_conv(p))
         return amx_conv({p.B, p.Cin, p.H, p.W, p.Cout, p.Ho(), p.Wo(), p.KH, p.KW, p.pad, p.pad, false, bias, false}, x, w, y);
     const ConvIsa& k = conv_isa();
+    if (winograd_conv(p)) return winograd_forward(k, p, x, w, bias, y);
     if (is_1x1(p)) return pointwise_forward(k, p, x, w, bias, y);
     if (is_3x3_same(p) && p.Cin == 1) return cin1_forward(k, p, x, w, bias, y);
     if (is_3x3_same(p) && p.Cout == 1) return cout1_forward(k, p, x, w, bias, y);
@@ -554,6 +564,7 @@ void fast_backward_data(const Conv2dParams& p, const float* dy, const float* w, 
         return amx_conv({p.B, p.Cout, p.Ho(), p.Wo(), p.Cin, p.H, p.W, p.KH, p.KW, p.KH - 1 - p.pad, p.KW - 1 - p.pad, true,
                          nullptr, true}, dy, w, dx);
     const ConvIsa& k = conv_isa();
+    if (winograd_conv(p)) return winograd_backward_data(k, p, dy, w, dx);
     if (is_1x1(p)) return pointwise_backward_data(k, p, dy, w, dx);
     if (is_3x3_same(p) && p.Cin == 1) return cin1_backward_data(k, p, dy, w, dx);
     if (is_3x3_same(p) && p.Cout == 1) return cout1_backward_data(k, p, dy, w, dx);
@@ -571,30 +582,6 @@ void bias_grad(const ConvIsa& k, const Conv2dParams& p, const float* dy, float* 
         float s = 0;
         for (int64_t b = 0; b < p.B; b++) k.sum_planes(dy + (b * p.Cout + o) * P, 1, P, &s);
         dbias[o] += s;
-    }
-}
-
-// Each thread sums its images into a private buffer of `len` floats, body(acc, b0, b1) doing one
-// thread's share; then rows of `row` floats of the buffers are summed over the threads and handed
-// to add(row index, summed row) (rows split over the threads).
-template <class Body, class Add>
-void reduce_over_images(int64_t B, int64_t len, int64_t row, const Body& body, const Add& add) {
-    const int nt = int(std::max<int64_t>(1, std::min<int64_t>(team_threads(), B)));
-    std::vector<float*> bufs(static_cast<size_t>(nt));
-#pragma omp parallel num_threads(nt)
-    {
-        const int t = omp_get_thread_num();
-        float* acc = bufs[size_t(t)] = scratch(4, size_t(len));
-        std::fill(acc, acc + len, 0.f);
-        body(acc, B * t / nt, B * (t + 1) / nt);
-#pragma omp barrier
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < len / row; r++) {
-            float* sum = bufs[0] + r * row;
-            for (int u = 1; u < nt; u++)
-                for (int64_t i = 0; i < row; i++) sum[i] += bufs[size_t(u)][r * row + i];
-            add(r, sum);
-        }
     }
 }
 
@@ -702,6 +689,7 @@ void pointwise_backward_weight(const ConvIsa& k, const Conv2dParams& p, const fl
 void fast_backward_weight(const Conv2dParams& p, const float* x, const float* dy, float* dw, float* dbias) {
     if (bf16_conv(p)) return amx_conv_backward_weight(p, x, dy, dw, dbias);
     const ConvIsa& k = conv_isa();
+    if (winograd_conv(p)) return winograd_backward_weight(k, p, x, dy, dw, dbias);
     if (is_3x3_same(p) && (p.Cin == 1 || p.Cout == 1)) return single_channel_backward_weight(k, p, x, dy, dw, dbias);
     if (direct_ok(p) && !is_1x1(p)) return direct_backward_weight(k, p, x, dy, dw, dbias);  // bias from the dy pass
     if (is_1x1(p)) return pointwise_backward_weight(k, p, x, dy, dw, dbias);

@@ -7,9 +7,14 @@
 // nChw16c). The image sits at rows [pt, pt+H) and columns [pl, pl+W) of the Hp x Wp grid; the
 // border and the channels past C are zero, so kernels read padding without bounds checks.
 #pragma once
+#include <omp.h>
+
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "tensor/conv.h"
+#include "tensor/cpu.h"
 
 namespace dl::conv_detail {
 
@@ -118,6 +123,64 @@ struct PointwiseDw {
     float* bias_acc;          // (MA): += sum of each a row (the bias gradient), or null
 };
 
+// ---- Winograd F(4x4, 3x3) for stride-1 3x3 convolutions (conv_winograd.cpp, winograd_kernels.h) ----
+// A 6x6 input patch d and a 3x3 kernel g give a 4x4 output tile y = A^T [U (.) V] A, with
+// U = G g G^T and V = B^T d B (36 coefficients each, xi = 6k + l). Over channels the elementwise
+// product becomes 36 independent matrix products M_xi = V_xi U_xi. T tiles are handled per call;
+// tile_off[t] is the floats from a buffer's channel block 0 to tile t's top-left pixel.
+
+// V[xi][cb][t][16] = B^T d B of each tile's 6x6 patch, per channel block.
+struct WinoInput {
+    const float* in;          // blocked, zero-padded input (ncb, Hp, Wp, 16) of one or more images
+    int64_t in_cb, in_row;    // floats between channel blocks, between rows (Wp*16)
+    const int64_t* tile_off;
+    int64_t T;
+    int ncb;
+    float* v;                 // (36, ncb, T, 16)
+    int64_t v_xi;             // ncb*T*16
+};
+
+// W[xi][t][o] = A dy A^T of each 4x4 tile of the output gradient (for the weight gradient).
+struct WinoGradOutput {
+    const float* dy;          // blocked (nob, 4*th, 4*tw, 16), zero past the image
+    int64_t dy_ob, dy_row;
+    const int64_t* tile_off;
+    int64_t T;
+    int nob;
+    float* w;                 // (36, T, Op)
+    int64_t w_xi, Op;         // T*Op, 16*nob
+};
+
+// M[xi][t][o] = sum_c V[xi][c/16][t][c%16] U[xi][c][o] for the 36 coefficients.
+struct WinoGemm {
+    const float* v;           // (36, ncb, T, 16)
+    const float* u;           // (36, 16*ncb, Op), rows past the channels zero
+    float* m;                 // (36, T, Op)
+    int64_t v_xi, u_xi, m_xi, T, Op;
+    int ncb, c_last;          // channel blocks, and channels used in the last one (1..16)
+};
+
+// y = A^T M A (+ bias) of each tile into a blocked output (nob, 4*th, 4*tw, 16).
+struct WinoOutput {
+    const float* m;           // (36, T, Op)
+    int64_t m_xi, Op;
+    const int64_t* tile_off;
+    int64_t T;
+    int nob;
+    const float* bias;        // Op values (zero past Cout), or null
+    float* out;
+    int64_t out_ob, out_row;
+};
+
+// acc[xi][c][o] += sum_t V[xi][c/16][t][c%16] W[xi][t][o] (the weight gradient before G^T . G).
+struct WinoDw {
+    const float* v;           // (36, ncb, T, 16)
+    const float* w;           // (36, T, Op)
+    float* acc;               // (36, 16*ncb, Op)
+    int64_t v_xi, w_xi, acc_xi, T, Op;
+    int ncb, c_last;
+};
+
 struct ConvIsa {
     const char* name;
     int acc_regs;  // V16 accumulators a tile may hold: R * NV <= acc_regs (and R <= 14)
@@ -132,6 +195,14 @@ struct ConvIsa {
     int pointwise_mr;  // output channels per Pointwise tile (the packing of w)
     void (*pointwise)(const Pointwise& a);
     void (*pointwise_dw)(const PointwiseDw& a);
+    void (*wino_input)(const WinoInput& a);
+    void (*wino_grad_output)(const WinoGradOutput& a);
+    void (*wino_gemm)(const WinoGemm& a);
+    void (*wino_output)(const WinoOutput& a);
+    void (*wino_dw)(const WinoDw& a);
+    // blocked (ceil(C/16), Hp, Wp, 16) -> NCHW (C, H, W), the crop [0, H) x [0, W); = or +=
+    void (*from_blocked)(const float* src, int64_t Hp, int64_t Wp, float* dst, int64_t C, int64_t H, int64_t W,
+                         bool accumulate);
 };
 
 // ---- bf16 operands, float32 sums, on AMX tiles (conv_amx.cpp; used under Precision::BF16) ----
@@ -152,10 +223,41 @@ void amx_conv(const AmxConv& a, const float* in, const float* w, float* out);
 // (float32), for p.stride == 1 and p.pad < the kernel size.
 void amx_conv_backward_weight(const Conv2dParams& p, const float* x, const float* dy, float* dw, float* dbias);
 
+// Winograd F(4x4, 3x3) (conv_winograd.cpp): the three passes of a 3x3, stride-1, pad-1 convolution,
+// same contracts as conv2d_forward / conv2d_backward_data / conv2d_backward_weight.
+bool winograd_applies(const Conv2dParams& p);  // 3x3, stride 1, pad 1, more than one channel each side
+void winograd_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+void winograd_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx);
+void winograd_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw, float* dbias);
+
 const ConvIsa& conv_isa_avx512();
 const ConvIsa& conv_isa_avx2();
 const ConvIsa& conv_isa_portable();
 
 constexpr int kMaxTileR = 14;  // longest row tile of direct_tile
+
+// Each thread sums its images into a private buffer of `len` floats, body(acc, b0, b1) doing one
+// thread's share; then rows of `row` floats of the buffers are summed over the threads and handed
+// to add(row index, summed row) (rows split over the threads).
+template <class Body, class Add>
+inline void reduce_over_images(int64_t B, int64_t len, int64_t row, const Body& body, const Add& add) {
+    const int nt = int(std::max<int64_t>(1, std::min<int64_t>(team_threads(), B)));
+    std::vector<float*> bufs(static_cast<size_t>(nt));
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num();
+        float* acc = bufs[size_t(t)] = scratch(4, size_t(len));
+        std::fill(acc, acc + len, 0.f);
+        body(acc, B * t / nt, B * (t + 1) / nt);
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < len / row; r++) {
+            float* sum = bufs[0] + r * row;
+            for (int u = 1; u < nt; u++)
+                for (int64_t i = 0; i < row; i++) sum[i] += bufs[size_t(u)][r * row + i];
+            add(r, sum);
+        }
+    }
+}
 
 }  // namespace dl::conv_detail

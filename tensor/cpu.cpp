@@ -84,25 +84,21 @@ void set_simd_level(SimdLevel level) {
     level_store().store(int(level), std::memory_order_relaxed);
 }
 
-const char* precision_name(Precision p) { return p == Precision::BF16 ? "bf16" : "fp32"; }
+const char* precision_name(Precision p) {
+    return p == Precision::BF16 ? "bf16" : p == Precision::WINOGRAD ? "winograd" : "fp32";
+}
 
 bool bf16_available() { return conv_detail::amx_usable(); }
 
-static std::atomic<int>& precision_store() {
-    static std::atomic<int> p{[] {
-        const char* env = std::getenv("DL_PRECISION");
-        return env && !std::strcmp(env, "bf16") && bf16_available() ? int(Precision::BF16) : int(Precision::FP32);
-    }()};
-    return p;
-}
+static std::atomic<int> g_precision{int(Precision::FP32)};
 
-Precision precision() { return Precision(precision_store().load(std::memory_order_relaxed)); }
+Precision precision() { return Precision(g_precision.load(std::memory_order_relaxed)); }
 
 void set_precision(Precision p) {
     if (p == Precision::BF16 && !bf16_available())
         fail("set_precision: bf16 needs AMX-BF16 and AVX512_BF16 (Intel Sapphire Rapids or later) with the OS's tile "
              "state; this CPU or OS lacks them");
-    precision_store().store(int(p), std::memory_order_relaxed);
+    g_precision.store(int(p), std::memory_order_relaxed);
 }
 
 static void flush_this_thread() {

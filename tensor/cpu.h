@@ -28,15 +28,19 @@ SimdLevel simd_level();                  // the level the kernels use now
 // Force a level (tests, benchmarks). Throws dl::Error if the CPU lacks it.
 void set_simd_level(SimdLevel level);
 
-// Precision of conv2d's multiplies. FP32 (the default): float32 everywhere. BF16: conv2d rounds
+// Precision of conv2d's multiplies. FP32 (the default): float32 everywhere. WINOGRAD: float32 too,
+// but the 3x3 stride-1 convolutions with more than one channel on each side (all three passes) use
+// Winograd F(4x4, 3x3) (tensor/conv_winograd.cpp): 4x fewer multiplies, a rounding error about ten
+// times the direct sum's (still 1e-5 of the values), on every CPU. BF16: conv2d rounds
 // its operands (x, w, and dy in the backward passes) to bfloat16 and sums the products in float32,
 // on Intel AMX tiles (Sapphire Rapids and later), for the stride-1 convolutions with more than one
 // channel on each side; the others, and everything outside conv2d (parameters, gradients, norms,
 // softmax, loss, optimizer), stay float32, and the float64 path is never rounded.
 // bf16_available(): the CPU has AMX-BF16 and AVX512_BF16 and the OS grants the tile state.
-// DL_PRECISION=bf16 sets BF16 at start-up where available; set_precision() throws where not.
-enum class Precision { FP32 = 0, BF16 = 1 };
-const char* precision_name(Precision p);  // "fp32", "bf16"
+// The programs take --precision fp32|winograd|bf16 (apps/cli.h); set_precision(BF16) throws where
+// unavailable.
+enum class Precision { FP32 = 0, BF16 = 1, WINOGRAD = 2 };
+const char* precision_name(Precision p);  // "fp32", "bf16", "winograd"
 bool bf16_available();
 Precision precision();
 void set_precision(Precision p);

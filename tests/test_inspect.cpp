@@ -17,6 +17,7 @@
 #include "nn/checkpoint.h"
 #include "nn/grad_norm_log.h"
 #include "nn/unet.h"
+#include "tensor/cpu.h"
 #include "tensor/io.h"
 #include "tests/programs.h"
 #include "tensor/ops.h"
@@ -292,6 +293,40 @@ TEST_CASE("inspect: build/inspect writes a dump, a DOT graph and the per-t curve
     CHECK(run(bin + "/inspect --ch 8 --checkpoint " + dir + "/missing.safetensors", &out) != 0);
     CHECK(out.find("inspect: --ch is for a fresh init; with --checkpoint the model and schedule come from its metadata") != std::string::npos);
     std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("inspect --precision: says which precision conv2d used, the fp64 gradcheck passes in each, a bad value fails") {
+    const std::string cmd = build_dir() + "/inspect " + tiny_flags + " --batch 2 --seed 3 --threads 2 --no-table --gradcheck 1 --gradcheck-match conv_out";
+    auto loss_of = [](const std::string& out) {  // "loss 1.14438 (uniform over t) | ..."
+        const size_t at = out.find("\nloss ");
+        REQUIRE(at != std::string::npos);
+        return std::stod(out.substr(at + 6));
+    };
+    std::string out;
+    REQUIRE(run(cmd + " --precision fp32", &out) == 0);
+    CHECK(out.find("| conv2d fp32\n") != std::string::npos);
+    const double loss32 = loss_of(out);
+    REQUIRE(run(cmd + " --precision bf16", &out) == 0);
+    INFO(out);
+    CHECK(out.find("gradcheck: 2 of 2 parameter tensors pass\n") != std::string::npos);  // float64, whatever conv2d's precision
+    if (bf16_available()) {
+        CHECK(out.find("| conv2d bf16 (") != std::string::npos);
+        // the same batch and weights: a loss moved by bf16 rounding (8 significant bits), not another loss
+        CHECK(loss_of(out) != loss32);
+        CHECK(std::abs(loss_of(out) - loss32) < 1e-2 * loss32);
+    } else {
+        CHECK(out.find("inspect: --precision bf16 needs AMX-BF16") != std::string::npos);
+        CHECK(out.find("| conv2d fp32\n") != std::string::npos);
+        CHECK(loss_of(out) == loss32);
+    }
+    // Winograd is float32 on every CPU: the same loss up to its rounding (below the 6 digits printed
+    // here; test_kernels.cpp checks that it rounds differently), and the fp64 gradcheck passes
+    REQUIRE(run(cmd + " --precision winograd", &out) == 0);
+    CHECK(out.find("| conv2d winograd (") != std::string::npos);
+    CHECK(out.find("gradcheck: 2 of 2 parameter tensors pass\n") != std::string::npos);
+    CHECK(std::abs(loss_of(out) - loss32) < 1e-4 * loss32);
+    CHECK(run(cmd + " --precision fp16", &out) != 0);
+    CHECK(out.find("inspect: --precision expects fp32, winograd or bf16, got 'fp16'") != std::string::npos);
 }
 
 TEST_CASE("inspect: train --grad-norms-every writes per-parameter gradient norms next to the checkpoint") {

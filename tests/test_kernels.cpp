@@ -314,6 +314,78 @@ TEST_CASE("conv2d in bf16 on AMX: within the bf16 rounding bound of float64, on 
     };
     for (const Conv2dParams& p : cases) check_conv_bf16(p);
     omp_set_num_threads(saved_threads);
+    CHECK(precision() == Precision::FP32);  // each check put it back
+}
+
+namespace {
+
+// Precision::WINOGRAD against float64, on every SIMD level and thread count. F(4x4, 3x3) carries
+// values through transforms whose coefficients reach 5 (input) and 8 (output) in each of two
+// dimensions, so its rounding error is several times the direct float32 sum's: measured here at
+// most 5.4e-6 of max(1, max |ref|) for the forward, 7.1e-6 for dx and 3.1e-6 for dw (the direct
+// kernels on the same inputs: 2e-7 to 9e-7). The tolerance is 4e-5, twice check_conv's; a wrong coefficient,
+// tap or tile edge gives errors of order 1. The convolutions Winograd takes (3x3, stride 1, pad 1,
+// more than one channel each side) must differ from the direct kernels' float32 results, and the
+// others must equal them bit for bit.
+void check_conv_winograd(const Conv2dParams& p, bool every_level = true) {
+    INFO("B=", p.B, " Cin=", p.Cin, " H=", p.H, " W=", p.W, " Cout=", p.Cout, " k=", p.KH, "x", p.KW, " stride=", p.stride,
+         " pad=", p.pad);
+    const size_t nx = size_t(p.B * p.Cin * p.H * p.W), nw = size_t(p.Cout * p.Cin * p.KH * p.KW);
+    const size_t ny = size_t(p.B * p.Cout * p.Ho() * p.Wo());
+    const auto x = random_vec(nx, 31), w = random_vec(nw, 32), b = random_vec(size_t(p.Cout), 33), dy = random_vec(ny, 34);
+    const auto dx0 = random_vec(nx, 35), dw0 = random_vec(nw, 36), db0 = random_vec(size_t(p.Cout), 37);
+    std::vector<double> yr(ny), dxr = to_double(dx0), dwr = to_double(dw0), dbr = to_double(db0);
+    conv2d_forward_ref<double>(p, to_double(x).data(), to_double(w).data(), to_double(b).data(), yr.data());
+    conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxr.data());
+    conv2d_backward_weight_ref<double>(p, to_double(x).data(), to_double(dy).data(), dwr.data(), dbr.data());
+    const bool winograd = p.KH == 3 && p.KW == 3 && p.stride == 1 && p.pad == 1 && p.Cin > 1 && p.Cout > 1;
+    const double tol = 4e-5;
+    auto check = [&] {
+        std::vector<float> y(ny, std::numeric_limits<float>::quiet_NaN()), y32(ny), dx = dx0, dx32 = dx0;
+        std::vector<float> dw = dw0, db = db0, dw32 = dw0, db32 = db0;
+        set_precision(Precision::WINOGRAD);
+        conv2d_forward(p, x.data(), w.data(), b.data(), y.data());
+        conv2d_backward_data(p, dy.data(), w.data(), dx.data());
+        conv2d_backward_weight(p, x.data(), dy.data(), dw.data(), db.data());
+        set_precision(Precision::FP32);
+        CHECK(rel_err(y, yr) < tol);
+        CHECK(rel_err(dx, dxr) < tol);
+        CHECK(rel_err(dw, dwr) < tol);
+        CHECK(rel_err(db, dbr) < tol);
+        conv2d_forward(p, x.data(), w.data(), b.data(), y32.data());
+        conv2d_backward_data(p, dy.data(), w.data(), dx32.data());
+        conv2d_backward_weight(p, x.data(), dy.data(), dw32.data(), db32.data());
+        if (winograd) CHECK((y != y32 && dx != dx32 && dw != dw32));
+        else CHECK((y == y32 && dx == dx32 && dw == dw32 && db == db32));
+    };
+    if (every_level) for_levels_and_threads(check);
+    else check();
+}
+
+}  // namespace
+
+TEST_CASE("conv2d with Winograd F(4x4,3x3): within its tolerance of float64, on awkward shapes") {
+    // B, Cin, H, W, Cout, KH, KW, stride, pad
+    const Conv2dParams cases[] = {
+        {2, 3, 7, 5, 17, 3, 3, 1, 1},    // 3 channels of 16 lanes, 17 outputs; sizes not multiples of 4
+        {3, 33, 6, 6, 5, 3, 3, 1, 1},    // 33 input channels: a block of one; 3 images on 2 threads
+        {2, 16, 9, 30, 64, 3, 3, 1, 1},  // wide rows, 4 output blocks (two groups)
+        {1, 20, 2, 1, 40, 3, 3, 1, 1},   // a 2x1 image: one tile, nearly all padding
+        {2, 40, 8, 7, 48, 3, 3, 1, 1},   // 3 output blocks in one group
+        {5, 16, 4, 4, 16, 3, 3, 1, 1},   // tiles of several images in one group
+        {2, 17, 9, 11, 33, 3, 3, 2, 1},  // stride 2: direct
+        {2, 20, 5, 6, 9, 1, 1, 1, 0},    // 1x1: direct
+        {2, 1, 8, 9, 4, 3, 3, 1, 1},     // one input channel: direct
+        {2, 5, 6, 7, 3, 3, 3, 1, 0},     // no padding: direct
+    };
+    for (const Conv2dParams& p : cases) check_conv_winograd(p);
+    // the U-Net's shapes, at the best level only (quick under sanitizers)
+    const SimdLevel saved = simd_level();
+    set_simd_level(simd_detected());
+    for (const Conv2dParams& p : {Conv2dParams{2, 32, 28, 28, 32, 3, 3, 1, 1}, Conv2dParams{4, 64, 7, 7, 32, 3, 3, 1, 1},
+                                  Conv2dParams{2, 48, 14, 14, 32, 3, 3, 1, 1}})
+        check_conv_winograd(p, false);
+    set_simd_level(saved);
     CHECK(precision() == Precision::FP32);
 }
 

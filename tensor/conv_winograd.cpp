@@ -1,0 +1,210 @@
+// Winograd F(4x4, 3x3) for the stride-1, pad-1 3x3 convolutions in float32 (Precision::WINOGRAD):
+// the same three passes as the direct kernels of conv.cpp with 4x fewer multiplies on a 28x28
+// image, paid for with transforms and with a larger rounding error (tests/test_kernels.cpp states it).
+//
+// The algorithm (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016).
+// One output row of four pixels of a 3-tap correlation, y_i = sum_q g_q d_{i+q}, is the polynomial
+// product evaluated at the points 0, 1, -1, 2, -2 and infinity and interpolated back:
+//   y = A^T [ (G g) (.) (B^T d) ]          d: 6 inputs, g: 3 taps, y: 4 outputs, (.) elementwise
+//
+//   B^T = | 4  0 -5  0  1  0 |    G = |  1/4     0     0  |    A^T = | 1  1  1  1  1  0 |
+//         | 0 -4 -4  1  1  0 |        | -1/6  -1/6  -1/6  |          | 0  1 -1  2 -2  0 |
+//         | 0  4 -4 -1  1  0 |        | -1/6   1/6  -1/6  |          | 0  1  1  4  4  0 |
+//         | 0 -2 -1  2  1  0 |        | 1/24  1/12   1/6  |          | 0  1 -1  8 -8  1 |
+//         | 0  2 -1 -2  1  0 |        | 1/24 -1/12   1/6  |
+//         | 0  4  0 -5  0  1 |        |   0     0     1   |
+//
+// Nested in both dimensions, a 4x4 output tile from a 6x6 patch: y = A^T [U (.) V] A with
+// U = G g G^T and V = B^T d B. Over channels, for each of the 36 coefficients xi:
+//   M_xi[t][o] = sum_c V_xi[t][c] U_xi[c][o]      (a matrix product: tiles x Cin times Cin x Cout)
+// which is 36 * Cin * Cout multiply-adds per tile of 16 outputs, against 9 * 16 * Cin * Cout directly.
+//
+// Backward, from the same linear map (the transposes, coefficient by coefficient):
+//  * To the input: the adjoint of a stride-1 correlation is the correlation of dy with the kernel
+//    rotated by 180 degrees and its channels swapped (pad 2 - pad = 1), so it is this forward pass
+//    again, with U built from w[o][c][2-p][2-q] and dx accumulated.
+//  * To the weight: y_tile = A^T (U (.) V) A is linear in U, so dU = (A dY A^T) (.) V for a tile's
+//    4x4 output gradient dY, summed over tiles: dU_xi[c][o] = sum_t V_xi[t][c] W_xi[t][o] with
+//    W = A dY A^T, again 36 matrix products, now with the tiles as the long sum. Then
+//    U = G g G^T gives dg = G^T dU G, once per call in double.
+//
+// Tiles past the image's edge read the zero padding and write into a blocked output that is
+// cropped when converted back to NCHW, so any H and W work. The input is copied once into the
+// zero-padded blocked layout (conv_isa.h), the output gathered in a blocked buffer; tiles go in
+// groups of T, sized so that a group's V and M stay in the L2 cache.
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "tensor/conv_isa.h"
+#include "tensor/cpu.h"
+
+namespace dl::conv_detail {
+
+bool winograd_applies(const Conv2dParams& p) {
+    return p.KH == 3 && p.KW == 3 && p.stride == 1 && p.pad == 1 && p.Cin > 1 && p.Cout > 1;
+}
+
+namespace {
+
+constexpr double kG[6][3] = {{1 / 4., 0, 0},          {-1 / 6., -1 / 6., -1 / 6.}, {-1 / 6., 1 / 6., -1 / 6.},
+                             {1 / 24., 1 / 12., 1 / 6.}, {1 / 24., -1 / 12., 1 / 6.}, {0, 0, 1}};
+
+// The tiling of one convolution: Ci input channels of H x W (padded by 1), Co outputs of H x W.
+struct Plan {
+    int64_t th, tw;          // tiles down and across: ceil(H / 4), ceil(W / 4)
+    int64_t Hp, Wp;          // the blocked input grid: (4 th + 2) x (4 tw + 2), the image at (1, 1)
+    int64_t ncb, nob, Cip, Op;  // channel blocks of 16 in and out, and the channel counts they hold
+    int64_t ximg, yimg;      // floats of one image's blocked input (ncb, Hp, Wp, 16) and output (nob, 4th, 4tw, 16)
+    int64_t chunk;           // images converted to blocked layout at a time
+    int64_t T;               // tiles per group
+    Plan(int64_t Ci, int64_t H, int64_t W, int64_t Co) {
+        th = (H + 3) / 4, tw = (W + 3) / 4, Hp = 4 * th + 2, Wp = 4 * tw + 2;
+        ncb = (Ci + 15) / 16, nob = (Co + 15) / 16, Cip = 16 * ncb, Op = 16 * nob;
+        ximg = ncb * Hp * Wp * 16, yimg = nob * 16 * th * tw * 16;
+        chunk = std::max<int64_t>(1, (32 << 10) / (ximg + yimg));           // about 128 KiB of images
+        T = std::clamp<int64_t>((64 << 10) / (36 * (Cip + Op)), 8, 64);    // V and M of a group: about 256 KiB
+    }
+    // floats from channel block 0 of the chunk's buffers to tile t's first pixel, for the tiles of n images
+    void tile_offsets(int64_t n, std::vector<int64_t>& in, std::vector<int64_t>& out) const {
+        in.clear(), out.clear();
+        for (int64_t b = 0; b < n; b++)
+            for (int64_t i = 0; i < th; i++)
+                for (int64_t j = 0; j < tw; j++) {
+                    in.push_back(b * ximg + (4 * i * Wp + 4 * j) * 16);
+                    out.push_back(b * yimg + (4 * i * 4 * tw + 4 * j) * 16);
+                }
+    }
+};
+
+// U[xi][c][o] = (G g G^T)[k][l] for the 3x3 kernel g(p, q) = wt(o, c, p, q); (36, Cip, Op), zero
+// past Ci and Co. Computed in double, rounded once.
+template <class F>
+void transform_weights(float* u, int64_t Ci, int64_t Co, int64_t Cip, int64_t Op, const F& wt) {
+    std::fill(u, u + 36 * Cip * Op, 0.f);
+#pragma omp parallel for schedule(static) num_threads(team_threads(Co, 4))
+    for (int64_t o = 0; o < Co; o++)
+        for (int64_t c = 0; c < Ci; c++) {
+            double gg[6][3];  // G g
+            for (int k = 0; k < 6; k++)
+                for (int q = 0; q < 3; q++) gg[k][q] = kG[k][0] * wt(o, c, 0, q) + kG[k][1] * wt(o, c, 1, q) + kG[k][2] * wt(o, c, 2, q);
+            for (int k = 0; k < 6; k++)
+                for (int l = 0; l < 6; l++)
+                    u[((6 * k + l) * Cip + c) * Op + o] = float(gg[k][0] * kG[l][0] + gg[k][1] * kG[l][1] + gg[k][2] * kG[l][2]);
+        }
+}
+
+// out (B, Co, H, W) (+)= bias + the 3x3 correlation of in (B, Ci, H, W), pad 1, whose kernel is
+// already transformed into u.
+void winograd_conv(const ConvIsa& k, int64_t B, int64_t Ci, int64_t H, int64_t W, int64_t Co, const float* u,
+                   const float* bias, const float* in, float* out, bool accumulate) {
+    const Plan pl(Ci, H, W, Co);
+    std::vector<float> bias_p;  // Op values, zero past Co
+    if (bias) bias_p.assign(bias, bias + Co), bias_p.resize(size_t(pl.Op), 0.f);
+    const int64_t nchunks = (B + pl.chunk - 1) / pl.chunk;
+#pragma omp parallel num_threads(team_threads(nchunks))
+    {
+        float* xb = scratch(1, size_t(pl.chunk * pl.ximg));
+        float* v = scratch(2, size_t(36 * pl.ncb * pl.T * 16));
+        float* m = scratch(3, size_t(36 * pl.T * pl.Op));
+        float* yb = scratch(5, size_t(pl.chunk * pl.yimg));
+        std::vector<int64_t> in_off, out_off;
+#pragma omp for schedule(static)
+        for (int64_t ch = 0; ch < nchunks; ch++) {
+            const int64_t b0 = ch * pl.chunk, n = std::min(pl.chunk, B - b0);
+            for (int64_t b = 0; b < n; b++)
+                k.to_blocked(in + (b0 + b) * Ci * H * W, Ci, H, W, xb + b * pl.ximg, pl.Hp, pl.Wp, 1, 1, nullptr);
+            pl.tile_offsets(n, in_off, out_off);
+            const int64_t ntiles = int64_t(in_off.size());
+            for (int64_t t0 = 0; t0 < ntiles; t0 += pl.T) {
+                const int64_t T = std::min(pl.T, ntiles - t0);
+                k.wino_input({xb, pl.Hp * pl.Wp * 16, pl.Wp * 16, in_off.data() + t0, T, int(pl.ncb), v, pl.ncb * T * 16});
+                k.wino_gemm({v, u, m, pl.ncb * T * 16, pl.Cip * pl.Op, T * pl.Op, T, pl.Op, int(pl.ncb), int(Ci - 16 * (pl.ncb - 1))});
+                k.wino_output({m, T * pl.Op, pl.Op, out_off.data() + t0, T, int(pl.nob), bias ? bias_p.data() : nullptr, yb,
+                               16 * pl.th * pl.tw * 16, 4 * pl.tw * 16});
+            }
+            for (int64_t b = 0; b < n; b++)
+                k.from_blocked(yb + b * pl.yimg, 4 * pl.th, 4 * pl.tw, out + (b0 + b) * Co * H * W, Co, H, W, accumulate);
+        }
+    }
+}
+
+}  // namespace
+
+void winograd_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+    const Plan pl(p.Cin, p.H, p.W, p.Cout);
+    float* u = scratch(0, size_t(36 * pl.Cip * pl.Op));
+    transform_weights(u, p.Cin, p.Cout, pl.Cip, pl.Op,
+                      [&](int64_t o, int64_t c, int i, int j) { return double(w[((o * p.Cin + c) * 3 + i) * 3 + j]); });
+    winograd_conv(k, p.B, p.Cin, p.H, p.W, p.Cout, u, bias, x, y, false);
+}
+
+void winograd_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+    // dy's channels are the inputs, dx's the outputs; the kernel rotated by 180 degrees
+    const Plan pl(p.Cout, p.H, p.W, p.Cin);
+    float* u = scratch(0, size_t(36 * pl.Cip * pl.Op));
+    transform_weights(u, p.Cout, p.Cin, pl.Cip, pl.Op,
+                      [&](int64_t c, int64_t o, int i, int j) { return double(w[((o * p.Cin + c) * 3 + 2 - i) * 3 + 2 - j]); });
+    winograd_conv(k, p.B, p.Cout, p.H, p.W, p.Cin, u, nullptr, dy, dx, true);
+}
+
+void winograd_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw,
+                              float* dbias) {
+    const Plan pl(p.Cin, p.H, p.W, p.Cout);
+    const int64_t dimg = pl.yimg;                    // one image's blocked dy (nob, 4th, 4tw, 16)
+    const int64_t chunk = std::max<int64_t>(1, (32 << 10) / (pl.ximg + dimg));
+    const int64_t accn = 36 * pl.Cip * pl.Op;         // dU, then the bias gradient (Op)
+    float* du = scratch(0, size_t(accn));
+    reduce_over_images(
+        p.B, accn + pl.Op, pl.Op,
+        [&](float* acc, int64_t b0, int64_t b1) {
+            float* xb = scratch(1, size_t(chunk * pl.ximg));
+            float* db = scratch(5, size_t(chunk * dimg));
+            float* v = scratch(2, size_t(36 * pl.ncb * pl.T * 16));
+            float* wd = scratch(3, size_t(36 * pl.T * pl.Op));
+            std::vector<int64_t> x_off, dy_off;
+            for (int64_t c0 = b0; c0 < b1; c0 += chunk) {
+                const int64_t n = std::min(chunk, b1 - c0);
+                for (int64_t b = 0; b < n; b++) {
+                    k.to_blocked(x + (c0 + b) * p.Cin * p.H * p.W, p.Cin, p.H, p.W, xb + b * pl.ximg, pl.Hp, pl.Wp, 1, 1, nullptr);
+                    k.to_blocked(dy + (c0 + b) * p.Cout * p.H * p.W, p.Cout, p.H, p.W, db + b * dimg, 4 * pl.th, 4 * pl.tw, 0,
+                                 0, acc + accn);
+                }
+                pl.tile_offsets(n, x_off, dy_off);
+                const int64_t ntiles = int64_t(x_off.size());
+                for (int64_t t0 = 0; t0 < ntiles; t0 += pl.T) {
+                    const int64_t T = std::min(pl.T, ntiles - t0);
+                    k.wino_input({xb, pl.Hp * pl.Wp * 16, pl.Wp * 16, x_off.data() + t0, T, int(pl.ncb), v, pl.ncb * T * 16});
+                    k.wino_grad_output({db, 16 * pl.th * pl.tw * 16, 4 * pl.tw * 16, dy_off.data() + t0, T, int(pl.nob), wd,
+                                        T * pl.Op, pl.Op});
+                    k.wino_dw({v, wd, acc, pl.ncb * T * 16, T * pl.Op, pl.Cip * pl.Op, T, pl.Op, int(pl.ncb),
+                               int(p.Cin - 16 * (pl.ncb - 1))});
+                }
+            }
+        },
+        [&](int64_t r, const float* s) {  // r: row (xi, c) of dU, the last one the bias gradient
+            if (r * pl.Op < accn) std::copy_n(s, pl.Op, du + r * pl.Op);
+            else if (dbias)
+                for (int64_t o = 0; o < p.Cout; o++) dbias[o] += s[o];
+        });
+    // dg = G^T dU G for every (o, c)
+#pragma omp parallel for schedule(static) num_threads(team_threads(p.Cout, 4))
+    for (int64_t o = 0; o < p.Cout; o++)
+        for (int64_t c = 0; c < p.Cin; c++) {
+            double gd[3][6] = {};  // G^T dU
+            for (int k6 = 0; k6 < 6; k6++)
+                for (int l = 0; l < 6; l++) {
+                    const double d = du[((6 * k6 + l) * pl.Cip + c) * pl.Op + o];
+                    for (int i = 0; i < 3; i++) gd[i][l] += kG[k6][i] * d;
+                }
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) {
+                    double s = 0;
+                    for (int l = 0; l < 6; l++) s += gd[i][l] * kG[l][j];
+                    dw[((o * p.Cin + c) * 3 + i) * 3 + j] += float(s);
+                }
+        }
+}
+
+}  // namespace dl::conv_detail
