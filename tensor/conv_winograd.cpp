@@ -79,20 +79,24 @@ struct Plan {
 };
 
 // U[xi][c][o] = (G g G^T)[k][l] for the 3x3 kernel g(p, q) = wt(o, c, p, q); (36, Cip, Op), zero
-// past Ci and Co. Computed in double, rounded once.
+// past Ci and Co. Computed in double, rounded once; written a row of o at a time (a store per
+// (o, c) to each of the 36 planes would hit the same cache sets, Cip*Op*4 bytes apart).
 template <class F>
 void transform_weights(float* u, int64_t Ci, int64_t Co, int64_t Cip, int64_t Op, const F& wt) {
-    std::fill(u, u + 36 * Cip * Op, 0.f);
-#pragma omp parallel for schedule(static) num_threads(team_threads(Co, 4))
-    for (int64_t o = 0; o < Co; o++)
-        for (int64_t c = 0; c < Ci; c++) {
+    if (Ci < Cip || Co < Op) std::fill(u, u + 36 * Cip * Op, 0.f);
+#pragma omp parallel for schedule(static) num_threads(team_threads(Ci, 4))
+    for (int64_t c = 0; c < Ci; c++) {
+        std::vector<float> row(size_t(36 * Co));  // (36, Co) of this input channel
+        for (int64_t o = 0; o < Co; o++) {
             double gg[6][3];  // G g
             for (int k = 0; k < 6; k++)
                 for (int q = 0; q < 3; q++) gg[k][q] = kG[k][0] * wt(o, c, 0, q) + kG[k][1] * wt(o, c, 1, q) + kG[k][2] * wt(o, c, 2, q);
             for (int k = 0; k < 6; k++)
                 for (int l = 0; l < 6; l++)
-                    u[((6 * k + l) * Cip + c) * Op + o] = float(gg[k][0] * kG[l][0] + gg[k][1] * kG[l][1] + gg[k][2] * kG[l][2]);
+                    row[size_t((6 * k + l) * Co + o)] = float(gg[k][0] * kG[l][0] + gg[k][1] * kG[l][1] + gg[k][2] * kG[l][2]);
         }
+        for (int xi = 0; xi < 36; xi++) std::copy_n(row.data() + xi * Co, Co, u + (xi * Cip + c) * Op);
+    }
 }
 
 // out (B, Co, H, W) (+)= bias + the 3x3 correlation of in (B, Ci, H, W), pad 1, whose kernel is
