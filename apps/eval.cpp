@@ -59,7 +59,7 @@ int main(int argc, char** argv) try {
     double guidance = args.real("--guidance", ddpm::kDefaultGuidance, "class-conditional checkpoints: classifier-free guidance weight w");
     bool json = args.flag("--json", "print every figure as one JSON object");
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
-    std::string prec = args.str("--precision", "fp32", cli::kPrecisionHelp);
+    std::string prec = args.str("--precision", "winograd", cli::kPrecisionHelp);
     args.done();
     cli::set_threads("eval", threads);
     cli::set_precision("eval", prec);

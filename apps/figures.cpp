@@ -46,7 +46,7 @@ int main(int argc, char** argv) try {
     int64_t t_one = args.integer("--t", 600, "timestep of the one-to-many figure");
     int64_t seed = args.integer("--seed", 0, "seed of the noise");
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: all)");
-    std::string prec = args.str("--precision", "fp32", cli::kPrecisionHelp);
+    std::string prec = args.str("--precision", "winograd", cli::kPrecisionHelp);
     double guidance = args.real("--guidance", ddpm::kDefaultGuidance, "class-conditional checkpoints: the guidance weight of classes.png");
     int64_t digit = args.integer("--digit", 3, "class-conditional checkpoints: the class of guidance.png");
     int64_t ddim_steps = args.integer("--ddim-steps", 50, "DDIM steps of classes.png and guidance.png");

@@ -24,7 +24,7 @@ int main(int argc, char** argv) try {
     int64_t seed = args.integer("--seed", 0, "seed of the noise");
     int64_t batch = args.integer("--batch", 64, "images per forward pass");
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: all)");
-    std::string prec = args.str("--precision", "fp32", cli::kPrecisionHelp);
+    std::string prec = args.str("--precision", "winograd", cli::kPrecisionHelp);
     bool raw = args.flag("--raw", "use the trained weights instead of their EMA");
     std::string klass = args.str("--class", "", "class-conditional checkpoints: a class K, or 'all' (equal numbers of each, in order); '' samples unconditionally");
     double guidance = args.real("--guidance", ddpm::kDefaultGuidance, "with --class: classifier-free guidance weight w, eps = (1 + w) eps(c) - w eps(null)");

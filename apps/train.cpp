@@ -51,7 +51,7 @@ int main(int argc, char** argv) try {
     cfg.clip = args.real("--clip", 1.0, "global gradient-norm clipping");
     cfg.seed = uint64_t(args.integer("--seed", 0, "seed of the initial weights and every random stream"));
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
-    std::string prec = args.str("--precision", "fp32", cli::kPrecisionHelp);
+    std::string prec = args.str("--precision", "winograd", cli::kPrecisionHelp);
     int64_t every = args.integer("--every", 500, "write checkpoint, samples and curves every N steps");
     int64_t n_samples = args.integer("--samples", 64, "images in the sample grid");
     int64_t ddim_steps = args.integer("--ddim-steps", 50, "DDIM steps for the sample grid");

@@ -137,7 +137,7 @@ struct WinoInput {
     int64_t T;
     int ncb;
     float* v;                 // (36, ncb, T, 16)
-    int64_t v_xi;             // ncb*T*16
+    int64_t v_xi;             // floats between the 36 planes (at least ncb*T*16)
 };
 
 // W[xi][t][o] = A dy A^T of each 4x4 tile of the output gradient (for the weight gradient).
@@ -148,7 +148,7 @@ struct WinoGradOutput {
     int64_t T;
     int nob;
     float* w;                 // (36, T, Op)
-    int64_t w_xi, Op;         // T*Op, 16*nob
+    int64_t w_xi, Op;         // floats between the 36 planes (at least T*Op); 16*nob
 };
 
 // M[xi][t][o] = sum_c V[xi][c/16][t][c%16] U[xi][c][o] for the 36 coefficients.

@@ -59,12 +59,15 @@ struct Plan {
     int64_t ximg, yimg;      // floats of one image's blocked input (ncb, Hp, Wp, 16) and output (nob, 4th, 4tw, 16)
     int64_t chunk;           // images converted to blocked layout at a time
     int64_t T;               // tiles per group
+    int64_t v_xi, m_xi;      // floats between the 36 planes of V (ncb, T, 16) and of M or W (T, Op): a cache
+                             // line more than a plane, so that the 36 stores of a tile fall in different sets
     Plan(int64_t Ci, int64_t H, int64_t W, int64_t Co) {
         th = (H + 3) / 4, tw = (W + 3) / 4, Hp = 4 * th + 2, Wp = 4 * tw + 2;
         ncb = (Ci + 15) / 16, nob = (Co + 15) / 16, Cip = 16 * ncb, Op = 16 * nob;
         ximg = ncb * Hp * Wp * 16, yimg = nob * 16 * th * tw * 16;
         chunk = std::max<int64_t>(1, (32 << 10) / (ximg + yimg));           // about 128 KiB of images
         T = std::clamp<int64_t>((64 << 10) / (36 * (Cip + Op)), 8, 64);    // V and M of a group: about 256 KiB
+        v_xi = ncb * T * 16 + 16, m_xi = T * Op + 16;
     }
     // floats from channel block 0 of the chunk's buffers to tile t's first pixel, for the tiles of n images
     void tile_offsets(int64_t n, std::vector<int64_t>& in, std::vector<int64_t>& out) const {
@@ -110,8 +113,8 @@ void winograd_conv(const ConvIsa& k, int64_t B, int64_t Ci, int64_t H, int64_t W
 #pragma omp parallel num_threads(team_threads(nchunks))
     {
         float* xb = scratch(1, size_t(pl.chunk * pl.ximg));
-        float* v = scratch(2, size_t(36 * pl.ncb * pl.T * 16));
-        float* m = scratch(3, size_t(36 * pl.T * pl.Op));
+        float* v = scratch(2, size_t(36 * pl.v_xi));
+        float* m = scratch(3, size_t(36 * pl.m_xi));
         float* yb = scratch(5, size_t(pl.chunk * pl.yimg));
         std::vector<int64_t> in_off, out_off;
 #pragma omp for schedule(static)
@@ -123,9 +126,9 @@ void winograd_conv(const ConvIsa& k, int64_t B, int64_t Ci, int64_t H, int64_t W
             const int64_t ntiles = int64_t(in_off.size());
             for (int64_t t0 = 0; t0 < ntiles; t0 += pl.T) {
                 const int64_t T = std::min(pl.T, ntiles - t0);
-                k.wino_input({xb, pl.Hp * pl.Wp * 16, pl.Wp * 16, in_off.data() + t0, T, int(pl.ncb), v, pl.ncb * T * 16});
-                k.wino_gemm({v, u, m, pl.ncb * T * 16, pl.Cip * pl.Op, T * pl.Op, T, pl.Op, int(pl.ncb), int(Ci - 16 * (pl.ncb - 1))});
-                k.wino_output({m, T * pl.Op, pl.Op, out_off.data() + t0, T, int(pl.nob), bias ? bias_p.data() : nullptr, yb,
+                k.wino_input({xb, pl.Hp * pl.Wp * 16, pl.Wp * 16, in_off.data() + t0, T, int(pl.ncb), v, pl.v_xi});
+                k.wino_gemm({v, u, m, pl.v_xi, pl.Cip * pl.Op, pl.m_xi, T, pl.Op, int(pl.ncb), int(Ci - 16 * (pl.ncb - 1))});
+                k.wino_output({m, pl.m_xi, pl.Op, out_off.data() + t0, T, int(pl.nob), bias ? bias_p.data() : nullptr, yb,
                                16 * pl.th * pl.tw * 16, 4 * pl.tw * 16});
             }
             for (int64_t b = 0; b < n; b++)
@@ -165,8 +168,8 @@ void winograd_backward_weight(const ConvIsa& k, const Conv2dParams& p, const flo
         [&](float* acc, int64_t b0, int64_t b1) {
             float* xb = scratch(1, size_t(chunk * pl.ximg));
             float* db = scratch(5, size_t(chunk * dimg));
-            float* v = scratch(2, size_t(36 * pl.ncb * pl.T * 16));
-            float* wd = scratch(3, size_t(36 * pl.T * pl.Op));
+            float* v = scratch(2, size_t(36 * pl.v_xi));
+            float* wd = scratch(3, size_t(36 * pl.m_xi));
             std::vector<int64_t> x_off, dy_off;
             for (int64_t c0 = b0; c0 < b1; c0 += chunk) {
                 const int64_t n = std::min(chunk, b1 - c0);
@@ -179,10 +182,10 @@ void winograd_backward_weight(const ConvIsa& k, const Conv2dParams& p, const flo
                 const int64_t ntiles = int64_t(x_off.size());
                 for (int64_t t0 = 0; t0 < ntiles; t0 += pl.T) {
                     const int64_t T = std::min(pl.T, ntiles - t0);
-                    k.wino_input({xb, pl.Hp * pl.Wp * 16, pl.Wp * 16, x_off.data() + t0, T, int(pl.ncb), v, pl.ncb * T * 16});
+                    k.wino_input({xb, pl.Hp * pl.Wp * 16, pl.Wp * 16, x_off.data() + t0, T, int(pl.ncb), v, pl.v_xi});
                     k.wino_grad_output({db, 16 * pl.th * pl.tw * 16, 4 * pl.tw * 16, dy_off.data() + t0, T, int(pl.nob), wd,
-                                        T * pl.Op, pl.Op});
-                    k.wino_dw({v, wd, acc, pl.ncb * T * 16, T * pl.Op, pl.Cip * pl.Op, T, pl.Op, int(pl.ncb),
+                                        pl.m_xi, pl.Op});
+                    k.wino_dw({v, wd, acc, pl.v_xi, pl.m_xi, pl.Cip * pl.Op, T, pl.Op, int(pl.ncb),
                                int(p.Cin - 16 * (pl.ncb - 1))});
                 }
             }
