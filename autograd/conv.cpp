@@ -29,7 +29,11 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, int6
     return make_result("conv2d", y, inputs, [x, w, bias, p](const Tensor& dy) {
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
-            if (x.requires_grad()) conv2d_backward_data<T>(p, dy.data<T>(), w.value().data<T>(), x.grad_buffer().data<T>());
+            if (x.requires_grad()) {
+                bool acc;
+                T* dx = x.grad_buffer(&acc).data<T>();
+                conv2d_backward_data<T>(p, dy.data<T>(), w.value().data<T>(), dx, acc);
+            }
             bool need_b = bias.defined() && bias.requires_grad();
             if (w.requires_grad() || need_b) {
                 Tensor dw = w.requires_grad() ? w.grad_buffer() : Tensor::zeros(w.shape(), w.dtype());

@@ -25,11 +25,12 @@ Variable group_norm(const Variable& x, const Variable& gamma, const Variable& be
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
             // dx is always computed into a buffer; the kernel's dx pass is the bulk of the work
-            Tensor dx = x.requires_grad() ? x.grad_buffer() : Tensor::zeros(x.shape(), x.dtype());
+            bool acc = false;
+            Tensor dx = x.requires_grad() ? x.grad_buffer(&acc) : Tensor(x.shape(), x.dtype());
             group_norm_backward<T>(x.value().data<T>(), gamma.value().data<T>(), mean.data<T>(), rstd.data<T>(), dy.data<T>(),
                                    B, C, HW, groups, dx.data<T>(),
                                    gamma.requires_grad() ? gamma.grad_buffer().data<T>() : nullptr,
-                                   beta.requires_grad() ? beta.grad_buffer().data<T>() : nullptr);
+                                   beta.requires_grad() ? beta.grad_buffer().data<T>() : nullptr, acc);
         });
     });
 }

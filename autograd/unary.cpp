@@ -58,7 +58,9 @@ Variable silu(const Variable& x) {
     return make_result("silu", y, {x}, [x](const Tensor& dy) {
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
-            silu_backward(x.value().data<T>(), dy.data<T>(), x.grad_buffer().data<T>(), dy.numel());
+            bool acc;
+            T* dx = x.grad_buffer(&acc).data<T>();
+            silu_backward(x.value().data<T>(), dy.data<T>(), dx, dy.numel(), acc);
         });
     });
 }

@@ -106,6 +106,12 @@ Tensor& Variable::grad_buffer() const {
     return impl_->grad;
 }
 
+Tensor& Variable::grad_buffer(bool* accumulate) const {
+    *accumulate = impl_->grad.defined();
+    if (!*accumulate) impl_->grad = Tensor(shape(), dtype());
+    return impl_->grad;
+}
+
 void Variable::accumulate_grad(const Tensor& g) const {
     if (g.shape() != shape() || g.dtype() != dtype())
         fail("backward: gradient for ", describe(*this), " has ", dtype_name(g.dtype()), " ", shape_str(g.shape()));

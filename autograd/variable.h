@@ -79,6 +79,10 @@ public:
 
     // The gradient buffer, zero-filled on first use; backward closures accumulate into it.
     Tensor& grad_buffer() const;
+    // The same buffer for a kernel that can either add into it or overwrite it: on first use it is
+    // handed out uninitialized with *accumulate = false, and the caller must write every element
+    // (which saves the zero fill and a read of the zeros); afterwards *accumulate = true.
+    Tensor& grad_buffer(bool* accumulate) const;
     // grad += g; takes g's storage when nothing else holds it, else adds into a buffer.
     void accumulate_grad(const Tensor& g) const;
 

@@ -526,22 +526,22 @@ float* rotated_3x3(const float* w, int64_t n) {
     return r;
 }
 
-// dx (B, 1, H, W) += sum over the output channels of dy with the rotated kernel.
-void cin1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+// dx (B, 1, H, W) (+)= sum over the output channels of dy with the rotated kernel.
+void cin1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx, bool acc) {
     const float* wr = rotated_3x3(w, p.Cout);
 #pragma omp parallel for schedule(static) num_threads(team_threads())
     for (int64_t b = 0; b < p.B; b++)
-        k.many_to_one({dy + b * p.Cout * p.H * p.W, p.Cout, p.H, p.W, wr, dx + b * p.H * p.W, 0.f, true});
+        k.many_to_one({dy + b * p.Cout * p.H * p.W, p.Cout, p.H, p.W, wr, dx + b * p.H * p.W, 0.f, acc});
 }
 
-// dx (B, Cin, H, W) += the rotated kernel of each input channel times a padded copy of the single dy plane.
-void cout1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+// dx (B, Cin, H, W) (+)= the rotated kernel of each input channel times a padded copy of the single dy plane.
+void cout1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx, bool acc) {
     const float* wr = rotated_3x3(w, p.Cin);
 #pragma omp parallel for schedule(static) num_threads(team_threads())
     for (int64_t b = 0; b < p.B; b++) {
         float* dp = scratch(2, size_t(padded_plane(p.H, p.W)));
         pad_plane(dy + b * p.H * p.W, p.H, p.W, dp);
-        OneToMany a{nullptr, padded_row(p.W), wr, nullptr, p.H * p.W, p.W, int(p.Cin), nullptr, true};
+        OneToMany a{nullptr, padded_row(p.W), wr, nullptr, p.H * p.W, p.W, int(p.Cin), nullptr, acc};
         for (int64_t i = 0; i < p.H; i++) {
             a.in = dp + i * a.in_row;
             a.out = dx + b * p.Cin * p.H * p.W + i * p.W;
@@ -550,24 +550,26 @@ void cout1_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* d
     }
 }
 
-// 1x1: dx[b] (Cin, HW) += W^T (Cin, Cout) dy[b] (Cout, HW).
-void pointwise_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+// 1x1: dx[b] (Cin, HW) (+)= W^T (Cin, Cout) dy[b] (Cout, HW).
+void pointwise_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx, bool acc) {
     const int64_t HW = p.H * p.W;
     const float* wp = pack_pointwise(k, p.Cin, p.Cout, [&](int64_t c, int64_t o) { return w[o * p.Cin + c]; });
 #pragma omp parallel for schedule(static) num_threads(team_threads())
     for (int64_t b = 0; b < p.B; b++)
-        k.pointwise({wp, dy + b * p.Cout * HW, dx + b * p.Cin * HW, p.Cin, p.Cout, HW, nullptr, true});
+        k.pointwise({wp, dy + b * p.Cout * HW, dx + b * p.Cin * HW, p.Cin, p.Cout, HW, nullptr, acc});
 }
 
-void fast_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+void fast_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx, bool acc) {
     if (bf16_conv(p))  // a forward over dy with the flipped kernel: dx[c][h][w] += w[o][c][p][q] dy[o][h+pad-p][w+pad-q]
         return amx_conv({p.B, p.Cout, p.Ho(), p.Wo(), p.Cin, p.H, p.W, p.KH, p.KW, p.KH - 1 - p.pad, p.KW - 1 - p.pad, true,
-                         nullptr, true}, dy, w, dx);
+                         nullptr, acc}, dy, w, dx);
     const ConvIsa& k = conv_isa();
-    if (winograd_conv(p)) return winograd_backward_data(k, p, dy, w, dx);
-    if (is_1x1(p)) return pointwise_backward_data(k, p, dy, w, dx);
-    if (is_3x3_same(p) && p.Cin == 1) return cin1_backward_data(k, p, dy, w, dx);
-    if (is_3x3_same(p) && p.Cout == 1) return cout1_backward_data(k, p, dy, w, dx);
+    if (winograd_conv(p)) return winograd_backward_data(k, p, dy, w, dx, acc);
+    if (is_1x1(p)) return pointwise_backward_data(k, p, dy, w, dx, acc);
+    if (is_3x3_same(p) && p.Cin == 1) return cin1_backward_data(k, p, dy, w, dx, acc);
+    if (is_3x3_same(p) && p.Cout == 1) return cout1_backward_data(k, p, dy, w, dx, acc);
+    // the direct kernel's stride-2 phases add into one another's pixels, and the reference adds
+    if (!acc) std::fill(dx, dx + p.B * p.Cin * p.H * p.W, 0.f);
     if (direct_ok(p)) return direct_backward_data(k, p, dy, w, dx);
     conv2d_backward_data_ref(p, dy, w, dx);
 }
@@ -713,12 +715,14 @@ template <class T> void conv2d_forward(const Conv2dParams& p, const T* x, const 
     else
         conv2d_forward_ref(p, x, w, bias, y);
 }
-template <class T> void conv2d_backward_data(const Conv2dParams& p, const T* dy, const T* w, T* dx) {
+template <class T> void conv2d_backward_data(const Conv2dParams& p, const T* dy, const T* w, T* dx, bool accumulate) {
     check_params("conv2d_backward_data", p);
-    if constexpr (std::is_same_v<T, float>)
-        fast_backward_data(p, dy, w, dx);
-    else
+    if constexpr (std::is_same_v<T, float>) {
+        fast_backward_data(p, dy, w, dx, accumulate);
+    } else {
+        if (!accumulate) std::fill(dx, dx + p.B * p.Cin * p.H * p.W, T(0));
         conv2d_backward_data_ref(p, dy, w, dx);
+    }
 }
 template <class T> void conv2d_backward_weight(const Conv2dParams& p, const T* x, const T* dy, T* dw, T* dbias) {
     check_params("conv2d_backward_weight", p);
@@ -733,7 +737,7 @@ template <class T> void conv2d_backward_weight(const Conv2dParams& p, const T* x
     template void conv2d_backward_data_ref<T>(const Conv2dParams&, const T*, const T*, T*);          \
     template void conv2d_backward_weight_ref<T>(const Conv2dParams&, const T*, const T*, T*, T*);    \
     template void conv2d_forward<T>(const Conv2dParams&, const T*, const T*, const T*, T*);          \
-    template void conv2d_backward_data<T>(const Conv2dParams&, const T*, const T*, T*);              \
+    template void conv2d_backward_data<T>(const Conv2dParams&, const T*, const T*, T*, bool);        \
     template void conv2d_backward_weight<T>(const Conv2dParams&, const T*, const T*, T*, T*);
 INSTANTIATE(float)
 INSTANTIATE(double)

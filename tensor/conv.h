@@ -10,7 +10,8 @@
 //
 // The *_ref functions are the loops above, the reference for tests and the float64 path; the
 // plain names are the fast float32 path (and fall through to the reference for double).
-// Forward overwrites y; the backward functions accumulate (+=) into dx, dw, dbias.
+// Forward overwrites y; the backward functions accumulate (+=) into dx, dw, dbias (backward-data
+// overwrites dx instead with accumulate = false).
 #pragma once
 #include <cstdint>
 
@@ -30,7 +31,7 @@ template <class T> void conv2d_backward_data_ref(const Conv2dParams& p, const T*
 template <class T> void conv2d_backward_weight_ref(const Conv2dParams& p, const T* x, const T* dy, T* dw, T* dbias);
 
 template <class T> void conv2d_forward(const Conv2dParams& p, const T* x, const T* w, const T* bias, T* y);
-template <class T> void conv2d_backward_data(const Conv2dParams& p, const T* dy, const T* w, T* dx);
+template <class T> void conv2d_backward_data(const Conv2dParams& p, const T* dy, const T* w, T* dx, bool accumulate = true);
 template <class T> void conv2d_backward_weight(const Conv2dParams& p, const T* x, const T* dy, T* dw, T* dbias);
 
 }  // namespace dl

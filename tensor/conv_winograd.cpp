@@ -147,13 +147,13 @@ void winograd_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, c
     winograd_conv(k, p.B, p.Cin, p.H, p.W, p.Cout, u, bias, x, y, false);
 }
 
-void winograd_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+void winograd_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx, bool accumulate) {
     // dy's channels are the inputs, dx's the outputs; the kernel rotated by 180 degrees
     const Plan pl(p.Cout, p.H, p.W, p.Cin);
     float* u = scratch(0, size_t(36 * pl.Cip * pl.Op));
     transform_weights(u, p.Cout, p.Cin, pl.Cip, pl.Op,
                       [&](int64_t c, int64_t o, int i, int j) { return double(w[((o * p.Cin + c) * 3 + 2 - i) * 3 + 2 - j]); });
-    winograd_conv(k, p.B, p.Cout, p.H, p.W, p.Cin, u, nullptr, dy, dx, true);
+    winograd_conv(k, p.B, p.Cout, p.H, p.W, p.Cin, u, nullptr, dy, dx, accumulate);
 }
 
 void winograd_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw,

@@ -32,9 +32,9 @@ namespace {
 struct KernelsIsa {
     void (*gn_forward_group)(const float*, const float*, const float*, int64_t, int64_t, double, float*, float*, float*);
     void (*gn_backward_group)(const float*, const float*, float, float, const float*, int64_t, int64_t, float*, float*,
-                              float*);
+                              float*, bool);
     void (*silu_forward)(const float*, float*, int64_t);
-    void (*silu_backward)(const float*, const float*, float*, int64_t);
+    void (*silu_backward)(const float*, const float*, float*, int64_t, bool);
     void (*softmax_forward_row)(const float*, float*, int64_t);
     void (*softmax_backward_row)(const float*, const float*, float*, int64_t);
     void (*upsample_forward_plane)(const float*, float*, int64_t, int64_t);
@@ -100,7 +100,7 @@ void gn_forward_f32(const float* x, const float* gamma, const float* beta, int64
 }
 
 void gn_backward_f32(const float* x, const float* gamma, const float* mean, const float* rstd, const float* dy,
-                     int64_t B, int64_t C, int64_t HW, int64_t G, float* dx, float* dgamma, float* dbeta) {
+                     int64_t B, int64_t C, int64_t HW, int64_t G, float* dx, float* dgamma, float* dbeta, bool accumulate) {
     const KernelsIsa& k = kisa();
     const int64_t cg = C / G;
     float* s1 = scratch(1, size_t(2 * B * C));  // per (image, channel): sum dy, then sum dy * xhat
@@ -109,7 +109,7 @@ void gn_backward_f32(const float* x, const float* gamma, const float* mean, cons
     for (int64_t bg = 0; bg < B * G; bg++) {
         const int64_t off = bg * cg * HW, g = bg % G;
         k.gn_backward_group(x + off, gamma + g * cg, mean[bg], rstd[bg], dy + off, cg, HW, dx + off, s1 + bg * cg,
-                            s2 + bg * cg);
+                            s2 + bg * cg, accumulate);
     }
     for (int64_t c = 0; c < C; c++) {
         double a = 0, b = 0;
@@ -148,7 +148,7 @@ void group_norm_forward_generic(const T* x, const T* gamma, const T* beta, int64
 
 template <class T>
 void group_norm_backward_generic(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, int64_t B, int64_t C,
-                         int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta) {
+                         int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta, bool accumulate) {
     const int64_t cg = C / G, N = cg * HW;
 #pragma omp parallel for collapse(2) schedule(static) if (!omp_in_parallel())
     for (int64_t b = 0; b < B; b++)
@@ -173,7 +173,7 @@ void group_norm_backward_generic(const T* x, const T* gamma, const T* mean, cons
                 T* dxc = dx + (b * C + ch) * HW;
                 for (int64_t k = 0; k < HW; k++) {
                     double xhat = (double(xc[k]) - mu) * r;
-                    dxc[k] += T(r * (double(dyc[k]) * double(gamma[ch]) - m1 - xhat * m2));
+                    dxc[k] = (accumulate ? dxc[k] : T(0)) + T(r * (double(dyc[k]) * double(gamma[ch]) - m1 - xhat * m2));
                 }
             }
         }
@@ -202,11 +202,11 @@ template <class T> void silu_forward_generic(const T* x, T* y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = x[i] / (T(1) + std::exp(-x[i]));
 }
 
-template <class T> void silu_backward_generic(const T* x, const T* dy, T* dx, int64_t n) {
+template <class T> void silu_backward_generic(const T* x, const T* dy, T* dx, int64_t n, bool accumulate) {
 #pragma omp parallel for simd schedule(static) if (!omp_in_parallel() && n > 32768)
     for (int64_t i = 0; i < n; i++) {
         T s = T(1) / (T(1) + std::exp(-x[i]));
-        dx[i] += dy[i] * s * (T(1) + x[i] * (T(1) - s));
+        dx[i] = (accumulate ? dx[i] : T(0)) + dy[i] * s * (T(1) + x[i] * (T(1) - s));
     }
 }
 
@@ -269,11 +269,11 @@ void group_norm_forward(const T* x, const T* gamma, const T* beta, int64_t B, in
 
 template <class T>
 void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, int64_t B, int64_t C,
-                         int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta) {
+                         int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta, bool accumulate) {
     if constexpr (std::is_same_v<T, float>)
-        gn_backward_f32(x, gamma, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta);
+        gn_backward_f32(x, gamma, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta, accumulate);
     else
-        group_norm_backward_generic(x, gamma, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta);
+        group_norm_backward_generic(x, gamma, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta, accumulate);
 }
 
 template <class T> void silu_forward(const T* x, T* y, int64_t n) {
@@ -288,16 +288,17 @@ template <class T> void silu_forward(const T* x, T* y, int64_t n) {
     }
 }
 
-template <class T> void silu_backward(const T* x, const T* dy, T* dx, int64_t n) {
+template <class T> void silu_backward(const T* x, const T* dy, T* dx, int64_t n, bool accumulate) {
     if constexpr (std::is_same_v<T, float>) {
         const KernelsIsa& k = kisa();
         const int nt = team(n);
         const int64_t chunk = (n + nt - 1) / nt;
 #pragma omp parallel for schedule(static) num_threads(nt)
         for (int t = 0; t < nt; t++)
-            k.silu_backward(x + t * chunk, dy + t * chunk, dx + t * chunk, std::max<int64_t>(0, std::min(chunk, n - t * chunk)));
+            k.silu_backward(x + t * chunk, dy + t * chunk, dx + t * chunk, std::max<int64_t>(0, std::min(chunk, n - t * chunk)),
+                            accumulate);
     } else {
-        silu_backward_generic(x, dy, dx, n);
+        silu_backward_generic(x, dy, dx, n, accumulate);
     }
 }
 
@@ -346,9 +347,9 @@ template <class T> void softmax_backward(const T* y, const T* dy, T* dx, int64_t
     template void group_norm_forward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, double, \
                                         T*, T*, T*);                                                               \
     template void group_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,       \
-                                         int64_t, int64_t, T*, T*, T*);                                            \
+                                         int64_t, int64_t, T*, T*, T*, bool);                                      \
     template void silu_forward<T>(const T*, T*, int64_t);                                                          \
-    template void silu_backward<T>(const T*, const T*, T*, int64_t);                                               \
+    template void silu_backward<T>(const T*, const T*, T*, int64_t, bool);                                               \
     template void upsample_nearest2d_forward<T>(const T*, T*, int64_t, int64_t, int64_t);                          \
     template void upsample_nearest2d_backward<T>(const T*, T*, int64_t, int64_t, int64_t);                         \
     template void softmax_forward<T>(const T*, T*, int64_t, int64_t);                                              \

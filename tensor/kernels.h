@@ -1,6 +1,6 @@
 // The U-Net's other kernels on raw arrays: GroupNorm, SiLU, nearest 2x upsampling, softmax.
 // B batch, C channels, G groups, HW = H*W positions. Forward overwrites its output; backward
-// accumulates (+=) into the gradients it is given. float is the fast path (SIMD, OpenMP; run on the
+// accumulates (+=) into the gradients it is given, or with accumulate = false overwrites dx. float is the fast path (SIMD, OpenMP; run on the
 // calling thread only inside a parallel region); double runs plain loops, the reference in tests.
 #pragma once
 #include <cstdint>
@@ -19,11 +19,11 @@ void group_norm_forward(const T* x, const T* gamma, const T* beta, int64_t B, in
 // and dgamma[c] = sum_{b,hw} dy * xhat, dbeta[c] = sum_{b,hw} dy. dgamma/dbeta may be null.
 template <class T>
 void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, int64_t B, int64_t C,
-                         int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta);
+                         int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta, bool accumulate = true);
 
 // SiLU: y = x * s, s = sigmoid(x);  dy/dx = s * (1 + x * (1 - s)).
 template <class T> void silu_forward(const T* x, T* y, int64_t n);
-template <class T> void silu_backward(const T* x, const T* dy, T* dx, int64_t n);
+template <class T> void silu_backward(const T* x, const T* dy, T* dx, int64_t n, bool accumulate = true);
 
 // Nearest 2x upsampling of planes: x (P, H, W) -> y (P, 2H, 2W), y[p, i, j] = x[p, i/2, j/2].
 // Backward: each input pixel collects the 4 output pixels it was copied to.

@@ -70,7 +70,7 @@ void gn_forward_group(const float* x, const float* gamma, const float* beta, int
 // and per channel
 //   s1[c] = sum dy,  s2[c] = sum dy * xhat     (for dbeta and dgamma)
 void gn_backward_group(const float* x, const float* gamma, float mean, float rstd, const float* dy, int64_t cg,
-                       int64_t HW, float* dx, float* s1, float* s2) {
+                       int64_t HW, float* dx, float* s1, float* s2, bool accumulate) {
     const V16 vmu = vset(mean), vr = vset(rstd);
     double g1 = 0, g2 = 0;  // sum dxhat, sum dxhat * xhat over the group
     for (int64_t c = 0; c < cg; c++) {
@@ -102,7 +102,7 @@ void gn_backward_group(const float* x, const float* gamma, float mean, float rst
         for (int64_t k = 0; k < HW; k += 16) {
             const int m = int(kmin(16, HW - k));
             V16 v = vfma(vload_n(dyc + k, m), va, vfma(vload_n(xc + k, m), vbx, vk));
-            vstore_n(dxc + k, vadd(vload_n(dxc + k, m), v), m);
+            vstore_n(dxc + k, accumulate ? vadd(vload_n(dxc + k, m), v) : v, m);
         }
     }
 }
@@ -114,11 +114,11 @@ void silu_forward_chunk(const float* x, float* y, int64_t n) {
     }
 }
 
-void silu_backward_chunk(const float* x, const float* dy, float* dx, int64_t n) {
+void silu_backward_chunk(const float* x, const float* dy, float* dx, int64_t n, bool accumulate) {
     for (int64_t k = 0; k < n; k += 16) {
         const int m = int(kmin(16, n - k));
         V16 g = vmul(vload_n(dy + k, m), vsilu_grad(vload_n(x + k, m)));
-        vstore_n(dx + k, vadd(vload_n(dx + k, m), g), m);
+        vstore_n(dx + k, accumulate ? vadd(vload_n(dx + k, m), g) : g, m);
     }
 }
 

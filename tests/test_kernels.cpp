@@ -162,6 +162,8 @@ void check_conv(const Conv2dParams& p, bool with_bias = true, bool every_level =
     conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxr.data());
     conv2d_backward_weight_ref<double>(p, to_double(x).data(), to_double(dy).data(), dwr.data(),
                                        with_bias ? dbr.data() : nullptr);
+    std::vector<double> dxr_alone(nx, 0.0);  // the gradient alone, for backward-data with accumulate = false
+    conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxr_alone.data());
     // tolerance: sums of Cin*k*k (forward, data) or B*Ho*Wo (weight) products; float32 error ~1e-7 per term
     const double tol = 2e-5;
     auto check = [&] {
@@ -171,6 +173,9 @@ void check_conv(const Conv2dParams& p, bool with_bias = true, bool every_level =
         std::vector<float> dx = dx0, dw = dw0, db = db0;
         conv2d_backward_data(p, dy.data(), w.data(), dx.data());
         CHECK(rel_err(dx, dxr) < tol);
+        std::vector<float> dxw(nx, std::numeric_limits<float>::quiet_NaN());  // overwritten, NaN before
+        conv2d_backward_data(p, dy.data(), w.data(), dxw.data(), false);
+        CHECK(rel_err(dxw, dxr_alone) < tol);
         conv2d_backward_weight(p, x.data(), dy.data(), dw.data(), with_bias ? db.data() : nullptr);
         CHECK(rel_err(dw, dwr) < tol);
         CHECK(rel_err(db, dbr) < tol);
@@ -352,6 +357,13 @@ void check_conv_winograd(const Conv2dParams& p, bool every_level = true) {
         CHECK(rel_err(dx, dxr) < tol);
         CHECK(rel_err(dw, dwr) < tol);
         CHECK(rel_err(db, dbr) < tol);
+        std::vector<float> dxw(nx, std::numeric_limits<float>::quiet_NaN());  // accumulate = false overwrites
+        set_precision(Precision::WINOGRAD);
+        conv2d_backward_data(p, dy.data(), w.data(), dxw.data(), false);
+        set_precision(Precision::FP32);
+        std::vector<double> dxw_r(nx, 0.0);
+        conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxw_r.data());
+        CHECK(rel_err(dxw, dxw_r) < tol);
         conv2d_forward(p, x.data(), w.data(), b.data(), y32.data());
         conv2d_backward_data(p, dy.data(), w.data(), dx32.data());
         conv2d_backward_weight(p, x.data(), dy.data(), dw32.data(), db32.data());
@@ -422,6 +434,14 @@ TEST_CASE("group_norm: forward and backward against float64") {
                 group_norm_backward(xd.data(), gd.data(), md.data(), rd.data(), dyd.data(), c.B, c.C, c.HW, c.G, dxr.data(),
                                     with_affine_grads ? dgr.data() : nullptr, with_affine_grads ? dbr.data() : nullptr);
                 CHECK(rel_err(dx, dxr) < 2e-5);
+                // accumulate = false overwrites dx (NaN before) with the gradient alone
+                std::vector<float> dxw(n, std::numeric_limits<float>::quiet_NaN());
+                std::vector<double> dxw_r(n, 0.0);
+                group_norm_backward(x.data(), gamma.data(), mean.data(), rstd.data(), dy.data(), c.B, c.C, c.HW, c.G,
+                                    dxw.data(), static_cast<float*>(nullptr), static_cast<float*>(nullptr), false);
+                group_norm_backward(xd.data(), gd.data(), md.data(), rd.data(), dyd.data(), c.B, c.C, c.HW, c.G,
+                                    dxw_r.data(), static_cast<double*>(nullptr), static_cast<double*>(nullptr));
+                CHECK(rel_err(dxw, dxw_r) < 2e-5);
                 if (with_affine_grads) {  // (without, both stay the untouched random values)
                     CHECK(rel_err(dg, dgr) < 2e-5);  // sums of up to B*HW = 3136 products
                     CHECK(rel_err(db, dbr) < 2e-5);
@@ -450,6 +470,11 @@ TEST_CASE("silu, softmax and upsampling: forward and backward against float64") 
             silu_backward(x.data(), dy.data(), dx.data(), n);
             silu_backward(to_double(x).data(), to_double(dy).data(), dxr.data(), n);
             CHECK(rel_err(dx, dxr) < 1e-5);
+            std::vector<float> dxw(size_t(n), std::numeric_limits<float>::quiet_NaN());  // accumulate = false overwrites
+            std::vector<double> dxw_r(size_t(n), 0.0);
+            silu_backward(x.data(), dy.data(), dxw.data(), n, false);
+            silu_backward(to_double(x).data(), to_double(dy).data(), dxw_r.data(), n);
+            CHECK(rel_err(dxw, dxw_r) < 1e-5);
         }
         for (int64_t n : {1, 7, 49, 100}) {
             INFO("softmax n=", n);
