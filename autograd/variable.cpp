@@ -101,28 +101,30 @@ void Variable::set_grad(Tensor g) {
     impl_->grad = std::move(g);
 }
 
+// A gradient taken by accumulate_grad that another Variable (or anyone) still holds: not to be
+// written in place. An attached buffer (set_grad: a view into a model's flat gradient) shares its
+// storage by design and is always written in place.
+static bool shared_grad(const VarImpl& v) { return !v.grad_attached && v.grad.storage_use_count() > 1; }
+
 Tensor& Variable::grad_buffer() const {
     if (!impl_->grad.defined()) impl_->grad = Tensor::zeros(shape(), dtype());
+    else if (shared_grad(*impl_)) impl_->grad = impl_->grad.clone();
     return impl_->grad;
 }
 
 Tensor& Variable::grad_buffer(bool* accumulate) const {
     *accumulate = impl_->grad.defined();
     if (!*accumulate) impl_->grad = Tensor(shape(), dtype());
+    else if (shared_grad(*impl_)) impl_->grad = impl_->grad.clone();
     return impl_->grad;
 }
 
 void Variable::accumulate_grad(const Tensor& g) const {
     if (g.shape() != shape() || g.dtype() != dtype())
         fail("backward: gradient for ", describe(*this), " has ", dtype_name(g.dtype()), " ", shape_str(g.shape()));
-    if (impl_->grad.defined()) {
-        add_(impl_->grad, g);
-    } else if (g.storage_use_count() == 1) {
-        // g is a fresh result nobody else holds (not a view of another gradient), so take it.
-        impl_->grad = g;
-    } else {
-        impl_->grad = g.clone();
-    }
+    if (!impl_->grad.defined()) impl_->grad = g;
+    else if (shared_grad(*impl_)) impl_->grad = add(impl_->grad, g);
+    else add_(impl_->grad, g);
 }
 
 Variable make_result(const char* op, Tensor value, std::vector<Variable> inputs, std::function<void(const Tensor&)> backward) {

@@ -83,7 +83,11 @@ public:
     // handed out uninitialized with *accumulate = false, and the caller must write every element
     // (which saves the zero fill and a read of the zeros); afterwards *accumulate = true.
     Tensor& grad_buffer(bool* accumulate) const;
-    // grad += g; takes g's storage when nothing else holds it, else adds into a buffer.
+    // grad += g. A first gradient is taken as it is, its storage shared with whoever else holds it
+    // (an add hands the same dz to both inputs, a reshape a view of it), so that passing a gradient
+    // on costs no copy. Copy on write: while a gradient's storage is shared (and it is not a buffer
+    // attached with set_grad), nothing writes into it in place; a second accumulate_grad makes
+    // grad + g out of place, and grad_buffer() copies it first.
     void accumulate_grad(const Tensor& g) const;
 
 private:

@@ -432,6 +432,7 @@ Tensor slice(const Tensor& x, int dim, int64_t start, int64_t end) {
     size_t in_row = size_t(len * inner) * esz, out_row = size_t((end - start) * inner) * esz;
     const char* src = static_cast<const char*>(x.raw()) + size_t(start * inner) * esz;
     char* dst = static_cast<char*>(out.raw());
+#pragma omp parallel for schedule(static) if (outer > 1 && out.numel() > kParallelMin)
     for (int64_t o = 0; o < outer; o++) std::memcpy(dst + size_t(o) * out_row, src + size_t(o) * in_row, out_row);
     return out;
 }

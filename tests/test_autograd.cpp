@@ -66,6 +66,31 @@ TEST_CASE("a Variable used twice receives the sum of both paths, and leaves accu
     CHECK_THROWS_WITH(x.set_grad(Tensor::zeros({4}, DType::F64)), doctest::Contains("set_grad: gradient float64 (4) for"));
 }
 
+TEST_CASE("a gradient passed on uncopied is never written through: an add's two inputs share dz until one gets more") {
+    // a + b hands the same dz to a and b; a's second path (a mul's fresh result, or a kernel writing
+    // into a's buffer) must make a its own buffer, whichever order backward visits them in
+    for (int order = 0; order < 4; order++) {
+        CAPTURE(order);
+        Variable a(Tensor::full({4}, 0.5, DType::F64), true, "a"), b(Tensor::full({4}, -1.0, DType::F64), true, "b");
+        Variable shared = sum(a + b);
+        Variable other = order % 2 ? sum(silu(a)) : sum(a * 3.0);  // a kernel's write, or an accumulate_grad
+        Variable loss = order < 2 ? shared + other : other + shared;
+        loss.backward();
+        const double s = 1 / (1 + std::exp(-0.5)), da_other = order % 2 ? s * (1 + 0.5 * (1 - s)) : 3.0;
+        for (int64_t i = 0; i < 4; i++) {
+            CHECK(a.grad().flat(i) == doctest::Approx(1.0 + da_other));
+            CHECK(b.grad().flat(i) == doctest::Approx(1.0));
+        }
+        CHECK(a.grad().data<double>() != b.grad().data<double>());
+    }
+    // a reshape passes a view of its output's gradient on; a second use of the input adds out of place
+    Variable x(Tensor::full({2, 3}, 1.0, DType::F64), true, "x");
+    Variable y = reshape(x, {6});
+    Variable loss = sum(y * 2.0) + sum(x * x);
+    loss.backward();
+    CHECK(x.grad().flat(0) == doctest::Approx(4.0));
+}
+
 TEST_CASE("intermediate gradients are freed unless retained; hooks see every gradient") {
     Variable x(Tensor::full({2}, 1.5, DType::F64), true, "x");
     Variable h = square(x);
