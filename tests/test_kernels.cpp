@@ -239,6 +239,36 @@ std::vector<double> abs_double(const std::vector<float>& v) {
     return a;
 }
 
+// Random inputs of one convolution and its float64 results: y, and dx, dw, db accumulated into
+// random starting values dx0, dw0, db0.
+struct ConvCase {
+    Conv2dParams p;
+    size_t nx, nw, ny;
+    std::vector<float> x, w, b, dy, dx0, dw0, db0;
+    std::vector<double> yr, dxr, dwr, dbr;
+    ConvCase(const Conv2dParams& p_, uint32_t seed)
+        : p(p_), nx(size_t(p.B * p.Cin * p.H * p.W)), nw(size_t(p.Cout * p.Cin * p.KH * p.KW)),
+          ny(size_t(p.B * p.Cout * p.Ho() * p.Wo())), x(random_vec(nx, seed)), w(random_vec(nw, seed + 1)),
+          b(random_vec(size_t(p.Cout), seed + 2)), dy(random_vec(ny, seed + 3)), dx0(random_vec(nx, seed + 4)),
+          dw0(random_vec(nw, seed + 5)), db0(random_vec(size_t(p.Cout), seed + 6)), yr(ny), dxr(to_double(dx0)),
+          dwr(to_double(dw0)), dbr(to_double(db0)) {
+        conv2d_forward_ref<double>(p, to_double(x).data(), to_double(w).data(), to_double(b).data(), yr.data());
+        conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxr.data());
+        conv2d_backward_weight_ref<double>(p, to_double(x).data(), to_double(dy).data(), dwr.data(), dbr.data());
+    }
+    // The three passes in float32 at precision `prec` (FP32 again afterwards).
+    struct Out { std::vector<float> y, dx, dw, db; };
+    Out run(Precision prec) const {
+        Out o{std::vector<float>(ny, std::numeric_limits<float>::quiet_NaN()), dx0, dw0, db0};  // forward overwrites
+        set_precision(prec);
+        conv2d_forward(p, x.data(), w.data(), b.data(), o.y.data());
+        conv2d_backward_data(p, dy.data(), w.data(), o.dx.data());
+        conv2d_backward_weight(p, x.data(), dy.data(), o.dw.data(), o.db.data());
+        set_precision(Precision::FP32);
+        return o;
+    }
+};
+
 // Precision::BF16 against float64. Rounding each operand to bf16 (8 significant bits, round to
 // nearest even) moves it by at most 2^-9 of itself, so each product moves by at most
 // (2 * 2^-9 + 2^-18) of |w x|, and a sum of n products, summed in float32, by at most
@@ -249,17 +279,10 @@ std::vector<double> abs_double(const std::vector<float>& v) {
 void check_conv_bf16(const Conv2dParams& p) {
     INFO("B=", p.B, " Cin=", p.Cin, " H=", p.H, " W=", p.W, " Cout=", p.Cout, " k=", p.KH, "x", p.KW, " stride=", p.stride,
          " pad=", p.pad);
-    const size_t nx = size_t(p.B * p.Cin * p.H * p.W), nw = size_t(p.Cout * p.Cin * p.KH * p.KW);
-    const size_t ny = size_t(p.B * p.Cout * p.Ho() * p.Wo());
-    const auto x = random_vec(nx, 21), w = random_vec(nw, 22), b = random_vec(size_t(p.Cout), 23), dy = random_vec(ny, 24);
-    const auto dx0 = random_vec(nx, 25), dw0 = random_vec(nw, 26), db0 = random_vec(size_t(p.Cout), 27);
-    std::vector<double> yr(ny), dxr = to_double(dx0), dwr = to_double(dw0), dbr = to_double(db0);
-    conv2d_forward_ref<double>(p, to_double(x).data(), to_double(w).data(), to_double(b).data(), yr.data());
-    conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxr.data());
-    conv2d_backward_weight_ref<double>(p, to_double(x).data(), to_double(dy).data(), dwr.data(), dbr.data());
+    const ConvCase c(p, 21);
     // the sums of |products|, and the longest sum (the weight gradient's B*Ho*Wo pixels)
-    std::vector<double> ya(ny), dxa(nx, 0.0), dwa(nw, 0.0), dba(size_t(p.Cout), 0.0);
-    const auto xa = abs_double(x), wa = abs_double(w), dya = abs_double(dy);
+    std::vector<double> ya(c.ny), dxa(c.nx, 0.0), dwa(c.nw, 0.0), dba(size_t(p.Cout), 0.0);
+    const auto xa = abs_double(c.x), wa = abs_double(c.w), dya = abs_double(c.dy);
     conv2d_forward_ref<double>(p, xa.data(), wa.data(), nullptr, ya.data());
     conv2d_backward_data_ref<double>(p, dya.data(), wa.data(), dxa.data());
     conv2d_backward_weight_ref<double>(p, xa.data(), dya.data(), dwa.data(), dba.data());
@@ -269,28 +292,18 @@ void check_conv_bf16(const Conv2dParams& p) {
         for (size_t i = 0; i < s.size(); i++) s[i] = rel * s[i] + 4 * std::ldexp(1.0, -24) * (std::abs(double(start[i])) + s[i]) + 1e-30;
         return s;
     };
-    const std::vector<float> zeros_y(ny, 0.f);
-    const auto yb = bound(ya, zeros_y), dxb = bound(dxa, dx0), dwb = bound(dwa, dw0), dbb = bound(dba, db0);
+    const std::vector<float> zeros_y(c.ny, 0.f);
+    const auto yb = bound(ya, zeros_y), dxb = bound(dxa, c.dx0), dwb = bound(dwa, c.dw0), dbb = bound(dba, c.db0);
     for (int nt : {1, 2}) {
         omp_set_num_threads(nt);
         INFO("threads=", nt);
-        std::vector<float> y(ny, std::numeric_limits<float>::quiet_NaN()), y32(ny), dx = dx0, dx32 = dx0;
-        set_precision(Precision::BF16);
-        conv2d_forward(p, x.data(), w.data(), b.data(), y.data());
-        conv2d_backward_data(p, dy.data(), w.data(), dx.data());
-        std::vector<float> dw = dw0, db = db0;
-        conv2d_backward_weight(p, x.data(), dy.data(), dw.data(), db.data());
-        set_precision(Precision::FP32);
-        CHECK(bound_ratio(y, yr, yb) <= 1);
-        CHECK(bound_ratio(dx, dxr, dxb) <= 1);
-        CHECK(bound_ratio(dw, dwr, dwb) <= 1);
-        CHECK(bound_ratio(db, dbr, dbb) <= 1);
-        std::vector<float> dw32 = dw0, db32 = db0;
-        conv2d_forward(p, x.data(), w.data(), b.data(), y32.data());
-        conv2d_backward_data(p, dy.data(), w.data(), dx32.data());
-        conv2d_backward_weight(p, x.data(), dy.data(), dw32.data(), db32.data());
-        if (p.stride == 1) CHECK((y != y32 && dx != dx32 && dw != dw32));
-        else CHECK((y == y32 && dx == dx32 && dw == dw32));
+        const ConvCase::Out o = c.run(Precision::BF16), o32 = c.run(Precision::FP32);
+        CHECK(bound_ratio(o.y, c.yr, yb) <= 1);
+        CHECK(bound_ratio(o.dx, c.dxr, dxb) <= 1);
+        CHECK(bound_ratio(o.dw, c.dwr, dwb) <= 1);
+        CHECK(bound_ratio(o.db, c.dbr, dbb) <= 1);
+        if (p.stride == 1) CHECK((o.y != o32.y && o.dx != o32.dx && o.dw != o32.dw));
+        else CHECK((o.y == o32.y && o.dx == o32.dx && o.dw == o32.dw));
     }
 }
 
@@ -335,40 +348,24 @@ namespace {
 void check_conv_winograd(const Conv2dParams& p, bool every_level = true) {
     INFO("B=", p.B, " Cin=", p.Cin, " H=", p.H, " W=", p.W, " Cout=", p.Cout, " k=", p.KH, "x", p.KW, " stride=", p.stride,
          " pad=", p.pad);
-    const size_t nx = size_t(p.B * p.Cin * p.H * p.W), nw = size_t(p.Cout * p.Cin * p.KH * p.KW);
-    const size_t ny = size_t(p.B * p.Cout * p.Ho() * p.Wo());
-    const auto x = random_vec(nx, 31), w = random_vec(nw, 32), b = random_vec(size_t(p.Cout), 33), dy = random_vec(ny, 34);
-    const auto dx0 = random_vec(nx, 35), dw0 = random_vec(nw, 36), db0 = random_vec(size_t(p.Cout), 37);
-    std::vector<double> yr(ny), dxr = to_double(dx0), dwr = to_double(dw0), dbr = to_double(db0);
-    conv2d_forward_ref<double>(p, to_double(x).data(), to_double(w).data(), to_double(b).data(), yr.data());
-    conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxr.data());
-    conv2d_backward_weight_ref<double>(p, to_double(x).data(), to_double(dy).data(), dwr.data(), dbr.data());
+    const ConvCase c(p, 31);
+    std::vector<double> dx_alone(c.nx, 0.0);  // the gradient alone, for backward-data with accumulate = false
+    conv2d_backward_data_ref<double>(p, to_double(c.dy).data(), to_double(c.w).data(), dx_alone.data());
     const bool winograd = p.KH == 3 && p.KW == 3 && p.stride == 1 && p.pad == 1 && p.Cin > 1 && p.Cout > 1;
     const double tol = 4e-5;
     auto check = [&] {
-        std::vector<float> y(ny, std::numeric_limits<float>::quiet_NaN()), y32(ny), dx = dx0, dx32 = dx0;
-        std::vector<float> dw = dw0, db = db0, dw32 = dw0, db32 = db0;
+        const ConvCase::Out o = c.run(Precision::WINOGRAD), o32 = c.run(Precision::FP32);
+        CHECK(rel_err(o.y, c.yr) < tol);
+        CHECK(rel_err(o.dx, c.dxr) < tol);
+        CHECK(rel_err(o.dw, c.dwr) < tol);
+        CHECK(rel_err(o.db, c.dbr) < tol);
+        std::vector<float> dxw(c.nx, std::numeric_limits<float>::quiet_NaN());  // accumulate = false overwrites
         set_precision(Precision::WINOGRAD);
-        conv2d_forward(p, x.data(), w.data(), b.data(), y.data());
-        conv2d_backward_data(p, dy.data(), w.data(), dx.data());
-        conv2d_backward_weight(p, x.data(), dy.data(), dw.data(), db.data());
+        conv2d_backward_data(p, c.dy.data(), c.w.data(), dxw.data(), false);
         set_precision(Precision::FP32);
-        CHECK(rel_err(y, yr) < tol);
-        CHECK(rel_err(dx, dxr) < tol);
-        CHECK(rel_err(dw, dwr) < tol);
-        CHECK(rel_err(db, dbr) < tol);
-        std::vector<float> dxw(nx, std::numeric_limits<float>::quiet_NaN());  // accumulate = false overwrites
-        set_precision(Precision::WINOGRAD);
-        conv2d_backward_data(p, dy.data(), w.data(), dxw.data(), false);
-        set_precision(Precision::FP32);
-        std::vector<double> dxw_r(nx, 0.0);
-        conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxw_r.data());
-        CHECK(rel_err(dxw, dxw_r) < tol);
-        conv2d_forward(p, x.data(), w.data(), b.data(), y32.data());
-        conv2d_backward_data(p, dy.data(), w.data(), dx32.data());
-        conv2d_backward_weight(p, x.data(), dy.data(), dw32.data(), db32.data());
-        if (winograd) CHECK((y != y32 && dx != dx32 && dw != dw32));
-        else CHECK((y == y32 && dx == dx32 && dw == dw32 && db == db32));
+        CHECK(rel_err(dxw, dx_alone) < tol);
+        if (winograd) CHECK((o.y != o32.y && o.dx != o32.dx && o.dw != o32.dw));
+        else CHECK((o.y == o32.y && o.dx == o32.dx && o.dw == o32.dw && o.db == o32.db));
     };
     if (every_level) for_levels_and_threads(check);
     else check();
