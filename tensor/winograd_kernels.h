@@ -84,6 +84,29 @@ void wino_grad_output(const WinoGradOutput& a) {
         }
 }
 
+// ---- register tiles of a size known at run time -------------------------------------------------
+
+// f(std::integral_constant<int, n>) for a run-time n in [1, MAX]: a tile size as a template argument.
+template <int MAX, int N = 1, class F>
+void with_size(int n, const F& f) {
+    if constexpr (N <= MAX) {
+        if (n == N) return f(std::integral_constant<int, N>{});
+        with_size<MAX, N + 1>(n, f);
+    }
+}
+
+// The output blocks of 16 channels in groups of 1 to 3, as even as possible: f(first block, group
+// size as an integral_constant).
+template <class F>
+void for_output_groups(int64_t nob, const F& f) {
+    const int64_t ng = (nob + 2) / 3;
+    for (int64_t gi = 0, ob = 0; gi < ng; gi++) {
+        const int nv = int((nob - ob) / (ng - gi));
+        with_size<3>(nv, [&](auto NV) { f(ob, NV); });
+        ob += nv;
+    }
+}
+
 // ---- the 36 products: M_xi = V_xi U_xi, R tiles x NV output blocks in registers ---------------------
 
 template <int R, int NV>
@@ -109,14 +132,6 @@ void wino_gemm_tile(const WinoGemm& a, const float* v, const float* u, float* m)
         for (int j = 0; j < NV; j++) vstore(m + i * a.Op + j * 16, acc[i][j]);
 }
 
-template <int NV, int R = 1>
-void wino_gemm_dispatch(const WinoGemm& a, int r, const float* v, const float* u, float* m) {
-    if constexpr (R <= tile_rmax(NV)) {
-        if (r == R) return wino_gemm_tile<R, NV>(a, v, u, m);
-        wino_gemm_dispatch<NV, R + 1>(a, r, v, u, m);
-    }
-}
-
 template <int NV>
 void wino_gemm_group(const WinoGemm& a, int64_t ob) {
     constexpr int RM = tile_rmax(NV);
@@ -126,20 +141,13 @@ void wino_gemm_group(const WinoGemm& a, int64_t ob) {
         float* m = a.m + xi * a.m_xi + ob * 16;
         int64_t t = 0;
         for (; t + RM <= a.T; t += RM) wino_gemm_tile<RM, NV>(a, v + t * 16, u, m + t * a.Op);
-        if (t < a.T) wino_gemm_dispatch<NV>(a, int(a.T - t), v + t * 16, u, m + t * a.Op);
+        if (t < a.T)
+            with_size<RM>(int(a.T - t), [&](auto R) { wino_gemm_tile<decltype(R)::value, NV>(a, v + t * 16, u, m + t * a.Op); });
     }
 }
 
 void wino_gemm(const WinoGemm& a) {
-    // output blocks in groups of up to 3, as even as possible
-    const int64_t nob = a.Op / 16, ng = (nob + 2) / 3;
-    for (int64_t gi = 0, ob = 0; gi < ng; gi++) {
-        const int64_t nv = (nob - ob) / (ng - gi);
-        if (nv == 1) wino_gemm_group<1>(a, ob);
-        else if (nv == 2) wino_gemm_group<2>(a, ob);
-        else wino_gemm_group<3>(a, ob);
-        ob += nv;
-    }
+    for_output_groups(a.Op / 16, [&](int64_t ob, auto NV) { wino_gemm_group<decltype(NV)::value>(a, ob); });
 }
 
 // ---- output transform: y = A^T M A (+ bias) into the blocked output ----------------------------------
@@ -187,14 +195,6 @@ void wino_dw_tile(const WinoDw& a, const float* v, const float* w, float* acc) {
 
 constexpr int dw_rcmax(int NV) { return int(imin(8, kAccRegs / NV)); }
 
-template <int NV, int RC = 1>
-void wino_dw_dispatch(const WinoDw& a, int rc, const float* v, const float* w, float* acc) {
-    if constexpr (RC <= dw_rcmax(NV)) {
-        if (rc == RC) return wino_dw_tile<RC, NV>(a, v, w, acc);
-        wino_dw_dispatch<NV, RC + 1>(a, rc, v, w, acc);
-    }
-}
-
 template <int NV>
 void wino_dw_group(const WinoDw& a, int64_t ob) {
     constexpr int RC = dw_rcmax(NV);
@@ -206,19 +206,13 @@ void wino_dw_group(const WinoDw& a, int64_t ob) {
             const int cn = cb == a.ncb - 1 ? a.c_last : 16;
             int c = 0;
             for (; c + RC <= cn; c += RC) wino_dw_tile<RC, NV>(a, v + c, w, acc + c * a.Op);
-            if (c < cn) wino_dw_dispatch<NV>(a, cn - c, v + c, w, acc + c * a.Op);
+            if (c < cn)
+                with_size<RC>(cn - c, [&](auto R) { wino_dw_tile<decltype(R)::value, NV>(a, v + c, w, acc + c * a.Op); });
         }
 }
 
 void wino_dw(const WinoDw& a) {
-    const int64_t nob = a.Op / 16, ng = (nob + 2) / 3;
-    for (int64_t gi = 0, ob = 0; gi < ng; gi++) {
-        const int64_t nv = (nob - ob) / (ng - gi);
-        if (nv == 1) wino_dw_group<1>(a, ob);
-        else if (nv == 2) wino_dw_group<2>(a, ob);
-        else wino_dw_group<3>(a, ob);
-        ob += nv;
-    }
+    for_output_groups(a.Op / 16, [&](int64_t ob, auto NV) { wino_dw_group<decltype(NV)::value>(a, ob); });
 }
 
 // ---- blocked (ceil(C/16), Hp, Wp, 16) -> NCHW (C, H, W), the crop [0, H) x [0, W), = or += ----------
