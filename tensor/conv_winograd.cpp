@@ -158,25 +158,23 @@ void winograd_backward_data(const ConvIsa& k, const Conv2dParams& p, const float
 
 void winograd_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw,
                               float* dbias) {
-    const Plan pl(p.Cin, p.H, p.W, p.Cout);
-    const int64_t dimg = pl.yimg;                    // one image's blocked dy (nob, 4th, 4tw, 16)
-    const int64_t chunk = std::max<int64_t>(1, (32 << 10) / (pl.ximg + dimg));
-    const int64_t accn = 36 * pl.Cip * pl.Op;         // dU, then the bias gradient (Op)
+    const Plan pl(p.Cin, p.H, p.W, p.Cout);  // dy is blocked on the output grid: pl.yimg floats an image
+    const int64_t accn = 36 * pl.Cip * pl.Op;  // dU, then the bias gradient (Op)
     float* du = scratch(0, size_t(accn));
     reduce_over_images(
         p.B, accn + pl.Op, pl.Op,
         [&](float* acc, int64_t b0, int64_t b1) {
-            float* xb = scratch(1, size_t(chunk * pl.ximg));
-            float* db = scratch(5, size_t(chunk * dimg));
+            float* xb = scratch(1, size_t(pl.chunk * pl.ximg));
+            float* db = scratch(5, size_t(pl.chunk * pl.yimg));
             float* v = scratch(2, size_t(36 * pl.v_xi));
             float* wd = scratch(3, size_t(36 * pl.m_xi));
             std::vector<int64_t> x_off, dy_off;
-            for (int64_t c0 = b0; c0 < b1; c0 += chunk) {
-                const int64_t n = std::min(chunk, b1 - c0);
+            for (int64_t c0 = b0; c0 < b1; c0 += pl.chunk) {
+                const int64_t n = std::min(pl.chunk, b1 - c0);
                 for (int64_t b = 0; b < n; b++) {
                     k.to_blocked(x + (c0 + b) * p.Cin * p.H * p.W, p.Cin, p.H, p.W, xb + b * pl.ximg, pl.Hp, pl.Wp, 1, 1, nullptr);
-                    k.to_blocked(dy + (c0 + b) * p.Cout * p.H * p.W, p.Cout, p.H, p.W, db + b * dimg, 4 * pl.th, 4 * pl.tw, 0,
-                                 0, acc + accn);
+                    k.to_blocked(dy + (c0 + b) * p.Cout * p.H * p.W, p.Cout, p.H, p.W, db + b * pl.yimg, 4 * pl.th,
+                                 4 * pl.tw, 0, 0, acc + accn);
                 }
                 pl.tile_offsets(n, x_off, dy_off);
                 const int64_t ntiles = int64_t(x_off.size());
@@ -195,23 +193,25 @@ void winograd_backward_weight(const ConvIsa& k, const Conv2dParams& p, const flo
             else if (dbias)
                 for (int64_t o = 0; o < p.Cout; o++) dbias[o] += s[o];
         });
-    // dg = G^T dU G for every (o, c)
-#pragma omp parallel for schedule(static) num_threads(team_threads(p.Cout, 4))
-    for (int64_t o = 0; o < p.Cout; o++)
-        for (int64_t c = 0; c < p.Cin; c++) {
-            double gd[3][6] = {};  // G^T dU
-            for (int k6 = 0; k6 < 6; k6++)
-                for (int l = 0; l < 6; l++) {
-                    const double d = du[((6 * k6 + l) * pl.Cip + c) * pl.Op + o];
-                    for (int i = 0; i < 3; i++) gd[i][l] += kG[k6][i] * d;
-                }
+    // dg = G^T dU G for every (o, c), reading dU a row of output channels at a time (as
+    // transform_weights writes U)
+#pragma omp parallel for schedule(static) num_threads(team_threads(p.Cin, 4))
+    for (int64_t c = 0; c < p.Cin; c++) {
+        std::vector<double> gd(size_t(p.Cout * 18), 0.0);  // (Cout, 3, 6): G^T dU of this input channel
+        for (int k6 = 0; k6 < 6; k6++)
+            for (int l = 0; l < 6; l++) {
+                const float* row = du + ((6 * k6 + l) * pl.Cip + c) * pl.Op;
+                for (int64_t o = 0; o < p.Cout; o++)
+                    for (int i = 0; i < 3; i++) gd[size_t((o * 3 + i) * 6 + l)] += kG[k6][i] * double(row[o]);
+            }
+        for (int64_t o = 0; o < p.Cout; o++)
             for (int i = 0; i < 3; i++)
                 for (int j = 0; j < 3; j++) {
                     double s = 0;
-                    for (int l = 0; l < 6; l++) s += gd[i][l] * kG[l][j];
+                    for (int l = 0; l < 6; l++) s += gd[size_t((o * 3 + i) * 6 + l)] * kG[l][j];
                     dw[((o * p.Cin + c) * 3 + i) * 3 + j] += float(s);
                 }
-        }
+    }
 }
 
 }  // namespace dl::conv_detail
