@@ -147,38 +147,59 @@ TEST_CASE("gemm inside a parallel region runs on the calling thread") {
 
 namespace {
 
-// Forward, backward-data and backward-weight (+ bias) of one shape, fast float32 against float64,
-// at every SIMD level and thread count (the reference is computed once).
+// Random inputs of one convolution and its float64 results: y, and dx, dw, db accumulated into
+// random starting values dx0, dw0, db0, and dx alone (what backward-data with accumulate = false writes).
+// Without bias, the forward has none and the weight gradient computes no bias gradient.
+struct ConvCase {
+    Conv2dParams p;
+    bool with_bias;
+    size_t nx, nw, ny;
+    std::vector<float> x, w, b, dy, dx0, dw0, db0;
+    std::vector<double> yr, dxr, dwr, dbr, dx_alone;
+    ConvCase(const Conv2dParams& p_, uint32_t seed, bool with_bias_ = true)
+        : p(p_), with_bias(with_bias_), nx(size_t(p.B * p.Cin * p.H * p.W)), nw(size_t(p.Cout * p.Cin * p.KH * p.KW)),
+          ny(size_t(p.B * p.Cout * p.Ho() * p.Wo())), x(random_vec(nx, seed)), w(random_vec(nw, seed + 1)),
+          b(random_vec(size_t(p.Cout), seed + 2)), dy(random_vec(ny, seed + 3)), dx0(random_vec(nx, seed + 4)),
+          dw0(random_vec(nw, seed + 5)), db0(random_vec(size_t(p.Cout), seed + 6)), yr(ny), dxr(to_double(dx0)),
+          dwr(to_double(dw0)), dbr(to_double(db0)), dx_alone(nx, 0.0) {
+        const std::vector<double> bd = to_double(b);
+        conv2d_forward_ref<double>(p, to_double(x).data(), to_double(w).data(), with_bias ? bd.data() : nullptr, yr.data());
+        conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxr.data());
+        conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dx_alone.data());
+        conv2d_backward_weight_ref<double>(p, to_double(x).data(), to_double(dy).data(), dwr.data(),
+                                           with_bias ? dbr.data() : nullptr);
+    }
+    // The three passes in float32 at precision `prec` (FP32 again afterwards), and backward-data
+    // once more with accumulate = false.
+    struct Out { std::vector<float> y, dx, dw, db, dx_alone; };
+    Out run(Precision prec) const {
+        const float nan = std::numeric_limits<float>::quiet_NaN();  // what the overwriting calls must replace
+        Out o{std::vector<float>(ny, nan), dx0, dw0, db0, std::vector<float>(nx, nan)};
+        set_precision(prec);
+        conv2d_forward(p, x.data(), w.data(), with_bias ? b.data() : nullptr, o.y.data());
+        conv2d_backward_data(p, dy.data(), w.data(), o.dx.data());
+        conv2d_backward_data(p, dy.data(), w.data(), o.dx_alone.data(), false);
+        conv2d_backward_weight(p, x.data(), dy.data(), o.dw.data(), with_bias ? o.db.data() : nullptr);
+        set_precision(Precision::FP32);
+        return o;
+    }
+};
+
+// Forward, backward-data (adding and overwriting) and backward-weight (+ bias) of one shape, fast
+// float32 against float64, at every SIMD level and thread count (the reference is computed once).
 void check_conv(const Conv2dParams& p, bool with_bias = true, bool every_level = true) {
     INFO("B=", p.B, " Cin=", p.Cin, " H=", p.H, " W=", p.W, " Cout=", p.Cout, " k=", p.KH, "x", p.KW, " stride=", p.stride,
          " pad=", p.pad);
-    const size_t nx = size_t(p.B * p.Cin * p.H * p.W), nw = size_t(p.Cout * p.Cin * p.KH * p.KW);
-    const size_t ny = size_t(p.B * p.Cout * p.Ho() * p.Wo());
-    const auto x = random_vec(nx, 11), w = random_vec(nw, 12), b = random_vec(size_t(p.Cout), 13), dy = random_vec(ny, 14);
-    const auto dx0 = random_vec(nx, 15), dw0 = random_vec(nw, 16), db0 = random_vec(size_t(p.Cout), 17);  // accumulated into
-    const float* bias = with_bias ? b.data() : nullptr;
-    std::vector<double> yr(ny), bd = to_double(b), dxr = to_double(dx0), dwr = to_double(dw0), dbr = to_double(db0);
-    conv2d_forward_ref<double>(p, to_double(x).data(), to_double(w).data(), with_bias ? bd.data() : nullptr, yr.data());
-    conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxr.data());
-    conv2d_backward_weight_ref<double>(p, to_double(x).data(), to_double(dy).data(), dwr.data(),
-                                       with_bias ? dbr.data() : nullptr);
-    std::vector<double> dxr_alone(nx, 0.0);  // the gradient alone, for backward-data with accumulate = false
-    conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxr_alone.data());
+    const ConvCase c(p, 11, with_bias);
     // tolerance: sums of Cin*k*k (forward, data) or B*Ho*Wo (weight) products; float32 error ~1e-7 per term
     const double tol = 2e-5;
     auto check = [&] {
-        std::vector<float> y(ny, std::numeric_limits<float>::quiet_NaN());  // forward overwrites
-        conv2d_forward(p, x.data(), w.data(), bias, y.data());
-        CHECK(rel_err(y, yr) < tol);
-        std::vector<float> dx = dx0, dw = dw0, db = db0;
-        conv2d_backward_data(p, dy.data(), w.data(), dx.data());
-        CHECK(rel_err(dx, dxr) < tol);
-        std::vector<float> dxw(nx, std::numeric_limits<float>::quiet_NaN());  // overwritten, NaN before
-        conv2d_backward_data(p, dy.data(), w.data(), dxw.data(), false);
-        CHECK(rel_err(dxw, dxr_alone) < tol);
-        conv2d_backward_weight(p, x.data(), dy.data(), dw.data(), with_bias ? db.data() : nullptr);
-        CHECK(rel_err(dw, dwr) < tol);
-        CHECK(rel_err(db, dbr) < tol);
+        const ConvCase::Out o = c.run(Precision::FP32);
+        CHECK(rel_err(o.y, c.yr) < tol);
+        CHECK(rel_err(o.dx, c.dxr) < tol);
+        CHECK(rel_err(o.dx_alone, c.dx_alone) < tol);
+        CHECK(rel_err(o.dw, c.dwr) < tol);
+        CHECK(rel_err(o.db, c.dbr) < tol);
     };
     if (every_level) for_levels_and_threads(check);
     else check();
@@ -239,36 +260,6 @@ std::vector<double> abs_double(const std::vector<float>& v) {
     return a;
 }
 
-// Random inputs of one convolution and its float64 results: y, and dx, dw, db accumulated into
-// random starting values dx0, dw0, db0.
-struct ConvCase {
-    Conv2dParams p;
-    size_t nx, nw, ny;
-    std::vector<float> x, w, b, dy, dx0, dw0, db0;
-    std::vector<double> yr, dxr, dwr, dbr;
-    ConvCase(const Conv2dParams& p_, uint32_t seed)
-        : p(p_), nx(size_t(p.B * p.Cin * p.H * p.W)), nw(size_t(p.Cout * p.Cin * p.KH * p.KW)),
-          ny(size_t(p.B * p.Cout * p.Ho() * p.Wo())), x(random_vec(nx, seed)), w(random_vec(nw, seed + 1)),
-          b(random_vec(size_t(p.Cout), seed + 2)), dy(random_vec(ny, seed + 3)), dx0(random_vec(nx, seed + 4)),
-          dw0(random_vec(nw, seed + 5)), db0(random_vec(size_t(p.Cout), seed + 6)), yr(ny), dxr(to_double(dx0)),
-          dwr(to_double(dw0)), dbr(to_double(db0)) {
-        conv2d_forward_ref<double>(p, to_double(x).data(), to_double(w).data(), to_double(b).data(), yr.data());
-        conv2d_backward_data_ref<double>(p, to_double(dy).data(), to_double(w).data(), dxr.data());
-        conv2d_backward_weight_ref<double>(p, to_double(x).data(), to_double(dy).data(), dwr.data(), dbr.data());
-    }
-    // The three passes in float32 at precision `prec` (FP32 again afterwards).
-    struct Out { std::vector<float> y, dx, dw, db; };
-    Out run(Precision prec) const {
-        Out o{std::vector<float>(ny, std::numeric_limits<float>::quiet_NaN()), dx0, dw0, db0};  // forward overwrites
-        set_precision(prec);
-        conv2d_forward(p, x.data(), w.data(), b.data(), o.y.data());
-        conv2d_backward_data(p, dy.data(), w.data(), o.dx.data());
-        conv2d_backward_weight(p, x.data(), dy.data(), o.dw.data(), o.db.data());
-        set_precision(Precision::FP32);
-        return o;
-    }
-};
-
 // Precision::BF16 against float64. Rounding each operand to bf16 (8 significant bits, round to
 // nearest even) moves it by at most 2^-9 of itself, so each product moves by at most
 // (2 * 2^-9 + 2^-18) of |w x|, and a sum of n products, summed in float32, by at most
@@ -292,14 +283,16 @@ void check_conv_bf16(const Conv2dParams& p) {
         for (size_t i = 0; i < s.size(); i++) s[i] = rel * s[i] + 4 * std::ldexp(1.0, -24) * (std::abs(double(start[i])) + s[i]) + 1e-30;
         return s;
     };
-    const std::vector<float> zeros_y(c.ny, 0.f);
+    const std::vector<float> zeros_y(c.ny, 0.f), zeros_x(c.nx, 0.f);
     const auto yb = bound(ya, zeros_y), dxb = bound(dxa, c.dx0), dwb = bound(dwa, c.dw0), dbb = bound(dba, c.db0);
+    const auto dx_alone_b = bound(dxa, zeros_x);
     for (int nt : {1, 2}) {
         omp_set_num_threads(nt);
         INFO("threads=", nt);
         const ConvCase::Out o = c.run(Precision::BF16), o32 = c.run(Precision::FP32);
         CHECK(bound_ratio(o.y, c.yr, yb) <= 1);
         CHECK(bound_ratio(o.dx, c.dxr, dxb) <= 1);
+        CHECK(bound_ratio(o.dx_alone, c.dx_alone, dx_alone_b) <= 1);
         CHECK(bound_ratio(o.dw, c.dwr, dwb) <= 1);
         CHECK(bound_ratio(o.db, c.dbr, dbb) <= 1);
         if (p.stride == 1) CHECK((o.y != o32.y && o.dx != o32.dx && o.dw != o32.dw));
@@ -349,8 +342,6 @@ void check_conv_winograd(const Conv2dParams& p, bool every_level = true) {
     INFO("B=", p.B, " Cin=", p.Cin, " H=", p.H, " W=", p.W, " Cout=", p.Cout, " k=", p.KH, "x", p.KW, " stride=", p.stride,
          " pad=", p.pad);
     const ConvCase c(p, 31);
-    std::vector<double> dx_alone(c.nx, 0.0);  // the gradient alone, for backward-data with accumulate = false
-    conv2d_backward_data_ref<double>(p, to_double(c.dy).data(), to_double(c.w).data(), dx_alone.data());
     const bool winograd = p.KH == 3 && p.KW == 3 && p.stride == 1 && p.pad == 1 && p.Cin > 1 && p.Cout > 1;
     const double tol = 4e-5;
     auto check = [&] {
@@ -359,11 +350,7 @@ void check_conv_winograd(const Conv2dParams& p, bool every_level = true) {
         CHECK(rel_err(o.dx, c.dxr) < tol);
         CHECK(rel_err(o.dw, c.dwr) < tol);
         CHECK(rel_err(o.db, c.dbr) < tol);
-        std::vector<float> dxw(c.nx, std::numeric_limits<float>::quiet_NaN());  // accumulate = false overwrites
-        set_precision(Precision::WINOGRAD);
-        conv2d_backward_data(p, c.dy.data(), c.w.data(), dxw.data(), false);
-        set_precision(Precision::FP32);
-        CHECK(rel_err(dxw, dx_alone) < tol);
+        CHECK(rel_err(o.dx_alone, c.dx_alone) < tol);
         if (winograd) CHECK((o.y != o32.y && o.dx != o32.dx && o.dw != o32.dw));
         else CHECK((o.y == o32.y && o.dx == o32.dx && o.dw == o32.dw && o.db == o32.db));
     };
