@@ -218,6 +218,7 @@ TEST_CASE("conv2d: 3x3 and 1x1, stride 1 and 2, awkward channel counts and sizes
         {2, 32, 8, 8, 48, 3, 3, 2, 1},    // stride 2, even input, output blocks 48
         {1, 20, 5, 6, 9, 1, 1, 1, 0},     // 1x1
         {2, 64, 3, 4, 32, 1, 1, 1, 0},    // 1x1, U-Net-like channels
+        {1, 300, 5, 11, 40, 1, 1, 1, 0},  // 1x1, 300 channels: the 55 pixels in chunks of 32 and 23
         {2, 1, 8, 9, 4, 3, 3, 1, 1},      // one input channel (conv_in)
         {2, 40, 8, 7, 1, 3, 3, 1, 1},     // one output channel (conv_out)
         {1, 1, 5, 5, 1, 3, 3, 1, 1},      // one channel both sides
@@ -317,6 +318,7 @@ TEST_CASE("conv2d in bf16 on AMX: within the bf16 rounding bound of float64, on 
         {2, 40, 8, 7, 70, 3, 3, 1, 1},    // 70 outputs: an odd number of 16-channel tiles
         {1, 20, 5, 6, 9, 1, 1, 1, 0},     // 1x1
         {2, 64, 3, 4, 32, 1, 1, 1, 0},    // 1x1, U-Net-like channels
+        {1, 300, 5, 11, 40, 1, 1, 1, 0},  // 1x1, 300 channels: the 55 pixels in chunks of 32 and 23
         {2, 6, 9, 8, 7, 5, 5, 1, 2},      // 5x5
         {2, 5, 6, 7, 3, 3, 3, 1, 0},      // no padding
         {1, 32, 28, 28, 32, 3, 3, 1, 1},  // U-Net shapes
