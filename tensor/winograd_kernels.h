@@ -218,21 +218,15 @@ void wino_dw(const WinoDw& a) {
 // ---- blocked (ceil(C/16), Hp, Wp, 16) -> NCHW (C, H, W), the crop [0, H) x [0, W), = or += ----------
 
 void from_blocked(const float* src, int64_t Hp, int64_t Wp, float* dst, int64_t C, int64_t H, int64_t W, bool accumulate) {
+    const int64_t HW = H * W;
     for (int64_t cb = 0; cb < (C + 15) / 16; cb++) {
         const int cn = int(imin(16, C - cb * 16));
-        for (int64_t r = 0; r < H; r++) {
-            const float* row = src + (cb * Hp + r) * Wp * 16;
-            float* d = dst + (cb * 16 * H + r) * W;  // channel cb*16, row r
-            for (int64_t w0 = 0; w0 < W; w0 += 16) {
-                const int wn = int(imin(16, W - w0));
-                V16 t[16];
-                for (int j = 0; j < 16; j++) t[j] = j < wn ? vload(row + (w0 + j) * 16) : vzero();
-                vtranspose(t);
-                for (int c = 0; c < cn; c++) {
-                    float* p = d + c * H * W + w0;
-                    vstore_n(p, accumulate ? vadd(vload_n(p, wn), t[c]) : t[c], wn);
-                }
-            }
+        float* plane = const_cast<float*>(src) + cb * Hp * Wp * 16;  // read only
+        float* pix[16];
+        for (int64_t f0 = 0; f0 < HW; f0 += 16) {  // 16 pixels of the plane at a time, across rows
+            const int n = int(imin(16, HW - f0));
+            pixel_ptrs(plane, Wp * 16, 0, 0, W, f0, n, pix);
+            pixels_to_rows(pix, n, dst + cb * 16 * HW + f0, HW, cn, accumulate);
         }
     }
 }
