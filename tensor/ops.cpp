@@ -76,8 +76,11 @@ static void broadcast_apply(const T* a, const T* b, T* out, const BroadcastPlan&
     int64_t inner = p.dims[nd - 1], ia = p.sa[nd - 1], ib = p.sb[nd - 1];
     int64_t outer = 1;
     for (size_t i = 0; i + 1 < nd; i++) outer *= p.dims[i];
-#pragma omp parallel for schedule(static) if (outer * inner > kParallelMin && outer > 1)
-    for (int64_t o = 0; o < outer; o++) {
+    // few long rows (two same-shape operands are one row) are split into pieces for the team
+    const int64_t split = outer < 64 ? std::max<int64_t>(1, inner / 8192) : 1, piece = (inner + split - 1) / split;
+#pragma omp parallel for schedule(static) if (outer * inner > kParallelMin && outer * split > 1)
+    for (int64_t task = 0; task < outer * split; task++) {
+        const int64_t o = task / split, j0 = task % split * piece, j1 = std::min(inner, j0 + piece);
         int64_t offa = 0, offb = 0, rem = o;
         for (size_t i = nd - 1; i-- > 0;) {
             int64_t idx = rem % p.dims[i];
@@ -88,13 +91,13 @@ static void broadcast_apply(const T* a, const T* b, T* out, const BroadcastPlan&
         T* y = out + o * inner;
         const T *pa = a + offa, *pb = b + offb;
         if (ia == 1 && ib == 1)
-            for (int64_t j = 0; j < inner; j++) y[j] = f(pa[j], pb[j]);
+            for (int64_t j = j0; j < j1; j++) y[j] = f(pa[j], pb[j]);
         else if (ia == 1 && ib == 0)
-            for (int64_t j = 0; j < inner; j++) y[j] = f(pa[j], pb[0]);
+            for (int64_t j = j0; j < j1; j++) y[j] = f(pa[j], pb[0]);
         else if (ia == 0 && ib == 1)
-            for (int64_t j = 0; j < inner; j++) y[j] = f(pa[0], pb[j]);
+            for (int64_t j = j0; j < j1; j++) y[j] = f(pa[0], pb[j]);
         else
-            for (int64_t j = 0; j < inner; j++) y[j] = f(pa[j * ia], pb[j * ib]);
+            for (int64_t j = j0; j < j1; j++) y[j] = f(pa[j * ia], pb[j * ib]);
     }
 }
 

@@ -27,6 +27,27 @@ TEST_CASE("broadcasting binary ops") {
     CHECK_THROWS_WITH(add(a, vec({1, 2}, {2})), "add: shapes (2, 3) and (2) do not broadcast");
 }
 
+TEST_CASE("binary ops above the parallel threshold: long rows split over the team, element by element") {
+    // one row of 3 * 40000 (same shapes), 2 rows of 60000 (a (2, 1) operand), 3 rows against a row
+    // vector: each split into pieces of about 8192 elements, the last piece shorter
+    const Shape shapes[][2] = {{{3, 40000}, {3, 40000}}, {{2, 60000}, {2, 1}}, {{3, 40001}, {40001}}};
+    for (const auto& s : shapes) {
+        Tensor a(s[0], DType::F32), b(s[1], DType::F32);
+        for (int64_t i = 0; i < a.numel(); i++) a.data<float>()[i] = float(i % 977);
+        for (int64_t i = 0; i < b.numel(); i++) b.data<float>()[i] = float(i % 13) + 0.5f;
+        const Tensor y = mul(a, b);
+        const int64_t n = a.shape().back(), nb = b.shape().back(), rb = b.numel() / nb;
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < y.numel(); i++) {
+            const int64_t r = i / n, j = i % n;
+            const float bv = b.data<float>()[(rb == 1 ? 0 : r) * nb + (nb == 1 ? 0 : j)];
+            wrong += y.data<float>()[i] != a.data<float>()[i] * bv;
+        }
+        INFO("shape ", shape_str(s[0]), " * ", shape_str(s[1]));
+        CHECK(wrong == 0);
+    }
+}
+
 TEST_CASE("unary ops and in-place accumulation") {
     Tensor x = vec({0, 1, -2}, {3});
     CHECK(exp(x).flat(1) == doctest::Approx(2.718281828));
