@@ -109,17 +109,19 @@ void winograd_conv(const ConvIsa& k, int64_t B, int64_t Ci, int64_t H, int64_t W
     const Plan pl(Ci, H, W, Co);
     std::vector<float> bias_p;  // Op values, zero past Co
     if (bias) bias_p.assign(bias, bias + Co), bias_p.resize(size_t(pl.Op), 0.f);
-    const int64_t nchunks = (B + pl.chunk - 1) / pl.chunk;
-#pragma omp parallel num_threads(team_threads(nchunks))
+    // each thread its share of the images, in chunks (chunks dealt out to threads left one idle for
+    // a chunk's time where they did not divide evenly: 11 chunks of 6 images at 7x7)
+#pragma omp parallel num_threads(team_threads(B))
     {
         float* xb = scratch(1, size_t(pl.chunk * pl.ximg));
         float* v = scratch(2, size_t(36 * pl.v_xi));
         float* m = scratch(3, size_t(36 * pl.m_xi));
         float* yb = scratch(5, size_t(pl.chunk * pl.yimg));
         std::vector<int64_t> in_off, out_off;
-#pragma omp for schedule(static)
-        for (int64_t ch = 0; ch < nchunks; ch++) {
-            const int64_t b0 = ch * pl.chunk, n = std::min(pl.chunk, B - b0);
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads(), first = B * t / nt;
+        const int64_t share = B * (t + 1) / nt - first, nch = (share + pl.chunk - 1) / pl.chunk;
+        for (int64_t i = 0; i < nch; i++) {  // nch chunks of as even sizes as may be
+            const int64_t b0 = first + share * i / nch, n = first + share * (i + 1) / nch - b0;
             for (int64_t b = 0; b < n; b++)
                 k.to_blocked(in + (b0 + b) * Ci * H * W, Ci, H, W, xb + b * pl.ximg, pl.Hp, pl.Wp, 1, 1, nullptr);
             pl.tile_offsets(n, in_off, out_off);
