@@ -1,11 +1,13 @@
-// GroupNorm as an autograd op; the forward and backward math is derived in tensor/kernels.h.
-// The per-(sample, group) mean and rstd are kept from forward for backward.
+// GroupNorm as an autograd op, alone or followed by SiLU in the same node (group_norm_silu); the
+// forward and backward math is derived in tensor/kernels.h. The per-(sample, group) mean and rstd
+// are kept from forward for backward; with SiLU the normalized values are recomputed from them, not
+// kept.
 #include "autograd/ops.h"
 #include "tensor/kernels.h"
 
 namespace dl {
 
-Variable group_norm(const Variable& x, const Variable& gamma, const Variable& beta, int64_t groups, double eps) {
+Variable group_norm(const Variable& x, const Variable& gamma, const Variable& beta, int64_t groups, double eps, bool silu) {
     const Shape& s = x.shape();
     if (s.size() < 2) fail("group_norm: expected x (B, C, ...), got ", shape_str(s));
     int64_t B = s[0], C = s[1], HW = x.numel() / std::max<int64_t>(B * C, 1);
@@ -19,9 +21,10 @@ Variable group_norm(const Variable& x, const Variable& gamma, const Variable& be
     dispatch(x.dtype(), [&](auto tag) {
         using T = decltype(tag);
         group_norm_forward<T>(x.value().data<T>(), gamma.value().data<T>(), beta.value().data<T>(), B, C, HW, groups, eps,
-                              y.data<T>(), mean.data<T>(), rstd.data<T>());
+                              y.data<T>(), mean.data<T>(), rstd.data<T>(), silu);
     });
-    return make_result("group_norm", y, {x, gamma, beta}, [x, gamma, beta, mean, rstd, B, C, HW, groups](const Tensor& dy) {
+    return make_result(silu ? "group_norm_silu" : "group_norm", y, {x, gamma, beta},
+                       [x, gamma, beta, mean, rstd, B, C, HW, groups, silu](const Tensor& dy) {
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
             // dx is always computed into a buffer; the kernel's dx pass is the bulk of the work
@@ -30,7 +33,8 @@ Variable group_norm(const Variable& x, const Variable& gamma, const Variable& be
             group_norm_backward<T>(x.value().data<T>(), gamma.value().data<T>(), mean.data<T>(), rstd.data<T>(), dy.data<T>(),
                                    B, C, HW, groups, dx.data<T>(),
                                    gamma.requires_grad() ? gamma.grad_buffer().data<T>() : nullptr,
-                                   beta.requires_grad() ? beta.grad_buffer().data<T>() : nullptr, acc);
+                                   beta.requires_grad() ? beta.grad_buffer().data<T>() : nullptr, acc,
+                                   silu ? beta.value().data<T>() : nullptr);
         });
     });
 }

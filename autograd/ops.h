@@ -77,7 +77,9 @@ Variable cross_entropy(const Variable& logits, const std::vector<int64_t>& label
 Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias, int64_t stride = 1, int64_t pad = 0);
 
 // norm.cpp: x (B, C, ...), gamma and beta (C); statistics per sample over C/groups channels
-Variable group_norm(const Variable& x, const Variable& gamma, const Variable& beta, int64_t groups, double eps = 1e-5);
+// silu: silu(group_norm(...)) as one op ("group_norm_silu"), one pass over the data each way
+Variable group_norm(const Variable& x, const Variable& gamma, const Variable& beta, int64_t groups, double eps = 1e-5,
+                    bool silu = false);
 
 // resample.cpp: (B, C, H, W) -> (B, C, 2H, 2W); (B, C, H, W) -> (B, C, H/k, W/k), the mean of each k x k window
 Variable upsample_nearest2d(const Variable& x);

@@ -60,6 +60,11 @@ Variable GroupNorm::forward(const Variable& x) const {
     return group_norm(x, weight, bias, groups, eps);
 }
 
+Variable GroupNorm::forward_silu(const Variable& x) const {
+    auto scope = name_scope();
+    return group_norm(x, weight, bias, groups, eps, true);
+}
+
 Dropout::Dropout(double p_) : p(p_) {
     if (!(p >= 0 && p < 1)) fail("Dropout: p must be in [0, 1), got ", p);
 }

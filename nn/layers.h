@@ -47,8 +47,9 @@ public:
 class GroupNorm : public Module {
 public:
     GroupNorm(int64_t groups, int64_t channels, double eps = 1e-5);
-    Variable forward(const Variable& x) const;  // (B, C, ...) -> same
-    Variable weight;                            // (C), gamma
+    Variable forward(const Variable& x) const;       // (B, C, ...) -> same
+    Variable forward_silu(const Variable& x) const;  // silu(forward(x)) as one op (autograd's group_norm_silu)
+    Variable weight;                                 // (C), gamma
     Variable bias;                              // (C), beta
     int64_t groups;
     double eps;

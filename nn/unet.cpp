@@ -95,10 +95,10 @@ ResBlock::ResBlock(int64_t cin, int64_t cout, int64_t tdim, int64_t groups, doub
 
 Variable ResBlock::forward(const Variable& x, const Variable& temb, Philox* dropout_gen) const {
     auto scope = name_scope();
-    Variable h = conv1.forward(silu(norm1.forward(x)));  // (B, cout, H, W)
+    Variable h = conv1.forward(norm1.forward_silu(x));  // (B, cout, H, W)
     Variable tp = temb_proj.forward(silu(temb));         // (B, cout)
     h = h + reshape(tp, {tp.shape()[0], tp.shape()[1], 1, 1});  // the same shift at every position
-    h = conv2.forward(dropout.forward(silu(norm2.forward(h)), dropout_gen));
+    h = conv2.forward(dropout.forward(norm2.forward_silu(h), dropout_gen));
     return (skip ? skip->forward(x) : x) + h;
 }
 
@@ -296,7 +296,7 @@ Variable UNet::forward(const Variable& x, const std::vector<int64_t>& t, Philox*
             if (lv.upsample) h = lv.upsample->forward(upsample_nearest2d(h));  // (B, c, 2r, 2r)
         }
     }
-    Variable out = conv_out_->forward(silu(norm_out_->forward(h)));  // (B, in_ch, H, W)
+    Variable out = conv_out_->forward(norm_out_->forward_silu(h));  // (B, in_ch, H, W)
     std::vector<Variable> nodes = recorded.nodes();  // renaming makes no Variable, but read a copy all the same
     make_names_unique(nodes);
     return out;

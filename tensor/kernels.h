@@ -11,15 +11,21 @@ namespace dl {
 //   mean = sum x / N,  rstd = 1 / sqrt(sum (x - mean)^2 / N + eps),  xhat = (x - mean) * rstd
 //   y[b,c,:] = gamma[c] * xhat + beta[c]
 // x, y (B, C, HW); gamma, beta (C); mean, rstd (B, G) are saved for backward.
+// With silu, y = silu(gamma xhat + beta): the U-Net's norm -> activation pairs in one pass, without
+// writing and reading back the normalized tensor in between.
 template <class T>
 void group_norm_forward(const T* x, const T* gamma, const T* beta, int64_t B, int64_t C, int64_t HW, int64_t G,
-                        double eps, T* y, T* mean, T* rstd);
+                        double eps, T* y, T* mean, T* rstd, bool silu = false);
 // With dxhat = dy * gamma[c], the gradient through mean and rstd is
 //   dx = rstd * (dxhat - mean_N(dxhat) - xhat * mean_N(dxhat * xhat))
 // and dgamma[c] = sum_{b,hw} dy * xhat, dbeta[c] = sum_{b,hw} dy. dgamma/dbeta may be null.
+// With silu_beta (the forward's beta), dy is the gradient of silu(gamma xhat + beta): the chain rule
+// through the activation, dz = dy * silu'(z) at z = gamma xhat + beta (recomputed from x and the
+// statistics), takes dy's place above.
 template <class T>
 void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, int64_t B, int64_t C,
-                         int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta, bool accumulate = true);
+                         int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta, bool accumulate = true,
+                         const T* silu_beta = nullptr);
 
 // SiLU: y = x * s, s = sigmoid(x);  dy/dx = s * (1 + x * (1 - s)).
 template <class T> void silu_forward(const T* x, T* y, int64_t n);

@@ -40,9 +40,9 @@ inline V16 vsilu_grad(V16 v) {
     return vmul(s, vfma(v, vsub(vset(1.f), s), vset(1.f)));
 }
 
-// One group of one image: x, y (cg, HW) contiguous. y = gamma xhat + beta.
+// One group of one image: x, y (cg, HW) contiguous. y = gamma xhat + beta, or silu of it.
 void gn_forward_group(const float* x, const float* gamma, const float* beta, int64_t cg, int64_t HW, double eps,
-                      float* y, float* mean, float* rstd) {
+                      float* y, float* mean, float* rstd, bool silu) {
     const int64_t n = cg * HW;
     double s, ss;
     sums(x, n, 0.f, &s, &ss);
@@ -61,7 +61,21 @@ void gn_forward_group(const float* x, const float* gamma, const float* beta, int
         float* yc = y + c * HW;
         for (int64_t k = 0; k < HW; k += 16) {
             const int m = int(kmin(16, HW - k));
-            vstore_n(yc + k, vfma(vload_n(xc + k, m), vs, vb), m);
+            const V16 z = vfma(vload_n(xc + k, m), vs, vb);
+            vstore_n(yc + k, silu ? vsilu(z) : z, m);
+        }
+    }
+}
+
+// silu(gamma xhat + beta)'s backward to the GroupNorm output: dz = dy * silu'(z), one group.
+void gn_silu_grad_group(const float* x, const float* gamma, const float* beta, float mean, float rstd, const float* dy,
+                        int64_t cg, int64_t HW, float* dz) {
+    for (int64_t c = 0; c < cg; c++) {
+        const float scale = rstd * gamma[c], shift = beta[c] - mean * scale;
+        const V16 vs = vset(scale), vb = vset(shift);
+        for (int64_t k = c * HW; k < (c + 1) * HW; k += 16) {
+            const int m = int(kmin(16, (c + 1) * HW - k));
+            vstore_n(dz + k, vmul(vload_n(dy + k, m), vsilu_grad(vfma(vload_n(x + k, m), vs, vb))), m);
         }
     }
 }

@@ -323,6 +323,9 @@ TEST_CASE("gradcheck: conv2d with 1x1 and 3x3 kernels, stride 1 and 2, padding, 
 TEST_CASE("gradcheck: group_norm, upsample_nearest2d, dropout") {
     expect_gradcheck([](auto& v) { return group_norm(v[0], v[1], v[2], 2); }, {rnd({2, 4, 3, 3}, 23), rnd({4}, 24, 0.5, 1.5), rnd({4}, 25)});
     expect_gradcheck([](auto& v) { return group_norm(v[0], v[1], v[2], 1); }, {rnd({1, 3, 2, 5}, 26), rnd({3}, 27), rnd({3}, 28)});
+    // GroupNorm and SiLU in one op: the activation's derivative recomputed in backward
+    expect_gradcheck([](auto& v) { return group_norm(v[0], v[1], v[2], 2, 1e-5, true); },
+                     {rnd({2, 4, 3, 3}, 29), rnd({4}, 30, 0.5, 1.5), rnd({4}, 31)});
     expect_gradcheck([](auto& v) { return upsample_nearest2d(v[0]); }, {rnd({2, 3, 3, 2}, 29)});
     // dropout draws a new mask per call, so the check uses a generator reset to the same state
     expect_gradcheck([](auto& v) { Philox g(5); return dropout(v[0], 0.3, g); }, {rnd({4, 6}, 30)});

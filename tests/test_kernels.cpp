@@ -387,15 +387,16 @@ TEST_CASE("conv2d with Winograd F(4x4,3x3): within its tolerance of float64, on 
     CHECK(precision() == Precision::FP32);
 }
 
-TEST_CASE("group_norm: forward and backward against float64") {
+TEST_CASE("group_norm, alone and with SiLU: forward and backward against float64") {
     struct Case { int64_t B, C, HW, G; };
     // odd sizes, one group, one position, 16 channels of 7x7 per group, partial vectors, and one
     // large enough (200,704 elements) for the kernels to split over two threads
     const Case cases[] = {{2, 6, 35, 3}, {1, 16, 49, 1}, {3, 4, 1, 2}, {2, 32, 196, 8}, {1, 8, 17, 4}, {4, 64, 784, 8}};
     for_levels_and_threads([&] {
         for (const Case& c : cases)
-            for (bool with_affine_grads : {true, false}) {
-                INFO("B=", c.B, " C=", c.C, " HW=", c.HW, " G=", c.G, " affine grads=", with_affine_grads);
+            for (bool with_affine_grads : {true, false})
+            for (bool silu : {false, true}) {
+                INFO("B=", c.B, " C=", c.C, " HW=", c.HW, " G=", c.G, " affine grads=", with_affine_grads, " silu=", silu);
                 const size_t n = size_t(c.B * c.C * c.HW), ng = size_t(c.B * c.G);
                 auto x = random_vec(n, 21, 2.f, 4.f);  // a mean far from zero
                 auto gamma = random_vec(size_t(c.C), 22, 0.5f, 1.5f), beta = random_vec(size_t(c.C), 23);
@@ -404,10 +405,10 @@ TEST_CASE("group_norm: forward and backward against float64") {
                 std::vector<double> yr(n), meanr(ng), rstdr(ng);
                 const auto xd = to_double(x), gd = to_double(gamma), bd = to_double(beta), dyd = to_double(dy);
                 group_norm_forward(x.data(), gamma.data(), beta.data(), c.B, c.C, c.HW, c.G, 1e-5, y.data(), mean.data(),
-                                   rstd.data());
+                                   rstd.data(), silu);
                 group_norm_forward(xd.data(), gd.data(), bd.data(), c.B, c.C, c.HW, c.G, 1e-5, yr.data(), meanr.data(),
-                                   rstdr.data());
-                CHECK(rel_err(y, yr) < 1e-5);  // normalized values of order 1
+                                   rstdr.data(), silu);
+                CHECK(rel_err(y, yr) < 1e-5);  // normalized values (or their SiLU) of order 1
                 CHECK(rel_err(mean, meanr) < 1e-6);
                 CHECK(rel_err(rstd, rstdr) < 1e-4);  // rstd up to ~3; relative 3e-5 of it
 
@@ -416,17 +417,21 @@ TEST_CASE("group_norm: forward and backward against float64") {
                 // the reference backward gets the float forward's statistics, so both see the same inputs
                 const auto md = to_double(mean), rd = to_double(rstd);
                 group_norm_backward(x.data(), gamma.data(), mean.data(), rstd.data(), dy.data(), c.B, c.C, c.HW, c.G,
-                                    dx.data(), with_affine_grads ? dg.data() : nullptr, with_affine_grads ? db.data() : nullptr);
+                                    dx.data(), with_affine_grads ? dg.data() : nullptr, with_affine_grads ? db.data() : nullptr, true,
+                                    silu ? beta.data() : nullptr);
                 group_norm_backward(xd.data(), gd.data(), md.data(), rd.data(), dyd.data(), c.B, c.C, c.HW, c.G, dxr.data(),
-                                    with_affine_grads ? dgr.data() : nullptr, with_affine_grads ? dbr.data() : nullptr);
+                                    with_affine_grads ? dgr.data() : nullptr, with_affine_grads ? dbr.data() : nullptr, true,
+                                    silu ? bd.data() : nullptr);
                 CHECK(rel_err(dx, dxr) < 2e-5);
                 // accumulate = false overwrites dx (NaN before) with the gradient alone
                 std::vector<float> dxw(n, std::numeric_limits<float>::quiet_NaN());
                 std::vector<double> dxw_r(n, 0.0);
                 group_norm_backward(x.data(), gamma.data(), mean.data(), rstd.data(), dy.data(), c.B, c.C, c.HW, c.G,
-                                    dxw.data(), static_cast<float*>(nullptr), static_cast<float*>(nullptr), false);
+                                    dxw.data(), static_cast<float*>(nullptr), static_cast<float*>(nullptr), false,
+                                    silu ? beta.data() : nullptr);
                 group_norm_backward(xd.data(), gd.data(), md.data(), rd.data(), dyd.data(), c.B, c.C, c.HW, c.G,
-                                    dxw_r.data(), static_cast<double*>(nullptr), static_cast<double*>(nullptr));
+                                    dxw_r.data(), static_cast<double*>(nullptr), static_cast<double*>(nullptr), true,
+                                    silu ? bd.data() : nullptr);
                 CHECK(rel_err(dxw, dxw_r) < 2e-5);
                 if (with_affine_grads) {  // (without, both stay the untouched random values)
                     CHECK(rel_err(dg, dgr) < 2e-5);  // sums of up to B*HW = 3136 products

@@ -200,12 +200,13 @@ TEST_CASE("unet: intermediate Variables are named by module path and op, uniquel
         count++;
     }
     CHECK(int64_t(names.size()) == count);  // unique
-    for (const char* n : {"temb.sinusoidal", "temb.fc1.linear", "temb.silu", "conv_in.conv2d", "down.0.res.0.norm1.group_norm",
-                          "down.0.res.0.conv1.conv2d", "down.0.res.0.silu", "down.0.res.0.silu_1", "down.0.res.0.silu_2",
+    for (const char* n : {"temb.sinusoidal", "temb.fc1.linear", "temb.silu", "conv_in.conv2d", "down.0.res.0.norm1.group_norm_silu",
+                          "down.0.res.0.conv1.conv2d", "down.0.res.0.silu", "down.0.res.0.norm2.group_norm_silu",
+                          "mid.attn.norm.group_norm",
                           "down.0.res.0.temb_proj.linear", "down.0.res.0.dropout.dropout", "down.0.downsample.conv2d",
                           "down.1.res.0.skip.conv2d", "down.1.attn.0.q", "down.1.attn.0.softmax", "mid.attn.softmax",
                           "mid.res1.conv2.conv2d", "up.1.res.0.concat", "up.1.res.1.concat", "up.1.upsample_nearest2d",
-                          "up.1.upsample.conv2d", "up.0.res.1.conv2.conv2d", "norm_out.group_norm", "conv_out.conv2d",
+                          "up.1.upsample.conv2d", "up.0.res.1.conv2.conv2d", "norm_out.group_norm_silu", "conv_out.conv2d",
                           "down.0.res.0.conv1.weight", "mid.attn.qkv.bias", "input.x"}) {
         INFO(n);
         CHECK(names.count(n) == 1);
