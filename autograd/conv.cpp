@@ -29,15 +29,15 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, int6
     return make_result("conv2d", y, inputs, [x, w, bias, p](const Tensor& dy) {
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
-            if (x.requires_grad()) {
-                bool acc;
-                T* dx = x.grad_buffer(&acc).data<T>();
-                conv2d_backward_data<T>(p, dy.data<T>(), w.value().data<T>(), dx, acc);
-            }
-            bool need_b = bias.defined() && bias.requires_grad();
-            if (w.requires_grad() || need_b) {
+            bool acc = false;
+            T* dx = x.requires_grad() ? x.grad_buffer(&acc).data<T>() : nullptr;
+            const bool need_b = bias.defined() && bias.requires_grad();
+            if (w.requires_grad() || need_b) {  // both passes in one call (Winograd shares its copies of dy)
                 Tensor dw = w.requires_grad() ? w.grad_buffer() : Tensor::zeros(w.shape(), w.dtype());
-                conv2d_backward_weight<T>(p, x.value().data<T>(), dy.data<T>(), dw.data<T>(), need_b ? bias.grad_buffer().data<T>() : nullptr);
+                conv2d_backward<T>(p, x.value().data<T>(), dy.data<T>(), w.value().data<T>(), dx, acc, dw.data<T>(),
+                                   need_b ? bias.grad_buffer().data<T>() : nullptr);
+            } else if (dx) {
+                conv2d_backward_data<T>(p, dy.data<T>(), w.value().data<T>(), dx, acc);
             }
         });
     });

@@ -691,7 +691,7 @@ void pointwise_backward_weight(const ConvIsa& k, const Conv2dParams& p, const fl
 void fast_backward_weight(const Conv2dParams& p, const float* x, const float* dy, float* dw, float* dbias) {
     if (bf16_conv(p)) return amx_conv_backward_weight(p, x, dy, dw, dbias);
     const ConvIsa& k = conv_isa();
-    if (winograd_conv(p)) return winograd_backward_weight(k, p, x, dy, dw, dbias);
+    if (winograd_conv(p)) return winograd_backward(k, p, x, dy, nullptr, nullptr, false, dw, dbias);
     if (is_3x3_same(p) && (p.Cin == 1 || p.Cout == 1)) return single_channel_backward_weight(k, p, x, dy, dw, dbias);
     if (direct_ok(p) && !is_1x1(p)) return direct_backward_weight(k, p, x, dy, dw, dbias);  // bias from the dy pass
     if (is_1x1(p)) return pointwise_backward_weight(k, p, x, dy, dw, dbias);
@@ -731,6 +731,17 @@ template <class T> void conv2d_backward_weight(const Conv2dParams& p, const T* x
     else
         conv2d_backward_weight_ref(p, x, dy, dw, dbias);
 }
+template <class T>
+void conv2d_backward(const Conv2dParams& p, const T* x, const T* dy, const T* w, T* dx, bool accumulate, T* dw, T* dbias) {
+    if constexpr (std::is_same_v<T, float>) {
+        if (dx && winograd_conv(p)) {
+            check_params("conv2d_backward", p);
+            return winograd_backward(conv_isa(), p, x, dy, w, dx, accumulate, dw, dbias);
+        }
+    }
+    if (dx) conv2d_backward_data(p, dy, w, dx, accumulate);
+    conv2d_backward_weight(p, x, dy, dw, dbias);
+}
 
 #define INSTANTIATE(T)                                                                                \
     template void conv2d_forward_ref<T>(const Conv2dParams&, const T*, const T*, const T*, T*);      \
@@ -738,7 +749,8 @@ template <class T> void conv2d_backward_weight(const Conv2dParams& p, const T* x
     template void conv2d_backward_weight_ref<T>(const Conv2dParams&, const T*, const T*, T*, T*);    \
     template void conv2d_forward<T>(const Conv2dParams&, const T*, const T*, const T*, T*);          \
     template void conv2d_backward_data<T>(const Conv2dParams&, const T*, const T*, T*, bool);        \
-    template void conv2d_backward_weight<T>(const Conv2dParams&, const T*, const T*, T*, T*);
+    template void conv2d_backward_weight<T>(const Conv2dParams&, const T*, const T*, T*, T*);        \
+    template void conv2d_backward<T>(const Conv2dParams&, const T*, const T*, const T*, T*, bool, T*, T*);
 INSTANTIATE(float)
 INSTANTIATE(double)
 #undef INSTANTIATE

@@ -33,5 +33,9 @@ template <class T> void conv2d_backward_weight_ref(const Conv2dParams& p, const 
 template <class T> void conv2d_forward(const Conv2dParams& p, const T* x, const T* w, const T* bias, T* y);
 template <class T> void conv2d_backward_data(const Conv2dParams& p, const T* dy, const T* w, T* dx, bool accumulate = true);
 template <class T> void conv2d_backward_weight(const Conv2dParams& p, const T* x, const T* dy, T* dw, T* dbias);
+// Both: dx (= or +=; skipped if null) and dw, dbias (+=), as the two calls above give them; Winograd
+// (Precision::WINOGRAD) shares its copies of dy between the two.
+template <class T>
+void conv2d_backward(const Conv2dParams& p, const T* x, const T* dy, const T* w, T* dx, bool accumulate, T* dw, T* dbias);
 
 }  // namespace dl

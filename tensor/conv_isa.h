@@ -228,7 +228,9 @@ void amx_conv_backward_weight(const Conv2dParams& p, const float* x, const float
 bool winograd_applies(const Conv2dParams& p);  // 3x3, stride 1, pad 1, more than one channel each side
 void winograd_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
 void winograd_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx, bool accumulate);
-void winograd_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw, float* dbias);
+// dw (+ dbias) always; dx (=, or += with accumulate) too unless it is null, from the same copies of dy
+void winograd_backward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, const float* w, float* dx,
+                       bool accumulate, float* dw, float* dbias);
 
 const ConvIsa& conv_isa_avx512();
 const ConvIsa& conv_isa_avx2();

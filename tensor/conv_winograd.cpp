@@ -158,40 +158,67 @@ void winograd_backward_data(const ConvIsa& k, const Conv2dParams& p, const float
     winograd_conv(k, p.B, p.Cout, p.H, p.W, p.Cin, u, nullptr, dy, dx, accumulate);
 }
 
-void winograd_backward_weight(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, float* dw,
-                              float* dbias) {
-    const Plan pl(p.Cin, p.H, p.W, p.Cout);  // dy is blocked on the output grid: pl.yimg floats an image
-    const int64_t accn = 36 * pl.Cip * pl.Op;  // dU, then the bias gradient (Op)
-    float* du = scratch(0, size_t(accn));
+// Both gradients in one pass over the images when dx is given (the weight's alone when it is null):
+// each chunk of dy is copied into the padded blocked layout once and serves the input gradient (as
+// the input of the rotated-kernel forward) and the weight gradient (its 4x4 tiles, one pixel in
+// from the padding), while it is in cache; separately, each pass made its own copy.
+void winograd_backward(const ConvIsa& k, const Conv2dParams& p, const float* x, const float* dy, const float* w,
+                       float* dx, bool accumulate, float* dw, float* dbias) {
+    const Plan pw(p.Cin, p.H, p.W, p.Cout);  // the weight gradient's: x's tiles against dy's
+    const Plan pd(p.Cout, p.H, p.W, p.Cin);  // the input gradient's: dy in, dx out (same grid as pw)
+    float* u = nullptr;                      // the rotated kernel, transformed, for dx
+    if (dx) {
+        u = scratch(0, size_t(36 * pd.Cip * pd.Op));
+        transform_weights(u, p.Cout, p.Cin, pd.Cip, pd.Op,
+                          [&](int64_t c, int64_t o, int i, int j) { return double(w[((o * p.Cin + c) * 3 + 2 - i) * 3 + 2 - j]); });
+    }
+    const int64_t accn = 36 * pw.Cip * pw.Op;  // dU, then the bias gradient (Op)
+    float* du = scratch(6, size_t(accn));
+    const int64_t chunk = std::min(pw.chunk, pd.chunk);
     reduce_over_images(
-        p.B, accn + pl.Op, pl.Op,
+        p.B, accn + pw.Op, pw.Op,
         [&](float* acc, int64_t b0, int64_t b1) {
-            float* xb = scratch(1, size_t(pl.chunk * pl.ximg));
-            float* db = scratch(5, size_t(pl.chunk * pl.yimg));
-            float* v = scratch(2, size_t(36 * pl.v_xi));
-            float* wd = scratch(3, size_t(36 * pl.m_xi));
-            std::vector<int64_t> x_off, dy_off;
-            for (int64_t c0 = b0; c0 < b1; c0 += pl.chunk) {
-                const int64_t n = std::min(pl.chunk, b1 - c0);
+            float* xb = scratch(1, size_t(chunk * pw.ximg));
+            float* v = scratch(2, size_t(36 * std::max(pw.v_xi, pd.v_xi)));
+            float* m = scratch(3, size_t(36 * std::max(pw.m_xi, pd.m_xi)));
+            float* db = scratch(5, size_t(chunk * pd.ximg));  // dy, padded like an input
+            float* yb = dx ? scratch(7, size_t(chunk * pd.yimg)) : nullptr;
+            std::vector<int64_t> x_off, out_off, dy_off, unused;
+            for (int64_t c0 = b0; c0 < b1; c0 += chunk) {
+                const int64_t n = std::min(chunk, b1 - c0);
                 for (int64_t b = 0; b < n; b++) {
-                    k.to_blocked(x + (c0 + b) * p.Cin * p.H * p.W, p.Cin, p.H, p.W, xb + b * pl.ximg, pl.Hp, pl.Wp, 1, 1, nullptr);
-                    k.to_blocked(dy + (c0 + b) * p.Cout * p.H * p.W, p.Cout, p.H, p.W, db + b * pl.yimg, 4 * pl.th,
-                                 4 * pl.tw, 0, 0, acc + accn);
+                    k.to_blocked(x + (c0 + b) * p.Cin * p.H * p.W, p.Cin, p.H, p.W, xb + b * pw.ximg, pw.Hp, pw.Wp, 1, 1, nullptr);
+                    k.to_blocked(dy + (c0 + b) * p.Cout * p.H * p.W, p.Cout, p.H, p.W, db + b * pd.ximg, pd.Hp, pd.Wp, 1, 1,
+                                 acc + accn);
                 }
-                pl.tile_offsets(n, x_off, dy_off);
+                pw.tile_offsets(n, x_off, unused);
+                pd.tile_offsets(n, dy_off, out_off);  // tile t's 6x6 patch of padded dy; its 4x4 dY starts (1, 1) in
                 const int64_t ntiles = int64_t(x_off.size());
-                for (int64_t t0 = 0; t0 < ntiles; t0 += pl.T) {
-                    const int64_t T = std::min(pl.T, ntiles - t0);
-                    k.wino_input({xb, pl.Hp * pl.Wp * 16, pl.Wp * 16, x_off.data() + t0, T, int(pl.ncb), v, pl.v_xi});
-                    k.wino_grad_output({db, 16 * pl.th * pl.tw * 16, 4 * pl.tw * 16, dy_off.data() + t0, T, int(pl.nob), wd,
-                                        pl.m_xi, pl.Op});
-                    k.wino_dw({v, wd, acc, pl.v_xi, pl.m_xi, pl.Cip * pl.Op, T, pl.Op, int(pl.ncb),
-                               int(p.Cin - 16 * (pl.ncb - 1))});
+                // the input gradient over all tiles, then the weight gradient (interleaving the two per
+                // group of tiles kept both transformed kernels and twice the buffers in L2: slower)
+                for (int64_t t0 = 0; dx && t0 < ntiles; t0 += pd.T) {
+                    const int64_t T = std::min(pd.T, ntiles - t0);
+                    k.wino_input({db, pd.Hp * pd.Wp * 16, pd.Wp * 16, dy_off.data() + t0, T, int(pd.ncb), v, pd.v_xi});
+                    k.wino_gemm({v, u, m, pd.v_xi, pd.Cip * pd.Op, pd.m_xi, T, pd.Op, int(pd.ncb), int(p.Cout - 16 * (pd.ncb - 1))});
+                    k.wino_output({m, pd.m_xi, pd.Op, out_off.data() + t0, T, int(pd.nob), nullptr, yb, 16 * pd.th * pd.tw * 16,
+                                   4 * pd.tw * 16});
+                }
+                if (dx)
+                    for (int64_t b = 0; b < n; b++)
+                        k.from_blocked(yb + b * pd.yimg, 4 * pd.th, 4 * pd.tw, dx + (c0 + b) * p.Cin * p.H * p.W, p.Cin, p.H,
+                                       p.W, accumulate);
+                for (int64_t t0 = 0; t0 < ntiles; t0 += pw.T) {
+                    const int64_t T = std::min(pw.T, ntiles - t0);
+                    k.wino_input({xb, pw.Hp * pw.Wp * 16, pw.Wp * 16, x_off.data() + t0, T, int(pw.ncb), v, pw.v_xi});
+                    k.wino_grad_output({db + (pd.Wp + 1) * 16, pd.Hp * pd.Wp * 16, pd.Wp * 16, dy_off.data() + t0, T,
+                                        int(pw.nob), m, pw.m_xi, pw.Op});
+                    k.wino_dw({v, m, acc, pw.v_xi, pw.m_xi, pw.Cip * pw.Op, T, pw.Op, int(pw.ncb),
+                               int(p.Cin - 16 * (pw.ncb - 1))});
                 }
             }
         },
         [&](int64_t r, const float* s) {  // r: row (xi, c) of dU, the last one the bias gradient
-            if (r * pl.Op < accn) std::copy_n(s, pl.Op, du + r * pl.Op);
+            if (r * pw.Op < accn) std::copy_n(s, pw.Op, du + r * pw.Op);
             else if (dbias)
                 for (int64_t o = 0; o < p.Cout; o++) dbias[o] += s[o];
         });
@@ -202,7 +229,7 @@ void winograd_backward_weight(const ConvIsa& k, const Conv2dParams& p, const flo
         std::vector<double> gd(size_t(p.Cout * 18), 0.0);  // (Cout, 3, 6): G^T dU of this input channel
         for (int k6 = 0; k6 < 6; k6++)
             for (int l = 0; l < 6; l++) {
-                const float* row = du + ((6 * k6 + l) * pl.Cip + c) * pl.Op;
+                const float* row = du + ((6 * k6 + l) * pw.Cip + c) * pw.Op;
                 for (int64_t o = 0; o < p.Cout; o++)
                     for (int i = 0; i < 3; i++) gd[size_t((o * 3 + i) * 6 + l)] += kG[k6][i] * double(row[o]);
             }

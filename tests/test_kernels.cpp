@@ -170,16 +170,26 @@ struct ConvCase {
                                            with_bias ? dbr.data() : nullptr);
     }
     // The three passes in float32 at precision `prec` (FP32 again afterwards), and backward-data
-    // once more with accumulate = false.
-    struct Out { std::vector<float> y, dx, dw, db, dx_alone; };
+    // once more with accumulate = false; then both backward passes in one call (conv2d_backward),
+    // adding and overwriting, which must give the same numbers as the separate calls.
+    struct Out {
+        std::vector<float> y, dx, dw, db, dx_alone;
+        std::vector<float> both_dx, both_dw, both_db, both_dx_alone;
+        bool both_same() const { return both_dx == dx && both_dw == dw && both_db == db && both_dx_alone == dx_alone; }
+    };
     Out run(Precision prec) const {
         const float nan = std::numeric_limits<float>::quiet_NaN();  // what the overwriting calls must replace
-        Out o{std::vector<float>(ny, nan), dx0, dw0, db0, std::vector<float>(nx, nan)};
+        Out o{std::vector<float>(ny, nan), dx0, dw0, db0, std::vector<float>(nx, nan), dx0, dw0, db0, std::vector<float>(nx, nan)};
         set_precision(prec);
         conv2d_forward(p, x.data(), w.data(), with_bias ? b.data() : nullptr, o.y.data());
         conv2d_backward_data(p, dy.data(), w.data(), o.dx.data());
         conv2d_backward_data(p, dy.data(), w.data(), o.dx_alone.data(), false);
         conv2d_backward_weight(p, x.data(), dy.data(), o.dw.data(), with_bias ? o.db.data() : nullptr);
+        conv2d_backward(p, x.data(), dy.data(), w.data(), o.both_dx.data(), true, o.both_dw.data(),
+                        with_bias ? o.both_db.data() : nullptr);
+        std::vector<float> dw_again = dw0, db_again = db0;
+        conv2d_backward(p, x.data(), dy.data(), w.data(), o.both_dx_alone.data(), false, dw_again.data(),
+                        with_bias ? db_again.data() : nullptr);
         set_precision(Precision::FP32);
         return o;
     }
@@ -200,6 +210,7 @@ void check_conv(const Conv2dParams& p, bool with_bias = true, bool every_level =
         CHECK(rel_err(o.dx_alone, c.dx_alone) < tol);
         CHECK(rel_err(o.dw, c.dwr) < tol);
         CHECK(rel_err(o.db, c.dbr) < tol);
+        CHECK(o.both_same());
     };
     if (every_level) for_levels_and_threads(check);
     else check();
@@ -296,6 +307,7 @@ void check_conv_bf16(const Conv2dParams& p) {
         CHECK(bound_ratio(o.dx_alone, c.dx_alone, dx_alone_b) <= 1);
         CHECK(bound_ratio(o.dw, c.dwr, dwb) <= 1);
         CHECK(bound_ratio(o.db, c.dbr, dbb) <= 1);
+        CHECK(o.both_same());
         if (p.stride == 1) CHECK((o.y != o32.y && o.dx != o32.dx && o.dw != o32.dw));
         else CHECK((o.y == o32.y && o.dx == o32.dx && o.dw == o32.dw));
     }
@@ -353,6 +365,7 @@ void check_conv_winograd(const Conv2dParams& p, bool every_level = true) {
         CHECK(rel_err(o.dw, c.dwr) < tol);
         CHECK(rel_err(o.db, c.dbr) < tol);
         CHECK(rel_err(o.dx_alone, c.dx_alone) < tol);
+        CHECK(o.both_same());  // Winograd's own pass over both gradients: the same sums as the two calls
         if (winograd) CHECK((o.y != o32.y && o.dx != o32.dx && o.dw != o32.dw));
         else CHECK((o.y == o32.y && o.dx == o32.dx && o.dw == o32.dw && o.db == o32.db));
     };
