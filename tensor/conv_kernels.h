@@ -118,8 +118,10 @@ void to_blocked(const float* src, int64_t C, int64_t H, int64_t W, float* dst, i
 // dependency chain: the 3x3 forward ran at 40% of the FMA peak). So when the R broadcasts are
 // fewer than the 2*NV halves, AVX2 holds the broadcasts and streams the vectors one ymm at a
 // time (2*R*NV + R + 1 registers); otherwise, and on the other ISAs, the vectors are held.
-template <int R, int NV>
-__attribute__((always_inline)) inline void rank1_update(V16 (&acc)[R][NV], const float* s, int64_t s_stride, const float* vec) {
+// MASKED: the vectors are read through mk[v] (a row's last pixels), zero in the lanes it leaves out.
+template <int R, int NV, bool MASKED = false>
+__attribute__((always_inline)) inline void rank1_update(V16 (&acc)[R][NV], const float* s, int64_t s_stride, const float* vec,
+                                                        const VMask* mk = nullptr) {
 #if defined(DL_SIMD_AVX2)
     if constexpr (R < 2 * NV) {
         __m256 sv[R];
@@ -130,7 +132,8 @@ __attribute__((always_inline)) inline void rank1_update(V16 (&acc)[R][NV], const
         }
 #pragma GCC unroll 8
         for (int hv = 0; hv < 2 * NV; hv++) {  // half hv % 2 of vector hv / 2
-            __m256 vh = _mm256_loadu_ps(vec + 8 * hv);
+            __m256 vh = MASKED ? _mm256_maskload_ps(vec + 8 * hv, hv % 2 ? mk[hv / 2].hi : mk[hv / 2].lo)
+                               : _mm256_loadu_ps(vec + 8 * hv);
             asm("" : "+x"(vh));
 #pragma GCC unroll 14
             for (int i = 0; i < R; i++) {
@@ -143,7 +146,7 @@ __attribute__((always_inline)) inline void rank1_update(V16 (&acc)[R][NV], const
 #endif
     V16 vv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) vv[v] = vload(vec + 16 * v), vreg(vv[v]);
+    for (int v = 0; v < NV; v++) vv[v] = MASKED ? vload_mask(vec + 16 * v, mk[v]) : vload(vec + 16 * v), vreg(vv[v]);
 #pragma GCC unroll 14
     for (int i = 0; i < R; i++) {
         const V16 sb = vset(s[i * s_stride]);
@@ -492,21 +495,10 @@ void pointwise_tile(const Pointwise& a, const float* w, int64_t o0, int64_t p0, 
 #pragma GCC unroll 3
         for (int v = 0; v < NV; v++) acc[i][v] = vzero();
     const float* x = a.x + p0;
-    if (n == 16 * NV) {  // a full tile: W's column c broadcast against x's row c
+    if (n == 16 * NV)  // a full tile: W's column c broadcast against x's row c
         for (int64_t c = 0; c < a.K; c++, x += a.P, w += MR) rank1_update<MR, NV>(acc, w, 1, x);
-    } else {  // the tail of a row: masked loads
-        for (int64_t c = 0; c < a.K; c++, x += a.P, w += MR) {
-            V16 xv[NV];
-#pragma GCC unroll 3
-            for (int v = 0; v < NV; v++) xv[v] = vload_mask(x + 16 * v, mk[v]), vreg(xv[v]);
-#pragma GCC unroll 8
-            for (int i = 0; i < MR; i++) {
-                const V16 wv = vset(w[i]);
-#pragma GCC unroll 3
-                for (int v = 0; v < NV; v++) acc[i][v] = vfma(wv, xv[v], acc[i][v]);
-            }
-        }
-    }
+    else  // the tail of a row: masked loads, in the same register plan (a loop of its own spilled on AVX2)
+        for (int64_t c = 0; c < a.K; c++, x += a.P, w += MR) rank1_update<MR, NV, true>(acc, w, 1, x, mk);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) {
         if (o0 + i >= a.M) break;
