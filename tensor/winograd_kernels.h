@@ -120,7 +120,11 @@ void wino_gemm_tile(const WinoGemm& a, const float* v, const float* u, float* m)
         const float* vb = v + cb * a.T * 16;
         const float* ub = u + cb * 16 * a.Op;
         if (cb < a.ncb - 1 || a.c_last == 16) {
+#if defined(DL_SIMD_AVX2)  // unrolled 16 deep, GCC overlapped the steps and spilled two accumulators
+#pragma GCC unroll 2
+#else
 #pragma GCC unroll 16
+#endif
             for (int c = 0; c < 16; c++) rank1_update<R, NV>(acc, vb + c, 16, ub + c * a.Op);
         } else {
             for (int c = 0; c < a.c_last; c++) rank1_update<R, NV>(acc, vb + c, 16, ub + c * a.Op);
