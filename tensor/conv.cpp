@@ -35,13 +35,14 @@
 //    implicit GEMMs over the padded width (conv_amx.cpp). 3x3 fwd+bwd about 4x the float32 kernels
 //    (950-1085 GFLOP/s against 230-285 on a 2-core Xeon with AMX, FMA peak 390-430).
 //  * Precision::WINOGRAD: the 3x3 stride-1 pad-1 convolutions with more than one channel on each
-//    side go to Winograd F(4x4, 3x3) instead (conv_winograd.cpp), float32 with 4x fewer multiplies.
+//    side go to Winograd F(4x4, 3x3) instead (conv_winograd.cpp), float32 with 4x fewer multiplies;
+//    conv2d_backward runs its two backward passes over one blocked copy of dy.
 //
 // Threads: over images (each thread converts and convolves its own images), or over output rows of
 // one image at a time when the batch is smaller than the team; weights are packed by the team
 // first. Called inside a parallel region, everything runs on the calling thread. Scratch (cpu.h)
 // slots: 0 packed weights, 1 shared blocked image, 2-3 per-thread images, 4 per-thread
-// accumulators; gemm uses 6-7.
+// accumulators; Winograd also 5-7 (blocked outputs and dy, dU); gemm uses 6-7 (never inside a conv).
 #include "tensor/conv.h"
 
 #include <omp.h>

@@ -70,7 +70,8 @@ inline void pixels_to_rows(const float* const* pix, int n, float* dst, int64_t s
 
 // Pointers to the pixel vectors of the image pixels f0 .. f0 + n - 1 (in row-major order, rows of W)
 // in a blocked plane whose rows are `row` floats apart, the image at (pt, pl).
-inline void pixel_ptrs(float* plane, int64_t row, int64_t pt, int64_t pl, int64_t W, int64_t f0, int n, float** pix) {
+template <class F>  // float or const float
+inline void pixel_ptrs(F* plane, int64_t row, int64_t pt, int64_t pl, int64_t W, int64_t f0, int n, F** pix) {
     int64_t r = f0 / W, w = f0 % W;
     for (int j = 0; j < n; j++) {
         pix[j] = plane + (pt + r) * row + (pl + w) * 16;

@@ -225,8 +225,8 @@ void from_blocked(const float* src, int64_t Hp, int64_t Wp, float* dst, int64_t 
     const int64_t HW = H * W;
     for (int64_t cb = 0; cb < (C + 15) / 16; cb++) {
         const int cn = int(imin(16, C - cb * 16));
-        float* plane = const_cast<float*>(src) + cb * Hp * Wp * 16;  // read only
-        float* pix[16];
+        const float* plane = src + cb * Hp * Wp * 16;
+        const float* pix[16];
         for (int64_t f0 = 0; f0 < HW; f0 += 16) {  // 16 pixels of the plane at a time, across rows
             const int n = int(imin(16, HW - f0));
             pixel_ptrs(plane, Wp * 16, 0, 0, W, f0, n, pix);
