@@ -50,7 +50,7 @@ public:
     Variable forward(const Variable& x) const;       // (B, C, ...) -> same
     Variable forward_silu(const Variable& x) const;  // silu(forward(x)) as one op (autograd's group_norm_silu)
     Variable weight;                                 // (C), gamma
-    Variable bias;                              // (C), beta
+    Variable bias;                                   // (C), beta
     int64_t groups;
     double eps;
 };

@@ -96,7 +96,7 @@ ResBlock::ResBlock(int64_t cin, int64_t cout, int64_t tdim, int64_t groups, doub
 Variable ResBlock::forward(const Variable& x, const Variable& temb, Philox* dropout_gen) const {
     auto scope = name_scope();
     Variable h = conv1.forward(norm1.forward_silu(x));  // (B, cout, H, W)
-    Variable tp = temb_proj.forward(silu(temb));         // (B, cout)
+    Variable tp = temb_proj.forward(silu(temb));        // (B, cout)
     h = h + reshape(tp, {tp.shape()[0], tp.shape()[1], 1, 1});  // the same shift at every position
     h = conv2.forward(dropout.forward(norm2.forward_silu(h), dropout_gen));
     return (skip ? skip->forward(x) : x) + h;

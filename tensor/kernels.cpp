@@ -51,10 +51,10 @@ struct KernelsIsa {
 };
 }  // namespace
 
-#define DL_KERNELS_TABLE                                                                                     \
-    const KernelsIsa kTable{gn_forward_group,     gn_silu_grad_group,     gn_backward_group,  silu_forward_chunk, \
-                            silu_backward_chunk,  softmax_forward_row,    softmax_backward_row,               \
-                            upsample_forward_plane, upsample_backward_plane};
+#define DL_KERNELS_TABLE                                                                               \
+    const KernelsIsa kTable{gn_forward_group,    gn_silu_grad_group,  gn_backward_group,                 \
+                            silu_forward_chunk,  silu_backward_chunk, softmax_forward_row,               \
+                            softmax_backward_row, upsample_forward_plane, upsample_backward_plane};
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
