@@ -66,7 +66,10 @@ struct Plan {
         ncb = (Ci + 15) / 16, nob = (Co + 15) / 16, Cip = 16 * ncb, Op = 16 * nob;
         ximg = ncb * Hp * Wp * 16, yimg = nob * 16 * th * tw * 16;
         chunk = std::max<int64_t>(1, (32 << 10) / (ximg + yimg));           // about 128 KiB of images
-        T = std::clamp<int64_t>((64 << 10) / (36 * (Cip + Op)), 8, 64);    // V and M of a group: about 256 KiB
+        // V and M of a group: about 256 KiB, but at least 16 tiles, a 14x14 image's: each group reads
+        // all 36 transformed kernels (590 KB at 64 channels, more than L2), and groups of 8 or 14
+        // read them twice per image (64 and 128 channels: the reference U-Net's step +2-3%)
+        T = std::clamp<int64_t>((64 << 10) / (36 * (Cip + Op)), 16, 64);
         v_xi = ncb * T * 16 + 16, m_xi = T * Op + 16;
     }
     // floats from channel block 0 of the chunk's buffers to tile t's first pixel, for the tiles of n images
