@@ -53,6 +53,7 @@ constexpr double kG[6][3] = {{1 / 4., 0, 0},          {-1 / 6., -1 / 6., -1 / 6.
 
 // The tiling of one convolution: Ci input channels of H x W (padded by 1), Co outputs of H x W.
 struct Plan {
+    int64_t Ci, H, W, Co;    // the convolution
     int64_t th, tw;          // tiles down and across: ceil(H / 4), ceil(W / 4)
     int64_t Hp, Wp;          // the blocked input grid: (4 th + 2) x (4 tw + 2), the image at (1, 1)
     int64_t ncb, nob, Cip, Op;  // channel blocks of 16 in and out, and the channel counts they hold
@@ -61,7 +62,7 @@ struct Plan {
     int64_t T;               // tiles per group
     int64_t v_xi, m_xi;      // floats between the 36 planes of V (ncb, T, 16) and of M or W (T, Op): a cache
                              // line more than a plane, so that the 36 stores of a tile fall in different sets
-    Plan(int64_t Ci, int64_t H, int64_t W, int64_t Co) {
+    Plan(int64_t Ci_, int64_t H_, int64_t W_, int64_t Co_) : Ci(Ci_), H(H_), W(W_), Co(Co_) {
         th = (H + 3) / 4, tw = (W + 3) / 4, Hp = 4 * th + 2, Wp = 4 * tw + 2;
         ncb = (Ci + 15) / 16, nob = (Co + 15) / 16, Cip = 16 * ncb, Op = 16 * nob;
         ximg = ncb * Hp * Wp * 16, yimg = nob * 16 * th * tw * 16;
@@ -105,13 +106,32 @@ void transform_weights(float* u, int64_t Ci, int64_t Co, int64_t Cip, int64_t Op
     }
 }
 
+// out (n images, NCHW) (+)= bias_p + the correlation of the n images already in the blocked layout
+// at xb with the kernel transformed into u, a group of tiles at a time: input transform, the 36
+// products, output transform into yb, then back to NCHW. v, m, yb: the caller's scratch.
+void convolve_blocked(const ConvIsa& k, const Plan& pl, const float* u, const float* bias_p, const float* xb, int64_t n,
+                      float* v, float* m, float* yb, float* out, bool accumulate) {
+    std::vector<int64_t> in_off, out_off;
+    pl.tile_offsets(n, in_off, out_off);
+    const int64_t ntiles = int64_t(in_off.size());
+    for (int64_t t0 = 0; t0 < ntiles; t0 += pl.T) {
+        const int64_t T = std::min(pl.T, ntiles - t0);
+        k.wino_input({xb, pl.Hp * pl.Wp * 16, pl.Wp * 16, in_off.data() + t0, T, int(pl.ncb), v, pl.v_xi});
+        k.wino_gemm({v, u, m, pl.v_xi, pl.Cip * pl.Op, pl.m_xi, T, pl.Op, int(pl.ncb), int(pl.Ci - 16 * (pl.ncb - 1))});
+        k.wino_output({m, pl.m_xi, pl.Op, out_off.data() + t0, T, int(pl.nob), bias_p, yb, 16 * pl.th * pl.tw * 16,
+                       4 * pl.tw * 16});
+    }
+    for (int64_t b = 0; b < n; b++)
+        k.from_blocked(yb + b * pl.yimg, 4 * pl.th, 4 * pl.tw, out + b * pl.Co * pl.H * pl.W, pl.Co, pl.H, pl.W, accumulate);
+}
+
 // out (B, Co, H, W) (+)= bias + the 3x3 correlation of in (B, Ci, H, W), pad 1, whose kernel is
 // already transformed into u.
-void winograd_conv(const ConvIsa& k, int64_t B, int64_t Ci, int64_t H, int64_t W, int64_t Co, const float* u,
-                   const float* bias, const float* in, float* out, bool accumulate) {
-    const Plan pl(Ci, H, W, Co);
+void winograd_conv(const ConvIsa& k, const Plan& pl, int64_t B, const float* u, const float* bias, const float* in,
+                   float* out, bool accumulate) {
+    const int64_t xn = pl.Ci * pl.H * pl.W, yn = pl.Co * pl.H * pl.W;  // floats of an NCHW image
     std::vector<float> bias_p;  // Op values, zero past Co
-    if (bias) bias_p.assign(bias, bias + Co), bias_p.resize(size_t(pl.Op), 0.f);
+    if (bias) bias_p.assign(bias, bias + pl.Co), bias_p.resize(size_t(pl.Op), 0.f);
     // each thread its share of the images, in chunks (chunks dealt out to threads left one idle for
     // a chunk's time where they did not divide evenly: 11 chunks of 6 images at 7x7)
 #pragma omp parallel num_threads(team_threads(B))
@@ -120,26 +140,24 @@ void winograd_conv(const ConvIsa& k, int64_t B, int64_t Ci, int64_t H, int64_t W
         float* v = scratch(2, size_t(36 * pl.v_xi));
         float* m = scratch(3, size_t(36 * pl.m_xi));
         float* yb = scratch(5, size_t(pl.chunk * pl.yimg));
-        std::vector<int64_t> in_off, out_off;
         const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads(), first = B * t / nt;
         const int64_t share = B * (t + 1) / nt - first, nch = (share + pl.chunk - 1) / pl.chunk;
         for (int64_t i = 0; i < nch; i++) {  // nch chunks of as even sizes as may be
             const int64_t b0 = first + share * i / nch, n = first + share * (i + 1) / nch - b0;
             for (int64_t b = 0; b < n; b++)
-                k.to_blocked(in + (b0 + b) * Ci * H * W, Ci, H, W, xb + b * pl.ximg, pl.Hp, pl.Wp, 1, 1, nullptr);
-            pl.tile_offsets(n, in_off, out_off);
-            const int64_t ntiles = int64_t(in_off.size());
-            for (int64_t t0 = 0; t0 < ntiles; t0 += pl.T) {
-                const int64_t T = std::min(pl.T, ntiles - t0);
-                k.wino_input({xb, pl.Hp * pl.Wp * 16, pl.Wp * 16, in_off.data() + t0, T, int(pl.ncb), v, pl.v_xi});
-                k.wino_gemm({v, u, m, pl.v_xi, pl.Cip * pl.Op, pl.m_xi, T, pl.Op, int(pl.ncb), int(Ci - 16 * (pl.ncb - 1))});
-                k.wino_output({m, pl.m_xi, pl.Op, out_off.data() + t0, T, int(pl.nob), bias ? bias_p.data() : nullptr, yb,
-                               16 * pl.th * pl.tw * 16, 4 * pl.tw * 16});
-            }
-            for (int64_t b = 0; b < n; b++)
-                k.from_blocked(yb + b * pl.yimg, 4 * pl.th, 4 * pl.tw, out + (b0 + b) * Co * H * W, Co, H, W, accumulate);
+                k.to_blocked(in + (b0 + b) * xn, pl.Ci, pl.H, pl.W, xb + b * pl.ximg, pl.Hp, pl.Wp, 1, 1, nullptr);
+            convolve_blocked(k, pl, u, bias ? bias_p.data() : nullptr, xb, n, v, m, yb, out + b0 * yn, accumulate);
         }
     }
+}
+
+// The input gradient's kernel: w rotated by 180 degrees with its channels swapped, transformed for
+// the plan pd (dy's channels in, dx's out), into scratch slot 0.
+float* transform_rotated(const Conv2dParams& p, const Plan& pd, const float* w) {
+    float* u = scratch(0, size_t(36 * pd.Cip * pd.Op));
+    transform_weights(u, p.Cout, p.Cin, pd.Cip, pd.Op,
+                      [&](int64_t c, int64_t o, int i, int j) { return double(w[((o * p.Cin + c) * 3 + 2 - i) * 3 + 2 - j]); });
+    return u;
 }
 
 }  // namespace
@@ -149,16 +167,13 @@ void winograd_forward(const ConvIsa& k, const Conv2dParams& p, const float* x, c
     float* u = scratch(0, size_t(36 * pl.Cip * pl.Op));
     transform_weights(u, p.Cin, p.Cout, pl.Cip, pl.Op,
                       [&](int64_t o, int64_t c, int i, int j) { return double(w[((o * p.Cin + c) * 3 + i) * 3 + j]); });
-    winograd_conv(k, p.B, p.Cin, p.H, p.W, p.Cout, u, bias, x, y, false);
+    winograd_conv(k, pl, p.B, u, bias, x, y, false);
 }
 
+// dy's channels are the inputs, dx's the outputs; the kernel rotated by 180 degrees
 void winograd_backward_data(const ConvIsa& k, const Conv2dParams& p, const float* dy, const float* w, float* dx, bool accumulate) {
-    // dy's channels are the inputs, dx's the outputs; the kernel rotated by 180 degrees
-    const Plan pl(p.Cout, p.H, p.W, p.Cin);
-    float* u = scratch(0, size_t(36 * pl.Cip * pl.Op));
-    transform_weights(u, p.Cout, p.Cin, pl.Cip, pl.Op,
-                      [&](int64_t c, int64_t o, int i, int j) { return double(w[((o * p.Cin + c) * 3 + 2 - i) * 3 + 2 - j]); });
-    winograd_conv(k, p.B, p.Cout, p.H, p.W, p.Cin, u, nullptr, dy, dx, accumulate);
+    const Plan pd(p.Cout, p.H, p.W, p.Cin);
+    winograd_conv(k, pd, p.B, transform_rotated(p, pd, w), nullptr, dy, dx, accumulate);
 }
 
 // Both gradients in one pass over the images when dx is given (the weight's alone when it is null):
@@ -169,12 +184,7 @@ void winograd_backward(const ConvIsa& k, const Conv2dParams& p, const float* x, 
                        float* dx, bool accumulate, float* dw, float* dbias) {
     const Plan pw(p.Cin, p.H, p.W, p.Cout);  // the weight gradient's: x's tiles against dy's
     const Plan pd(p.Cout, p.H, p.W, p.Cin);  // the input gradient's: dy in, dx out (same grid as pw)
-    float* u = nullptr;                      // the rotated kernel, transformed, for dx
-    if (dx) {
-        u = scratch(0, size_t(36 * pd.Cip * pd.Op));
-        transform_weights(u, p.Cout, p.Cin, pd.Cip, pd.Op,
-                          [&](int64_t c, int64_t o, int i, int j) { return double(w[((o * p.Cin + c) * 3 + 2 - i) * 3 + 2 - j]); });
-    }
+    const float* u = dx ? transform_rotated(p, pd, w) : nullptr;
     const int64_t accn = 36 * pw.Cip * pw.Op;  // dU, then the bias gradient (Op)
     float* du = scratch(6, size_t(accn));
     const int64_t chunk = std::min(pw.chunk, pd.chunk);
@@ -186,7 +196,7 @@ void winograd_backward(const ConvIsa& k, const Conv2dParams& p, const float* x, 
             float* m = scratch(3, size_t(36 * std::max(pw.m_xi, pd.m_xi)));
             float* db = scratch(5, size_t(chunk * pd.ximg));  // dy, padded like an input
             float* yb = dx ? scratch(7, size_t(chunk * pd.yimg)) : nullptr;
-            std::vector<int64_t> x_off, out_off, dy_off, unused;
+            std::vector<int64_t> x_off, dy_off, unused;
             for (int64_t c0 = b0; c0 < b1; c0 += chunk) {
                 const int64_t n = std::min(chunk, b1 - c0);
                 for (int64_t b = 0; b < n; b++) {
@@ -194,22 +204,12 @@ void winograd_backward(const ConvIsa& k, const Conv2dParams& p, const float* x, 
                     k.to_blocked(dy + (c0 + b) * p.Cout * p.H * p.W, p.Cout, p.H, p.W, db + b * pd.ximg, pd.Hp, pd.Wp, 1, 1,
                                  acc + accn);
                 }
-                pw.tile_offsets(n, x_off, unused);
-                pd.tile_offsets(n, dy_off, out_off);  // tile t's 6x6 patch of padded dy; its 4x4 dY starts (1, 1) in
-                const int64_t ntiles = int64_t(x_off.size());
                 // the input gradient over all tiles, then the weight gradient (interleaving the two per
                 // group of tiles kept both transformed kernels and twice the buffers in L2: slower)
-                for (int64_t t0 = 0; dx && t0 < ntiles; t0 += pd.T) {
-                    const int64_t T = std::min(pd.T, ntiles - t0);
-                    k.wino_input({db, pd.Hp * pd.Wp * 16, pd.Wp * 16, dy_off.data() + t0, T, int(pd.ncb), v, pd.v_xi});
-                    k.wino_gemm({v, u, m, pd.v_xi, pd.Cip * pd.Op, pd.m_xi, T, pd.Op, int(pd.ncb), int(p.Cout - 16 * (pd.ncb - 1))});
-                    k.wino_output({m, pd.m_xi, pd.Op, out_off.data() + t0, T, int(pd.nob), nullptr, yb, 16 * pd.th * pd.tw * 16,
-                                   4 * pd.tw * 16});
-                }
-                if (dx)
-                    for (int64_t b = 0; b < n; b++)
-                        k.from_blocked(yb + b * pd.yimg, 4 * pd.th, 4 * pd.tw, dx + (c0 + b) * p.Cin * p.H * p.W, p.Cin, p.H,
-                                       p.W, accumulate);
+                if (dx) convolve_blocked(k, pd, u, nullptr, db, n, v, m, yb, dx + c0 * p.Cin * p.H * p.W, accumulate);
+                pw.tile_offsets(n, x_off, unused);
+                pd.tile_offsets(n, dy_off, unused);  // tile t's 6x6 patch of padded dy; its 4x4 dY starts (1, 1) in
+                const int64_t ntiles = int64_t(x_off.size());
                 for (int64_t t0 = 0; t0 < ntiles; t0 += pw.T) {
                     const int64_t T = std::min(pw.T, ntiles - t0);
                     k.wino_input({xb, pw.Hp * pw.Wp * 16, pw.Wp * 16, x_off.data() + t0, T, int(pw.ncb), v, pw.v_xi});
