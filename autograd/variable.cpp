@@ -107,9 +107,9 @@ void Variable::set_grad(Tensor g) {
 static bool shared_grad(const VarImpl& v) { return !v.grad_attached && v.grad.storage_use_count() > 1; }
 
 Tensor& Variable::grad_buffer() const {
-    if (!impl_->grad.defined()) impl_->grad = Tensor::zeros(shape(), dtype());
-    else if (shared_grad(*impl_)) impl_->grad = impl_->grad.clone();
-    return impl_->grad;
+    bool accumulate;
+    Tensor& g = grad_buffer(&accumulate);
+    return accumulate ? g : g.zero_();
 }
 
 Tensor& Variable::grad_buffer(bool* accumulate) const {

@@ -1,7 +1,8 @@
 // The U-Net's other kernels on raw arrays: GroupNorm, SiLU, nearest 2x upsampling, softmax.
 // B batch, C channels, G groups, HW = H*W positions. Forward overwrites its output; backward
-// accumulates (+=) into the gradients it is given, or with accumulate = false overwrites dx. float is the fast path (SIMD, OpenMP; run on the
-// calling thread only inside a parallel region); double runs plain loops, the reference in tests.
+// accumulates (+=) into the gradients it is given, or with accumulate = false overwrites dx. float
+// is the fast path (SIMD, OpenMP; run on the calling thread only inside a parallel region); double
+// runs plain loops, the reference in tests.
 #pragma once
 #include <cstdint>
 
