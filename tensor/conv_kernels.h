@@ -51,10 +51,7 @@ inline void pixels_to_rows(const float* const* pix, int n, float* dst, int64_t s
             for (int i = 0; i < int(imin(8, cn - 8 * h)); i++) {
                 float* d = dst + (8 * h + i) * stride + q;
                 if (pn == 8) _mm256_storeu_ps(d, accumulate ? _mm256_add_ps(_mm256_loadu_ps(d), r[i]) : r[i]);
-                else {
-                    const __m256i m = lanes_mask8(pn);
-                    _mm256_maskstore_ps(d, m, accumulate ? _mm256_add_ps(_mm256_maskload_ps(d, m), r[i]) : r[i]);
-                }
+                else store8_n(d, accumulate ? _mm256_add_ps(_mm256_maskload_ps(d, lanes_mask8(pn)), r[i]) : r[i], pn);
             }
         }
 #else
