@@ -1,7 +1,8 @@
 // GroupNorm as an autograd op, alone or followed by SiLU in the same node (group_norm_silu); the
 // forward and backward math is derived in tensor/kernels.h. The per-(sample, group) mean and rstd
 // are kept from forward for backward; with SiLU the normalized values are recomputed from them, not
-// kept.
+// kept, and the output is kept too (the sigmoid is read off it; the next layer, a convolution,
+// keeps it anyway).
 #include "autograd/ops.h"
 #include "tensor/kernels.h"
 
@@ -24,7 +25,7 @@ Variable group_norm(const Variable& x, const Variable& gamma, const Variable& be
                               y.data<T>(), mean.data<T>(), rstd.data<T>(), silu);
     });
     return make_result(silu ? "group_norm_silu" : "group_norm", y, {x, gamma, beta},
-                       [x, gamma, beta, mean, rstd, B, C, HW, groups, silu](const Tensor& dy) {
+                       [x, gamma, beta, mean, rstd, B, C, HW, groups, silu, y_kept = silu ? y : Tensor()](const Tensor& dy) {
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
             // dx is always computed into a buffer; the kernel's dx pass is the bulk of the work
@@ -34,7 +35,7 @@ Variable group_norm(const Variable& x, const Variable& gamma, const Variable& be
                                    B, C, HW, groups, dx.data<T>(),
                                    gamma.requires_grad() ? gamma.grad_buffer().data<T>() : nullptr,
                                    beta.requires_grad() ? beta.grad_buffer().data<T>() : nullptr, acc,
-                                   silu ? beta.value().data<T>() : nullptr);
+                                   silu ? beta.value().data<T>() : nullptr, silu ? y_kept.data<T>() : nullptr);
         });
     });
 }

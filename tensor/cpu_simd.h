@@ -41,6 +41,8 @@ inline V16 vmul(V16 a, V16 b) { return {_mm512_mul_ps(a.v, b.v)}; }
 inline V16 vdiv(V16 a, V16 b) { return {_mm512_div_ps(a.v, b.v)}; }
 inline V16 vmax(V16 a, V16 b) { return {_mm512_mask_max_ps(a.v, 0xFFFF, a.v, b.v)}; }  // mask forms: see vtranspose
 inline V16 vmin(V16 a, V16 b) { return {_mm512_mask_min_ps(a.v, 0xFFFF, a.v, b.v)}; }
+// t where a < b, else f
+inline V16 vwhere_lt(V16 a, V16 b, V16 t, V16 f) { return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ), f.v, t.v)}; }
 // Horizontal sum and max by swapping 256-bit halves, 128-bit lanes, 64-bit pairs, then neighbours
 // (all-ones-mask forms: GCC 12's unmasked extract/shuffle intrinsics trip -Wmaybe-uninitialized).
 inline __m512 vswap256(__m512 a) { return _mm512_mask_shuffle_f32x4(a, 0xFFFF, a, a, 0x4E); }
@@ -192,6 +194,9 @@ inline V16 vmul(V16 a, V16 b) { return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps
 inline V16 vdiv(V16 a, V16 b) { return {_mm256_div_ps(a.lo, b.lo), _mm256_div_ps(a.hi, b.hi)}; }
 inline V16 vmax(V16 a, V16 b) { return {_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)}; }
 inline V16 vmin(V16 a, V16 b) { return {_mm256_min_ps(a.lo, b.lo), _mm256_min_ps(a.hi, b.hi)}; }
+inline V16 vwhere_lt(V16 a, V16 b, V16 t, V16 f) {
+    return {_mm256_blendv_ps(f.lo, t.lo, _mm256_cmp_ps(a.lo, b.lo, _CMP_LT_OQ)), _mm256_blendv_ps(f.hi, t.hi, _mm256_cmp_ps(a.hi, b.hi, _CMP_LT_OQ))};
+}
 inline float hsum8(__m256 a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -302,6 +307,7 @@ inline V16 vmul(V16 a, V16 b) { return {a.v * b.v}; }
 inline V16 vdiv(V16 a, V16 b) { return {a.v / b.v}; }
 inline V16 vmax(V16 a, V16 b) { return {a.v > b.v ? a.v : b.v}; }
 inline V16 vmin(V16 a, V16 b) { return {a.v < b.v ? a.v : b.v}; }
+inline V16 vwhere_lt(V16 a, V16 b, V16 t, V16 f) { return {a.v < b.v ? t.v : f.v}; }
 inline V16 vfma(V16 a, V16 b, V16 c) { return {a.v * b.v + c.v}; }
 inline void vreg(V16&) {}
 inline float vsum(V16 a) { float s = 0; for (int i = 0; i < 16; i++) s += a.v[i]; return s; }

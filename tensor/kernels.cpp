@@ -28,6 +28,8 @@
 #include <utility>
 #include <vector>
 
+#include "tensor/tensor.h"
+
 #include "tensor/cpu.h"
 
 namespace dl {
@@ -38,8 +40,8 @@ namespace {
 struct KernelsIsa {
     void (*gn_forward_group)(const float*, const float*, const float*, int64_t, int64_t, double, float*, float*, float*,
                              bool);
-    void (*gn_silu_grad_group)(const float*, const float*, const float*, float, float, const float*, int64_t, int64_t,
-                               float*);
+    void (*gn_silu_grad_group)(const float*, const float*, const float*, float, float, const float*, const float*, int64_t,
+                               int64_t, float*);
     void (*gn_backward_group)(const float*, const float*, float, float, const float*, int64_t, int64_t, float*, float*,
                               float*, bool);
     void (*silu_forward)(const float*, float*, int64_t);
@@ -110,7 +112,8 @@ void gn_forward_f32(const float* x, const float* gamma, const float* beta, int64
 
 void gn_backward_f32(const float* x, const float* gamma, const float* mean, const float* rstd, const float* dy,
                      int64_t B, int64_t C, int64_t HW, int64_t G, float* dx, float* dgamma, float* dbeta, bool accumulate,
-                     const float* silu_beta) {
+                     const float* silu_beta, const float* silu_y) {
+    if (silu_beta && !silu_y) fail("group_norm_backward: with silu_beta, the forward's output silu_y is needed too");
     const KernelsIsa& k = kisa();
     const int64_t cg = C / G;
     float* s1 = scratch(1, size_t(2 * B * C));  // per (image, channel): sum dy, then sum dy * xhat
@@ -122,7 +125,9 @@ void gn_backward_f32(const float* x, const float* gamma, const float* mean, cons
 #pragma omp for schedule(static)
         for (int64_t bg = 0; bg < B * G; bg++) {
             const int64_t off = bg * cg * HW, g = bg % G;
-            if (silu_beta) k.gn_silu_grad_group(x + off, gamma + g * cg, silu_beta + g * cg, mean[bg], rstd[bg], dy + off, cg, HW, dz);
+            if (silu_beta)
+                k.gn_silu_grad_group(x + off, gamma + g * cg, silu_beta + g * cg, mean[bg], rstd[bg], dy + off, silu_y + off, cg,
+                                     HW, dz);
             k.gn_backward_group(x + off, gamma + g * cg, mean[bg], rstd[bg], silu_beta ? dz : dy + off, cg, HW, dx + off,
                                 s1 + bg * cg, s2 + bg * cg, accumulate);
         }
@@ -299,9 +304,10 @@ void group_norm_forward(const T* x, const T* gamma, const T* beta, int64_t B, in
 
 template <class T>
 void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, int64_t B, int64_t C,
-                         int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta, bool accumulate, const T* silu_beta) {
+                         int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta, bool accumulate, const T* silu_beta,
+                         const T* silu_y) {
     if constexpr (std::is_same_v<T, float>)
-        gn_backward_f32(x, gamma, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta, accumulate, silu_beta);
+        gn_backward_f32(x, gamma, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta, accumulate, silu_beta, silu_y);
     else
         group_norm_backward_generic(x, gamma, mean, rstd, dy, B, C, HW, G, dx, dgamma, dbeta, accumulate, silu_beta);
 }
@@ -377,7 +383,7 @@ template <class T> void softmax_backward(const T* y, const T* dy, T* dx, int64_t
     template void group_norm_forward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, double, \
                                         T*, T*, T*, bool);                                                         \
     template void group_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,       \
-                                         int64_t, int64_t, T*, T*, T*, bool, const T*);                            \
+                                         int64_t, int64_t, T*, T*, T*, bool, const T*, const T*);                            \
     template void silu_forward<T>(const T*, T*, int64_t);                                                          \
     template void silu_backward<T>(const T*, const T*, T*, int64_t, bool);                                               \
     template void upsample_nearest2d_forward<T>(const T*, T*, int64_t, int64_t, int64_t);                          \

@@ -431,26 +431,49 @@ TEST_CASE("group_norm, alone and with SiLU: forward and backward against float64
                 const auto md = to_double(mean), rd = to_double(rstd);
                 group_norm_backward(x.data(), gamma.data(), mean.data(), rstd.data(), dy.data(), c.B, c.C, c.HW, c.G,
                                     dx.data(), with_affine_grads ? dg.data() : nullptr, with_affine_grads ? db.data() : nullptr, true,
-                                    silu ? beta.data() : nullptr);
+                                    silu ? beta.data() : nullptr, silu ? y.data() : nullptr);
                 group_norm_backward(xd.data(), gd.data(), md.data(), rd.data(), dyd.data(), c.B, c.C, c.HW, c.G, dxr.data(),
                                     with_affine_grads ? dgr.data() : nullptr, with_affine_grads ? dbr.data() : nullptr, true,
-                                    silu ? bd.data() : nullptr);
+                                    silu ? bd.data() : nullptr, silu ? yr.data() : nullptr);
                 CHECK(rel_err(dx, dxr) < 2e-5);
                 // accumulate = false overwrites dx (NaN before) with the gradient alone
                 std::vector<float> dxw(n, std::numeric_limits<float>::quiet_NaN());
                 std::vector<double> dxw_r(n, 0.0);
                 group_norm_backward(x.data(), gamma.data(), mean.data(), rstd.data(), dy.data(), c.B, c.C, c.HW, c.G,
                                     dxw.data(), static_cast<float*>(nullptr), static_cast<float*>(nullptr), false,
-                                    silu ? beta.data() : nullptr);
+                                    silu ? beta.data() : nullptr, silu ? y.data() : nullptr);
                 group_norm_backward(xd.data(), gd.data(), md.data(), rd.data(), dyd.data(), c.B, c.C, c.HW, c.G,
                                     dxw_r.data(), static_cast<double*>(nullptr), static_cast<double*>(nullptr), true,
-                                    silu ? bd.data() : nullptr);
+                                    silu ? bd.data() : nullptr, silu ? yr.data() : nullptr);
                 CHECK(rel_err(dxw, dxw_r) < 2e-5);
                 if (with_affine_grads) {  // (without, both stay the untouched random values)
                     CHECK(rel_err(dg, dgr) < 2e-5);  // sums of up to B*HW = 3136 products
                     CHECK(rel_err(db, dbr) < 2e-5);
                 }
             }
+    });
+}
+
+TEST_CASE("group_norm with SiLU where z is exactly zero: silu'(0) = 1/2, though y / z is 0 / 0 there") {
+    // float's backward reads the sigmoid off the forward's output as y / z; at x = mean and beta = 0,
+    // z and y are both zero
+    for_levels_and_threads([&] {
+        const int64_t B = 1, C = 2, HW = 17, G = 1;  // 17: a full vector and a partial one per channel
+        std::vector<float> x(size_t(C * HW)), gamma = {1.f, 2.f}, beta = {0.f, 0.f}, dy(x.size(), 1.f);
+        for (int64_t i = 0; i < C * HW; i++) x[size_t(i)] = float(i % HW - 8);  // -8..8 in each channel: mean exactly 0
+        std::vector<float> y(x.size()), mean(1), rstd(1), dx(x.size());
+        group_norm_forward(x.data(), gamma.data(), beta.data(), B, C, HW, G, 1e-5, y.data(), mean.data(), rstd.data(), true);
+        group_norm_backward(x.data(), gamma.data(), mean.data(), rstd.data(), dy.data(), B, C, HW, G, dx.data(),
+                            static_cast<float*>(nullptr), static_cast<float*>(nullptr), false, beta.data(), y.data());
+        const auto xd = to_double(x), gd = to_double(gamma), bd = to_double(beta), dyd = to_double(dy);
+        const std::vector<double> md = {double(mean[0])}, rd = {double(rstd[0])};
+        std::vector<double> dxr(x.size(), 0.0);
+        group_norm_backward(xd.data(), gd.data(), md.data(), rd.data(), dyd.data(), B, C, HW, G, dxr.data(),
+                            static_cast<double*>(nullptr), static_cast<double*>(nullptr), true, bd.data(), static_cast<double*>(nullptr));
+        int zeros = 0;
+        for (int64_t i = 0; i < C * HW; i++) zeros += y[size_t(i)] == 0.f;
+        CHECK(zeros >= 2);  // the case is there
+        CHECK(rel_err(dx, dxr) < 2e-5);
     });
 }
 
