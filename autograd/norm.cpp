@@ -1,8 +1,9 @@
 // GroupNorm as an autograd op, alone or followed by SiLU in the same node (group_norm_silu); the
 // forward and backward math is derived in tensor/kernels.h. The per-(sample, group) mean and rstd
 // are kept from forward for backward; with SiLU the normalized values are recomputed from them, not
-// kept, and the output is kept too (the sigmoid is read off it; the next layer, a convolution,
-// keeps it anyway).
+// kept, and the float kernel reads the sigmoid off the output (the closure's reference to it costs
+// no memory: the closure is dropped when this node's backward has run, and the node's own value
+// is the same storage until then).
 #include "autograd/ops.h"
 #include "tensor/kernels.h"
 

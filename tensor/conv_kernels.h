@@ -536,8 +536,9 @@ void pointwise_tile(const Pointwise& a, const float* w, int64_t o0, int64_t p0, 
         for (int v = 0; v < NV; v++) {
             V16 r = acc[i][v];
             if (a.bias) r = vadd(r, vset(a.bias[o0 + i]));
-            if (a.accumulate) r = vadd(r, vload_mask(y + 16 * v, mk[v]));
-            vstore_mask(y + 16 * v, r, mk[v]);
+            const int nl = int(imin(16, n - 16 * v));  // 1..16: tail tiles have at least one pixel per vector
+            if (a.accumulate) r = vadd(r, vload_n(y + 16 * v, nl));
+            vstore_n(y + 16 * v, r, nl);
         }
     }
 }

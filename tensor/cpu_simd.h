@@ -30,7 +30,6 @@ inline V16 vload_mask(const float* p, VMask m) { return {_mm512_maskz_loadu_ps(m
 // The first n lanes from p, the others `fill`; and v with lanes from n on zeroed.
 inline V16 vload_n_or(const float* p, int n, float fill) { return {_mm512_mask_loadu_ps(_mm512_set1_ps(fill), lanes_mask(n), p)}; }
 inline V16 vkeep_n(V16 v, int n) { return {_mm512_maskz_mov_ps(lanes_mask(n), v.v)}; }
-inline void vstore_mask(float* p, V16 a, VMask m) { _mm512_mask_storeu_ps(p, m.m, a.v); }
 inline V16 vfma(V16 a, V16 b, V16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }  // a*b + c
 // Pin a value in a register: GCC otherwise folds a vector used by several FMAs into each of them as
 // a memory operand, one load per use.
@@ -151,14 +150,20 @@ inline V16 vload_n(const float* p, int n) {
     if (n >= 16) return vload(p);
     return {_mm256_maskload_ps(p, lanes_mask8(n)), _mm256_maskload_ps(p + 8, lanes_mask8(n - 8))};
 }
-// The first n (<= 8) lanes of v to p. VMASKMOVPS stores are slow on AMD: on this project's Zen 3 EPYC
-// a full ymm took 4 ns against 0.4 for VMOVUPS, a partial one 5-7 ns against 2 for the 16-, 8- and
-// 4-byte stores used here (a loop of independent stores, /tmp microbenchmark).
+// The first n (<= 8) lanes of v to p. VMASKMOVPS stores are slow on AMD: on the Zen 3 EPYC of the
+// session that wrote this, a loop of independent stores took 4 ns per full ymm against 0.4 for
+// VMOVUPS, 5-7 ns per partial one against 2 for the 16-, 8- and 4-byte stores used here.
 inline void store8_n(float* p, __m256 v, int n) {
     if (n >= 8) return _mm256_storeu_ps(p, v);
     __m128 x = _mm256_castps256_ps128(v);
-    if (n >= 4) _mm_storeu_ps(p, x), x = _mm256_extractf128_ps(v, 1), p += 4, n -= 4;
-    if (n >= 2) _mm_storel_pi(reinterpret_cast<__m64*>(p), x), x = _mm_movehl_ps(x, x), p += 2, n -= 2;
+    if (n >= 4) {
+        _mm_storeu_ps(p, x);
+        x = _mm256_extractf128_ps(v, 1), p += 4, n -= 4;
+    }
+    if (n >= 2) {
+        _mm_storel_pi(reinterpret_cast<__m64*>(p), x);
+        x = _mm_movehl_ps(x, x), p += 2, n -= 2;
+    }
     if (n >= 1) _mm_store_ss(p, x);
 }
 inline void vstore_n(float* p, V16 a, int n) {
@@ -180,12 +185,6 @@ inline V16 vload_n_or(const float* p, int n, float fill) {
 inline V16 vkeep_n(V16 v, int n) {
     return {_mm256_and_ps(v.lo, _mm256_castsi256_ps(lanes_mask8(n))), _mm256_and_ps(v.hi, _mm256_castsi256_ps(lanes_mask8(n - 8)))};
 }
-inline void store8_mask(float* p, __m256 v, __m256i m) {  // plain stores where the lanes are a prefix (see store8_n)
-    const unsigned bits = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(m)));
-    if ((bits & (bits + 1)) == 0) store8_n(p, v, __builtin_popcount(bits));
-    else _mm256_maskstore_ps(p, m, v);
-}
-inline void vstore_mask(float* p, V16 a, VMask m) { store8_mask(p, a.lo, m.lo), store8_mask(p + 8, a.hi, m.hi); }
 inline V16 vfma(V16 a, V16 b, V16 c) { return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)}; }
 inline void vreg(V16& a) { asm("" : "+x"(a.lo), "+x"(a.hi)); }
 inline V16 vadd(V16 a, V16 b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
@@ -211,8 +210,8 @@ inline float vhmax(V16 a) {
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
-inline __m256 bits_shl23(__m256 a) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(a), 23)); }
-inline V16 vbits_shl23(V16 a) { return {bits_shl23(a.lo), bits_shl23(a.hi)}; }
+inline __m256 shl23_bits8(__m256 a) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(a), 23)); }
+inline V16 vbits_shl23(V16 a) { return {shl23_bits8(a.lo), shl23_bits8(a.hi)}; }
 
 inline void vinterleave(V16 x, V16 y, V16& lo, V16& hi) {
     const __m256 a = _mm256_unpacklo_ps(x.lo, y.lo), b = _mm256_unpackhi_ps(x.lo, y.lo);  // [x0 y0 x1 y1 | x4 y4 x5 y5], ...
@@ -275,6 +274,7 @@ inline void vtranspose(V16 r[16]) {
 constexpr int kAccRegs = 4;
 typedef float F16 __attribute__((vector_size(64)));
 typedef int32_t I16 __attribute__((vector_size(64)));
+typedef uint32_t U16 __attribute__((vector_size(64)));
 struct V16 { F16 v; };
 inline V16 vzero() { return {F16{} }; }
 inline V16 vset(float x) { return {F16{} + x}; }
@@ -298,7 +298,6 @@ inline V16 vload_mask(const float* p, VMask m) {
     for (int i = m.lo < 0 ? 0 : m.lo; i < m.hi && i < 16; i++) r.v[i] = p[i];
     return r;
 }
-inline void vstore_mask(float* p, V16 a, VMask m) { for (int i = m.lo < 0 ? 0 : m.lo; i < m.hi && i < 16; i++) p[i] = a.v[i]; }
 inline V16 vload_n_or(const float* p, int n, float fill) { V16 r = vset(fill); for (int i = 0; i < n && i < 16; i++) r.v[i] = p[i]; return r; }
 inline V16 vkeep_n(V16 v, int n) { for (int i = n < 0 ? 0 : n; i < 16; i++) v.v[i] = 0.f; return v; }
 inline V16 vadd(V16 a, V16 b) { return {a.v + b.v}; }
@@ -313,7 +312,7 @@ inline void vreg(V16&) {}
 inline float vsum(V16 a) { float s = 0; for (int i = 0; i < 16; i++) s += a.v[i]; return s; }
 inline float vhmax(V16 a) { float m = a.v[0]; for (int i = 1; i < 16; i++) m = a.v[i] > m ? a.v[i] : m; return m; }
 inline V16 vbits_shl23(V16 a) {
-    I16 bits;
+    U16 bits;
     std::memcpy(&bits, &a.v, 64);
     bits <<= 23;
     V16 r;
@@ -350,10 +349,13 @@ inline void vtranspose(V16 r[16]) {
 // exp(x) for x in float range: x = n ln2 + r with |r| <= ln2/2, exp(r) by the degree-6 polynomial
 // of Cephes expf (S. Moshier), times 2^n. Relative error about 2 ulp; inputs are clamped to
 // [-87.3, 88], so 2^n stays a normal float: no inf (exp(88) = 1.6e38), no denormal.
-// n = round(x log2e) by adding 1.5 * 2^23 + 127: the sum t is an integer whose low mantissa bits
-// hold n + 127 (in [1, 254]), so t's bits shifted left by 23 are the float 2^n. Six operations
-// where a round, a convert, an add, a shift and two Cody-Waite steps took ten on AVX2 (SiLU spends
-// most of its time here).
+// n = round(x log2e) by adding 1.5 * 2^23 + 127 (rounding to nearest, the FPU's mode): between 2^23
+// and 2^24 floats are the integers, so t = 1.5 * 2^23 + (n + 127) exactly, its bits the exponent
+// 150, the mantissa bit 2^22 and n + 127 in the low bits. The clamp keeps x log2e in
+// [-125.99999, 126.96], so n + 127 is in [1, 254], nine bits with the top one clear: shifting t's
+// bits left by 23 drops the exponent and the 2^22 bit and leaves n + 127 as an exponent, the float
+// 2^n. Six operations where a round, a convert, an add, a shift and two Cody-Waite steps took ten
+// on AVX2 (SiLU spends most of its time here).
 inline V16 vexp(V16 x) {
     x = vmin(vmax(x, vset(-87.33654f)), vset(88.f));
     const V16 magic = vset(12583039.f);  // 1.5 * 2^23 + 127

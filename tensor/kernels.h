@@ -22,8 +22,8 @@ void group_norm_forward(const T* x, const T* gamma, const T* beta, int64_t B, in
 // and dgamma[c] = sum_{b,hw} dy * xhat, dbeta[c] = sum_{b,hw} dy. dgamma/dbeta may be null.
 // With silu_beta (the forward's beta), dy is the gradient of silu(gamma xhat + beta): the chain rule
 // through the activation, dz = dy * silu'(z) at z = gamma xhat + beta (recomputed from x and the
-// statistics), takes dy's place above. silu_y, the forward's output z sigmoid(z), must come with
-// it: float takes the sigmoid from it as y / z; double, the reference, recomputes exp(-z).
+// statistics), takes dy's place above. silu_y (B, C, HW), the forward's output z sigmoid(z), must
+// come with it: float takes the sigmoid from it as y / z; double, the reference, recomputes exp(-z).
 template <class T>
 void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, int64_t B, int64_t C,
                          int64_t HW, int64_t G, T* dx, T* dgamma, T* dbeta, bool accumulate = true,

@@ -477,6 +477,32 @@ TEST_CASE("group_norm with SiLU where z is exactly zero: silu'(0) = 1/2, though 
     });
 }
 
+TEST_CASE("exp at the ends of its range, through softmax and silu, element by element against float64") {
+    for_levels_and_threads([&] {
+        // softmax: e^-87.3 = 1.2e-38 (2^n with n = -126) is just above the smallest normal float; a
+        // sum near 1 keeps the outputs there
+        const std::vector<float> x = {0.f, -87.3f, -87.f, -86.f, -80.f, -60.f, -40.f, -20.f};
+        std::vector<float> y(x.size());
+        std::vector<double> yr(x.size());
+        softmax_forward(x.data(), y.data(), 1, int64_t(x.size()));
+        softmax_forward(to_double(x).data(), yr.data(), 1, int64_t(x.size()));
+        // silu(v) = v / (1 + e^-v): e^87 = 6e37 (n = 126) and a sigmoid of 1.6e-38, still normal
+        const std::vector<float> v = {-87.f, -86.f, -80.f, -40.f, -1.f, 0.f, 1.f, 40.f, 87.f};
+        std::vector<float> s(v.size());
+        std::vector<double> sr(v.size());
+        silu_forward(v.data(), s.data(), int64_t(v.size()));
+        silu_forward(to_double(v).data(), sr.data(), int64_t(v.size()));
+        for (size_t i = 0; i < x.size(); i++) {
+            INFO("softmax x = ", x[i]);
+            CHECK(std::abs(y[i] - yr[i]) <= 1e-5 * yr[i]);
+        }
+        for (size_t i = 0; i < v.size(); i++) {
+            INFO("silu v = ", v[i]);
+            CHECK(std::abs(s[i] - sr[i]) <= 1e-5 * std::abs(sr[i]));
+        }
+    });
+}
+
 TEST_CASE("silu, softmax and upsampling: forward and backward against float64") {
     for_levels_and_threads([&] {
         for (int64_t n : {1, 15, 16, 17, 100003}) {  // partial vectors; enough to split over threads
