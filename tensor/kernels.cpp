@@ -16,7 +16,7 @@
 // 8.2 for the two ops apart, and 46 MB less peak memory (a first try on Zen 4 ran no faster than
 // the two kernels; SiLU's exp bounded both). The backward has since stopped computing the exp: it
 // reads the sigmoid off the forward's output (gn_silu_grad_group), backward/forward time
-// 1.40-1.51 -> 1.19-1.26.
+// 1.36-1.51 -> 1.19-1.26.
 #include "tensor/kernels.h"
 
 #include <immintrin.h>
