@@ -30,9 +30,8 @@
 #include <utility>
 #include <vector>
 
-#include "tensor/tensor.h"
-
 #include "tensor/cpu.h"
+#include "tensor/tensor.h"
 
 namespace dl {
 
@@ -385,9 +384,9 @@ template <class T> void softmax_backward(const T* y, const T* dy, T* dx, int64_t
     template void group_norm_forward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, double, \
                                         T*, T*, T*, bool);                                                         \
     template void group_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,       \
-                                         int64_t, int64_t, T*, T*, T*, bool, const T*, const T*);                            \
+                                         int64_t, int64_t, T*, T*, T*, bool, const T*, const T*);                  \
     template void silu_forward<T>(const T*, T*, int64_t);                                                          \
-    template void silu_backward<T>(const T*, const T*, T*, int64_t, bool);                                               \
+    template void silu_backward<T>(const T*, const T*, T*, int64_t, bool);                                         \
     template void upsample_nearest2d_forward<T>(const T*, T*, int64_t, int64_t, int64_t);                          \
     template void upsample_nearest2d_backward<T>(const T*, T*, int64_t, int64_t, int64_t);                         \
     template void softmax_forward<T>(const T*, T*, int64_t, int64_t);                                              \
