@@ -35,10 +35,8 @@ inline void sums(const float* x, int64_t n, float c, double* s, double* ss) {
 // y = silu(v) = v / (1 + exp(-v)) and its derivative s (1 + v (1 - s)), s = sigmoid(v)
 inline V16 vsigmoid(V16 v) { return vrcp(vadd(vset(1.f), vexp(vsub(vzero(), v)))); }
 inline V16 vsilu(V16 v) { return vmul(v, vsigmoid(v)); }
-inline V16 vsilu_grad(V16 v) {
-    const V16 s = vsigmoid(v);
-    return vmul(s, vfma(v, vsub(vset(1.f), s), vset(1.f)));
-}
+inline V16 vsilu_grad_s(V16 v, V16 s) { return vmul(s, vfma(v, vsub(vset(1.f), s), vset(1.f))); }  // s = sigmoid(v) given
+inline V16 vsilu_grad(V16 v) { return vsilu_grad_s(v, vsigmoid(v)); }
 
 // One group of one image: x, y (cg, HW) contiguous. y = gamma xhat + beta, or silu of it.
 void gn_forward_group(const float* x, const float* gamma, const float* beta, int64_t cg, int64_t HW, double eps,
@@ -75,7 +73,7 @@ void gn_forward_group(const float* x, const float* gamma, const float* beta, int
 // |z|^3/48 < 2e-11.
 void gn_silu_grad_group(const float* x, const float* gamma, const float* beta, float mean, float rstd, const float* dy,
                         const float* y, int64_t cg, int64_t HW, float* dz) {
-    const V16 one = vset(1.f), half = vset(0.5f), quarter = vset(0.25f), small = vset(1.f / 1024);
+    const V16 half = vset(0.5f), quarter = vset(0.25f), small = vset(1.f / 1024);
     for (int64_t c = 0; c < cg; c++) {
         const float scale = rstd * gamma[c], shift = beta[c] - mean * scale;
         const V16 vs = vset(scale), vb = vset(shift);
@@ -83,7 +81,7 @@ void gn_silu_grad_group(const float* x, const float* gamma, const float* beta, f
             const int m = int(kmin(16, (c + 1) * HW - k));
             const V16 z = vfma(vload_n(x + k, m), vs, vb);
             const V16 s = vwhere_lt(vmax(z, vsub(vzero(), z)), small, vfma(z, quarter, half), vmul(vload_n(y + k, m), vrcp(z)));
-            vstore_n(dz + k, vmul(vload_n(dy + k, m), vmul(s, vfma(z, vsub(one, s), one))), m);
+            vstore_n(dz + k, vmul(vload_n(dy + k, m), vsilu_grad_s(z, s)), m);
         }
     }
 }
