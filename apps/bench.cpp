@@ -9,12 +9,14 @@
 //                      (what sampling costs), peak RSS, and where the step's time goes op by op
 //                      (autograd/profile.h), with the step's GFLOP/s as a fraction of the peak.
 //                      --ch and --res-blocks choose the U-Net (default: the reference's, which
-//                      shared/reference/ref_unet.py --bench times in PyTorch)
+//                      shared/reference/ref_unet.py --bench times in PyTorch); --forward-ops shows
+//                      the no-grad forward's table instead of the step's (where sampling's time goes)
 //   --json             one JSON object per line instead of the table: first {"op": "peak", ...}, then
 //                      per conv shape op, B, Cin, Cout, H, W, k, stride, fwd_gflops, fwdbwd_gflops
 //                      (and bwd_data_gflops, bwd_weight_gflops, peak_gflops); --train: one
 //                      {"op": "train_step", images_per_s, forward_images_per_s, peak_rss_mb, ...}
-//                      and one {"op": "step_op", name, ...} per row of its table
+//                      and one {"op": "step_op", name, ...} per row of its table ("forward_op",
+//                      calls_per_forward, ms_per_forward with --forward-ops)
 //   --simd LEVEL       avx512, avx2 or portable (default: the best this CPU has)
 //   --batch B, --reps N, --threads T
 //   --cpu-time         CPU seconds per thread instead of wall-clock (tuning on a busy machine)
@@ -57,6 +59,7 @@ struct Options {
     int batch = 64, reps = 10;
     int64_t ch = 32, res_blocks = 2;  // --train's U-Net
     bool conv_shapes = false;         // --train: a row per conv2d shape
+    bool forward_ops = false;         // --train: the table of the no-grad forward instead of the step's
     double dropout = 0;
 };
 
@@ -411,34 +414,52 @@ void bench_train(const Options& o, double peak) {
     }
     double total = 0;
     for (double t : times) total += t;
-    const double mean = total / double(times.size());
     std::sort(times.begin(), times.end());
     const double median = times[times.size() / 2];
 
     // The no-grad forward at the same batch, on x_t at random t (what each sampling step costs).
+    // --forward-ops: its own table, from --reps more forwards under an OpProfile.
     double fwd;
+    std::map<std::string, OpTime> fwd_table;
+    double fwd_total = 0;
     {
         NoGradGuard ng;
         st.model.eval();
         Variable xt(randn({o.batch, 1, 28, 28}, st.noise_gen));
         std::vector<int64_t> t = randint(o.batch, cfg.T, st.noise_gen);
         fwd = median_time([&] { model(xt, t, nullptr); }, o.reps);
+        if (o.forward_ops) {
+            OpProfile prof(o.conv_shapes);
+            for (int i = 0; i < o.reps; i++) {
+                const double t0 = clock_now();
+                prof.mark();
+                model(xt, t, nullptr);
+                fwd_total += clock_now() - t0;
+            }
+            fwd_table = prof.table();
+        }
     }
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
     const double rss_mb = double(ru.ru_maxrss) / 1024.0;  // Linux: kilobytes
 
+    // the rows of a table, "other" being what the ops do not account for, longest first
     struct Row { std::string name; OpTime t; };
-    std::vector<Row> rows;
-    double flops = 0, accounted = 0;
-    for (const auto& [name, t] : table) {
-        rows.push_back({name, t});
-        flops += t.flops;
-        accounted += t.seconds;
-    }
-    rows.push_back({"other (graph walk, frees, glue)", OpTime{o.reps, std::max(0.0, total - accounted), 0, 0}});
-    std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.t.seconds > b.t.seconds; });
+    auto rows_of = [&](const std::map<std::string, OpTime>& tab, double all) {
+        std::vector<Row> rows;
+        double accounted = 0;
+        for (const auto& [name, t] : tab) rows.push_back({name, t}), accounted += t.seconds;
+        rows.push_back({"other (graph walk, frees, glue)", OpTime{o.reps, std::max(0.0, all - accounted), 0, 0}});
+        std::sort(rows.begin(), rows.end(), [](const Row& x, const Row& y) { return x.t.seconds > y.t.seconds; });
+        return rows;
+    };
+    double flops = 0;
+    for (const auto& [name, t] : table) flops += t.flops;
     const double n = double(o.reps), step_gflops = flops / total / 1e9;
+    // the table shown: the step's, or with --forward-ops the no-grad forward's
+    const std::vector<Row> rows = o.forward_ops ? rows_of(fwd_table, fwd_total) : rows_of(table, total);
+    const double shown_total = o.forward_ops ? fwd_total : total;
+    const char* per = o.forward_ops ? "forward" : "step";
     const std::string net = st.config.model.str();
     if (o.json) {
         std::printf("{\"op\": \"train_step\", \"model\": \"%s\", \"B\": %d, \"images_per_s\": %.2f, \"step_ms_median\": %.2f, "
@@ -447,9 +468,9 @@ void bench_train(const Options& o, double peak) {
                     net.c_str(), o.batch, o.batch / median, 1e3 * median, o.batch / fwd, rss_mb, flops / n / o.batch / 1e9,
                     step_gflops, peak, step_gflops / peak);
         for (const Row& r : rows)
-            std::printf("{\"op\": \"step_op\", \"name\": \"%s\", \"calls_per_step\": %.1f, \"ms_per_step\": %.3f, \"fraction\": %.4f, "
+            std::printf("{\"op\": \"%s_op\", \"name\": \"%s\", \"calls_per_%s\": %.1f, \"ms_per_%s\": %.3f, \"fraction\": %.4f, "
                         "\"gflops\": %.2f, \"gbytes_per_s\": %.2f}\n",
-                        r.name.c_str(), double(r.t.calls) / n, 1e3 * r.t.seconds / n, r.t.seconds / total,
+                        per, r.name.c_str(), per, double(r.t.calls) / n, per, 1e3 * r.t.seconds / n, r.t.seconds / shown_total,
                         r.t.seconds > 0 ? r.t.flops / r.t.seconds / 1e9 : 0.0, r.t.seconds > 0 ? r.t.bytes / r.t.seconds / 1e9 : 0.0);
         return;
     }
@@ -457,15 +478,16 @@ void bench_train(const Options& o, double peak) {
     std::printf("  %.1f images/s (median of %d steps: %.1f ms), %.3f GFLOP per image, %.1f GFLOP/s = %.0f%% of the FMA peak\n",
                 o.batch / median, o.reps, 1e3 * median, flops / n / o.batch / 1e9, step_gflops, 100 * step_gflops / peak);
     std::printf("  no-grad forward: %.1f images/s; peak RSS %.0f MB\n\n", o.batch / fwd, rss_mb);
-    std::printf("%-44s %6s %10s %7s %10s %9s\n", "op (of the mean step)", "calls", "ms/step", "step", "GFLOP/s", "GB/s");
+    std::printf("%-44s %6s %10s %7s %10s %9s\n", cat("op (of the mean ", o.forward_ops ? "no-grad forward" : "step", ")").c_str(), "calls",
+                cat("ms/", per).c_str(), per, "GFLOP/s", "GB/s");
     for (const Row& r : rows) {
         const double sec = r.t.seconds;
-        std::printf("%-44s %6.0f %10.2f %6.1f%% ", r.name.c_str(), double(r.t.calls) / n, 1e3 * sec / n, 100 * sec / total);
+        std::printf("%-44s %6.0f %10.2f %6.1f%% ", r.name.c_str(), double(r.t.calls) / n, 1e3 * sec / n, 100 * sec / shown_total);
         if (r.t.flops > 0) std::printf("%10.1f %9s\n", r.t.flops / sec / 1e9, "");
         else if (r.t.bytes > 0) std::printf("%10s %9.1f\n", "", r.t.bytes / sec / 1e9);
         else std::printf("\n");
     }
-    std::printf("%-44s %6s %10.2f %6.1f%%\n", "step (mean)", "", 1e3 * mean, 100.0);
+    std::printf("%-44s %6s %10.2f %6.1f%%\n", cat(per, " (mean)").c_str(), "", 1e3 * shown_total / n, 100.0);
 }
 
 }  // namespace
@@ -487,6 +509,7 @@ int main(int argc, char** argv) {
         o.ch = args.integer("--ch", 32, "--train: U-Net base channels");
         o.res_blocks = args.integer("--res-blocks", 2, "--train: ResBlocks per resolution");
         o.conv_shapes = args.flag("--conv-shapes", "--train: a row for each conv2d shape (kernel, channels, resolution) instead of one for all");
+        o.forward_ops = args.flag("--forward-ops", "--train: the per-op table of the no-grad forward (what a sampling step costs) instead of the step's");
         o.dropout = args.real("--dropout", 0.0, "--train: dropout in the ResBlocks (make train's 0; the reference's 0.1)");
         g_cpu_time = args.flag("--cpu-time", "CPU seconds per thread instead of wall clock (tuning on a busy machine)");
         args.done();

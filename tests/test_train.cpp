@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <map>
+#include <sstream>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +19,7 @@
 #include "nn/optim.h"
 #include "nn/unet.h"
 #include "tensor/io.h"
+#include "tensor/json.h"
 #include "tensor/npy.h"
 #include "tensor/png.h"
 #include "tensor/ops.h"
@@ -170,6 +173,52 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
     CHECK(file_exists(dir + "/samples.npy"));
     CHECK_FALSE(file_exists(dir + "/samples.png"));  // the default name, had '' not been taken as a value
     std::system(("rm -rf " + dir).c_str());
+}
+
+// bench --train --json's rows of one kind ("step_op" or "forward_op"): name -> the row's object
+static std::map<std::string, Json> bench_rows(const std::string& out, const std::string& kind) {
+    std::map<std::string, Json> rows;
+    std::istringstream lines(out);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.empty() || line[0] != '{') continue;
+        JsonReader r(line, "bench --json", "line");
+        Json row = r.value();
+        r.finish();
+        std::map<std::string, Json> m(row.members.begin(), row.members.end());
+        if (m["op"].text == kind) rows[m["name"].text] = row;
+    }
+    return rows;
+}
+
+static double member(const Json& row, const std::string& key) {
+    for (const auto& [k, v] : row.members)
+        if (k == key) return std::stod(v.text);
+    FAIL("no member " << key);
+    return 0;
+}
+
+TEST_CASE("bench --train --forward-ops: the no-grad forward's table has the step's forward ops, no backward, and its shares add up to 1") {
+    const std::string cmd = build_dir() + "/bench --train --ch 8 --res-blocks 1 --batch 2 --reps 2 --threads 1 --json";
+    std::string step_out, fwd_out;
+    REQUIRE(run(cmd, &step_out) == 0);
+    REQUIRE(run(cmd + " --forward-ops", &fwd_out) == 0);
+    const auto step = bench_rows(step_out, "step_op"), fwd = bench_rows(fwd_out, "forward_op");
+    REQUIRE(fwd.count("conv2d forward"));
+    CHECK(bench_rows(fwd_out, "step_op").empty());
+    double share = 0;
+    for (const auto& [name, row] : fwd) {
+        INFO(name);
+        CHECK(name.find("backward") == std::string::npos);
+        share += member(row, "fraction");
+        // every op of the forward runs in the step too, at least as often (the same model; the
+        // step adds the loss's ops)
+        if (name.size() > 8 && name.compare(name.size() - 8, 8, " forward") == 0) {
+            REQUIRE(step.count(name));
+            CHECK(member(row, "calls_per_forward") <= member(step.at(name), "calls_per_step"));
+        }
+    }
+    CHECK(member(fwd.at("conv2d forward"), "calls_per_forward") == member(step.at("conv2d forward"), "calls_per_step"));
+    CHECK(share == doctest::Approx(1).epsilon(0.01));  // each fraction is rounded to 4 decimals
 }
 
 TEST_CASE("the recipe's flags reach the run: ResBlocks per level, min-SNR weighting, the power-function EMA") {
