@@ -431,10 +431,10 @@ void bench_train(const Options& o, double peak) {
         if (o.forward_ops) {
             OpProfile prof(o.conv_shapes);
             for (int i = 0; i < o.reps; i++) {
-                const double t0 = clock_now();
+                const double t0 = now();
                 prof.mark();
                 model(xt, t, nullptr);
-                fwd_total += clock_now() - t0;
+                fwd_total += now() - t0;
             }
             fwd_table = prof.table();
         }
