@@ -4,11 +4,11 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
-#include <map>
-#include <sstream>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
