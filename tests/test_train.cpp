@@ -175,27 +175,23 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
     std::system(("rm -rf " + dir).c_str());
 }
 
-// bench --train --json's rows of one kind ("step_op" or "forward_op"): name -> the row's object
-static std::map<std::string, Json> bench_rows(const std::string& out, const std::string& kind) {
-    std::map<std::string, Json> rows;
+// bench --train --json's rows of one kind ("step_op" or "forward_op"): name -> the row's members
+using BenchRow = std::map<std::string, Json>;
+static std::map<std::string, BenchRow> bench_rows(const std::string& out, const std::string& kind) {
+    std::map<std::string, BenchRow> rows;
     std::istringstream lines(out);
     for (std::string line; std::getline(lines, line);) {
         if (line.empty() || line[0] != '{') continue;
         JsonReader r(line, "bench --json", "line");
         Json row = r.value();
         r.finish();
-        std::map<std::string, Json> m(row.members.begin(), row.members.end());
-        if (m["op"].text == kind) rows[m["name"].text] = row;
+        BenchRow m(row.members.begin(), row.members.end());
+        if (m["op"].text == kind) rows[m["name"].text] = m;
     }
     return rows;
 }
 
-static double member(const Json& row, const std::string& key) {
-    for (const auto& [k, v] : row.members)
-        if (k == key) return std::stod(v.text);
-    FAIL("no member " << key);
-    return 0;
-}
+static double member(const BenchRow& row, const std::string& key) { return std::stod(row.at(key).text); }
 
 TEST_CASE("bench --train --forward-ops: the no-grad forward's table has the step's forward ops, no backward, and its shares add up to 1") {
     const std::string cmd = build_dir() + "/bench --train --ch 8 --res-blocks 1 --batch 2 --reps 2 --threads 1 --json";
