@@ -30,7 +30,15 @@ ifeq ($(SAN),1)
   LDFLAGS  += -fsanitize=address,undefined
 endif
 
-LIB_SRC  := $(wildcard tensor/*.cpp autograd/*.cpp nn/*.cpp ddpm/*.cpp)
+# REF=1: the reference kernels alone (no SIMD, Winograd or AMX compiled in), into build-ref/.
+ifeq ($(REF),1)
+  BUILD     = build-ref
+  CPPFLAGS += -DDL_REF
+  FAST_SRC :=
+else
+  FAST_SRC := $(wildcard tensor/fast/*.cpp)
+endif
+LIB_SRC  := $(wildcard tensor/*.cpp tensor/formats/*.cpp autograd/*.cpp nn/*.cpp ddpm/*.cpp ddpm/*/*.cpp) $(FAST_SRC)
 LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libdl.a
 APPS     := $(patsubst apps/%.cpp,$(BUILD)/%,$(wildcard apps/*.cpp))
@@ -174,7 +182,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_BUILD   := build-fuzz
 FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.cpp,%,$(wildcard tests/fuzz/fuzz_*.cpp))
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
-FUZZ_LIB_SRC := tensor/tensor.cpp tensor/io.cpp tensor/json.cpp tensor/npy.cpp tensor/safetensors.cpp tensor/rng.cpp ddpm/data.cpp tensor/png.cpp tensor/png_decode.cpp tensor/font.cpp
+FUZZ_LIB_SRC := tensor/tensor.cpp tensor/rng.cpp $(wildcard tensor/formats/*.cpp) ddpm/data.cpp
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.cpp=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_OMP      = $(shell echo 'int main() {}' | $(FUZZ_CXX) -fopenmp -x c++ - -o /dev/null 2>/dev/null && echo -fopenmp)
 FUZZ_FLAGS    = -std=c++20 -O1 -g -I. -MMD -MP -fno-sanitize-recover=undefined $(FUZZ_OMP)

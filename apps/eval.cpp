@@ -15,12 +15,12 @@
 #include <omp.h>
 
 #include "apps/cli.h"
-#include "ddpm/eval.h"
-#include "ddpm/likelihood.h"
+#include "ddpm/eval/eval.h"
+#include "ddpm/eval/likelihood.h"
 #include "ddpm/trainer.h"
 #include "tensor/cpu.h"
-#include "tensor/io.h"
-#include "tensor/npy.h"
+#include "tensor/formats/io.h"
+#include "tensor/formats/npy.h"
 
 using namespace dl;
 

@@ -18,9 +18,9 @@
 #include "apps/cli.h"
 #include "ddpm/trainer.h"
 #include "tensor/cpu.h"
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 #include "tensor/ops.h"
-#include "tensor/png.h"
+#include "tensor/formats/png.h"
 
 using namespace dl;
 

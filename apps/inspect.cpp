@@ -14,7 +14,7 @@
 #include "ddpm/inspect.h"
 #include "ddpm/trainer.h"
 #include "tensor/cpu.h"
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 
 using namespace dl;
 

@@ -5,8 +5,8 @@
 #include <cstdio>
 
 #include "apps/cli.h"
-#include "ddpm/report.h"
-#include "tensor/io.h"
+#include "ddpm/report/report.h"
+#include "tensor/formats/io.h"
 
 using namespace dl;
 

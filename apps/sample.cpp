@@ -8,8 +8,8 @@
 #include "apps/cli.h"
 #include "ddpm/trainer.h"
 #include "tensor/cpu.h"
-#include "tensor/npy.h"
-#include "tensor/png.h"
+#include "tensor/formats/npy.h"
+#include "tensor/formats/png.h"
 
 using namespace dl;
 

@@ -11,7 +11,7 @@
 #include <omp.h>
 
 #include "apps/cli.h"
-#include "ddpm/report.h"
+#include "ddpm/report/report.h"
 #include "ddpm/trainer.h"
 #include "tensor/cpu.h"
 #include "tensor/ops.h"

@@ -8,8 +8,8 @@
 #include <cmath>
 #include <cstdio>
 
-#include "tensor/io.h"
-#include "tensor/json.h"
+#include "tensor/formats/io.h"
+#include "tensor/formats/json.h"
 
 namespace dl::ddpm {
 

@@ -7,9 +7,9 @@
 #include <cstdio>
 
 #include "autograd/inspect.h"
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 #include "tensor/ops.h"
-#include "tensor/svg.h"
+#include "ddpm/report/svg.h"
 
 namespace dl::ddpm {
 

@@ -21,7 +21,7 @@
 #include "autograd/gradcheck.h"
 #include "ddpm/diffusion.h"
 #include "nn/module.h"
-#include "tensor/safetensors.h"
+#include "tensor/formats/safetensors.h"
 
 namespace dl::ddpm {
 

@@ -6,8 +6,8 @@
 #include <limits>
 
 #include "autograd/ops.h"
-#include "tensor/io.h"
-#include "tensor/png.h"
+#include "tensor/formats/io.h"
+#include "tensor/formats/png.h"
 
 namespace dl::ddpm {
 

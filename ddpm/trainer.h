@@ -25,10 +25,10 @@
 
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
-#include "ddpm/eval.h"
-#include "ddpm/train_log.h"
+#include "ddpm/eval/eval.h"
+#include "ddpm/report/train_log.h"
 #include "nn/checkpoint.h"
-#include "nn/grad_norm_log.h"
+#include "ddpm/report/grad_norm_log.h"
 #include "nn/optim.h"
 #include "nn/unet.h"
 
@@ -179,7 +179,7 @@ public:
     void record_eval(int64_t step, const SampleMetrics& m);
 
     TrainLog loss_log;
-    nn::GradNormLog grad_norms;
+    GradNormLog grad_norms;
     EvalLog eval_log;
 
 private:

@@ -1,8 +1,8 @@
 #include "nn/checkpoint.h"
 
 #include "tensor/ops.h"
-#include "tensor/png.h"
-#include "tensor/safetensors.h"
+#include "tensor/formats/png.h"
+#include "tensor/formats/safetensors.h"
 
 namespace dl::nn {
 

@@ -1,4 +1,6 @@
-// CPUID detection, the SIMD level switch, FTZ/DAZ, and per-thread scratch arenas (see cpu.h).
+// The SIMD level switch, the precision, FTZ/DAZ, threads and per-thread scratch arenas (see cpu.h).
+// What the CPU has is read in tensor/fast/cpuid.cpp; the reference build (make REF=1) has no fast
+// kernels, so there the level is portable, bf16 unavailable and denormals left as they are.
 #include "tensor/cpu.h"
 
 #include <omp.h>
@@ -10,13 +12,9 @@
 #include <cstring>
 #include <new>
 
-#include "tensor/conv_isa.h"
 #include "tensor/tensor.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#include <immintrin.h>
-#define DL_X86 1
+#ifndef DL_REF
+#include "tensor/fast/fast.h"
 #endif
 
 namespace dl {
@@ -29,34 +27,13 @@ const char* simd_name(SimdLevel level) {
     }
 }
 
-#ifdef DL_X86
-// XCR0 (which register state the OS saves), read with the xgetbv instruction.
-__attribute__((target("xsave"))) static uint64_t read_xcr0() { return _xgetbv(0); }
-#endif
-
-static SimdLevel detect() {
-#ifdef DL_X86
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return SimdLevel::PORTABLE;
-    const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28);
-    if (!(osxsave && avx && fma)) return SimdLevel::PORTABLE;
-    const uint64_t xcr0 = read_xcr0();
-    if ((xcr0 & 0x6) != 0x6) return SimdLevel::PORTABLE;  // XMM and YMM state
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return SimdLevel::PORTABLE;
-    const bool avx2 = b & (1u << 5);
-    if (!avx2) return SimdLevel::PORTABLE;
-    const bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
-    const bool zmm_state = (xcr0 & 0xe6) == 0xe6;  // opmask, upper ZMM0-15, ZMM16-31
-    if (f && dq && bw && vl && zmm_state) return SimdLevel::AVX512;
-    return SimdLevel::AVX2;
-#else
-    return SimdLevel::PORTABLE;
-#endif
-}
-
 SimdLevel simd_detected() {
-    static const SimdLevel level = detect();
+#ifdef DL_REF
+    return SimdLevel::PORTABLE;  // the reference build has no SIMD kernels to choose
+#else
+    static const SimdLevel level = fast::simd_detect();
     return level;
+#endif
 }
 
 static SimdLevel initial_level() {
@@ -88,7 +65,13 @@ const char* precision_name(Precision p) {
     return p == Precision::BF16 ? "bf16" : p == Precision::WINOGRAD ? "winograd" : "fp32";
 }
 
-bool bf16_available() { return conv_detail::amx_usable(); }
+bool bf16_available() {
+#ifdef DL_REF
+    return false;
+#else
+    return fast::amx_usable();
+#endif
+}
 
 static std::atomic<int> g_precision{int(Precision::FP32)};
 
@@ -101,24 +84,20 @@ void set_precision(Precision p) {
     g_precision.store(int(p), std::memory_order_relaxed);
 }
 
-static void flush_this_thread() {
-#ifdef DL_X86
-    _mm_setcsr(_mm_getcsr() | 0x8040);  // bit 15 FTZ, bit 6 DAZ
+void set_flush_denormals() {
+#ifndef DL_REF
+    fast::flush_denormals_this_thread();
+    // One parallel region of the largest team: the pool's threads persist and keep their MXCSR.
+#pragma omp parallel num_threads(omp_get_max_threads())
+    fast::flush_denormals_this_thread();
 #endif
 }
 
-void set_flush_denormals() {
-    flush_this_thread();
-    // One parallel region of the largest team: the pool's threads persist and keep their MXCSR.
-#pragma omp parallel num_threads(omp_get_max_threads())
-    flush_this_thread();
-}
-
 bool flush_denormals_on() {
-#ifdef DL_X86
-    return (_mm_getcsr() & 0x8040) == 0x8040;
-#else
+#ifdef DL_REF
     return false;
+#else
+    return fast::flush_denormals_this_thread_on();
 #endif
 }
 

@@ -8,7 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 #include "tensor/tensor.h"
 
 namespace dl::test {

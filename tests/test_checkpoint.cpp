@@ -10,9 +10,9 @@
 #include "autograd/ops.h"
 #include "nn/checkpoint.h"
 #include "nn/unet.h"
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 #include "tensor/ops.h"
-#include "tensor/safetensors.h"
+#include "tensor/formats/safetensors.h"
 #include "tests/tiny_unet.h"
 
 using namespace dl;

@@ -7,11 +7,11 @@
 #include <cmath>
 
 #include "autograd/ops.h"
-#include "ddpm/eval.h"
+#include "ddpm/eval/eval.h"
 #include "ddpm/inspect.h"
 #include "ddpm/trainer.h"
 #include "nn/checkpoint.h"
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 #include "tensor/ops.h"
 #include "tests/programs.h"
 

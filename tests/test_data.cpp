@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "ddpm/data.h"
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 #include "tests/programs.h"
 
 using namespace dl;

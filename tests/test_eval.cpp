@@ -6,12 +6,12 @@
 #include <cstdlib>
 
 #include "autograd/ops.h"
-#include "ddpm/eval.h"
-#include "ddpm/likelihood.h"
-#include "ddpm/train_log.h"
-#include "tensor/io.h"
-#include "tensor/linalg.h"
-#include "tensor/npy.h"
+#include "ddpm/eval/eval.h"
+#include "ddpm/eval/likelihood.h"
+#include "ddpm/report/train_log.h"
+#include "tensor/formats/io.h"
+#include "ddpm/eval/linalg.h"
+#include "tensor/formats/npy.h"
 #include "tensor/ops.h"
 #include "tests/programs.h"
 

@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <set>
 
-#include "tensor/font.h"
-#include "tensor/png.h"
+#include "tensor/formats/font.h"
+#include "tensor/formats/png.h"
 
 using namespace dl;
 

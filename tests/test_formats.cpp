@@ -6,11 +6,11 @@
 #include <filesystem>
 #include <unistd.h>
 
-#include "tensor/io.h"
-#include "tensor/npy.h"
-#include "tensor/png.h"
+#include "tensor/formats/io.h"
+#include "tensor/formats/npy.h"
+#include "tensor/formats/png.h"
 #include "tensor/rng.h"
-#include "tensor/svg.h"
+#include "ddpm/report/svg.h"
 
 using namespace dl;
 

@@ -15,10 +15,10 @@
 #include "ddpm/inspect.h"
 #include "ddpm/trainer.h"
 #include "nn/checkpoint.h"
-#include "nn/grad_norm_log.h"
+#include "ddpm/report/grad_norm_log.h"
 #include "nn/unet.h"
 #include "tensor/cpu.h"
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 #include "tests/programs.h"
 #include "tensor/ops.h"
 #include "tests/tiny_unet.h"
@@ -230,7 +230,7 @@ TEST_CASE("inspect: the per-t sweep and per-parameter gradient norms") {
     CHECK_THROWS_WITH(ddpm::per_t_sweep(sched, model, ddpm::eps_model(model), b.x0, b.eps, 0, 3), "per_t_sweep: buckets must be in [1, T = 100], got 0");
 
     // The last sweep's gradients are in the flat buffer: the log's norms are each slice's norm.
-    nn::GradNormLog log(model);
+    ddpm::GradNormLog log(model);
     log.record(10, model.flat_grads());
     log.record(20, model.flat_grads());
     auto params = model.named_parameters();
@@ -241,13 +241,13 @@ TEST_CASE("inspect: the per-t sweep and per-parameter gradient norms") {
     log.write_csv(dir + "/g.csv");
     log.write_svg(dir + "/g.svg", "gradient norms");
     CHECK(count(read_file(dir + "/g.svg"), "<polyline") >= 1);  // the largest norms' curves
-    nn::GradNormLog back(model);
+    ddpm::GradNormLog back(model);
     back.read_csv(dir + "/g.csv", 15);  // a resume at step 15 keeps the rows up to it
     REQUIRE(back.rows.size() == 1);
     CHECK(back.rows[0].step == 10);
     CHECK(back.rows[0].norms[3] == doctest::Approx(log.rows[0].norms[3]).epsilon(1e-5));
     nn::UNet other(nn::UNetConfig{}, 0);  // another model's columns
-    nn::GradNormLog wrong(other);
+    ddpm::GradNormLog wrong(other);
     CHECK_THROWS_WITH(wrong.read_csv(dir + "/g.csv", 100),
                       doctest::Contains(cat("line 1: expected the header 'step' and the ", other.named_parameters().size(), " parameter keys").c_str()));
     std::string csv = read_file(dir + "/g.csv");

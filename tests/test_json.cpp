@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "tensor/json.h"
+#include "tensor/formats/json.h"
 #include "tensor/tensor.h"
 
 using namespace dl;

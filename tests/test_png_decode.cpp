@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <functional>
 
-#include "tensor/io.h"
-#include "tensor/png.h"
+#include "tensor/formats/io.h"
+#include "tensor/formats/png.h"
 #include "tests/programs.h"
 
 using namespace dl;

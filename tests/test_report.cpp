@@ -10,11 +10,11 @@
 #include <set>
 
 #include "ddpm/inspect.h"
-#include "ddpm/report.h"
+#include "ddpm/report/report.h"
 #include "ddpm/trainer.h"
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 #include "tensor/ops.h"
-#include "tensor/png.h"
+#include "tensor/formats/png.h"
 #include "tests/programs.h"
 
 using namespace dl;

@@ -9,9 +9,9 @@
 
 #include "autograd/ops.h"
 #include "ddpm/trainer.h"
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 #include "tensor/ops.h"
-#include "tensor/safetensors.h"
+#include "tensor/formats/safetensors.h"
 #include "tests/programs.h"
 
 using namespace dl;

@@ -17,11 +17,11 @@
 
 #include "apps/cli.h"
 #include "ddpm/data.h"
-#include "tensor/io.h"
-#include "tensor/json.h"
-#include "tensor/npy.h"
-#include "tensor/png.h"
-#include "tensor/safetensors.h"
+#include "tensor/formats/io.h"
+#include "tensor/formats/json.h"
+#include "tensor/formats/npy.h"
+#include "tensor/formats/png.h"
+#include "tensor/formats/safetensors.h"
 
 namespace dl::fuzz {
 

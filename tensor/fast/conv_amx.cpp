@@ -35,29 +35,16 @@
 #include <vector>
 
 #include "tensor/conv.h"
-#include "tensor/conv_isa.h"
+#include "tensor/fast/conv_isa.h"
 #include "tensor/cpu.h"
 
 namespace dl::conv_detail {
-
-bool amx_usable() {
-    static const bool ok = [] {
-        unsigned a, b, c, d;
-        if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-        const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
-        if (!(amx_bf16 && amx_tile) || simd_detected() != SimdLevel::AVX512) return false;
-        if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5))) return false;  // AVX512_BF16 (conversions)
-        // Linux hands out the 8 KiB tile state only on request (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)
-        return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
-    }();
-    return ok;
-}
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,amx-tile,amx-bf16,avx2,fma")
 namespace isa_amx {
 #define DL_SIMD_AVX512
-#include "tensor/cpu_simd.h"
+#include "tensor/fast/simd.h"
 #undef DL_SIMD_AVX512
 
 using bf16 = uint16_t;

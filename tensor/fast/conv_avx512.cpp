@@ -7,15 +7,15 @@
 #include <type_traits>
 #include <utility>
 
-#include "tensor/conv_isa.h"
+#include "tensor/fast/conv_isa.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 namespace dl::conv_detail::isa_avx512 {
 #define DL_SIMD_AVX512
-#include "tensor/cpu_simd.h"
+#include "tensor/fast/simd.h"
 constexpr const char* kIsaName = "avx512";
-#include "tensor/conv_kernels.h"
+#include "tensor/fast/conv_kernels.h"
 #undef DL_SIMD_AVX512
 }  // namespace dl::conv_detail::isa_avx512
 #pragma GCC pop_options

@@ -7,15 +7,15 @@
 #include <type_traits>
 #include <utility>
 
-#include "tensor/conv_isa.h"
+#include "tensor/fast/conv_isa.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace dl::conv_detail::isa_avx2 {
 #define DL_SIMD_AVX2
-#include "tensor/cpu_simd.h"
+#include "tensor/fast/simd.h"
 constexpr const char* kIsaName = "avx2";
-#include "tensor/conv_kernels.h"
+#include "tensor/fast/conv_kernels.h"
 #undef DL_SIMD_AVX2
 }  // namespace dl::conv_detail::isa_avx2
 #pragma GCC pop_options

@@ -6,12 +6,12 @@
 #include <type_traits>
 #include <utility>
 
-#include "tensor/conv_isa.h"
+#include "tensor/fast/conv_isa.h"
 
 namespace dl::conv_detail::isa_portable {
-#include "tensor/cpu_simd.h"
+#include "tensor/fast/simd.h"
 constexpr const char* kIsaName = "portable";
-#include "tensor/conv_kernels.h"
+#include "tensor/fast/conv_kernels.h"
 }  // namespace dl::conv_detail::isa_portable
 
 const dl::conv_detail::ConvIsa& dl::conv_detail::conv_isa_portable() { return isa_portable::kConvIsa; }

@@ -675,7 +675,7 @@ void pointwise_dw(const PointwiseDw& a) {
     for (; i0 < a.MA; i0++) pointwise_dw_rows<1>(a, i0);
 }
 
-#include "tensor/winograd_kernels.h"
+#include "tensor/fast/winograd_kernels.h"
 
 const ConvIsa kConvIsa{kIsaName,   kAccRegs,     to_blocked,       direct_tile_any, dw_tile_any, one_to_many,
                        many_to_one, dw_single,   sum_planes,       kPwMR,           pointwise,   pointwise_dw,

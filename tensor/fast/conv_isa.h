@@ -217,7 +217,6 @@ struct AmxConv {
     const float* bias;  // Co values, or null
     bool accumulate;    // out += conv, else out = conv
 };
-bool amx_usable();  // AMX-BF16, AMX-TILE, AVX512_BF16, and the OS grants the tile state
 void amx_conv(const AmxConv& a, const float* in, const float* w, float* out);
 // dw (Cout, Cin, KH, KW) += sum over images and pixels of x (x) dy, dbias (or null) += sums of dy
 // (float32), for p.stride == 1 and p.pad < the kernel size.

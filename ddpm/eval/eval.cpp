@@ -1,5 +1,5 @@
 // The evaluation's judge and metrics (see eval.h).
-#include "ddpm/eval.h"
+#include "ddpm/eval/eval.h"
 
 #include <algorithm>
 #include <map>
@@ -9,10 +9,10 @@
 #include "autograd/ops.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
-#include "tensor/io.h"
-#include "tensor/linalg.h"
+#include "tensor/formats/io.h"
+#include "ddpm/eval/linalg.h"
 #include "tensor/ops.h"
-#include "tensor/png.h"
+#include "tensor/formats/png.h"
 
 namespace dl::ddpm {
 

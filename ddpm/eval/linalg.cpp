@@ -1,4 +1,4 @@
-#include "tensor/linalg.h"
+#include "ddpm/eval/linalg.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "tensor/json.h"
+#include "tensor/formats/json.h"
 
 #include <charconv>
 #include <cstdio>

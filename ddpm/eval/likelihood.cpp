@@ -1,11 +1,11 @@
-#include "ddpm/likelihood.h"
+#include "ddpm/eval/likelihood.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 #include "tensor/ops.h"
-#include "tensor/svg.h"
+#include "ddpm/report/svg.h"
 
 namespace dl::ddpm {
 

@@ -1,5 +1,5 @@
 // The 5x7 font of font.h: glyphs drawn as text below, read into row bitmasks on first use.
-#include "tensor/font.h"
+#include "tensor/formats/font.h"
 
 #include <algorithm>
 #include <array>

@@ -1,4 +1,4 @@
-#include "tensor/safetensors.h"
+#include "tensor/formats/safetensors.h"
 
 #include <algorithm>
 #include <bit>
@@ -6,8 +6,8 @@
 #include <cstdio>
 #include <cstring>
 
-#include "tensor/io.h"
-#include "tensor/json.h"
+#include "tensor/formats/io.h"
+#include "tensor/formats/json.h"
 
 namespace dl {
 

@@ -13,12 +13,12 @@
 
 #include "nn/module.h"
 
-namespace dl::nn {
+namespace dl::ddpm {
 
 class GradNormLog {
 public:
     // One column per slice of the model's flat buffers (Module::layout()).
-    explicit GradNormLog(const Module& model);
+    explicit GradNormLog(const nn::Module& model);
 
     // L2 norm of each parameter's slice of flat_grads (P), recorded for `step` (replacing a row
     // already there for that step: train records before it knows whether a step is skipped).
@@ -36,8 +36,8 @@ public:
         int64_t step;
         std::vector<double> norms;  // one per parameter, in `slots` order
     };
-    std::vector<ParamSlot> slots;  // the parameters' keys and slices, in flat order
+    std::vector<nn::ParamSlot> slots;  // the parameters' keys and slices, in flat order
     std::vector<Row> rows;
 };
 
-}  // namespace dl::nn
+}  // namespace dl::ddpm

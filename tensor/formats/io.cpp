@@ -1,4 +1,4 @@
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 
 #include <algorithm>
 #include <cerrno>

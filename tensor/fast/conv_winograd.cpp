@@ -37,7 +37,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "tensor/conv_isa.h"
+#include "tensor/fast/conv_isa.h"
 #include "tensor/cpu.h"
 
 namespace dl::conv_detail {

@@ -2,13 +2,13 @@
 // rectangle inside a 720x440 canvas; SVG's y axis points down, hence the flip in to_py.
 // Ticks are "nice" numbers: steps of 1, 2 or 5 times a power of ten, about six per axis;
 // on a log axis, the powers of ten (plus 2x and 5x when the range spans under three decades).
-#include "tensor/svg.h"
+#include "ddpm/report/svg.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 #include "tensor/tensor.h"
 
 namespace dl {

@@ -1,10 +1,10 @@
-#include "ddpm/train_log.h"
+#include "ddpm/report/train_log.h"
 
 #include <cmath>
 #include <cstdio>
 
-#include "tensor/io.h"
-#include "tensor/svg.h"
+#include "tensor/formats/io.h"
+#include "ddpm/report/svg.h"
 #include "tensor/tensor.h"
 
 namespace dl::ddpm {

@@ -2,14 +2,14 @@
 // References: PNG spec (RFC 2083, ISO/IEC 15948) sections 3 (chunk layout, CRC), 4.1.1 (IHDR),
 // 6 (filters); zlib format RFC 1950 (header, Adler-32); deflate RFC 1951 section 3.2.4 (stored
 // blocks).
-#include "tensor/png.h"
+#include "tensor/formats/png.h"
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 
-#include "tensor/font.h"
-#include "tensor/io.h"
+#include "tensor/formats/font.h"
+#include "tensor/formats/io.h"
 
 namespace dl {
 

@@ -5,13 +5,13 @@
 // section 3.2 (stored, fixed and dynamic Huffman blocks). The inflater follows
 // Mark Adler's puff.c (zlib's contrib/puff): canonical Huffman codes decoded a bit at a time,
 // which is slower than zlib's table lookups but short enough to read against the RFC.
-#include "tensor/png.h"
+#include "tensor/formats/png.h"
 
 #include <array>
 #include <cstdlib>
 #include <cstring>
 
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 
 namespace dl {
 

@@ -1,17 +1,19 @@
 // Per-parameter gradient norms over a training run (see grad_norm_log.h).
-#include "nn/grad_norm_log.h"
+#include "ddpm/report/grad_norm_log.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
-#include "tensor/io.h"
-#include "tensor/svg.h"
+#include "tensor/formats/io.h"
+#include "ddpm/report/svg.h"
 
-namespace dl::nn {
+namespace dl::ddpm {
 
-GradNormLog::GradNormLog(const Module& model) : slots(model.layout()) {}
+using nn::ParamSlot;
+
+GradNormLog::GradNormLog(const nn::Module& model) : slots(model.layout()) {}
 
 void GradNormLog::record(int64_t step, const Tensor& flat_grads) {
     int64_t total = slots.empty() ? 0 : slots.back().offset + slots.back().numel;
@@ -82,4 +84,4 @@ void GradNormLog::write_svg(const std::string& path, const std::string& title, s
     write_svg_plot(path, title, "step", "gradient L2 norm (before clipping)", series, true);
 }
 
-}  // namespace dl::nn
+}  // namespace dl::ddpm

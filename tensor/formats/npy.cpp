@@ -2,13 +2,13 @@
 //   "\x93NUMPY" | major | minor | header length (uint16 LE for 1.0, uint32 LE for 2.0/3.0)
 //   | header: a Python dict literal, space-padded, ending '\n' | data, C order.
 // The writer aligns the data to 64 bytes, as numpy does; the reader accepts any padding.
-#include "tensor/npy.h"
+#include "tensor/formats/npy.h"
 
 #include <bit>
 #include <cctype>
 #include <cstring>
 
-#include "tensor/io.h"
+#include "tensor/formats/io.h"
 
 namespace dl {
 

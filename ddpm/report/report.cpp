@@ -1,4 +1,4 @@
-#include "ddpm/report.h"
+#include "ddpm/report/report.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,14 +9,14 @@
 #include "autograd/inspect.h"
 #include "ddpm/data.h"
 #include "ddpm/inspect.h"
-#include "ddpm/train_log.h"
+#include "ddpm/report/train_log.h"
 #include "nn/checkpoint.h"
-#include "nn/grad_norm_log.h"
-#include "tensor/font.h"
-#include "tensor/io.h"
+#include "ddpm/report/grad_norm_log.h"
+#include "tensor/formats/font.h"
+#include "tensor/formats/io.h"
 #include "tensor/ops.h"
-#include "tensor/png.h"
-#include "tensor/svg.h"
+#include "tensor/formats/png.h"
+#include "ddpm/report/svg.h"
 
 namespace dl::ddpm {
 
@@ -320,7 +320,7 @@ std::string run_report_html(const std::string& dir) {
     log.read_csv(dir + "/loss.csv", ck.step);
     EvalLog evals;
     evals.read_csv(dir + "/eval.csv", ck.step);
-    nn::GradNormLog grads(net);
+    GradNormLog grads(net);
     grads.read_csv(dir + "/grad_norms.csv", ck.step);
 
     std::string o = cat("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n<title>DDPM run ", xml_escape(dir),
@@ -413,7 +413,7 @@ std::string run_report_html(const std::string& dir) {
     if (grads.rows.empty()) {
         o += note("no grad_norms.csv rows: build/train --grad-norms-every N records them");
     } else {
-        const nn::GradNormLog::Row& row = grads.rows.back();
+        const GradNormLog::Row& row = grads.rows.back();
         const Tensor& flat = net.flat_parameters();
         std::vector<GradMapCell> cells;
         for (size_t k = 0; k < grads.slots.size(); k++)
