@@ -81,6 +81,7 @@ void set_precision(Precision p) {
     if (p == Precision::BF16 && !bf16_available())
         fail("set_precision: bf16 needs AMX-BF16 and AVX512_BF16 (Intel Sapphire Rapids or later) with the OS's tile "
              "state; this CPU or OS lacks them");
+    if (!kFastKernels) p = Precision::FP32;  // the reference loops are the one algorithm there
     g_precision.store(int(p), std::memory_order_relaxed);
 }
 

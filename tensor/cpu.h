@@ -20,6 +20,15 @@
 
 namespace dl {
 
+// The reference build (make REF=1, -DDL_REF) compiles none of tensor/fast/: every kernel runs its
+// plain loop, simd_detected() is PORTABLE, precision() stays FP32 and bf16 is unavailable. Tests of
+// a fast path ask this and say they are skipped.
+#ifdef DL_REF
+constexpr bool kFastKernels = false;
+#else
+constexpr bool kFastKernels = true;
+#endif
+
 enum class SimdLevel { PORTABLE = 0, AVX2 = 1, AVX512 = 2 };
 
 const char* simd_name(SimdLevel level);  // "portable", "avx2", "avx512"
