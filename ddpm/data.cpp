@@ -218,7 +218,7 @@ void write_synthetic_idx(const std::string& dir, int64_t n, uint64_t seed) {
 }
 
 // ---- JSON numbers -------------------------------------------------------------------------
-// tensor/json.h reads them: numbers() appends straight into the vector, no DOM node per number
+// tensor/formats/json.h reads them: numbers() appends straight into the vector, no DOM node per number
 // (a digit file holds about 800,000 of them).
 std::vector<double> parse_json_numbers(const std::string& text, const std::string& name) {
     JsonReader r(text, name, "file");

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The measurement behind make train's defaults (README, "The 30-minute recipe"): each line of a
+# The measurement behind make train's defaults (ddpm/README.md, "The 30-minute recipe"): each line of a
 # sweep file trains one run for a fixed time budget and scores it with build/eval, and the rows
 # go into one Markdown table.
 #

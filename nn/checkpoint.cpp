@@ -80,7 +80,7 @@ const StateDict& Checkpoint::weights(bool use_ema) const {
 
 Checkpoint load_checkpoint(const std::string& path) {
     Safetensors st = Safetensors::load(path);
-    if (auto it = st.metadata.find("data_crc32"); it != st.metadata.end()) {  // files written before it have none
+    if (auto it = st.metadata.find("data_crc32"); it != st.metadata.end()) {  // optional: a file without it loads unchecked
         std::string computed = std::to_string(data_crc32(st));
         if (it->second != computed)
             fail(path, ": the tensor data do not match their checksum (metadata 'data_crc32' is ", it->second, ", the data give ", computed,

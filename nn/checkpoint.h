@@ -1,7 +1,8 @@
 // Checkpoints: everything a training run needs to resume bit for bit, in one safetensors file.
 //
 //   <key>             the model's parameters under their state_dict keys, so that the file's
-//                     model entries load into the reference ref_unet.UNet() with load_state_dict
+//                     model entries load into a PyTorch implementation of the same U-Net with
+//                     load_state_dict (tests/check_checkpoint.py checks it)
 //   ema.<key>         the EMA of the parameters (nn/optim.h)
 //   adam.m.<key>      Adam's first and second moments, and adam.t, its update count
 //   adam.v.<key>
@@ -13,7 +14,7 @@
 //
 // A Checkpoint is plain data; capture() fills one from the live objects without copying (its
 // tensors are views of the model's and optimizers' state), restore() copies one back with the
-// strict key and shape checks of load_state_dict. Saving is atomic (tensor/io.h).
+// strict key and shape checks of load_state_dict. Saving is atomic (tensor/formats/io.h).
 #pragma once
 #include <map>
 #include <string>

@@ -1,4 +1,4 @@
-// A small image classifier, the evaluation's judge (ddpm/eval.h): trained on the real digits, its
+// A small image classifier, the evaluation's judge (ddpm/eval/eval.h): trained on the real digits, its
 // penultimate features are the space in which FID and precision/recall compare samples with real
 // images, and its predictions give the class histogram of a set of samples.
 // B batch, R side (a multiple of 4), K classes, F features.

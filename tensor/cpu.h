@@ -39,7 +39,7 @@ void set_simd_level(SimdLevel level);
 
 // Precision of conv2d's multiplies. FP32 (the default): float32 everywhere. WINOGRAD: float32 too,
 // but the 3x3 stride-1 convolutions with more than one channel on each side (all three passes) use
-// Winograd F(4x4, 3x3) (tensor/conv_winograd.cpp): 4x fewer multiplies, a rounding error about ten
+// Winograd F(4x4, 3x3) (tensor/fast/conv_winograd.cpp): 4x fewer multiplies, a rounding error about ten
 // times the direct sum's (still 1e-5 of the values), on every CPU. BF16: conv2d rounds
 // its operands (x, w, and dy in the backward passes) to bfloat16 and sums the products in float32,
 // on Intel AMX tiles (Sapphire Rapids and later), for the stride-1 convolutions with more than one

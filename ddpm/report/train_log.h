@@ -33,7 +33,7 @@ public:
     double recent_loss(size_t n) const;
 };
 
-// Sample quality during a run (build/train --eval-every N, ddpm/eval.h): one row per evaluation,
+// Sample quality during a run (build/train --eval-every N, ddpm/eval/eval.h): one row per evaluation,
 // eval.csv and eval.svg (FID on a log axis; precision and recall, in [0, 1], on a second plot).
 struct EvalRow {
     int64_t step, n;                          // the step, and how many samples

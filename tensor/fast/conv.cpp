@@ -27,8 +27,8 @@
 //    kernel with its layout changes (54); dW as lane-parallel dot products dy[b] x[b]^T (80).
 //  * One input channel (conv_in) or one output channel (conv_out), 3x3 stride 1: GEMM and the
 //    channel-blocked tiles would waste 15 of 16 lanes, so these vectorize over 16 pixels of a row
-//    (one_to_many, many_to_one, dw_single: 70-88, against 16-50 for a first version that used the
-//    channel-blocked layout, and about 1/16 of the direct kernel's speed for the general path).
+//    (one_to_many, many_to_one, dw_single: 70-88, against 16-50 through the channel-blocked
+//    layout, and about 1/16 of the direct kernel's speed for the general path).
 //  * Anything else (stride > 2) falls back to the reference loops.
 //  * Precision::BF16 (cpu.h): the stride-1 convolutions with more than one channel on each side
 //    (3x3 and 1x1, all three passes) go to AMX tiles instead, bf16 operands and float32 sums, as

@@ -1,4 +1,4 @@
-// The convolution kernels, written once in V16 (cpu_simd.h) and included by conv_avx512.cpp,
+// The convolution kernels, written once in V16 (simd.h) and included by conv_avx512.cpp,
 // conv_avx2.cpp and conv_portable.cpp into one namespace per instruction set. No include guard.
 // The structs they take are documented in conv_isa.h; the plan around them is in conv.cpp.
 //

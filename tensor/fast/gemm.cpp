@@ -13,12 +13,12 @@
 // broadcasts MR scalars of A: MR * NR/16 FMAs for MR + NR/16 loads. The packers handle the
 // transpose flags, so the microkernel sees one layout. Packed panels live in per-thread scratch.
 //
-// Three builds of the microkernel (cpu_simd.h): AVX-512 12x32 (24 zmm accumulators), AVX2 6x16
+// Three builds of the microkernel (simd.h): AVX-512 12x32 (24 zmm accumulators), AVX2 6x16
 // (12 ymm), portable 4x16, picked at run time by simd_level(). Measured on Zen 4, which runs a
 // 512-bit FMA as two 256-bit halves (so both x86 builds have the same peak, about 117 GFLOP/s per
 // core): both reach 88-96 GFLOP/s single-threaded on 256-1024 squares. AVX-512 is the default
 // where the CPU has it: equal here, faster where 512-bit FMAs are full width (Intel), and the
-// convolution kernels, which need its 32 registers, gain 10-40% from it on this machine too.
+// convolution kernels, which need its 32 registers, gain 10-40% from it on Zen 4 too.
 //
 // Threads: outside a parallel region C is split into a grid of nearly equal blocks (along N when
 // it is wide enough, else along M), one per thread, each running the loop nest above on its own

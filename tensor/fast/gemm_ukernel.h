@@ -1,4 +1,4 @@
-// The SGEMM microkernel, written once in V16 (cpu_simd.h) and included by gemm.cpp into one
+// The SGEMM microkernel, written once in V16 (simd.h) and included by gemm.cpp into one
 // namespace per instruction set, after that set's V16. No include guard, on purpose.
 //
 // c[0:m, 0:n] = alpha * sum_k a[k][0:MR] (x) b[k][0:NR] + beta * c[0:m, 0:n]   (beta == 0: c not read)

@@ -1,4 +1,4 @@
-// The float32 kernels of kernels.cpp (GroupNorm, SiLU, softmax), written once in V16 (cpu_simd.h)
+// The float32 kernels of kernels.cpp (GroupNorm, SiLU, softmax), written once in V16 (simd.h)
 // and included into one namespace per instruction set. No include guard. Each function does one
 // task (a group of one image, a row, a chunk); kernels.cpp spreads the tasks over threads.
 //

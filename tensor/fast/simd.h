@@ -150,8 +150,8 @@ inline V16 vload_n(const float* p, int n) {
     if (n >= 16) return vload(p);
     return {_mm256_maskload_ps(p, lanes_mask8(n)), _mm256_maskload_ps(p + 8, lanes_mask8(n - 8))};
 }
-// The first n (<= 8) lanes of v to p. VMASKMOVPS stores are slow on AMD: on the Zen 3 EPYC of the
-// session that wrote this, a loop of independent stores took 4 ns per full ymm against 0.4 for
+// The first n (<= 8) lanes of v to p. VMASKMOVPS stores are slow on AMD: on a Zen 3 EPYC,
+// a loop of independent stores took 4 ns per full ymm against 0.4 for
 // VMOVUPS, 5-7 ns per partial one against 2 for the 16-, 8- and 4-byte stores used here.
 inline void store8_n(float* p, __m256 v, int n) {
     if (n >= 8) return _mm256_storeu_ps(p, v);

@@ -43,7 +43,7 @@ std::vector<uint8_t> image_grid(const Tensor& images, int nrow, int pad, int& ou
 
 constexpr int kGridPad = 2;  // write_png_grid's border around and between images, in image pixels
 
-// Text drawn above a grid (tensor/font.h): a title line and/or one label per column.
+// Text drawn above a grid (tensor/formats/font.h): a title line and/or one label per column.
 struct GridLabels {
     std::string title;                 // e.g. "step 1500"; "" for none
     std::vector<std::string> columns;  // none, or one per column (nrow of them)
@@ -64,7 +64,7 @@ std::vector<uint8_t> labeled_grid(const Tensor& images, int nrow, int scale, con
 void write_png_grid(const std::string& path, const Tensor& images, int nrow, int scale = 2,
                     const GridLabels& labels = {});
 
-// ---- decoding (tensor/png_decode.cpp) -----------------------------------------------------
+// ---- decoding (tensor/formats/png_decode.cpp) -----------------------------------------------------
 // A PNG reader for the project's own files (stored deflate blocks) and ordinary ones (zlib-
 // compressed, e.g. a browser's screenshot): 8 bits per sample, color types 0 (gray),
 // 2 (RGB), 3 (palette, expanded to RGB, or RGBA when a tRNS chunk gives alphas), 4 (gray+alpha),

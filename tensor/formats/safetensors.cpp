@@ -22,7 +22,7 @@ static size_t dtype_bytes(const std::string& dtype) {
     return 0;  // unknown
 }
 
-// The header is read by tensor/json.h; the checks below are safetensors' own.
+// The header is read by tensor/formats/json.h; the checks below are safetensors' own.
 namespace {
 
 // A JSON number that must be a non-negative integer (a dimension or an offset).

@@ -53,7 +53,7 @@ public:
     // `source` names the bytes in error messages (the file path).
     static Safetensors parse(std::string_view bytes, const std::string& source = "<memory>");
 
-    void save(const std::string& path) const;  // atomic (tensor/io.h)
+    void save(const std::string& path) const;  // atomic (tensor/formats/io.h)
     static Safetensors load(const std::string& path);
 
     std::string source = "<memory>";  // where it was read from, for error messages
