@@ -19,7 +19,7 @@ using namespace dl::test;
 
 namespace {
 
-// The table's rows: rung -> pass -> err (the last column). A row is a line of 9 columns whose
+// The table's rows: rung -> pass -> err (the last column). A row is a line of 8 columns whose
 // second names a pass.
 std::map<std::string, std::map<std::string, double>> ladder_rows(const std::string& out) {
     std::map<std::string, std::map<std::string, double>> rows;
@@ -28,8 +28,8 @@ std::map<std::string, std::map<std::string, double>> ladder_rows(const std::stri
         std::istringstream cols(line);
         std::vector<std::string> c;
         for (std::string w; cols >> w;) c.push_back(w);
-        if (c.size() != 9 || (c[1] != "forward" && c[1] != "bwd_data" && c[1] != "bwd_weight")) continue;
-        rows[c[0]][c[1]] = std::strtod(c[8].c_str(), nullptr);  // "nan" parses as NaN
+        if (c.size() != 8 || (c[1] != "forward" && c[1] != "bwd_data" && c[1] != "bwd_weight")) continue;
+        rows[c[0]][c[1]] = std::strtod(c[7].c_str(), nullptr);  // "nan" parses as NaN
     }
     return rows;
 }
