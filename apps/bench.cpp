@@ -230,7 +230,7 @@ double measure_peak(SimdLevel level) {
     const int64_t iters = 20'000'000;
     double best = 0;
     for (int t = 0; t < 4; t++) {
-        double s = now();
+        double s = clock_now();  // --cpu-time: CPU time here too, or a busy machine's peak is low beside the kernels'
         float sink = 0;
 #pragma omp parallel reduction(+ : sink)
         {
@@ -238,7 +238,7 @@ double measure_peak(SimdLevel level) {
             sink += level == SimdLevel::AVX512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
 #endif
         }
-        double el = now() - s;
+        double el = clock_now() - s;
         if (sink == 12345.f) std::printf(" ");  // keep the result alive
         best = std::max(best, double(iters) * 12 * lanes * 2 * omp_get_max_threads() / el / 1e9);
     }
@@ -368,8 +368,8 @@ void bench_ladder(const Options& o, double peak) {
     std::printf("conv2d ladder: 3x3 stride 1 pad 1, B=%ld Cin=%ld Cout=%ld %ldx%ld, %.3g GFLOP per pass "
                 "(the direct convolution's 2*B*Cout*Ho*Wo*Cin*9 for every rung)\n",
                 long(p.B), long(p.Cin), long(p.Cout), long(p.H), long(p.W), fl / 1e9);
-    std::printf("time: median of %d runs (reference: %d), wall clock on %d threads; a shared machine makes it noisy\n",
-                o.reps, ref_reps, omp_get_max_threads());
+    std::printf("time: median of %d runs (reference: %d), %s on %d threads; a shared machine makes it noisy\n", o.reps,
+                ref_reps, g_cpu_time ? "CPU time per thread (--cpu-time)" : "wall clock", omp_get_max_threads());
     std::printf("err: max|out - out64| / max|out64|, out64 = conv2d_*_ref<double> on the same inputs "
                 "(bwd_weight: the larger of dw's and dbias's)\n");
     std::printf("rungs: reference = conv2d_*_ref<float>; direct-LEVEL = Precision::FP32 at set_simd_level(LEVEL); "
