@@ -11,6 +11,14 @@
 //                      --ch and --res-blocks choose the U-Net (default: the reference's, which
 //                      shared/reference/ref_unet.py --bench times in PyTorch); --forward-ops shows
 //                      the no-grad forward's table instead of the step's (where sampling's time goes)
+//   bench --ladder     one 3x3 stride-1 pad-1 convolution (--ladder-shape B,Cin,Cout,H; default
+//                      --batch,32,32,28: the U-Net's 28x28 level) forward, backward-data and
+//                      backward-weight by every algorithm the build has, from the reference loop
+//                      (conv2d_*_ref<float>) up through the direct SIMD tiles at each SIMD level
+//                      (portable, avx2, avx512, up to --simd / DL_SIMD), Winograd and bf16 on AMX:
+//                      time, GFLOP/s, %peak, speedup over the reference and over the rung below,
+//                      and the error against conv2d_*_ref<double> on the same inputs
+//                      (tensor/fast/README.md holds its figures). Table only, no --json.
 //   --json             one JSON object per line instead of the table: first {"op": "peak", ...}, then
 //                      per conv shape op, B, Cin, Cout, H, W, k, stride, fwd_gflops, fwdbwd_gflops
 //                      (and bwd_data_gflops, bwd_weight_gflops, peak_gflops); --train: one
@@ -33,6 +41,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <ctime>
 #include <cstdio>
 #include <cstring>
@@ -55,7 +65,8 @@ using namespace dl;
 namespace {
 
 struct Options {
-    bool conv = false, gemm = false, kernels = false, train = false, json = false;
+    bool conv = false, gemm = false, kernels = false, train = false, json = false, ladder = false;
+    int64_t ladder_shape[4] = {0, 32, 32, 28};  // --ladder: B (0: --batch), Cin, Cout, H = W
     int batch = 64, reps = 10;
     int64_t ch = 32, res_blocks = 2;  // --train's U-Net
     bool conv_shapes = false;         // --train: a row per conv2d shape
@@ -219,7 +230,7 @@ double measure_peak(SimdLevel level) {
     const int64_t iters = 20'000'000;
     double best = 0;
     for (int t = 0; t < 4; t++) {
-        double s = now();
+        double s = clock_now();  // --cpu-time: CPU time here too, or a busy machine's peak is low beside the kernels'
         float sink = 0;
 #pragma omp parallel reduction(+ : sink)
         {
@@ -227,7 +238,7 @@ double measure_peak(SimdLevel level) {
             sink += level == SimdLevel::AVX512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
 #endif
         }
-        double el = now() - s;
+        double el = clock_now() - s;
         if (sink == 12345.f) std::printf(" ");  // keep the result alive
         best = std::max(best, double(iters) * 12 * lanes * 2 * omp_get_max_threads() / el / 1e9);
     }
@@ -279,6 +290,136 @@ void bench_conv(const Options& o, double peak) {
                         peak > 0 ? 100 * gfb / peak : 0.0);
         std::fflush(stdout);
     }
+}
+
+// ---- the ladder: one convolution by every algorithm the build has -----------------------------
+// Each rung runs the three passes of one 3x3 stride-1 pad-1 convolution on the same random inputs.
+// The reference rung calls the loops of tensor/conv.cpp (conv2d_*_ref<float>) directly; the others
+// call the public conv2d_* with set_simd_level() and set_precision() chosen for the rung (the
+// plan in tensor/fast/conv.cpp then takes the direct tiles, Winograd or AMX for this shape). The
+// error of a pass is max |out - out64| / max |out64|, out64 from conv2d_*_ref<double> on the same
+// inputs converted to double; for backward-weight the larger of dw's and dbias's.
+
+#ifdef DL_REF
+constexpr bool kFastPaths = false;  // make REF=1: tensor/fast/ is not compiled in, conv2d is the reference loop
+#else
+constexpr bool kFastPaths = true;
+#endif
+
+// Median seconds of fn over reps runs after one warm-up run (the reference loop is too slow for
+// median_time's 0.2 s of warm-up to matter).
+double median_time_slow(const std::function<void()>& fn, int reps) {
+    fn();
+    std::vector<double> ts;
+    for (int i = 0; i < reps; i++) {
+        double s = clock_now();
+        fn();
+        ts.push_back(clock_now() - s);
+    }
+    std::sort(ts.begin(), ts.end());
+    return ts[ts.size() / 2];
+}
+
+// max |a - ref| / max |ref| (NaN if a holds a NaN or an infinity)
+double rel_err(const std::vector<float>& a, const std::vector<double>& ref) {
+    double e = 0, m = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+        if (!std::isfinite(a[i])) return std::numeric_limits<double>::quiet_NaN();
+        e = std::max(e, std::abs(double(a[i]) - ref[i]));
+        m = std::max(m, std::abs(ref[i]));
+    }
+    return m > 0 ? e / m : e;
+}
+
+// Restores the SIMD level and the precision on the way out, however it is left.
+struct KernelSettingsGuard {
+    SimdLevel level = simd_level();
+    Precision prec = precision();
+    ~KernelSettingsGuard() { set_simd_level(level), set_precision(prec); }
+};
+
+void bench_ladder(const Options& o, double peak) {
+    KernelSettingsGuard restore;
+    const int64_t B = o.ladder_shape[0] > 0 ? o.ladder_shape[0] : o.batch;
+    const Conv2dParams p{B, o.ladder_shape[1], o.ladder_shape[3], o.ladder_shape[3], o.ladder_shape[2], 3, 3, 1, 1};
+    const size_t nx = size_t(p.B * p.Cin * p.H * p.W), nw = size_t(p.Cout * p.Cin * 9), nb = size_t(p.Cout),
+                 ny = size_t(p.B * p.Cout * p.Ho() * p.Wo());
+    std::vector<float> x(nx), w(nw), bias(nb), dy(ny), y(ny), dx(nx), dw(nw), db(nb);
+    fill_random(x, 1), fill_random(w, 2), fill_random(bias, 3), fill_random(dy, 4);
+    auto to_double = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+    const std::vector<double> x64 = to_double(x), w64 = to_double(w), bias64 = to_double(bias), dy64 = to_double(dy);
+    std::vector<double> y64(ny), dx64(nx), dw64(nw), db64(nb);
+    conv2d_forward_ref<double>(p, x64.data(), w64.data(), bias64.data(), y64.data());
+    conv2d_backward_data_ref<double>(p, dy64.data(), w64.data(), dx64.data());  // dx64, dw64, db64 start at 0
+    conv2d_backward_weight_ref<double>(p, x64.data(), dy64.data(), dw64.data(), db64.data());
+
+    struct Rung { std::string name; bool ref; SimdLevel level; Precision prec; };
+    const SimdLevel top = simd_level();  // the best level, or the cap of --simd / DL_SIMD
+    std::vector<Rung> rungs{{"reference", true, top, Precision::FP32}};
+    if (kFastPaths) {
+        for (int l = 0; l <= int(top); l++)
+            rungs.push_back({cat("direct-", simd_name(SimdLevel(l))), false, SimdLevel(l), Precision::FP32});
+        rungs.push_back({cat("winograd-", simd_name(top)), false, top, Precision::WINOGRAD});
+        if (bf16_available()) rungs.push_back({"bf16-amx", false, top, Precision::BF16});
+    }
+
+    const int ref_reps = std::min(o.reps, 3);
+    const double fl = p.flops();
+    std::printf("conv2d ladder: 3x3 stride 1 pad 1, B=%ld Cin=%ld Cout=%ld %ldx%ld, %.3g GFLOP per pass "
+                "(the direct convolution's 2*B*Cout*Ho*Wo*Cin*9 for every rung)\n",
+                long(p.B), long(p.Cin), long(p.Cout), long(p.H), long(p.W), fl / 1e9);
+    std::printf("time: median of %d runs (reference: %d), %s on %d threads; a shared machine makes it noisy\n", o.reps,
+                ref_reps, g_cpu_time ? "CPU time per thread (--cpu-time)" : "wall clock", omp_get_max_threads());
+    std::printf("err: max|out - out64| / max|out64|, out64 = conv2d_*_ref<double> on the same inputs "
+                "(bwd_weight: the larger of dw's and dbias's)\n");
+    std::printf("rungs: reference = conv2d_*_ref<float>; direct-LEVEL = Precision::FP32 at set_simd_level(LEVEL); "
+                "winograd = Precision::WINOGRAD; bf16-amx = Precision::BF16\n");
+    std::printf("%-16s %-10s %10s %9s %7s %8s %8s %9s\n", "rung", "pass", "ms", "GFLOP/s", "%peak", "x ref", "x below",
+                "err");
+    const char* passes[3] = {"forward", "bwd_data", "bwd_weight"};
+    double t_ref[3] = {}, t_below[3] = {};
+    for (const Rung& r : rungs) {
+        set_simd_level(r.level);
+        set_precision(r.prec);
+        for (int pass = 0; pass < 3; pass++) {
+            std::function<void()> fn;
+            if (pass == 0)
+                fn = r.ref ? std::function<void()>([&] { conv2d_forward_ref<float>(p, x.data(), w.data(), bias.data(), y.data()); })
+                           : [&] { conv2d_forward<float>(p, x.data(), w.data(), bias.data(), y.data()); };
+            else if (pass == 1)
+                fn = r.ref ? std::function<void()>([&] {
+                                 std::fill(dx.begin(), dx.end(), 0.f);  // the loop accumulates
+                                 conv2d_backward_data_ref<float>(p, dy.data(), w.data(), dx.data());
+                             })
+                           : [&] { conv2d_backward_data<float>(p, dy.data(), w.data(), dx.data(), false); };
+            else
+                fn = [&] {  // both accumulate into dw and dbias
+                    std::fill(dw.begin(), dw.end(), 0.f), std::fill(db.begin(), db.end(), 0.f);
+                    if (r.ref) conv2d_backward_weight_ref<float>(p, x.data(), dy.data(), dw.data(), db.data());
+                    else conv2d_backward_weight<float>(p, x.data(), dy.data(), dw.data(), db.data());
+                };
+            const double t = r.ref ? median_time_slow(fn, ref_reps) : median_time(fn, o.reps);
+            // the outputs hold the last timed run's result
+            const double err = pass == 0   ? rel_err(y, y64)
+                               : pass == 1 ? rel_err(dx, dx64)
+                                           : std::max(rel_err(dw, dw64), rel_err(db, db64));
+            if (r.ref) t_ref[pass] = t;
+            const double gf = fl / t / 1e9;
+            std::printf("%-16s %-10s %10.3f %9.1f ", r.name.c_str(), passes[pass], 1e3 * t, gf);
+            if (peak > 0) std::printf("%6.1f%% ", 100 * gf / peak);
+            else std::printf("%7s ", "-");
+            std::printf("%8.2f ", t_ref[pass] / t);
+            if (r.ref) std::printf("%8s ", "-");
+            else std::printf("%8.2f ", t_below[pass] / t);
+            std::printf("%9.2e\n", err);
+            std::fflush(stdout);
+            t_below[pass] = t;
+        }
+    }
+    if (!kFastPaths)
+        std::printf("direct SIMD tiles, Winograd, bf16: not in this build (make REF=1 compiles none of tensor/fast/)\n");
+    else if (!bf16_available())
+        std::printf("bf16-amx: not available on this CPU (needs AMX-BF16 and AVX512_BF16, and the OS's tile state)\n");
 }
 
 // ---- SGEMM ---------------------------------------------------------------------------------------
@@ -500,6 +641,8 @@ int main(int argc, char** argv) {
         o.gemm = args.flag("--gemm", "SGEMM GFLOP/s, square and U-Net-like sizes");
         o.kernels = args.flag("--kernels", "GroupNorm, SiLU, upsampling, softmax: time and GB/s");
         o.train = args.flag("--train", "the whole training step (data loading excluded): images/s, no-grad forward images/s, peak RSS, and the time per op");
+        o.ladder = args.flag("--ladder", "one 3x3 convolution (--ladder-shape) forward, backward-data, backward-weight by every algorithm the build has: reference loop, direct SIMD tiles per SIMD level, Winograd, bf16 (AMX); time, GFLOP/s, %peak, speedups, error against the float64 reference");
+        std::string ladder_shape = args.str("--ladder-shape", "", "--ladder: B,Cin,Cout,H (3x3 stride 1 pad 1 on H x H; Cin, Cout >= 2) ('': --batch,32,32,28)");
         o.json = args.flag("--json", "one JSON object per line (op, B, Cin, Cout, H, W, k, stride, fwd_gflops, fwdbwd_gflops, ...)");
         std::string simd = args.str("--simd", "", "force an instruction set: avx512, avx2 or portable ('': the best this CPU has)");
         std::string prec = args.str("--precision", "fp32", cli::kPrecisionHelp);
@@ -518,12 +661,22 @@ int main(int argc, char** argv) {
             fail("bench: --ch must be a multiple of 8 in [8, 256] and --res-blocks in [1, 4], got ", o.ch, " and ", o.res_blocks);
         if (!(o.dropout >= 0 && o.dropout < 1)) fail("bench: --dropout must be in [0, 1), got ", o.dropout);
         o.batch = int(batch), o.reps = int(reps);
+        if (!ladder_shape.empty()) {
+            long long v[4];
+            char tail;
+            if (std::sscanf(ladder_shape.c_str(), "%lld,%lld,%lld,%lld%c", &v[0], &v[1], &v[2], &v[3], &tail) != 4 ||
+                v[0] < 1 || v[0] > 4096 || v[1] < 2 || v[1] > 1024 || v[2] < 2 || v[2] > 1024 || v[3] < 1 || v[3] > 512)
+                fail("bench: --ladder-shape expects B,Cin,Cout,H with B in [1, 4096], Cin and Cout in [2, 1024], H in [1, 512], got '",
+                     ladder_shape, "'");
+            for (int i = 0; i < 4; i++) o.ladder_shape[i] = v[i];
+        }
+        if (o.ladder && o.json) fail("bench: --ladder prints a table only; drop --json");
         if (simd == "avx512") set_simd_level(SimdLevel::AVX512);
         else if (simd == "avx2") set_simd_level(SimdLevel::AVX2);
         else if (simd == "portable") set_simd_level(SimdLevel::PORTABLE);
         else if (!simd.empty()) fail("bench: --simd expects avx512, avx2 or portable, got '", simd, "'");
         cli::set_precision("bench", prec);
-        if (!o.conv && !o.gemm && !o.kernels && !o.train) o.conv = true;
+        if (!o.conv && !o.gemm && !o.kernels && !o.train && !o.ladder) o.conv = true;
         cli::set_threads("bench", threads);
         set_flush_denormals();
         const double peak = measure_peak(simd_detected());
@@ -542,6 +695,7 @@ int main(int argc, char** argv) {
                 std::printf("{\"op\": \"bf16_peak\", \"vdpbf16ps_gflops\": %.1f, \"amx_gflops\": %.1f}\n", dp, amx);
         }
         if (o.conv) bench_conv(o, peak);
+        if (o.ladder) bench_ladder(o, peak);
         if (o.gemm) bench_gemm(o, peak);
         if (o.kernels) bench_kernels(o);
         if (o.train) bench_train(o, peak);
