@@ -300,11 +300,6 @@ void bench_conv(const Options& o, double peak) {
 // error of a pass is max |out - out64| / max |out64|, out64 from conv2d_*_ref<double> on the same
 // inputs converted to double; for backward-weight the larger of dw's and dbias's.
 
-#ifdef DL_REF
-constexpr bool kFastPaths = false;  // make REF=1: tensor/fast/ is not compiled in, conv2d is the reference loop
-#else
-constexpr bool kFastPaths = true;
-#endif
 
 // Median seconds of fn over reps runs after one warm-up run (the reference loop is too slow for
 // median_time's 0.2 s of warm-up to matter).
@@ -356,7 +351,7 @@ void bench_ladder(const Options& o, double peak) {
     struct Rung { std::string name; bool ref; SimdLevel level; Precision prec; };
     const SimdLevel top = simd_level();  // the best level, or the cap of --simd / DL_SIMD
     std::vector<Rung> rungs{{"reference", true, top, Precision::FP32}};
-    if (kFastPaths) {
+    if (kFastKernels) {
         for (int l = 0; l <= int(top); l++)
             rungs.push_back({cat("direct-", simd_name(SimdLevel(l))), false, SimdLevel(l), Precision::FP32});
         rungs.push_back({cat("winograd-", simd_name(top)), false, top, Precision::WINOGRAD});
@@ -416,7 +411,7 @@ void bench_ladder(const Options& o, double peak) {
             t_below[pass] = t;
         }
     }
-    if (!kFastPaths)
+    if (!kFastKernels)
         std::printf("direct SIMD tiles, Winograd, bf16: not in this build (make REF=1 compiles none of tensor/fast/)\n");
     else if (!bf16_available())
         std::printf("bf16-amx: not available on this CPU (needs AMX-BF16 and AVX512_BF16, and the OS's tile state)\n");
@@ -607,7 +602,7 @@ void bench_train(const Options& o, double peak) {
                     "\"forward_images_per_s\": %.2f, \"peak_rss_mb\": %.1f, \"gflop_per_image\": %.4f, \"step_gflops\": %.1f, "
                     "\"peak_gflops\": %.1f, \"peak_fraction\": %.4f}\n",
                     net.c_str(), o.batch, o.batch / median, 1e3 * median, o.batch / fwd, rss_mb, flops / n / o.batch / 1e9,
-                    step_gflops, peak, step_gflops / peak);
+                    step_gflops, peak, peak > 0 ? step_gflops / peak : 0.0);
         for (const Row& r : rows)
             std::printf("{\"op\": \"%s_op\", \"name\": \"%s\", \"calls_per_%s\": %.1f, \"ms_per_%s\": %.3f, \"fraction\": %.4f, "
                         "\"gflops\": %.2f, \"gbytes_per_s\": %.2f}\n",
@@ -617,7 +612,7 @@ void bench_train(const Options& o, double peak) {
     }
     std::printf("training step, batch %d, U-Net %lld parameters (%s)\n", o.batch, (long long)st.model.num_parameters(), net.c_str());
     std::printf("  %.1f images/s (median of %d steps: %.1f ms), %.3f GFLOP per image, %.1f GFLOP/s = %.0f%% of the FMA peak\n",
-                o.batch / median, o.reps, 1e3 * median, flops / n / o.batch / 1e9, step_gflops, 100 * step_gflops / peak);
+                o.batch / median, o.reps, 1e3 * median, flops / n / o.batch / 1e9, step_gflops, peak > 0 ? 100 * step_gflops / peak : 0.0);
     std::printf("  no-grad forward: %.1f images/s; peak RSS %.0f MB\n\n", o.batch / fwd, rss_mb);
     std::printf("%-44s %6s %10s %7s %10s %9s\n", cat("op (of the mean ", o.forward_ops ? "no-grad forward" : "step", ")").c_str(), "calls",
                 cat("ms/", per).c_str(), per, "GFLOP/s", "GB/s");
