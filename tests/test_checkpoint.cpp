@@ -108,6 +108,12 @@ TEST_CASE("safetensors: every malformed file is an error naming the file and wha
     };
     auto ok = "{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}";
     CHECK(err(file_with_header(ok)) == "no error");
+    // the tensors must cover the data exactly: bytes after the last one, or a hole, are refused
+    CHECK(err(file_with_header(ok, std::string(17, '\0'))) ==
+          "bad.safetensors: 1 bytes after the last tensor's data (the tensors cover 16 of 17); the tensors must cover the data exactly");
+    CHECK(err(file_with_header("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}")) ==
+          "bad.safetensors: bytes [0, 8) of the data belong to no tensor (before \"x\"); the tensors must cover the data exactly");
+    CHECK(err(file_with_header("{\"x\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", "")) == "no error");
     CHECK(err("abc") == "bad.safetensors: truncated: 3 bytes, expected at least 8 (the header length)");
     CHECK(err(file_with_header(ok).substr(0, 20)).find("bad.safetensors: bad header length 55: the file has 12 bytes") == 0);
     CHECK(err(file_with_header("{\"x\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[0,8]}}")) ==

@@ -3,7 +3,10 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <unistd.h>
 
 #include "autograd/ops.h"
 #include "ddpm/eval/eval.h"
@@ -190,6 +193,21 @@ TEST_CASE("the judge learns: its loss falls on a small set of shapes, and it lab
     CHECK_THROWS_WITH(train_classifier(Dataset(im), 1, 0), doctest::Contains("the judge needs the IDX label files"));
 }
 
+TEST_CASE("the judge refuses held-out labels outside the classes its train labels name, before it trains") {
+    Philox g(4);
+    std::vector<uint8_t> train_labels, test_labels;
+    IdxImages train_im = synthetic_images(64, 16, g, &train_labels), test_im = synthetic_images(8, 16, g, &test_labels);
+    const int64_t classes = 1 + *std::max_element(train_labels.begin(), train_labels.end());
+    test_labels[5] = uint8_t(classes);  // one past the judge's last class
+    std::string dir = (std::filesystem::temp_directory_path() / ("dl_judge_labels_" + std::to_string(getpid()))).string();
+    make_dirs(dir);
+    CHECK_THROWS_WITH(load_or_train_judge(dir, Dataset(train_im, train_labels), Dataset(test_im, test_labels), 8),
+                      cat("eval: label ", classes, " of test image 5 is outside the judge's classes [0, ", classes,
+                          ") (the train labels name ", classes, ")").c_str());
+    CHECK(!file_exists(dir + "/classifier.safetensors"));  // refused before a judge was trained or cached
+    std::system(("rm -rf " + dir).c_str());
+}
+
 TEST_CASE("build/eval: the judge is cached by the data's checksum; bad samples get clear errors") {
     std::string bin = test::build_dir(), dir = test::temp_dir("eval"), out;
     write_synthetic_idx(dir + "/data", 300, 4);
@@ -265,5 +283,24 @@ TEST_CASE("build/train --eval-every writes eval.csv, and a resumed run continues
     CHECK(resumed.rows[2].step == 6);
     CHECK(test::run(train + " --steps 8 --eval-n 2", &out) != 0);
     CHECK(out.find("--eval-n at least 4") != std::string::npos);
+    std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("the run's logs read on resume refuse NaN and infinity, naming the file, the line and the field") {
+    std::string dir = (std::filesystem::temp_directory_path() / ("dl_log_nan_" + std::to_string(getpid()))).string();
+    make_dirs(dir);
+    const std::string good = "step,loss,grad_norm,lr,seconds\n1,0.9,3,2e-05,0.2\n";
+    write_file_atomic(dir + "/loss.csv", good + "2,nan,3,4e-05,0.3\n");
+    ddpm::TrainLog log;
+    CHECK_THROWS_WITH(log.read_csv(dir + "/loss.csv", 10),
+                      (dir + "/loss.csv: line 3: field 2 is nan, expected a finite number, in '2,nan,3,4e-05,0.3'").c_str());
+    write_file_atomic(dir + "/loss.csv", good + "2,0.8,inf,4e-05,0.3\n");
+    CHECK_THROWS_WITH(log.read_csv(dir + "/loss.csv", 10), doctest::Contains("line 3: field 3 is inf, expected a finite number"));
+    write_file_atomic(dir + "/loss.csv", good);
+    log.read_csv(dir + "/loss.csv", 10);
+    CHECK(log.rows.size() == 1);
+    write_file_atomic(dir + "/eval.csv", "step,n,fid,precision,recall,class_entropy,confidence\n5,64,-inf,0.5,0.5,2,0.9\n");
+    ddpm::EvalLog evals;
+    CHECK_THROWS_WITH(evals.read_csv(dir + "/eval.csv", 10), doctest::Contains("eval.csv: line 2: field 3 is -inf"));
     std::system(("rm -rf " + dir).c_str());
 }

@@ -28,9 +28,14 @@ uint32_t data_checksum(const Dataset& train, const Dataset& test) {
     return crc32(all.data(), all.size());
 }
 
-static void require_labels(const Dataset& d, const char* split) {
+// A label per image, each one of the judge's `classes` (which the train labels decide).
+static void require_labels(const Dataset& d, const char* split, int64_t classes = 256) {
     if (d.labels().size() != size_t(d.size()))
         fail("eval: the ", split, " split has ", d.size(), " images but ", d.labels().size(), " labels (the judge needs the IDX label files)");
+    for (size_t i = 0; i < d.labels().size(); i++)
+        if (d.labels()[i] >= classes)
+            fail("eval: label ", int(d.labels()[i]), " of ", split, " image ", i, " is outside the judge's classes [0, ", classes,
+                 ") (the train labels name ", classes, ")");
 }
 
 // The judge for a data set: its side, and as many classes as its labels name (0 .. max label).
@@ -108,12 +113,12 @@ int64_t judge_epochs(int64_t n) { return std::clamp<int64_t>((96000 + n - 1) / s
 Judge load_or_train_judge(const std::string& dir, const Dataset& train, const Dataset& test, int64_t n_reference,
                           const ProgressFn& on_step) {
     require_labels(train, "train");
-    require_labels(test, "test");
+    const nn::ClassifierConfig cfg = judge_config(train);
+    require_labels(test, "test", cfg.classes);
     Judge j;
     j.cache = dir + "/classifier.safetensors";
     // The cache is used when it was made from these data, for this model, by this recipe; a
     // change to any of them trains a new judge. A damaged file is an error that names it.
-    const nn::ClassifierConfig cfg = judge_config(train);
     const std::map<std::string, std::string> key = {
         {"data_crc", std::to_string(data_checksum(train, test))},
         {"model", cfg.str()},

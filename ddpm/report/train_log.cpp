@@ -13,7 +13,7 @@ static const char* kHeader = "step,loss,grad_norm,lr,seconds";
 
 void TrainLog::read_csv(const std::string& path, int64_t max_step) {
     rows.clear();
-    for (const auto& v : read_csv_numbers(path, kHeader, 5, cat("the header '", kHeader, "'")))
+    for (const auto& v : read_csv_numbers(path, kHeader, 5, cat("the header '", kHeader, "'"), true))
         if (int64_t(v[0]) <= max_step) rows.push_back({int64_t(v[0]), v[1], v[2], v[3], v[4]});
 }
 
@@ -66,7 +66,7 @@ static const char* kEvalHeader = "step,n,fid,precision,recall,class_entropy,conf
 
 void EvalLog::read_csv(const std::string& path, int64_t max_step) {
     rows.clear();
-    for (const auto& v : read_csv_numbers(path, kEvalHeader, 7, cat("the header '", kEvalHeader, "'")))
+    for (const auto& v : read_csv_numbers(path, kEvalHeader, 7, cat("the header '", kEvalHeader, "'"), true))
         if (int64_t(v[0]) <= max_step) rows.push_back({int64_t(v[0]), int64_t(v[1]), v[2], v[3], v[4], v[5], v[6]});
 }
 

@@ -88,7 +88,7 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
 }
 
 std::vector<std::vector<double>> parse_csv_numbers(std::string_view text, const std::string& name, const std::string& header,
-                                                   size_t columns, const std::string& header_desc) {
+                                                   size_t columns, const std::string& header_desc, bool finite) {
     std::vector<std::vector<double>> rows;
     size_t at = 0;
     for (size_t lineno = 1; at < text.size(); lineno++) {
@@ -116,15 +116,18 @@ std::vector<std::vector<double>> parse_csv_numbers(std::string_view text, const 
         // Callers cast the step to int64_t: NaN, 1e300 or 2.5 must not get that far.
         if (!(row[0] >= 0 && row[0] <= 9007199254740992.0 && row[0] == std::floor(row[0])))
             fail(name, ": line ", lineno, ": expected a step (a whole number from 0 to 2^53) first, found '", shown, "'");
+        for (size_t f = 0; finite && f < row.size(); f++)
+            if (!std::isfinite(row[f]))
+                fail(name, ": line ", lineno, ": field ", f + 1, " is ", row[f], ", expected a finite number, in '", shown, "'");
         rows.push_back(std::move(row));
     }
     return rows;
 }
 
 std::vector<std::vector<double>> read_csv_numbers(const std::string& path, const std::string& header, size_t columns,
-                                                  const std::string& header_desc) {
+                                                  const std::string& header_desc, bool finite) {
     if (!file_exists(path)) return {};
-    return parse_csv_numbers(read_file(path), path, header, columns, header_desc);
+    return parse_csv_numbers(read_file(path), path, header, columns, header_desc, finite);
 }
 
 std::string excerpt(std::string_view bytes, size_t max) {

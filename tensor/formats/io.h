@@ -18,12 +18,13 @@ void write_file_atomic(const std::string& path, std::string_view bytes);
 // The rows of a CSV file of numbers under a fixed header line (the training logs), the first
 // column a step: a whole number in [0, 2^53]. A missing file has no rows; another header, a row
 // that is not `columns` numbers, or a first column that is not a step, is a dl::Error naming the
-// file and the line, with `header_desc` saying what header was expected.
+// file and the line, with `header_desc` saying what header was expected. With `finite`, a NaN or
+// an infinity in any field is such an error too (for files whose meaning excludes them).
 std::vector<std::vector<double>> read_csv_numbers(const std::string& path, const std::string& header, size_t columns,
-                                                  const std::string& header_desc);
+                                                  const std::string& header_desc, bool finite = false);
 // The same over the text of such a file; `name` names it in errors.
 std::vector<std::vector<double>> parse_csv_numbers(std::string_view text, const std::string& name, const std::string& header,
-                                                   size_t columns, const std::string& header_desc);
+                                                   size_t columns, const std::string& header_desc, bool finite = false);
 
 // Bytes from a file, fit for an error message: control bytes (below 0x20, and 0x7f) written as
 // \xNN, so that a NUL cannot cut the message short (what() is a C string) nor a '\r' overwrite

@@ -207,6 +207,18 @@ Safetensors Safetensors::parse(std::string_view bytes, const std::string& source
         if (spans[i].begin < spans[i - 1].end)
             fail(source, ": tensors \"", excerpt(spans[i - 1].name), "\" [", spans[i - 1].begin, ", ", spans[i - 1].end, ") and \"",
                  excerpt(spans[i].name), "\" [", spans[i].begin, ", ", spans[i].end, ") overlap");
+    // The format asks the tensors to cover the byte buffer exactly: no hole between two, none
+    // before the first, and no bytes after the last (a file with more is damaged or not ours).
+    uint64_t covered = 0;
+    for (const Span& sp : spans) {
+        if (sp.begin != covered)
+            fail(source, ": bytes [", covered, ", ", sp.begin, ") of the data belong to no tensor (before \"", excerpt(sp.name),
+                 "\"); the tensors must cover the data exactly");
+        covered = sp.end;
+    }
+    if (covered != data.size())
+        fail(source, ": ", data.size() - covered, " bytes after the last tensor's data (the tensors cover ", covered, " of ",
+             data.size(), "); the tensors must cover the data exactly");
     return st;
 }
 
