@@ -7,7 +7,9 @@
 #include <map>
 #include <string>
 
+#include "autograd/anomaly.h"
 #include "autograd/gradcheck.h"
+#include "autograd/inspect.h"
 #include "autograd/ops.h"
 #include "autograd/profile.h"
 #include "tensor/ops.h"
@@ -56,15 +58,16 @@ TEST_CASE("a Variable used twice receives the sum of both paths, and leaves accu
     CHECK(x.grad().flat(0) == doctest::Approx(7.0));
     x.zero_grad();
     CHECK_FALSE(x.grad().defined());
-    // set_grad hands backward an outside buffer (a view into a flat gradient, as nn::Module does)
+    // attach_grad hands backward an outside buffer (a view into a flat gradient, as nn::Module does)
     Tensor flat = Tensor::zeros({5}, DType::F64);
-    x.set_grad(flat.rows(1, 3));
+    x.attach_grad(flat.rows(1, 3));
     sum(x * 2.0).backward();
     CHECK(flat.flat(0) == 0.0);
     CHECK(flat.flat(1) == doctest::Approx(2.0));
     CHECK(flat.flat(3) == doctest::Approx(2.0));
     CHECK(flat.flat(4) == 0.0);
-    CHECK_THROWS_WITH(x.set_grad(Tensor::zeros({4}, DType::F64)), doctest::Contains("set_grad: gradient float64 (4) for"));
+    CHECK_THROWS_WITH(x.attach_grad(Tensor::zeros({4}, DType::F64)), doctest::Contains("attach_grad: gradient float64 (4) for"));
+    CHECK_THROWS_WITH((x * 2.0).attach_grad(Tensor::zeros({3}, DType::F64)), doctest::Contains("attach_grad: op 'mul_scalar'"));
 }
 
 TEST_CASE("a gradient passed on uncopied is never written through: an add's two inputs share dz until one gets more") {
@@ -74,7 +77,7 @@ TEST_CASE("a gradient passed on uncopied is never written through: an add's two 
         CAPTURE(order);
         Variable a(Tensor::full({4}, 0.5, DType::F64), true, "a"), b(Tensor::full({4}, -1.0, DType::F64), true, "b");
         Variable shared = sum(a + b);
-        Variable other = order % 2 ? sum(silu(a)) : sum(a * 3.0);  // a kernel's write, or an accumulate_grad
+        Variable other = order % 2 ? sum(silu(a)) : sum(a * 3.0);  // a kernel's write, or a product added
         Variable loss = order < 2 ? shared + other : other + shared;
         loss.backward();
         const double s = 1 / (1 + std::exp(-0.5)), da_other = order % 2 ? s * (1 + 0.5 * (1 - s)) : 3.0;
@@ -381,7 +384,11 @@ TEST_CASE("gradcheck fails on a wrong gradient") {
     // A deliberately wrong backward: claims d(x^2)/dx = x instead of 2x.
     auto wrong_square = [](const std::vector<Variable>& v) {
         Variable x = v[0];
-        return make_result("wrong_square", square(x.value()), {x}, [x](const Tensor& dy) { x.accumulate_grad(mul(dy, x.value())); });
+        return make_result("wrong_square", square(x.value()), {x}, [x](const Tensor& dy) {
+            auto [dx, accumulate] = x.grad_slot();
+            if (accumulate) add_(dx, mul(dy, x.value()));
+            else dx = mul(dy, x.value());
+        });
     };
     GradcheckReport r = gradcheck(wrong_square, {rnd({3}, 37)});
     CHECK_FALSE(r.ok);
