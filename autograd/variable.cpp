@@ -90,7 +90,7 @@ Variable::GradSlot Variable::grad_slot() const {
     return {g, true};
 }
 
-// The observer that runs the hooks registered on Variables of this thread.
+// The observer that runs the hooks of each Variable backward reaches.
 namespace {
 struct Hooks : Observer {
     void before_backward(const Variable& v, const Tensor& grad) override {
@@ -169,21 +169,21 @@ static std::vector<Variable> graph_to_walk(const Variable& root, const Tensor& s
 void Variable::backward(bool keep_graph) { backward(Tensor(), keep_graph); }
 
 void Variable::backward(const Tensor& seed, bool keep_graph) {
-    std::vector<Variable> order = graph_to_walk(*this, seed);
-    auto [g, accumulate] = grad_slot();  // d out / d out = 1, or the seed
-    if (accumulate) add_(g, seed.defined() ? seed : Tensor::ones(shape(), dtype()));
-    else g = seed.defined() ? seed : Tensor::ones(shape(), dtype());
+    std::vector<Variable> order = graph_to_walk(*this, seed);  // every input before its users
+    const Tensor d_out = seed.defined() ? seed : Tensor::ones(shape(), dtype());  // d out / d out = 1
+    auto [g, accumulate] = grad_slot();
+    if (accumulate) add_(g, d_out);
+    else g = d_out;
 
-    for (auto it = order.rbegin(); it != order.rend(); ++it) {
-        const Variable& v = *it;
-        VarImpl& node = *v.impl();
-        if (!node.grad.defined()) continue;  // no path from the output reaches it
-        // An op's gradient leaves the node for its closure (a leaf keeps its own).
-        const Tensor dout = node.backward ? std::exchange(node.grad, Tensor()) : node.grad;
-        for (Observer* o : g_observers) o->before_backward(v, dout);
-        if (node.backward) node.backward(dout);
-        for (Observer* o : g_observers) o->after_backward(v);
-        if (node.backward && !keep_graph) {  // release the graph: the closure and the edges
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {  // from the output back to the leaves
+        VarImpl& node = *it->impl();
+        if (!node.grad.defined()) continue;         // no path from the output reaches it
+        const bool op = node.backward != nullptr;  // a leaf has no closure and keeps its gradient
+        const Tensor grad = op ? std::exchange(node.grad, Tensor()) : node.grad;  // an op's leaves the node
+        for (Observer* o : g_observers) o->before_backward(*it, grad);
+        if (op) node.backward(grad);  // hands each input its part
+        for (Observer* o : g_observers) o->after_backward(*it);
+        if (op && !keep_graph) {  // release the graph: the closure and the edges
             node.backward = nullptr;
             node.inputs.clear();
             node.graph_freed = true;

@@ -36,7 +36,7 @@ struct VarImpl {
     uint64_t id = 0;                  // creation order: a topological order of the forward pass
     std::vector<Variable> inputs;     // the op's inputs (graph edges); cleared when freed
     std::function<void(const Tensor& dout)> backward;  // dout: this Variable's gradient
-    std::vector<Hook> hooks;
+    std::vector<Hook> hooks;          // register_hook
 };
 
 class Variable {
@@ -87,10 +87,11 @@ public:
     // Makes g (same shape and dtype; may be a view, e.g. of a model's flat gradient buffer) the
     // storage of this leaf's gradient: backward adds into it in place. An undefined g detaches it.
     void attach_grad(Tensor g);
-    // f(v, grad) is called with this Variable's whole gradient when backward reaches it, before
-    // its closure runs.
+    // hook(v, grad) is called with this Variable's whole gradient when backward reaches it, before
+    // its closure runs (by an Observer that register_hook adds on this thread).
     void register_hook(Hook hook);
-    // Keeps this Variable's gradient after backward although it is not a leaf (a hook).
+    // Keeps this Variable's gradient after backward although it is not a leaf: a hook that puts
+    // the gradient back.
     void retain_grad();
 
 private:
@@ -125,12 +126,15 @@ struct NameScope {
 std::string current_scope();
 
 // ---- observers ----------------------------------------------------------------------------
-// What watches a graph being made and walked. make_result calls forward_done for each op; for
-// each node backward reaches (a node with a gradient, in reverse topological order) it calls
-// before_backward with the node's whole gradient, runs the node's closure (a leaf has none),
-// then calls after_backward, before it releases the node. The walk drops an op's gradient once
-// its closure has run; an observer that wants it kept puts it back (v.impl()->grad = grad).
-// Registered per thread, called in the order registered.
+// What watches a graph being made and walked (hooks, retained gradients, anomaly checks, the
+// profiler), called at fixed points:
+//   forward_done     make_result made an op's output, before it records the graph
+//   before_backward  backward reached v (a node with a gradient, in reverse topological order):
+//                    grad is v's whole gradient, and v's closure runs next (a leaf has none)
+//   after_backward   v's closure has run: its inputs hold their parts; the graph is still there
+// An op's gradient leaves the node when backward reaches it and is dropped once the closure has
+// run; an observer that keeps it puts it back (v.impl()->grad = grad). Registered per thread,
+// called in the order registered.
 struct Observer {
     virtual ~Observer() = default;
     virtual void forward_done(const Variable& out, const std::vector<Variable>& inputs) {}
