@@ -34,12 +34,14 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, int6
             bool acc = false;
             if (x.requires_grad()) {
                 auto [g, accumulate] = x.grad_slot();
+                if (!accumulate) g = Tensor(x.shape(), x.dtype());  // written whole
                 dx = g.data<T>(), acc = accumulate;
             }
             // dw and dbias are added to, from zero when first (a parameter's attached buffer never is)
             auto add_target = [](const Variable& v) -> T* {
                 auto [g, accumulate] = v.grad_slot();
-                return (accumulate ? g : g.zero_()).data<T>();
+                if (!accumulate) g = Tensor::zeros(v.shape(), v.dtype());
+                return g.data<T>();
             };
             const bool need_b = bias.defined() && bias.requires_grad();
             if (w.requires_grad() || need_b) {  // both passes in one call (Winograd shares its copies of dy)

@@ -59,7 +59,7 @@ Variable add(const Variable& a, double s) {
 Variable mul(const Variable& a, double s) {
     return make_result("mul_scalar", mul_scalar(a.value(), s), {a}, [a, s](const Tensor& dz) {
         auto [da, accumulate] = a.grad_slot();
-        if (!accumulate) da.zero_();
+        if (!accumulate) da = Tensor::zeros(a.shape(), a.dtype());  // axpy_ adds
         axpy_(da, s, dz);
     });
 }
@@ -67,7 +67,7 @@ Variable mul(const Variable& a, double s) {
 Variable neg(const Variable& a) {
     return make_result("neg", neg(a.value()), {a}, [a](const Tensor& dz) {
         auto [da, accumulate] = a.grad_slot();
-        if (!accumulate) da.zero_();
+        if (!accumulate) da = Tensor::zeros(a.shape(), a.dtype());
         axpy_(da, -1.0, dz);
     });
 }

@@ -33,7 +33,7 @@ Variable mse_loss(const Variable& pred, const Variable& target) {
         for (auto [v, s] : {std::pair{pred, scale}, std::pair{target, -scale}}) {
             if (!v.requires_grad()) continue;
             auto [dv, accumulate] = v.grad_slot();
-            if (!accumulate) dv.zero_();
+            if (!accumulate) dv = Tensor::zeros(v.shape(), v.dtype());  // axpy_ adds
             axpy_(dv, s, diff);
         }
     });
@@ -51,7 +51,7 @@ Variable softmax(const Variable& x) {
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
             auto [dx, accumulate] = x.grad_slot();
-            if (!accumulate) dx.zero_();  // the kernel adds
+            if (!accumulate) dx = Tensor::zeros(x.shape(), x.dtype());  // the kernel adds
             softmax_backward(y.data<T>(), dy.data<T>(), dx.data<T>(), rows, n);
         });
     });
@@ -85,7 +85,7 @@ Variable cross_entropy(const Variable& logits, const std::vector<int64_t>& label
             using T = decltype(tag);
             const T* pp = p.data<T>();
             auto [g, accumulate] = logits.grad_slot();
-            if (!accumulate) g.zero_();
+            if (!accumulate) g = Tensor::zeros(logits.shape(), logits.dtype());  // the loop adds
             T* dz = g.data<T>();
             const double scale = dl_.item() / double(B);
             for (int64_t b = 0; b < B; b++)

@@ -35,6 +35,7 @@ Variable group_norm(const Variable& x, const Variable& gamma, const Variable& be
             bool acc = false;
             if (x.requires_grad()) {
                 auto [g, accumulate] = x.grad_slot();
+                if (!accumulate) g = Tensor(x.shape(), x.dtype());  // written whole
                 dx = g, acc = accumulate;
             } else {
                 dx = Tensor(x.shape(), x.dtype());
@@ -43,7 +44,8 @@ Variable group_norm(const Variable& x, const Variable& gamma, const Variable& be
             auto add_target = [](const Variable& v) -> T* {
                 if (!v.requires_grad()) return nullptr;
                 auto [g, accumulate] = v.grad_slot();
-                return (accumulate ? g : g.zero_()).data<T>();
+                if (!accumulate) g = Tensor::zeros(v.shape(), v.dtype());
+                return g.data<T>();
             };
             group_norm_backward<T>(x.value().data<T>(), gamma.value().data<T>(), mean.data<T>(), rstd.data<T>(), dy.data<T>(),
                                    B, C, HW, groups, dx.data<T>(), add_target(gamma), add_target(beta), acc,

@@ -44,7 +44,7 @@ Variable max(const Variable& x, std::vector<int> dims, bool keepdim) {
     Tensor y = max(x.value(), dims, keepdim, &argmax);
     return make_result("max", y, {x}, [x, argmax](const Tensor& dy) {
         auto [dx, accumulate] = x.grad_slot();
-        if (!accumulate) dx.zero_();
+        if (!accumulate) dx = Tensor::zeros(x.shape(), x.dtype());
         for (size_t o = 0; o < argmax.size(); o++) dx.set_flat(argmax[o], dx.flat(argmax[o]) + dy.flat(int64_t(o)));
     });
 }

@@ -22,7 +22,7 @@ Variable upsample_nearest2d(const Variable& x) {
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
             auto [dx, accumulate] = x.grad_slot();
-            if (!accumulate) dx.zero_();  // the kernel adds
+            if (!accumulate) dx = Tensor::zeros(x.shape(), x.dtype());  // the kernel adds
             upsample_nearest2d_backward<T>(dy.data<T>(), dx.data<T>(), P, H, W);
         });
     });
@@ -54,7 +54,7 @@ Variable avg_pool2d(const Variable& x, int64_t k) {
             using T = decltype(tag);
             const T* g = dy.data<T>();
             auto [grad, accumulate] = x.grad_slot();
-            if (!accumulate) grad.zero_();  // the loop adds
+            if (!accumulate) grad = Tensor::zeros(x.shape(), x.dtype());  // the loop adds
             T* dx = grad.data<T>();
             const T scale = T(1) / T(k * k);
 #pragma omp parallel for schedule(static) if (P * H * W > 65536)

@@ -43,7 +43,7 @@ Variable slice(const Variable& x, int dim, int64_t start, int64_t end) {
     if (dim < 0) dim += x.value().ndim();
     return make_result("slice", y, {x}, [x, dim, start](const Tensor& dy) {
         auto [dx, accumulate] = x.grad_slot();
-        if (!accumulate) dx.zero_();
+        if (!accumulate) dx = Tensor::zeros(x.shape(), x.dtype());  // slice_backward_ adds
         slice_backward_(dx, dy, dim, start);
     });
 }
@@ -63,7 +63,7 @@ Variable permute(const Variable& x, const std::vector<int>& dims) {
 Variable gather(const Variable& src, const std::vector<int64_t>& index) {
     return make_result("gather", gather(src.value(), index), {src}, [src, index](const Tensor& dy) {
         auto [dsrc, accumulate] = src.grad_slot();
-        if (!accumulate) dsrc.zero_();
+        if (!accumulate) dsrc = Tensor::zeros(src.shape(), src.dtype());  // scatter_add_ adds
         scatter_add_(dsrc, index, dy);
     });
 }

@@ -90,6 +90,7 @@ Variable silu(const Variable& x) {
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
             auto [dx, accumulate] = x.grad_slot();
+            if (!accumulate) dx = Tensor(x.shape(), x.dtype());  // written whole
             silu_backward(x.value().data<T>(), dy.data<T>(), dx.data<T>(), dy.numel(), accumulate);
         });
     });

@@ -79,10 +79,7 @@ void Variable::attach_grad(Tensor g) {
 
 Variable::GradSlot Variable::grad_slot() const {
     Tensor& g = impl_->grad;
-    if (!g.defined()) {
-        g = Tensor(shape(), dtype());
-        return {g, false};
-    }
+    if (!g.defined()) return {g, false};
     if (g.shape() != shape() || g.dtype() != dtype())
         fail("backward: the gradient of ", describe(*this), " is ", dtype_name(g.dtype()), " ", shape_str(g.shape()));
     // An attached buffer shares its storage by design and is always written in place.

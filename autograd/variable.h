@@ -69,10 +69,11 @@ public:
 
     // The one way a backward closure hands this Variable its part of the gradient:
     //     auto [g, accumulate] = x.grad_slot();
-    // accumulate false: the part is the first. g is an uninitialized buffer of this Variable's
-    //   shape and dtype for a kernel to overwrite whole (no zero fill, no read of zeros), or for
-    //   the closure to replace by a tensor of its own, taken as it is (an add hands on dz itself,
-    //   a reshape a view of it: no copy):  if (accumulate) add_(g, part); else g = part;
+    // accumulate false: the part is the first, and g is empty for the closure to set: to a tensor
+    //   of its own, taken as it is (an add hands on dz itself, a reshape a view of it: no copy),
+    //       if (accumulate) add_(g, part); else g = part;
+    //   or to a new buffer of this Variable's shape and dtype that a kernel overwrites whole (no
+    //   zero fill, no read of zeros; a kernel that can only add gets Tensor::zeros).
     // accumulate true: g holds the gradient so far and is this Variable's alone (copy on write: a
     //   gradient still shared with another holder is copied first); the part is added into it.
     struct GradSlot {
