@@ -74,8 +74,8 @@ void OpProfile::forward_done(const Variable& result, const std::vector<Variable>
 }
 
 void OpProfile::after_backward(const Variable& v) {
-    const double seconds = clock() - started_;
     if (v.is_leaf()) return;  // no closure ran
+    const double seconds = clock() - started_;
     const VarImpl& node = *v.impl();
     const std::vector<Variable>& in = node.inputs;
     double flops = 0, bytes = 0;

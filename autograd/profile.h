@@ -1,6 +1,7 @@
-// Where the time of a step goes, op by op: while an OpProfile lives (an Observer of the ops and of
-// backward), every op's forward and every backward closure is timed and counted under "<op> forward" / "<op> backward", with the FLOPs
-// (conv2d, matmul, bmm, linear) or the bytes (every other op) it moved, for bench --train.
+// Where the time of a step goes, op by op: while an OpProfile lives (an Observer of make_result
+// and backward, autograd/variable.h), every op's forward and every backward closure is timed and
+// counted under "<op> forward" / "<op> backward", with the FLOPs (conv2d, matmul, bmm, linear) or
+// the bytes (every other op) it moved, for bench --train.
 //
 // A forward op is timed from the end of the op before it (or the last mark()) to its make_result,
 // so the glue between two ops (module code, a reshape's bookkeeping) is charged to the op after
