@@ -10,6 +10,7 @@
 #include <omp.h>
 
 #include "apps/cli.h"
+#include "autograd/anomaly.h"
 #include "autograd/inspect.h"
 #include "ddpm/inspect.h"
 #include "ddpm/trainer.h"

@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include "apps/cli.h"
+#include "autograd/anomaly.h"
 #include "ddpm/report/report.h"
 #include "ddpm/trainer.h"
 #include "tensor/cpu.h"

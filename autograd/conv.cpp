@@ -29,13 +29,25 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, int6
     return make_result("conv2d", y, inputs, [x, w, bias, p](const Tensor& dy) {
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
+            // dx is written (=) when it is x's first part and added to (+=) otherwise
+            T* dx = nullptr;
             bool acc = false;
-            T* dx = x.requires_grad() ? x.grad_buffer(&acc).data<T>() : nullptr;
+            if (x.requires_grad()) {
+                auto [g, accumulate] = x.grad_slot();
+                if (!accumulate) g = Tensor(x.shape(), x.dtype());  // written whole
+                dx = g.data<T>(), acc = accumulate;
+            }
+            // dw and dbias are added to, from zero when first (a parameter's attached buffer never is)
+            auto add_target = [](const Variable& v) -> T* {
+                auto [g, accumulate] = v.grad_slot();
+                if (!accumulate) g = Tensor::zeros(v.shape(), v.dtype());
+                return g.data<T>();
+            };
             const bool need_b = bias.defined() && bias.requires_grad();
             if (w.requires_grad() || need_b) {  // both passes in one call (Winograd shares its copies of dy)
-                Tensor dw = w.requires_grad() ? w.grad_buffer() : Tensor::zeros(w.shape(), w.dtype());
-                conv2d_backward<T>(p, x.value().data<T>(), dy.data<T>(), w.value().data<T>(), dx, acc, dw.data<T>(),
-                                   need_b ? bias.grad_buffer().data<T>() : nullptr);
+                Tensor scratch = w.requires_grad() ? Tensor() : Tensor::zeros(w.shape(), w.dtype());  // dw that no one needs
+                conv2d_backward<T>(p, x.value().data<T>(), dy.data<T>(), w.value().data<T>(), dx, acc,
+                                   w.requires_grad() ? add_target(w) : scratch.data<T>(), need_b ? add_target(bias) : nullptr);
             } else if (dx) {
                 conv2d_backward_data<T>(p, dy.data<T>(), w.value().data<T>(), dx, acc);
             }

@@ -16,7 +16,12 @@ Variable dropout(const Variable& x, double p, Philox& gen, bool training) {
         T keep = T(1.0 / (1.0 - p));
         for (int64_t i = 0; i < mask.numel(); i++) m[i] = m[i] >= T(p) ? keep : T(0);
     });
-    return make_result("dropout", mul(x.value(), mask), {x}, [x, mask](const Tensor& dy) { x.accumulate_grad(mul(dy, mask)); });
+    return make_result("dropout", mul(x.value(), mask), {x}, [x, mask](const Tensor& dy) {
+        Tensor part = mul(dy, mask);
+        auto [dx, accumulate] = x.grad_slot();
+        if (accumulate) add_(dx, part);
+        else dx = part;
+    });
 }
 
 }  // namespace dl

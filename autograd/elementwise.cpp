@@ -12,50 +12,64 @@
 
 namespace dl {
 
-static void accumulate_reduced(const Variable& x, const Tensor& g) {
-    if (x.requires_grad()) x.accumulate_grad(sum_to_shape(g, x.shape()));
+// Hands x its part g (on the broadcast shape) summed back to x's shape. A part already of x's
+// shape is taken as it is when it is x's first (dz itself for an add: no copy).
+static void add_reduced(const Variable& x, const Tensor& g) {
+    if (!x.requires_grad()) return;
+    Tensor part = sum_to_shape(g, x.shape());
+    auto [dx, accumulate] = x.grad_slot();
+    if (accumulate) add_(dx, part);
+    else dx = part;
 }
 
 Variable add(const Variable& a, const Variable& b) {
     return make_result("add", add(a.value(), b.value()), {a, b}, [a, b](const Tensor& dz) {
-        accumulate_reduced(a, dz);
-        accumulate_reduced(b, dz);
+        add_reduced(a, dz);
+        add_reduced(b, dz);
     });
 }
 
 Variable sub(const Variable& a, const Variable& b) {
     return make_result("sub", sub(a.value(), b.value()), {a, b}, [a, b](const Tensor& dz) {
-        accumulate_reduced(a, dz);
-        if (b.requires_grad()) accumulate_reduced(b, neg(dz));
+        add_reduced(a, dz);
+        if (b.requires_grad()) add_reduced(b, neg(dz));
     });
 }
 
 Variable mul(const Variable& a, const Variable& b) {
     return make_result("mul", mul(a.value(), b.value()), {a, b}, [a, b](const Tensor& dz) {
-        if (a.requires_grad()) accumulate_reduced(a, mul(dz, b.value()));
-        if (b.requires_grad()) accumulate_reduced(b, mul(dz, a.value()));
+        if (a.requires_grad()) add_reduced(a, mul(dz, b.value()));
+        if (b.requires_grad()) add_reduced(b, mul(dz, a.value()));
     });
 }
 
 Variable div(const Variable& a, const Variable& b) {
     Tensor z = div(a.value(), b.value());
     return make_result("div", z, {a, b}, [a, b, z](const Tensor& dz) {
-        if (a.requires_grad()) accumulate_reduced(a, div(dz, b.value()));
-        if (b.requires_grad()) accumulate_reduced(b, neg(div(mul(dz, z), b.value())));
+        if (a.requires_grad()) add_reduced(a, div(dz, b.value()));
+        if (b.requires_grad()) add_reduced(b, neg(div(mul(dz, z), b.value())));
     });
 }
 
 // z = a + s: da = dz.   z = a * s: da = s dz.   z = -a: da = -dz.
 Variable add(const Variable& a, double s) {
-    return make_result("add_scalar", add_scalar(a.value(), s), {a}, [a](const Tensor& dz) { a.accumulate_grad(dz); });
+    return make_result("add_scalar", add_scalar(a.value(), s), {a}, [a](const Tensor& dz) { add_reduced(a, dz); });
 }
 
 Variable mul(const Variable& a, double s) {
-    return make_result("mul_scalar", mul_scalar(a.value(), s), {a}, [a, s](const Tensor& dz) { axpy_(a.grad_buffer(), s, dz); });
+    return make_result("mul_scalar", mul_scalar(a.value(), s), {a}, [a, s](const Tensor& dz) {
+        auto [da, accumulate] = a.grad_slot();
+        if (!accumulate) da = Tensor::zeros(a.shape(), a.dtype());  // axpy_ adds
+        axpy_(da, s, dz);
+    });
 }
 
 Variable neg(const Variable& a) {
-    return make_result("neg", neg(a.value()), {a}, [a](const Tensor& dz) { axpy_(a.grad_buffer(), -1.0, dz); });
+    return make_result("neg", neg(a.value()), {a}, [a](const Tensor& dz) {
+        auto [da, accumulate] = a.grad_slot();
+        if (!accumulate) da = Tensor::zeros(a.shape(), a.dtype());
+        axpy_(da, -1.0, dz);
+    });
 }
 
 }  // namespace dl

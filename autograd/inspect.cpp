@@ -44,6 +44,22 @@ TensorStats tensor_stats(const Tensor& t) {
     return s;
 }
 
+// ---- retained gradients -------------------------------------------------------------------
+namespace {
+struct RetainAll : Observer {
+    void before_backward(const Variable& v, const Tensor& grad) override { v.impl()->grad = grad; }
+};
+thread_local RetainAll g_retain_all;
+thread_local bool g_retaining = false;
+}  // namespace
+
+void set_retain_all_grads(bool on) {
+    if (on) add_observer(&g_retain_all);
+    else remove_observer(&g_retain_all);
+    g_retaining = on;
+}
+bool retain_all_grads() { return g_retaining; }
+
 // ---- the graph ----------------------------------------------------------------------------
 bool is_op_node(const Variable& v) { return std::strcmp(v.op(), "leaf") != 0; }
 

@@ -39,6 +39,11 @@ std::vector<Variable> graph_order(const Variable& root);
 // contain `name` (or the first few names) when there is none.
 Variable find_node(const Variable& root, const std::string& name);
 
+// Keep every intermediate gradient after backward (as if retain_grad() were called on each): an
+// Observer that puts each op's gradient back after the walk takes it. On or off for this thread.
+void set_retain_all_grads(bool on);
+bool retain_all_grads();
+
 // While one lives, backward keeps every intermediate gradient (set_retain_all_grads), and the
 // previous setting comes back when it dies.
 struct RetainAllGrads {

@@ -30,8 +30,12 @@ Variable mse_loss(const Variable& pred, const Variable& target) {
     Tensor loss = Tensor::scalar(total / double(n), diff.dtype());
     return make_result("mse_loss", loss, {pred, target}, [pred, target, diff, n](const Tensor& dl_) {
         double scale = 2.0 * dl_.item() / double(n);
-        if (pred.requires_grad()) axpy_(pred.grad_buffer(), scale, diff);
-        if (target.requires_grad()) axpy_(target.grad_buffer(), -scale, diff);
+        for (auto [v, s] : {std::pair{pred, scale}, std::pair{target, -scale}}) {
+            if (!v.requires_grad()) continue;
+            auto [dv, accumulate] = v.grad_slot();
+            if (!accumulate) dv = Tensor::zeros(v.shape(), v.dtype());  // axpy_ adds
+            axpy_(dv, s, diff);
+        }
     });
 }
 
@@ -46,7 +50,9 @@ Variable softmax(const Variable& x) {
     return make_result("softmax", y, {x}, [x, y, rows, n](const Tensor& dy) {
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
-            softmax_backward(y.data<T>(), dy.data<T>(), x.grad_buffer().data<T>(), rows, n);
+            auto [dx, accumulate] = x.grad_slot();
+            if (!accumulate) dx = Tensor::zeros(x.shape(), x.dtype());  // the kernel adds
+            softmax_backward(y.data<T>(), dy.data<T>(), dx.data<T>(), rows, n);
         });
     });
 }
@@ -78,7 +84,9 @@ Variable cross_entropy(const Variable& logits, const std::vector<int64_t>& label
         dispatch(logits.dtype(), [&](auto tag) {
             using T = decltype(tag);
             const T* pp = p.data<T>();
-            T* dz = logits.grad_buffer().data<T>();
+            auto [g, accumulate] = logits.grad_slot();
+            if (!accumulate) g = Tensor::zeros(logits.shape(), logits.dtype());  // the loop adds
+            T* dz = g.data<T>();
             const double scale = dl_.item() / double(B);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t k = 0; k < K; k++)

@@ -2,7 +2,8 @@
 //   d op(A) = dC op(B)^T      d op(B) = op(A)^T dC
 // and when an operand is stored transposed its gradient is the transpose of that:
 //   trans_a: dA = (dC op(B)^T)^T = op(B) dC^T      trans_b: dB = (op(A)^T dC)^T = dC^T op(A)
-// Each case is one product with the right transpose flags, so no transposed copy is made.
+// Each case is one product with the right transpose flags, so no transposed copy is made. The
+// product is taken as the input's gradient when it is the first part and added otherwise.
 #include "autograd/ops.h"
 #include "tensor/gemm.h"
 #include "tensor/ops.h"
@@ -13,8 +14,18 @@ namespace dl {
 template <class MM>
 static void product_backward(MM mm, const Variable& a, const Variable& b, bool ta, bool tb, const Tensor& dc) {
     const Tensor &A = a.value(), &B = b.value();
-    if (a.requires_grad()) a.accumulate_grad(ta ? mm(B, dc, tb, true) : mm(dc, B, false, !tb));
-    if (b.requires_grad()) b.accumulate_grad(tb ? mm(dc, A, true, ta) : mm(A, dc, !ta, false));
+    if (a.requires_grad()) {
+        Tensor part = ta ? mm(B, dc, tb, true) : mm(dc, B, false, !tb);
+        auto [da, accumulate] = a.grad_slot();
+        if (accumulate) add_(da, part);
+        else da = part;
+    }
+    if (b.requires_grad()) {
+        Tensor part = tb ? mm(dc, A, true, ta) : mm(A, dc, !ta, false);
+        auto [db, accumulate] = b.grad_slot();
+        if (accumulate) add_(db, part);
+        else db = part;
+    }
 }
 
 Variable matmul(const Variable& a, const Variable& b, bool ta, bool tb) {
@@ -40,9 +51,24 @@ Variable linear(const Variable& x, const Variable& w, const Variable& bias) {
     std::vector<Variable> inputs{x, w};
     if (bias.defined()) inputs.push_back(bias);
     return make_result("linear", y, inputs, [x, w, bias](const Tensor& dy) {
-        if (x.requires_grad()) x.accumulate_grad(matmul(dy, w.value()));
-        if (w.requires_grad()) w.accumulate_grad(matmul(dy, x.value(), true, false));
-        if (bias.defined() && bias.requires_grad()) bias.accumulate_grad(sum(dy, {0}));
+        if (x.requires_grad()) {
+            Tensor part = matmul(dy, w.value());
+            auto [dx, accumulate] = x.grad_slot();
+            if (accumulate) add_(dx, part);
+            else dx = part;
+        }
+        if (w.requires_grad()) {
+            Tensor part = matmul(dy, x.value(), true, false);
+            auto [dw, accumulate] = w.grad_slot();
+            if (accumulate) add_(dw, part);
+            else dw = part;
+        }
+        if (bias.defined() && bias.requires_grad()) {
+            Tensor part = sum(dy, {0});
+            auto [db, accumulate] = bias.grad_slot();
+            if (accumulate) add_(db, part);
+            else db = part;
+        }
     });
 }
 

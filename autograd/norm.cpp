@@ -29,13 +29,26 @@ Variable group_norm(const Variable& x, const Variable& gamma, const Variable& be
                        [x, gamma, beta, mean, rstd, B, C, HW, groups, silu, y_kept = silu ? y : Tensor()](const Tensor& dy) {
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
-            // dx is always computed into a buffer; the kernel's dx pass is the bulk of the work
+            // dx is always computed into a buffer (the kernel's dx pass is the bulk of the work): x's
+            // gradient, written (=) when it is the first part and added to (+=) otherwise, or scratch.
+            Tensor dx;
             bool acc = false;
-            Tensor dx = x.requires_grad() ? x.grad_buffer(&acc) : Tensor(x.shape(), x.dtype());
+            if (x.requires_grad()) {
+                auto [g, accumulate] = x.grad_slot();
+                if (!accumulate) g = Tensor(x.shape(), x.dtype());  // written whole
+                dx = g, acc = accumulate;
+            } else {
+                dx = Tensor(x.shape(), x.dtype());
+            }
+            // dgamma and dbeta are added to, from zero when first (a parameter's attached buffer never is)
+            auto add_target = [](const Variable& v) -> T* {
+                if (!v.requires_grad()) return nullptr;
+                auto [g, accumulate] = v.grad_slot();
+                if (!accumulate) g = Tensor::zeros(v.shape(), v.dtype());
+                return g.data<T>();
+            };
             group_norm_backward<T>(x.value().data<T>(), gamma.value().data<T>(), mean.data<T>(), rstd.data<T>(), dy.data<T>(),
-                                   B, C, HW, groups, dx.data<T>(),
-                                   gamma.requires_grad() ? gamma.grad_buffer().data<T>() : nullptr,
-                                   beta.requires_grad() ? beta.grad_buffer().data<T>() : nullptr, acc,
+                                   B, C, HW, groups, dx.data<T>(), add_target(gamma), add_target(beta), acc,
                                    silu ? beta.value().data<T>() : nullptr, silu ? y_kept.data<T>() : nullptr);
         });
     });

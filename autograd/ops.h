@@ -11,8 +11,9 @@
 //   resample.cpp     upsample_nearest2d, avg_pool2d
 //   dropout.cpp      dropout
 //
-// Each op checks shapes and dtypes and throws dl::Error naming the op; each backward accumulates
-// into the gradients of the inputs that require one. Every op has a gradcheck test.
+// Each op checks shapes and dtypes and throws dl::Error naming the op; each backward hands every
+// input that requires a gradient its part through Variable::grad_slot(), overwriting a first part
+// and adding a later one. Every op has a gradcheck test.
 #pragma once
 #include <vector>
 

@@ -31,7 +31,12 @@ bool needs_grad(const Variable& v) { return v.defined() && v.requires_grad(); }
 
 OpProfile* active_op_profile() { return g_profile; }
 
-OpProfile::OpProfile(bool conv_shapes) : last_(clock()), prev_(g_profile), conv_shapes_(conv_shapes) { g_profile = this; }
+// An inner profile takes over from the one before it until it dies.
+OpProfile::OpProfile(bool conv_shapes) : last_(clock()), prev_(g_profile), conv_shapes_(conv_shapes) {
+    if (prev_) remove_observer(prev_);
+    add_observer(this);
+    g_profile = this;
+}
 
 std::string OpProfile::key(const char* op, const Tensor& out, const std::vector<Variable>& inputs, const char* pass) const {
     if (conv_shapes_ && std::strcmp(op, "conv2d") == 0 && inputs.size() >= 2 && out.ndim() == 4) {
@@ -40,7 +45,11 @@ std::string OpProfile::key(const char* op, const Tensor& out, const std::vector<
     }
     return cat(op, " ", pass);
 }
-OpProfile::~OpProfile() { g_profile = prev_; }
+OpProfile::~OpProfile() {
+    remove_observer(this);
+    if (prev_) add_observer(prev_);
+    g_profile = prev_;
+}
 
 void OpProfile::add(const std::string& key, double seconds, double flops, double bytes) {
     OpTime& t = table_[key];
@@ -50,8 +59,10 @@ void OpProfile::add(const std::string& key, double seconds, double flops, double
     t.bytes += bytes;
 }
 
-void OpProfile::forward_done(const char* op, const Tensor& out, const std::vector<Variable>& inputs) {
+void OpProfile::forward_done(const Variable& result, const std::vector<Variable>& inputs) {
     const double now = clock();
+    const char* op = result.op();
+    const Tensor& out = result.value();
     double flops = forward_flops(op, out, inputs), bytes = 0;
     if (flops == 0 && std::strcmp(op, "reshape") != 0) {  // a reshape is a view: nothing moves
         bytes = double(out.nbytes());
@@ -62,7 +73,10 @@ void OpProfile::forward_done(const char* op, const Tensor& out, const std::vecto
     last_ = clock();
 }
 
-void OpProfile::backward_done(const VarImpl& node, double seconds) {
+void OpProfile::after_backward(const Variable& v) {
+    if (v.is_leaf()) return;  // no closure ran
+    const double seconds = clock() - started_;
+    const VarImpl& node = *v.impl();
     const std::vector<Variable>& in = node.inputs;
     double flops = 0, bytes = 0;
     const double f = forward_flops(node.op, node.value, in);

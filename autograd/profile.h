@@ -1,6 +1,7 @@
-// Where the time of a step goes, op by op: while an OpProfile lives, every op's forward and every
-// backward closure is timed and counted under "<op> forward" / "<op> backward", with the FLOPs
-// (conv2d, matmul, bmm, linear) or the bytes (every other op) it moved, for bench --train.
+// Where the time of a step goes, op by op: while an OpProfile lives (an Observer of make_result
+// and backward, autograd/variable.h), every op's forward and every backward closure is timed and
+// counted under "<op> forward" / "<op> backward", with the FLOPs (conv2d, matmul, bmm, linear) or
+// the bytes (every other op) it moved, for bench --train.
 //
 // A forward op is timed from the end of the op before it (or the last mark()) to its make_result,
 // so the glue between two ops (module code, a reshape's bookkeeping) is charged to the op after
@@ -33,7 +34,7 @@ struct OpTime {
     double bytes = 0;
 };
 
-class OpProfile {
+class OpProfile : public Observer {
 public:
     explicit OpProfile(bool conv_shapes = false);
     ~OpProfile();
@@ -48,9 +49,10 @@ public:
     const std::map<std::string, OpTime>& table() const { return table_; }
     void clear() { table_.clear(); }
 
-    // Called by make_result and by backward (autograd/variable.cpp).
-    void forward_done(const char* op, const Tensor& out, const std::vector<Variable>& inputs);
-    void backward_done(const VarImpl& node, double seconds);
+    // The Observer's points (autograd/variable.h).
+    void forward_done(const Variable& out, const std::vector<Variable>& inputs) override;
+    void before_backward(const Variable& v, const Tensor& grad) override { started_ = clock(); }
+    void after_backward(const Variable& v) override;
 
     static double clock() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
@@ -60,6 +62,7 @@ private:
 
     std::map<std::string, OpTime> table_;
     double last_;
+    double started_ = 0;  // the clock when the closure being timed began
     OpProfile* prev_;
     bool conv_shapes_;
 };

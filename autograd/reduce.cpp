@@ -20,7 +20,10 @@ Variable sum(const Variable& x, std::vector<int> dims, bool keepdim) {
     dims = normalize_dims(dims, int(x.shape().size()), "sum");
     Shape kept = kept_shape(x.shape(), dims);
     return make_result("sum", sum(x.value(), dims, keepdim), {x}, [x, kept](const Tensor& dy) {
-        x.accumulate_grad(expand(dy.reshape(kept), x.shape()));
+        Tensor part = expand(dy.reshape(kept), x.shape());
+        auto [dx, accumulate] = x.grad_slot();
+        if (accumulate) add_(dx, part);
+        else dx = part;
     });
 }
 
@@ -29,7 +32,10 @@ Variable mean(const Variable& x, std::vector<int> dims, bool keepdim) {
     Shape kept = kept_shape(x.shape(), dims);
     double count = double(x.numel()) / double(shape_numel(kept));
     return make_result("mean", mean(x.value(), dims, keepdim), {x}, [x, kept, count](const Tensor& dy) {
-        x.accumulate_grad(mul_scalar(expand(dy.reshape(kept), x.shape()), 1.0 / count));
+        Tensor part = mul_scalar(expand(dy.reshape(kept), x.shape()), 1.0 / count);
+        auto [dx, accumulate] = x.grad_slot();
+        if (accumulate) add_(dx, part);
+        else dx = part;
     });
 }
 
@@ -37,7 +43,8 @@ Variable max(const Variable& x, std::vector<int> dims, bool keepdim) {
     std::vector<int64_t> argmax;
     Tensor y = max(x.value(), dims, keepdim, &argmax);
     return make_result("max", y, {x}, [x, argmax](const Tensor& dy) {
-        Tensor& dx = x.grad_buffer();
+        auto [dx, accumulate] = x.grad_slot();
+        if (!accumulate) dx = Tensor::zeros(x.shape(), x.dtype());
         for (size_t o = 0; o < argmax.size(); o++) dx.set_flat(argmax[o], dx.flat(argmax[o]) + dy.flat(int64_t(o)));
     });
 }

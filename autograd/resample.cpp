@@ -21,7 +21,9 @@ Variable upsample_nearest2d(const Variable& x) {
     return make_result("upsample_nearest2d", y, {x}, [x, P, H, W](const Tensor& dy) {
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
-            upsample_nearest2d_backward<T>(dy.data<T>(), x.grad_buffer().data<T>(), P, H, W);
+            auto [dx, accumulate] = x.grad_slot();
+            if (!accumulate) dx = Tensor::zeros(x.shape(), x.dtype());  // the kernel adds
+            upsample_nearest2d_backward<T>(dy.data<T>(), dx.data<T>(), P, H, W);
         });
     });
 }
@@ -51,7 +53,9 @@ Variable avg_pool2d(const Variable& x, int64_t k) {
         dispatch(x.dtype(), [&](auto tag) {
             using T = decltype(tag);
             const T* g = dy.data<T>();
-            T* dx = x.grad_buffer().data<T>();
+            auto [grad, accumulate] = x.grad_slot();
+            if (!accumulate) grad = Tensor::zeros(x.shape(), x.dtype());  // the loop adds
+            T* dx = grad.data<T>();
             const T scale = T(1) / T(k * k);
 #pragma omp parallel for schedule(static) if (P * H * W > 65536)
             for (int64_t pl = 0; pl < P; pl++)

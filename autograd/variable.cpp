@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
+#include <utility>
 #include <unordered_set>
 
-#include "autograd/profile.h"
 #include "tensor/ops.h"
 
 namespace dl {
@@ -13,8 +12,7 @@ namespace dl {
 namespace {
 thread_local bool g_grad_enabled = true;
 thread_local std::vector<std::string> g_scope;
-bool g_retain_all = false;
-bool g_anomaly = false;
+thread_local std::vector<Observer*> g_observers;
 std::atomic<uint64_t> g_next_id{1};
 thread_local NodeRecorder* g_recorder = nullptr;
 }  // namespace
@@ -37,36 +35,13 @@ std::string current_scope() {
     return s;
 }
 
-void set_retain_all_grads(bool on) { g_retain_all = on; }
-bool retain_all_grads() { return g_retain_all; }
-void set_detect_anomaly(bool on) { g_anomaly = on; }
-bool detect_anomaly() { return g_anomaly; }
+void add_observer(Observer* o) {
+    if (std::find(g_observers.begin(), g_observers.end(), o) == g_observers.end()) g_observers.push_back(o);
+}
+void remove_observer(Observer* o) { g_observers.erase(std::remove(g_observers.begin(), g_observers.end(), o), g_observers.end()); }
 
-static std::string describe(const Variable& v) {
+std::string describe(const Variable& v) {
     return cat("op '", v.op(), "'", v.name().empty() ? "" : cat(" (", v.name(), ")"), " ", dtype_name(v.dtype()), " ", shape_str(v.shape()));
-}
-
-static std::string bad_value(const Tensor& t, int64_t i) {
-    double v = t.flat(i);
-    return cat("element ", i, " is ", std::isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
-}
-
-// Anomaly mode's check; `more` is appended to the message (which input was already bad).
-static void check_finite(const Tensor& t, const std::string& what, const std::string& more = "") {
-    int64_t bad = 0;
-    if (all_finite(t, &bad)) return;
-    fail("detect_anomaly: ", what, " is non-finite: ", bad_value(t, bad), more);
-}
-
-// For a forward check that failed: the first input that was non-finite already (a parameter or
-// an input that came in bad), or "" when all were finite and this op made the first NaN/Inf.
-static std::string nonfinite_input(const std::vector<Variable>& inputs) {
-    for (size_t k = 0; k < inputs.size(); k++) {
-        int64_t bad = 0;
-        if (inputs[k].defined() && !all_finite(inputs[k].value(), &bad))
-            return cat("; its input ", k, ", ", describe(inputs[k]), ", was non-finite already: ", bad_value(inputs[k].value(), bad));
-    }
-    return "";
 }
 
 // ---- Variable -----------------------------------------------------------------------------
@@ -94,37 +69,41 @@ void Variable::zero_grad() {
     else impl_->grad = Tensor();
 }
 
-void Variable::set_grad(Tensor g) {
+void Variable::attach_grad(Tensor g) {
+    if (!is_leaf()) fail("attach_grad: ", describe(*this), " is not a leaf");
     if (g.defined() && (g.shape() != shape() || g.dtype() != dtype()))
-        fail("set_grad: gradient ", dtype_name(g.dtype()), " ", shape_str(g.shape()), " for ", describe(*this));
+        fail("attach_grad: gradient ", dtype_name(g.dtype()), " ", shape_str(g.shape()), " for ", describe(*this));
     impl_->grad_attached = g.defined();
     impl_->grad = std::move(g);
 }
 
-// A gradient taken by accumulate_grad that another Variable (or anyone) still holds: not to be
-// written in place. An attached buffer (set_grad: a view into a model's flat gradient) shares its
-// storage by design and is always written in place.
-static bool shared_grad(const VarImpl& v) { return !v.grad_attached && v.grad.storage_use_count() > 1; }
-
-Tensor& Variable::grad_buffer() const {
-    bool accumulate;
-    Tensor& g = grad_buffer(&accumulate);
-    return accumulate ? g : g.zero_();
-}
-
-Tensor& Variable::grad_buffer(bool* accumulate) const {
-    *accumulate = impl_->grad.defined();
-    if (!*accumulate) impl_->grad = Tensor(shape(), dtype());
-    else if (shared_grad(*impl_)) impl_->grad = impl_->grad.clone();
-    return impl_->grad;
-}
-
-void Variable::accumulate_grad(const Tensor& g) const {
+Variable::GradSlot Variable::grad_slot() const {
+    Tensor& g = impl_->grad;
+    if (!g.defined()) return {g, false};
     if (g.shape() != shape() || g.dtype() != dtype())
-        fail("backward: gradient for ", describe(*this), " has ", dtype_name(g.dtype()), " ", shape_str(g.shape()));
-    if (!impl_->grad.defined()) impl_->grad = g;
-    else if (shared_grad(*impl_)) impl_->grad = add(impl_->grad, g);
-    else add_(impl_->grad, g);
+        fail("backward: the gradient of ", describe(*this), " is ", dtype_name(g.dtype()), " ", shape_str(g.shape()));
+    // An attached buffer shares its storage by design and is always written in place.
+    if (!impl_->grad_attached && g.storage_use_count() > 1) g = g.clone();
+    return {g, true};
+}
+
+// The observer that runs the hooks of each Variable backward reaches.
+namespace {
+struct Hooks : Observer {
+    void before_backward(const Variable& v, const Tensor& grad) override {
+        for (const Hook& h : v.impl()->hooks) h(v, grad);
+    }
+};
+thread_local Hooks g_hooks;
+}  // namespace
+
+void Variable::register_hook(Hook hook) {
+    impl_->hooks.push_back(std::move(hook));
+    add_observer(&g_hooks);
+}
+
+void Variable::retain_grad() {
+    register_hook([](const Variable& v, const Tensor& grad) { v.impl()->grad = grad; });
 }
 
 Variable make_result(const char* op, Tensor value, std::vector<Variable> inputs, std::function<void(const Tensor&)> backward) {
@@ -133,8 +112,7 @@ Variable make_result(const char* op, Tensor value, std::vector<Variable> inputs,
     impl->op = op;
     std::string scope = current_scope();
     impl->name = scope.empty() ? op : scope + "." + op;
-    if (OpProfile* prof = active_op_profile()) prof->forward_done(op, out.value(), inputs);
-    if (g_anomaly && !all_finite(out.value())) check_finite(out.value(), cat("forward of ", describe(out), ": the output"), nonfinite_input(inputs));
+    for (Observer* o : g_observers) o->forward_done(out, inputs);
     bool needs = false;
     if (g_grad_enabled)
         for (const Variable& in : inputs) needs = needs || (in.defined() && in.requires_grad());
@@ -166,46 +144,46 @@ std::vector<Variable> topological_order(const Variable& root) {
     return order;
 }
 
-void Variable::backward(bool keep_graph) { backward(Tensor(), keep_graph); }
-
-void Variable::backward(const Tensor& seed, bool keep_graph) {
-    if (!defined()) fail("backward: undefined Variable");
-    if (impl_->graph_freed)
-        fail("backward: the graph of ", describe(*this), " was freed by an earlier backward; pass keep_graph = true to the first one");
-    if (!requires_grad()) fail("backward: ", describe(*this), " does not require grad (no input requires grad, or made under NoGradGuard)");
-    if (!seed.defined() && numel() != 1)
-        fail("backward: ", describe(*this), " is not a scalar; a non-scalar output needs a seed gradient of its shape");
-    if (seed.defined() && (seed.shape() != shape() || seed.dtype() != dtype()))
-        fail("backward: seed gradient is ", dtype_name(seed.dtype()), " ", shape_str(seed.shape()), ", expected ", dtype_name(dtype()), " ", shape_str(shape()));
-
-    std::vector<Variable> order = topological_order(*this);
+// The graph that backward from root walks, in topological order, after checking that it can.
+static std::vector<Variable> graph_to_walk(const Variable& root, const Tensor& seed) {
+    if (!root.defined()) fail("backward: undefined Variable");
+    if (root.impl()->graph_freed)
+        fail("backward: the graph of ", describe(root), " was freed by an earlier backward; pass keep_graph = true to the first one");
+    if (!root.requires_grad())
+        fail("backward: ", describe(root), " does not require grad (no input requires grad, or made under NoGradGuard)");
+    if (!seed.defined() && root.numel() != 1)
+        fail("backward: ", describe(root), " is not a scalar; a non-scalar output needs a seed gradient of its shape");
+    if (seed.defined() && (seed.shape() != root.shape() || seed.dtype() != root.dtype()))
+        fail("backward: seed gradient is ", dtype_name(seed.dtype()), " ", shape_str(seed.shape()), ", expected ",
+             dtype_name(root.dtype()), " ", shape_str(root.shape()));
+    std::vector<Variable> order = topological_order(root);
     for (const Variable& v : order)
         if (v.impl()->graph_freed)
             fail("backward: the graph through ", describe(v), " was freed by an earlier backward; pass keep_graph = true to the first one");
+    return order;
+}
 
-    accumulate_grad(seed.defined() ? seed : Tensor::ones(shape(), dtype()));
-    for (auto it = order.rbegin(); it != order.rend(); ++it) {
-        VarImpl* v = it->impl();
-        if (!v->grad.defined()) continue;  // no path from the output reaches it
-        for (const Hook& h : v->hooks) h(*it, v->grad);
-        if (v->backward) {
-            OpProfile* prof = active_op_profile();
-            const double t0 = prof ? OpProfile::clock() : 0;
-            v->backward(v->grad);
-            if (prof) prof->backward_done(*v, OpProfile::clock() - t0);
-            if (g_anomaly)
-                for (size_t k = 0; k < v->inputs.size(); k++)
-                    if (v->inputs[k].requires_grad() && v->inputs[k].grad().defined())
-                        check_finite(v->inputs[k].grad(), cat("backward of ", describe(*it), ": the gradient of input ", k, ", ", describe(v->inputs[k])));
-            if (!v->retain_grad && !g_retain_all) {
-                v->grad = Tensor();
-                v->grad_attached = false;
-            }
-            if (!keep_graph) {
-                v->backward = nullptr;
-                v->inputs.clear();
-                v->graph_freed = true;
-            }
+void Variable::backward(bool keep_graph) { backward(Tensor(), keep_graph); }
+
+void Variable::backward(const Tensor& seed, bool keep_graph) {
+    std::vector<Variable> order = graph_to_walk(*this, seed);  // every input before its users
+    const Tensor d_out = seed.defined() ? seed : Tensor::ones(shape(), dtype());  // d out / d out = 1
+    auto [g, accumulate] = grad_slot();
+    if (accumulate) add_(g, d_out);
+    else g = d_out;
+
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {  // from the output back to the leaves
+        VarImpl& node = *it->impl();
+        if (!node.grad.defined()) continue;         // no path from the output reaches it
+        const bool op = node.backward != nullptr;  // a leaf has no closure and keeps its gradient
+        const Tensor grad = op ? std::exchange(node.grad, Tensor()) : node.grad;  // an op's leaves the node
+        for (Observer* o : g_observers) o->before_backward(*it, grad);
+        if (op) node.backward(grad);  // hands each input its part
+        for (Observer* o : g_observers) o->after_backward(*it);
+        if (op && !keep_graph) {  // release the graph: the closure and the edges
+            node.backward = nullptr;
+            node.inputs.clear();
+            node.graph_freed = true;
         }
     }
 }

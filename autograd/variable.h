@@ -3,14 +3,14 @@
 // A Variable wraps a Tensor (its value) and, when it was made by an op while gradients are
 // recorded, the op's name, its inputs, and a closure that turns the gradient of this Variable
 // into gradients of the inputs. backward() sorts the graph that ends here topologically and runs
-// the closures from the output back to the leaves; each closure ACCUMULATES (+=) into the
-// gradients of its inputs, so a Variable used twice receives the sum of both paths.
+// the closures from the output back to the leaves; each closure hands each input its part through
+// grad_slot(), so a Variable used twice receives the sum of both paths.
 //
 // Copying a Variable is shallow: copies share value, gradient and graph node.
 //
-// Inspection is part of the design: every Variable has a name (module path and op, e.g.
-// "down.0.res.1.conv2"), hooks see each gradient as backward reaches it, retain_grad() (or the
-// global retain_all_grads switch) keeps intermediate gradients after backward, and
+// Whatever else looks at a graph while it is made and walked (hooks, retained gradients, anomaly
+// checks, the profiler) is an Observer that backward() and make_result call at fixed points.
+// Every Variable has a name (module path and op, e.g. "down.0.res.1.conv2"), and
 // topological_order() lists the graph for printing, dumping and DOT export.
 #pragma once
 #include <functional>
@@ -29,15 +29,14 @@ struct VarImpl {
     Tensor value;
     Tensor grad;                      // undefined until a gradient reaches this Variable
     bool requires_grad = false;
-    bool retain_grad = false;         // keep grad after backward although not a leaf
     bool graph_freed = false;         // backward already ran through here and released the graph
-    bool grad_attached = false;       // grad is an outside buffer (set_grad): zero_grad zeroes it in place
+    bool grad_attached = false;       // grad is an outside buffer (attach_grad), written in place
     std::string name;                 // module path and op; "" for unnamed leaves
     const char* op = "leaf";          // the op that made it ("leaf" for inputs and parameters)
     uint64_t id = 0;                  // creation order: a topological order of the forward pass
     std::vector<Variable> inputs;     // the op's inputs (graph edges); cleared when freed
     std::function<void(const Tensor& dout)> backward;  // dout: this Variable's gradient
-    std::vector<Hook> hooks;
+    std::vector<Hook> hooks;          // register_hook
 };
 
 class Variable {
@@ -68,27 +67,33 @@ public:
     void backward(bool keep_graph = false);
     void backward(const Tensor& seed, bool keep_graph = false);
 
+    // The one way a backward closure hands this Variable its part of the gradient:
+    //     auto [g, accumulate] = x.grad_slot();
+    // accumulate false: the part is the first, and g is empty for the closure to set: to a tensor
+    //   of its own, taken as it is (an add hands on dz itself, a reshape a view of it: no copy),
+    //       if (accumulate) add_(g, part); else g = part;
+    //   or to a new buffer of this Variable's shape and dtype that a kernel overwrites whole (no
+    //   zero fill, no read of zeros; a kernel that can only add gets Tensor::zeros).
+    // accumulate true: g holds the gradient so far and is this Variable's alone (copy on write: a
+    //   gradient still shared with another holder is copied first); the part is added into it.
+    struct GradSlot {
+        Tensor& grad;
+        bool accumulate;
+    };
+    GradSlot grad_slot() const;
+
     // The next backward starts from zero: a gradient of its own is dropped, an attached buffer
-    // (set_grad) is zeroed in place and stays attached.
+    // is zeroed in place and stays attached.
     void zero_grad();
     // Makes g (same shape and dtype; may be a view, e.g. of a model's flat gradient buffer) the
-    // buffer that backward accumulates into; an undefined g detaches it.
-    void set_grad(Tensor g);
-    void retain_grad() { impl_->retain_grad = true; }
-    void register_hook(Hook hook) { impl_->hooks.push_back(std::move(hook)); }
-
-    // The gradient buffer, zero-filled on first use; backward closures accumulate into it.
-    Tensor& grad_buffer() const;
-    // The same buffer for a kernel that can either add into it or overwrite it: on first use it is
-    // handed out uninitialized with *accumulate = false, and the caller must write every element
-    // (which saves the zero fill and a read of the zeros); afterwards *accumulate = true.
-    Tensor& grad_buffer(bool* accumulate) const;
-    // grad += g. A first gradient is taken as it is, its storage shared with whoever else holds it
-    // (an add hands the same dz to both inputs, a reshape a view of it), so that passing a gradient
-    // on costs no copy. Copy on write: while a gradient's storage is shared (and it is not a buffer
-    // attached with set_grad), nothing writes into it in place; a second accumulate_grad makes
-    // grad + g out of place, and grad_buffer() copies it first.
-    void accumulate_grad(const Tensor& g) const;
+    // storage of this leaf's gradient: backward adds into it in place. An undefined g detaches it.
+    void attach_grad(Tensor g);
+    // hook(v, grad) is called with this Variable's whole gradient when backward reaches it, before
+    // its closure runs (by an Observer that register_hook adds on this thread).
+    void register_hook(Hook hook);
+    // Keeps this Variable's gradient after backward although it is not a leaf: a hook that puts
+    // the gradient back.
+    void retain_grad();
 
 private:
     std::shared_ptr<VarImpl> impl_;
@@ -121,16 +126,27 @@ struct NameScope {
 };
 std::string current_scope();
 
-// Keep every intermediate gradient after backward (as if retain_grad() were called on each).
-void set_retain_all_grads(bool on);
-bool retain_all_grads();
+// ---- observers ----------------------------------------------------------------------------
+// What watches a graph being made and walked (hooks, retained gradients, anomaly checks, the
+// profiler), called at fixed points:
+//   forward_done     make_result made an op's output, before it records the graph
+//   before_backward  backward reached v (a node with a gradient, in reverse topological order):
+//                    grad is v's whole gradient, and v's closure runs next (a leaf has none)
+//   after_backward   v's closure has run: its inputs hold their parts; the graph is still there
+// An op's gradient leaves the node when backward reaches it and is dropped once the closure has
+// run; an observer that keeps it puts it back (v.impl()->grad = grad). Registered per thread,
+// called in the order registered.
+struct Observer {
+    virtual ~Observer() = default;
+    virtual void forward_done(const Variable& out, const std::vector<Variable>& inputs) {}
+    virtual void before_backward(const Variable& v, const Tensor& grad) {}
+    virtual void after_backward(const Variable& v) {}
+};
+void add_observer(Observer* o);  // once: a second add of the same observer does nothing
+void remove_observer(Observer* o);
 
-// Anomaly detection: after each op's forward and each op's backward, check for NaN and Inf; the
-// first one throws dl::Error naming the op, its name (module path and op), and the value or
-// gradient that went bad: the output, or the gradient of input k. When a forward output is bad
-// because an input already was (a NaN in a parameter, say), the message names that input too.
-void set_detect_anomaly(bool on);
-bool detect_anomaly();
+// "op 'exp' (exp) float32 (2, 3)": the op, the name, dtype and shape, for messages.
+std::string describe(const Variable& v);
 
 // While one lives (and gradients are recorded), every Variable made on this thread is listed, in
 // creation order: the nodes of one forward pass, for naming them without walking the graph

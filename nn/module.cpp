@@ -101,7 +101,7 @@ void Module::load_state_dict(const StateDict& sd) { load_named(state_dict(), sd,
 void Module::to(DType dtype) {
     bool was_packed = packed();
     for (auto& p : named_parameters()) {
-        p.var.set_grad(Tensor());  // detached and dropped: the flat buffers are rebuilt below
+        p.var.attach_grad(Tensor());  // detached and dropped: the flat buffers are rebuilt below
         if (p.var.dtype() != dtype) p.var.value() = p.var.value().to(dtype);
     }
     flat_params_ = flat_grads_ = Tensor();
@@ -136,7 +136,7 @@ void Module::pack_parameters() {
 // Makes each parameter's gradient the view of its slice of flat_grads_.
 void Module::attach_grad_views() {
     StateDict slices = views(flat_grads_);
-    for (size_t k = 0; k < packed_.size(); k++) packed_[k].set_grad(slices[k].value);
+    for (size_t k = 0; k < packed_.size(); k++) packed_[k].attach_grad(slices[k].value);
 }
 
 const std::vector<ParamSlot>& Module::layout() const {

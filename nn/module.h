@@ -84,7 +84,7 @@ public:
     // (P) every parameter back to back in named_parameters() order. Throws unless packed, or if
     // some parameter's value was replaced rather than written in place.
     Tensor& flat_parameters();
-    // (P) the gradients: each parameter's gradient is a view of its slice (Variable::set_grad),
+    // (P) the gradients: each parameter's gradient is a view of its slice (Variable::attach_grad),
     // so backward accumulates here and Variable::zero_grad zeroes the slice in place.
     Tensor& flat_grads();
     // The slices of the flat buffers, in named_parameters() order, computed once by

@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <string>
 
+#include "autograd/anomaly.h"
 #include "autograd/gradcheck.h"
+#include "autograd/inspect.h"
 #include "autograd/ops.h"
 #include "autograd/profile.h"
 #include "tensor/ops.h"
@@ -56,15 +59,16 @@ TEST_CASE("a Variable used twice receives the sum of both paths, and leaves accu
     CHECK(x.grad().flat(0) == doctest::Approx(7.0));
     x.zero_grad();
     CHECK_FALSE(x.grad().defined());
-    // set_grad hands backward an outside buffer (a view into a flat gradient, as nn::Module does)
+    // attach_grad hands backward an outside buffer (a view into a flat gradient, as nn::Module does)
     Tensor flat = Tensor::zeros({5}, DType::F64);
-    x.set_grad(flat.rows(1, 3));
+    x.attach_grad(flat.rows(1, 3));
     sum(x * 2.0).backward();
     CHECK(flat.flat(0) == 0.0);
     CHECK(flat.flat(1) == doctest::Approx(2.0));
     CHECK(flat.flat(3) == doctest::Approx(2.0));
     CHECK(flat.flat(4) == 0.0);
-    CHECK_THROWS_WITH(x.set_grad(Tensor::zeros({4}, DType::F64)), doctest::Contains("set_grad: gradient float64 (4) for"));
+    CHECK_THROWS_WITH(x.attach_grad(Tensor::zeros({4}, DType::F64)), doctest::Contains("attach_grad: gradient float64 (4) for"));
+    CHECK_THROWS_WITH((x * 2.0).attach_grad(Tensor::zeros({3}, DType::F64)), doctest::Contains("attach_grad: op 'mul_scalar'"));
 }
 
 TEST_CASE("a gradient passed on uncopied is never written through: an add's two inputs share dz until one gets more") {
@@ -74,7 +78,7 @@ TEST_CASE("a gradient passed on uncopied is never written through: an add's two 
         CAPTURE(order);
         Variable a(Tensor::full({4}, 0.5, DType::F64), true, "a"), b(Tensor::full({4}, -1.0, DType::F64), true, "b");
         Variable shared = sum(a + b);
-        Variable other = order % 2 ? sum(silu(a)) : sum(a * 3.0);  // a kernel's write, or an accumulate_grad
+        Variable other = order % 2 ? sum(silu(a)) : sum(a * 3.0);  // a kernel's write, or a product added
         Variable loss = order < 2 ? shared + other : other + shared;
         loss.backward();
         const double s = 1 / (1 + std::exp(-0.5)), da_other = order % 2 ? s * (1 + 0.5 * (1 - s)) : 3.0;
@@ -90,6 +94,88 @@ TEST_CASE("a gradient passed on uncopied is never written through: an add's two 
     Variable loss = sum(y * 2.0) + sum(x * x);
     loss.backward();
     CHECK(x.grad().flat(0) == doctest::Approx(4.0));
+}
+
+static bool same_bits(const Tensor& a, const Tensor& b) {
+    return a.defined() && b.defined() && a.shape() == b.shape() && a.dtype() == b.dtype() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+}
+
+// float32 product and sum, each rounded once: the exact result in double (a product of two
+// floats fits), then rounded to float. Written so that the compiler cannot fuse them into an FMA.
+static float mul_f(float a, float b) { return float(double(a) * double(b)); }
+static float add_f(float a, float b) { return float(double(a) + double(b)); }
+
+TEST_CASE("float32 gradients bit for bit against the chain rule applied by hand, both orders of arrival") {
+    // loss = sum(q + r), q = t * t, t = (a + b) * c (c broadcast over rows), r = a * 3: a is used
+    // twice (the add, and the scalar multiply whose kernel adds into its buffer), t twice (both
+    // factors of q), b and c once. sum(r + q) instead makes backward reach a's two parts in the
+    // other order: one order adds the scalar multiply's part to the add's dz, which a shares
+    // with b (copy on write); the other adds that dz to the multiply's part. Two parts sum to the
+    // same float in either order, so one hand computation serves both.
+    for (int order = 0; order < 2; order++) {
+        CAPTURE(order);
+        Variable a(rnd({2, 3}, 61).to(DType::F32), true, "a"), b(rnd({2, 3}, 62).to(DType::F32), true, "b"),
+            c(rnd({3}, 63).to(DType::F32), true, "c");
+        Variable s = a + b, t = s * c, q = t * t, r = a * 3.0;
+        Variable loss = order ? sum(q + r) : sum(r + q);
+        loss.backward();
+        // By hand: d loss / dq = d loss / dr = 1; dt = t + t; ds = dt c; dc_j = sum_i dt_ij s_ij;
+        // da = ds + 3; db = ds.
+        const float *sv = s.value().data<float>(), *tv = t.value().data<float>(), *cv = c.value().data<float>();
+        std::vector<float> da(6), db(6), dc(3);
+        for (int j = 0; j < 3; j++) {
+            float dt[2], ds[2];
+            for (int i = 0; i < 2; i++) {
+                dt[i] = add_f(tv[i * 3 + j], tv[i * 3 + j]);
+                ds[i] = mul_f(dt[i], cv[j]);
+                da[size_t(i * 3 + j)] = add_f(ds[i], 3.0f);
+                db[size_t(i * 3 + j)] = ds[i];
+            }
+            dc[size_t(j)] = add_f(mul_f(dt[0], sv[j]), mul_f(dt[1], sv[3 + j]));
+        }
+        CHECK(same_bits(a.grad(), Tensor::from_vector(da, {2, 3})));
+        CHECK(same_bits(b.grad(), Tensor::from_vector(db, {2, 3})));
+        CHECK(same_bits(c.grad(), Tensor::from_vector(dc, {3})));
+    }
+}
+
+TEST_CASE("float32 kernel gradients bit for bit: the first kernel to reach x writes its part, the next adds to it") {
+    // x feeds group_norm_silu and silu, whose kernels write x's gradient when they are first and
+    // add to it otherwise (where the add may fuse with the kernel's last multiply, so the order
+    // shows in the bits). Backward runs the branch added last first: in norm + silu the silu
+    // kernel writes and the norm kernel adds, in silu + norm the other way round. Expected, from
+    // graphs of one op each: the first op's part alone, then the second op's kernel adding to a
+    // gradient buffer that holds it already (attach_grad).
+    const Tensor x0 = rnd({2, 4, 3, 3}, 71).to(DType::F32), w = rnd({2, 4, 3, 3}, 72).to(DType::F32);
+    const Tensor gamma0 = rnd({4}, 73, 0.5, 1.5).to(DType::F32), beta0 = rnd({4}, 74).to(DType::F32);
+    const Variable W(w);
+    auto norm_branch = [&](const Variable& x, const Variable& g, const Variable& b) { return sum(group_norm(x, g, b, 2, 1e-5, true) * W); };
+    auto silu_branch = [&](const Variable& x) { return sum(silu(x) * W); };
+
+    // x's gradient from one branch alone, added to `onto` when given
+    Tensor gamma_part, beta_part;
+    auto alone = [&](bool norm, const Tensor& onto) {
+        Variable x(x0.clone(), true), g(gamma0.clone(), true), b(beta0.clone(), true);
+        if (onto.defined()) x.attach_grad(onto.clone());
+        (norm ? norm_branch(x, g, b) : silu_branch(x)).backward();
+        if (norm) gamma_part = g.grad(), beta_part = b.grad();
+        return x.grad();
+    };
+    const Tensor silu_part = alone(false, Tensor()), norm_part = alone(true, Tensor());
+    for (int order = 0; order < 2; order++) {
+        CAPTURE(order);
+        Variable x(x0.clone(), true), g(gamma0.clone(), true), b(beta0.clone(), true);
+        Variable loss = order ? norm_branch(x, g, b) + silu_branch(x) : silu_branch(x) + norm_branch(x, g, b);
+        loss.backward();
+        CHECK(same_bits(x.grad(), order ? alone(true, silu_part) : alone(false, norm_part)));
+        CHECK(same_bits(g.grad(), gamma_part));
+        CHECK(same_bits(b.grad(), beta_part));
+    }
+    // and the sum is the right one: float64 finite differences
+    expect_gradcheck([&](const std::vector<Variable>& v) {
+        Variable W64(w.to(DType::F64));
+        return sum(group_norm(v[0], v[1], v[2], 2, 1e-5, true) * W64) + sum(silu(v[0]) * W64);
+    }, {x0.to(DType::F64), gamma0.to(DType::F64), beta0.to(DType::F64)});
 }
 
 TEST_CASE("intermediate gradients are freed unless retained; hooks see every gradient") {
@@ -381,7 +467,11 @@ TEST_CASE("gradcheck fails on a wrong gradient") {
     // A deliberately wrong backward: claims d(x^2)/dx = x instead of 2x.
     auto wrong_square = [](const std::vector<Variable>& v) {
         Variable x = v[0];
-        return make_result("wrong_square", square(x.value()), {x}, [x](const Tensor& dy) { x.accumulate_grad(mul(dy, x.value())); });
+        return make_result("wrong_square", square(x.value()), {x}, [x](const Tensor& dy) {
+            auto [dx, accumulate] = x.grad_slot();
+            if (accumulate) add_(dx, mul(dy, x.value()));
+            else dx = mul(dy, x.value());
+        });
     };
     GradcheckReport r = gradcheck(wrong_square, {rnd({3}, 37)});
     CHECK_FALSE(r.ok);

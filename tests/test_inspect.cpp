@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <string>
 
+#include "autograd/anomaly.h"
 #include "autograd/inspect.h"
 #include "autograd/ops.h"
 #include "ddpm/data.h"
@@ -37,15 +38,20 @@ ddpm::InspectBatch tiny_batch(int64_t B, int64_t T, uint64_t seed) {
 
 // y = 2x with a WRONG backward, dx = 3 dy: what gradcheck is there to catch.
 Variable wrong_double(const Variable& x) {
-    return make_result("wrong_double", mul_scalar(x.value(), 2.0), {x}, [x](const Tensor& dy) { x.accumulate_grad(mul_scalar(dy, 3.0)); });
+    return make_result("wrong_double", mul_scalar(x.value(), 2.0), {x}, [x](const Tensor& dy) {
+        auto [dx, accumulate] = x.grad_slot();
+        if (accumulate) add_(dx, mul_scalar(dy, 3.0));
+        else dx = mul_scalar(dy, 3.0);
+    });
 }
 
 // The identity whose backward plants a NaN in the gradient: what anomaly mode is there to catch.
 Variable nan_grad(const Variable& x) {
     return make_result("nan_grad", x.value().clone(), {x}, [x](const Tensor& dy) {
-        Tensor g = dy.clone();
-        g.set_flat(0, NAN);
-        x.accumulate_grad(g);
+        auto [dx, accumulate] = x.grad_slot();
+        if (accumulate) add_(dx, dy);
+        else dx = dy.clone();
+        dx.set_flat(0, NAN);
     });
 }
 
