@@ -1,6 +1,8 @@
 // File formats: PNG (taken apart chunk by chunk and inflated by hand), SVG plots, .npy files.
 #include <doctest/doctest.h>
 
+#include <cfloat>
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -177,6 +179,36 @@ TEST_CASE("svg plot holds the series, skips bad points, and checks lengths") {
     CHECK_THROWS_WITH(svg_plot("t", "x", "y", {Series{"bad", {1, 2}, {1}}}, false),
                       "svg_plot: series 'bad' has 2 x values but 1 y values");
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("svg plot draws any finite data: values near 2^53, spans past the largest double, and says what it left out") {
+    auto ticks = [](const std::string& svg) {  // grid lines, one per tick on either axis
+        size_t n = 0;
+        for (size_t at = svg.find("stroke=\"#e0e0e0\""); at != std::string::npos; at = svg.find("stroke=\"#e0e0e0\"", at + 1)) n++;
+        return n;
+    };
+    const double big = 9007199254740992.0;  // 2^53: consecutive doubles 2 apart
+    const std::vector<std::pair<Series, bool>> cases = {
+        {Series{"steps near 2^53", {big, big + 2, big + 4}, {big, big + 2, big + 8}}, false},
+        {Series{"flat at 2^53", {big, big}, {big, big}}, false},
+        {Series{"the whole double range", {-DBL_MAX, DBL_MAX}, {-DBL_MAX, DBL_MAX}}, false},
+        {Series{"denormals", {0, 1}, {4.9e-324, 1e-320}}, true},
+        {Series{"1e-300 to 1e300", {0, 1}, {1e-300, 1e300}}, true},
+    };
+    for (const auto& [series, log_y] : cases) {
+        INFO(series.name);
+        std::string svg = svg_plot("t", "x", "y", {series}, log_y);  // returns: no tick loop that never ends
+        CHECK(svg.find("</svg>") != std::string::npos);
+        CHECK(svg.find("nan") == std::string::npos);
+        CHECK(svg.find("inf") == std::string::npos);
+        CHECK(ticks(svg) >= 4);   // at least the two ends of each axis
+        CHECK(ticks(svg) <= 60);  // a bounded count
+        CHECK(svg.find("not drawn") == std::string::npos);
+    }
+    std::string svg = svg_plot("t", "x", "y", {Series{"some bad", {1, 2, 3, 4}, {1, NAN, -2, INFINITY}}}, true);
+    CHECK(svg.find("3 points not drawn: not finite, or not positive on the log axis") != std::string::npos);
+    svg = svg_plot("t", "x", "y", {Series{"one bad", {1, 2, 3}, {1, NAN, 2}}}, false);
+    CHECK(svg.find(">1 point not drawn: not finite<") != std::string::npos);
 }
 
 TEST_CASE("npy: header layout, round trip, and errors") {

@@ -5,6 +5,7 @@
 #include "ddpm/report/svg.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 
@@ -24,23 +25,36 @@ std::string num(double v) {  // short, locale-free number text
     return buf;
 }
 
-// Ticks covering [lo, hi] at a step of 1, 2 or 5 x 10^k giving about six intervals.
+// Ticks covering [lo, hi] at a step of 1, 2 or 5 x 10^k giving about six intervals. Counted, not
+// stepped (t += step stalls where step is below the spacing of doubles near t, e.g. near 2^53):
+// at most kMaxTicks, repeats dropped; where no nice step fits (a span past the largest double, or
+// too fine for the doubles), just the two ends.
+constexpr int kMaxTicks = 12;
 std::vector<double> linear_ticks(double lo, double hi) {
-    double raw = (hi - lo) / 6, mag = std::pow(10, std::floor(std::log10(raw)));
-    double step = mag * (raw / mag < 1.5 ? 1 : raw / mag < 3.5 ? 2 : raw / mag < 7.5 ? 5 : 10);
+    const double raw = (hi / 6 - lo / 6), mag = std::pow(10, std::floor(std::log10(raw)));
+    const double step = mag * (raw / mag < 1.5 ? 1 : raw / mag < 3.5 ? 2 : raw / mag < 7.5 ? 5 : 10);
     std::vector<double> ticks;
-    for (double t = std::ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push_back(t);
+    if (std::isfinite(step) && step > 0) {
+        const double k0 = std::ceil(lo / step), k1 = std::floor(hi / step + 1e-9);
+        if (std::isfinite(k0) && std::isfinite(k1) && k1 - k0 < kMaxTicks)
+            for (double k = k0; k <= k1; k++)
+                if (double t = k * step; ticks.empty() || t > ticks.back()) ticks.push_back(t);
+    }
+    if (ticks.size() < 2) ticks = {lo, hi};
     return ticks;
 }
 
-// Ticks for a log10 axis over [lo, hi] (given as log10 values); returned as log10 values.
+// Ticks for a log10 axis over [lo, hi] (given as log10 values); returned as log10 values. Over
+// more than kMaxTicks decades, every n-th power of ten.
 std::vector<double> log_ticks(double lo, double hi) {
     std::vector<double> ticks;
-    bool fine = hi - lo < 3;
-    for (double e = std::floor(lo); e <= std::ceil(hi); e++)
+    const bool fine = hi - lo < 3;
+    const double every = std::max(1.0, std::ceil((hi - lo) / kMaxTicks));
+    for (double e = std::floor(lo / every) * every; e <= std::ceil(hi); e += every)
         for (double m : {1.0, 2.0, 5.0}) {
             double t = e + std::log10(m);
-            if ((m == 1 || fine) && t >= lo - 1e-9 && t <= hi + 1e-9) ticks.push_back(t);
+            if ((m == 1 || fine) && t >= lo - 1e-9 && t <= hi + 1e-9 && std::isfinite(std::pow(10, t)) && std::pow(10, t) > 0)
+                ticks.push_back(t);
         }
     return ticks;
 }
@@ -76,14 +90,24 @@ std::string svg_plot(const std::string& title, const std::string& xlabel, const 
             }
     }
     if (x0 > x1) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
-    if (x1 - x0 < 1e-12 * std::max(1.0, std::abs(x0))) x0 -= 0.5, x1 += 0.5;
-    if (y1 - y0 < 1e-12 * std::max(1.0, std::abs(y0))) y0 -= 0.5, y1 += 0.5;
-    double pad = (y1 - y0) * 0.05;  // a little air above and below the curves
-    y0 -= pad, y1 += pad;
+    // A flat range is widened by enough to be told apart from its middle in doubles (0.5, or a
+    // millionth of the value); every range is then kept within the finite doubles, and spans are
+    // taken as halves (x1 / 2 - x0 / 2), which do not overflow where x1 - x0 would.
+    auto widen = [](double& a, double& b) {
+        if (b / 2 - a / 2 < 1e-12 * std::max(1.0, std::abs(a))) {
+            const double w = std::max(0.5, 1e-6 * std::abs(a));
+            a -= w, b += w;
+        }
+        a = std::max(a, -DBL_MAX), b = std::min(b, DBL_MAX);
+    };
+    widen(x0, x1);
+    widen(y0, y1);
+    double pad = (y1 / 2 - y0 / 2) * 0.1;  // a little air above and below the curves
+    y0 = std::max(y0 - pad, -DBL_MAX), y1 = std::min(y1 + pad, DBL_MAX);
 
     double pw = W - left - right, ph = H - top - bottom;
-    auto to_px = [&](double x) { return left + (x - x0) / (x1 - x0) * pw; };
-    auto to_py = [&](double y) { return top + (1 - (y - y0) / (y1 - y0)) * ph; };
+    auto to_px = [&](double x) { return left + (x / 2 - x0 / 2) / (x1 / 2 - x0 / 2) * pw; };
+    auto to_py = [&](double y) { return top + (1 - (y / 2 - y0 / 2) / (y1 / 2 - y0 / 2)) * ph; };
 
     std::string o = cat("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"", W, "\" height=\"", H,
                         "\" font-family=\"sans-serif\" font-size=\"12\">\n",
@@ -108,6 +132,15 @@ std::string svg_plot(const std::string& title, const std::string& xlabel, const 
     o += cat("<text x=\"", left + pw / 2, "\" y=\"", H - 16, "\" text-anchor=\"middle\">", xml_escape(xlabel), "</text>\n");
     o += cat("<text transform=\"translate(18,", top + ph / 2, ") rotate(-90)\" text-anchor=\"middle\">",
              xml_escape(ylabel), log_y ? " (log scale)" : "", "</text>\n");
+
+    // What is not drawn is said, under the title.
+    size_t left_out = 0;
+    for (const Series& s : series)
+        for (size_t i = 0; i < s.x.size(); i++) left_out += !usable(s.x[i], s.y[i]);
+    if (left_out > 0)
+        o += cat("<text class=\"left-out\" x=\"", W / 2, "\" y=\"", top - 4, "\" text-anchor=\"middle\" fill=\"#a00\">", left_out,
+                 left_out == 1 ? " point" : " points", " not drawn: not finite", log_y ? ", or not positive on the log axis" : "",
+                 "</text>\n");
 
     // One polyline per run of usable points; a lone point becomes a dot.
     for (size_t k = 0; k < series.size(); k++) {

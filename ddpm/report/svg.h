@@ -12,8 +12,9 @@ struct Series {
     std::vector<double> y;
 };
 
-// Writes the plot atomically. Points with a non-finite x or y are skipped (the line breaks
-// there); with log_y the y axis is log10 and points with y <= 0 are skipped too.
+// Writes the plot atomically. Any finite data is drawn, whatever its magnitude. Points with a
+// non-finite x or y are skipped (the line breaks there); with log_y the y axis is log10 and points
+// with y <= 0 are skipped too; a line under the title says how many points were left out.
 // Throws dl::Error naming the path when a series' x and y lengths differ.
 void write_svg_plot(const std::string& path, const std::string& title, const std::string& xlabel,
                     const std::string& ylabel, const std::vector<Series>& series, bool log_y);
