@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tensor/formats/io.h"
@@ -243,5 +244,24 @@ TEST_CASE("npy: header layout, round trip, and errors") {
     f2.replace(f2.find("<f4"), 3, ">f4");
     CHECK_THROWS_WITH(decode_npy(f2, "be.npy"), "be.npy: expected dtype '<f4' or '<f8' (little-endian float32/float64), found '>f4'");
     CHECK_THROWS_WITH(read_npy(dir + "/missing.npy"), doctest::Contains("missing.npy: cannot open"));
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("remove_stale_temporaries: a dead writer's <name>.tmp.<pid> goes; a live one's, and other files, stay") {
+    std::string dir = temp_dir();
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    waitpid(child, nullptr, 0);  // reaped: no process has this pid now
+    const std::string dead = "checkpoint.safetensors.tmp." + std::to_string(child);
+    const std::string live = "samples.png.tmp." + std::to_string(getpid());
+    for (const std::string& name : {dead, live, std::string("notes.tmp.x"), std::string(".tmp.1"), std::string("loss.csv")})
+        write_file_atomic(dir + "/" + name, "bytes");
+    CHECK(remove_stale_temporaries(dir) == std::vector<std::string>{dead});
+    CHECK(!file_exists(dir + "/" + dead));
+    for (const char* kept : {"samples.png.tmp.", "notes.tmp.x", ".tmp.1", "loss.csv"}) {
+        INFO(kept);
+        CHECK(file_exists(dir + "/" + kept + (std::string(kept) == "samples.png.tmp." ? std::to_string(getpid()) : "")));
+    }
+    CHECK(remove_stale_temporaries(dir + "/no such folder").empty());
     std::filesystem::remove_all(dir);
 }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -122,6 +123,24 @@ std::vector<std::vector<double>> parse_csv_numbers(std::string_view text, const 
         rows.push_back(std::move(row));
     }
     return rows;
+}
+
+std::vector<std::string> remove_stale_temporaries(const std::string& dir) {
+    std::vector<std::string> removed;
+    std::error_code ec;
+    std::filesystem::directory_iterator it(dir, ec), end;
+    for (; !ec && it != end; it.increment(ec)) {
+        if (!it->is_regular_file(ec)) continue;
+        const std::string name = it->path().filename().string();
+        const size_t at = name.rfind(".tmp.");
+        if (at == std::string::npos || at == 0) continue;
+        const std::string pid = name.substr(at + 5);
+        if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+        // kill(pid, 0) probes without signalling: ESRCH means no such process
+        if (::kill(pid_t(std::stol(pid)), 0) == 0 || errno != ESRCH) continue;
+        if (std::filesystem::remove(it->path(), ec)) removed.push_back(name);
+    }
+    return removed;
 }
 
 std::vector<std::vector<double>> read_csv_numbers(const std::string& path, const std::string& header, size_t columns,

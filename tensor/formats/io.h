@@ -13,7 +13,13 @@ namespace dl {
 std::string read_file(const std::string& path);
 
 // Writes bytes to path atomically; creates no folders. Throws dl::Error naming the path.
+// The temporary file is `<path>.tmp.<pid>`.
 void write_file_atomic(const std::string& path, std::string_view bytes);
+
+// Removes the temporary files that writers killed mid-write (kill -9, power loss) left in dir:
+// `<name>.tmp.<pid>` whose process no longer runs. A live process's file is left to it. Returns
+// the names removed; a folder that does not exist has none.
+std::vector<std::string> remove_stale_temporaries(const std::string& dir);
 
 // The rows of a CSV file of numbers under a fixed header line (the training logs), the first
 // column a step: a whole number in [0, 2^53]. A missing file has no rows; another header, a row
