@@ -90,7 +90,7 @@ Tensor predict_x0_from_eps(const Schedule& s, const Tensor& xt, const std::vecto
                mul(extract(s.sqrt_recipm1_alphas_cumprod, t, xt.dtype(), xt.ndim()), eps));
 }
 
-static Tensor clip_unit(const Tensor& x) {
+Tensor clip_unit(const Tensor& x) {
     Tensor y = x.clone();
     dispatch(y.dtype(), [&](auto tag) {
         using T = decltype(tag);
@@ -100,8 +100,7 @@ static Tensor clip_unit(const Tensor& x) {
     return y;
 }
 
-// eps_theta(x_t, t) without a graph, for the samplers.
-static Tensor predict_eps(const EpsModel& model, const Tensor& xt, const std::vector<int64_t>& t) {
+Tensor predict_eps(const EpsModel& model, const Tensor& xt, const std::vector<int64_t>& t) {
     NoGradGuard no_grad;
     return model(Variable(xt), t, nullptr).value();
 }

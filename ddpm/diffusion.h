@@ -72,6 +72,11 @@ Tensor predict_x0_from_eps(const Schedule& s, const Tensor& xt, const std::vecto
 // the graph through it; the samplers call it under a NoGradGuard with a null generator.
 using EpsModel = std::function<Variable(const Variable& xt, const std::vector<int64_t>& t, Philox* dropout_gen)>;
 
+// eps_theta(x_t, t) as a Tensor, without a graph (under a NoGradGuard): what the samplers call.
+Tensor predict_eps(const EpsModel& model, const Tensor& xt, const std::vector<int64_t>& t);
+// x clamped to [-1, 1], the data's range: the samplers' clip of a predicted x_0.
+Tensor clip_unit(const Tensor& x);
+
 // ---- the reverse process p ----------------------------------------------------------------
 
 struct PMeanVariance {
