@@ -149,13 +149,13 @@ $(RUN)/per_t.csv: $(RUN)/checkpoint.safetensors
 $(RUN)/figures/one_to_many.png: $(RUN)/checkpoint.safetensors
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/figures --data $(MNIST_DIR) --checkpoint $< --out $(RUN)/figures
 
-# The measured recipe (README, "The 30-minute recipe"; ddpm/sweep.sh): each line of the sweep
+# The measured recipe (ddpm/README.md, "The 30-minute recipe"; ddpm/sweep.sh): each line of the sweep
 # files trains a run for a fixed time into SWEEP_DIR/<name> and scores it with build/eval; rows go
 # to SWEEP_DIR/table.md as they finish, and a sweep started again skips what it has. Long, and
 # timed by the wall clock: run nothing else meanwhile. make sweep: the proxies, SWEEP_MINUTES
 # (5) each, stage 1 (model size) then stage 2 (the training and sampling choices on stage 1's
 # winner), scored at SWEEP_N = 500 samples. make sweep-full: the winner and the runner-up for the
-# whole 30 minutes, scored at 2,000 samples against the 2,000 held-out digits (the issue's target).
+# whole 30 minutes, scored at 2,000 samples against the 2,000 held-out digits.
 SWEEP_DIR     ?= runs/sweep
 SWEEP_MINUTES ?= 5
 SWEEP_N       ?= 500

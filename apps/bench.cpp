@@ -8,8 +8,8 @@
 //                      (median of --reps steps), the no-grad forward's images/s at the same batch
 //                      (what sampling costs), peak RSS, and where the step's time goes op by op
 //                      (autograd/profile.h), with the step's GFLOP/s as a fraction of the peak.
-//                      --ch and --res-blocks choose the U-Net (default: the reference's, which
-//                      shared/reference/ref_unet.py --bench times in PyTorch); --forward-ops shows
+//                      --ch and --res-blocks choose the U-Net (default: the reference's, ch 32
+//                      and two ResBlocks per level, as PyTorch's twin of it is timed); --forward-ops shows
 //                      the no-grad forward's table instead of the step's (where sampling's time goes)
 //   bench --ladder     one 3x3 stride-1 pad-1 convolution (--ladder-shape B,Cin,Cout,H; default
 //                      --batch,32,32,28: the U-Net's 28x28 level) forward, backward-data and
@@ -30,7 +30,7 @@
 //   --cpu-time         CPU seconds per thread instead of wall-clock (tuning on a busy machine)
 //
 // Forward+backward counts 3x the forward FLOPs (forward, backward to the input, backward to the
-// weight), as PyTorch's anchor (shared/reference/conv_anchor.py) does; each figure is the median
+// weight), the usual convention for a convolution's training FLOPs; each figure is the median
 // of --reps timed runs after warm-up runs. The peak is an FMA loop with enough independent
 // accumulators to hide latency, one per thread, all threads at once.
 #if defined(__x86_64__)
