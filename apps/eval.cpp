@@ -1,4 +1,4 @@
-// build/eval: numbers for sample quality and likelihood (ddpm/eval.h, ddpm/likelihood.h).
+// build/eval: numbers for sample quality and likelihood (ddpm/eval/eval.h, ddpm/eval/likelihood.h).
 //   build/eval --data DIR                     the judge's accuracy on DIR's test split (trains and
 //                                             caches the judge beside the data the first time)
 //   build/eval --data DIR --samples F.npy     FID, precision, recall and the class histogram of

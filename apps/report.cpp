@@ -1,5 +1,5 @@
 // build/report RUN_DIR: writes RUN_DIR/report.html, one self-contained page of the run
-// (ddpm/report.h): configuration, speed, loss and learning-rate curves, the samples of each
+// (ddpm/report/report.h): configuration, speed, loss and learning-rate curves, the samples of each
 // checkpoint, FID / precision / recall, loss against t, the figures, and the gradient map.
 // build/train rewrites it at every checkpoint; `make report` adds the per-t sweep and the figures.
 #include <cstdio>

@@ -104,7 +104,7 @@ int main(int argc, char** argv) try {
         run.resume(st.step);
         std::printf("resumed %s at step %lld\n", run.checkpoint().c_str(), (long long)st.step);
     }
-    std::unique_ptr<ddpm::Judge> judge;  // --eval-every: the classifier that scores samples (ddpm/eval.h)
+    std::unique_ptr<ddpm::Judge> judge;  // --eval-every: the classifier that scores samples (ddpm/eval/eval.h)
     if (eval_every > 0) {
         judge = std::make_unique<ddpm::Judge>(ddpm::load_or_train_judge(cfg.data_dir, st.data, ddpm::Dataset(cfg.data_dir, "test"), eval_n,
                                                                            cli::progress_callback("training the judge (once per data set)")));

@@ -152,7 +152,7 @@ private:
 
 // A run's folder, as train writes it:
 //   checkpoint.safetensors          TrainState::save
-//   loss.csv, loss.svg              one row per step (ddpm/train_log.h)
+//   loss.csv, loss.svg              one row per step (ddpm/report/train_log.h)
 //   grad_norms.csv, grad_norms.svg  every parameter tensor's gradient norm every N steps (0: none)
 //   samples.png, samples_<step>.png the sample grid of each checkpoint
 //   eval.csv, eval.svg, eval_pr.svg FID, precision and recall over the run (train --eval-every)

@@ -1,4 +1,5 @@
-"""Loads a checkpoint written by this project into the PyTorch reference U-Net (ref_unet.UNet).
+"""Loads a checkpoint written by this project into a PyTorch twin of nn/unet.h (a module ref_unet
+with a class UNet, in the folder given by --ref).
 
 Not part of `make test`: the project never depends on Python. This is a by-hand check that
   1. the file is valid safetensors, read here with json + numpy only (no `safetensors` package);
@@ -10,7 +11,7 @@ Not part of `make test`: the project never depends on Python. This is a by-hand 
 
 Usage (from the repository root):
   make && ./build/run_tests -tc='*check_checkpoint.py*' --no-skip      # writes /tmp/dl_unet_check.safetensors{,.probe}
-  /usr/bin/python3 tests/check_checkpoint.py /tmp/dl_unet_check.safetensors --ref ../shared/reference
+  /usr/bin/python3 tests/check_checkpoint.py /tmp/dl_unet_check.safetensors --ref FOLDER_WITH_REF_UNET_PY
 """
 import argparse, json, os, struct, sys
 
@@ -37,8 +38,7 @@ def read_safetensors(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('checkpoint')
-    ap.add_argument('--ref', default=os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'reference'),
-                    help='folder holding ref_unet.py')
+    ap.add_argument('--ref', required=True, help='folder holding ref_unet.py, the PyTorch twin of nn/unet.h')
     a = ap.parse_args()
     sys.path.insert(0, a.ref)
     import torch

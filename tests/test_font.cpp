@@ -1,4 +1,4 @@
-// The 5x7 bitmap font (tensor/font.h) and the labels it draws above image grids (tensor/png.h).
+// The 5x7 bitmap font (tensor/formats/font.h) and the labels it draws above image grids (tensor/formats/png.h).
 #include <doctest/doctest.h>
 
 #include <algorithm>

@@ -92,7 +92,7 @@ TEST_CASE("png: chunks, IHDR, the zlib stream and pixels") {
     CHECK((cmf >> 4) <= 7);              // window at most 32K
     CHECK((cmf * 256 + flg) % 31 == 0);  // FCHECK
     CHECK((flg & 0x20) == 0);            // no preset dictionary
-    std::string raw = zlib_inflate(z);   // tensor/png_decode.cpp, checks the Adler-32
+    std::string raw = zlib_inflate(z);   // tensor/formats/png_decode.cpp, checks the Adler-32
     REQUIRE(raw.size() == size_t(h * (w + 1)));
     for (int y = 0; y < h; y++) {
         CHECK(raw[size_t(y * (w + 1))] == 0);  // filter type None

@@ -1,4 +1,4 @@
-// JSON (tensor/json.h): the DOM reader, the numbers() fast path, and the one error format.
+// JSON (tensor/formats/json.h): the DOM reader, the numbers() fast path, and the one error format.
 #include <doctest/doctest.h>
 
 #include <cstdio>

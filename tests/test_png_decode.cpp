@@ -1,4 +1,4 @@
-// PNG decoding (tensor/png_decode.cpp): the project's own files read back, zlib-compressed files
+// PNG decoding (tensor/formats/png_decode.cpp): the project's own files read back, zlib-compressed files
 // checked pixel by pixel, and hostile input (corrupt chunks, crafted deflate streams) refused
 // with a dl::Error that names the problem.
 #include <doctest/doctest.h>

@@ -1,4 +1,4 @@
-// The one-page run report (ddpm/report.h): a tiny run's folder turned into report.html, which must
+// The one-page run report (ddpm/report/report.h): a tiny run's folder turned into report.html, which must
 // be well-formed, self-contained (no http:, https: or file: reference; every image a PNG data: URI
 // that decodes with valid CRCs), show the numbers of the CSV files exactly, draw the gradient map,
 // and, where a headless Chromium is installed, render to a screenshot that is not blank.

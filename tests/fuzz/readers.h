@@ -79,7 +79,7 @@ inline int safetensors(std::string_view bytes) {
     });
 }
 
-// tensor/json.h's DOM and its fast numbers() path, and ddpm::parse_json_numbers over them.
+// tensor/formats/json.h's DOM and its fast numbers() path, and ddpm::parse_json_numbers over them.
 inline int json(std::string_view bytes) {
     int n = accepted([&] {
         JsonReader r(bytes, "fuzz.json", "file");
