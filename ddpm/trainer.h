@@ -119,8 +119,9 @@ struct RunConfig {
 class TrainState {
 public:
     // A fresh run on `data` (config.validate() first): the U-Net (config.model at the data's
-    // resolution, attention at a quarter of it) with weights from Philox(seed), Adam's moments at zero, the EMA a copy of the
-    // weights, and three independent streams from the seed: data order, (t, eps), dropout masks.
+    // resolution, attention at a quarter of it) with weights from Philox(seed), Adam's moments at
+    // zero, the EMA a copy of the weights, and three independent streams from the seed: data
+    // order, (t, eps), dropout masks.
     TrainState(const TrainConfig& config, Dataset data);
 
     TrainConfig config;
@@ -229,7 +230,9 @@ private:
 class Trainer;
 // What a Trainer tells as it goes; any may be left empty.
 struct TrainEvents {
-    std::function<void(const std::string& line)> note;  // the run resumed, evaluations set up, a step skipped, the run sized
+    // One line for people: the run resumed, evaluations set up, a step skipped, the run sized, a
+    // report.html that could not be written.
+    std::function<void(const std::string& line)> note;
     ProgressFn judge_progress;                           // training the judge of eval_every (once per data set)
     std::function<void(const Trainer&)> step;            // after each step that was applied
     std::function<void(const Trainer&, bool first)> sized;  // train.steps = 0: the count was set (first) or refined

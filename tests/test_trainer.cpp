@@ -43,7 +43,7 @@ TrainConfig old_run_config() {
 }
 const std::string old_checkpoint = "tests/old_checkpoint.safetensors";
 
-// One step of Algorithm 1 on the state, as apps/train.cpp runs it.
+// One step of Algorithm 1 on the state, as Trainer::run takes it.
 double train_step(TrainState& st) {
     Tensor x0 = st.data.next_batch(int(st.config.batch), st.data_gen);
     std::vector<int64_t> t = randint(st.config.batch, st.config.T, st.noise_gen);
