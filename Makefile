@@ -99,17 +99,15 @@ train: $(BUILD)/train
 	@test -f $(MNIST_DIR)/train-images-idx3-ubyte || $(MAKE) data
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/train --data $(MNIST_DIR) --out $(RUN) --resume $(TRAIN_ARGS)
 
-# The class-conditional model (train --classes 10, classifier-free guidance) with the same budget,
-# in its own folder: `make sample-cond` draws each digit, and make eval / report / inspect take
+# The class-conditional model (classifier-free guidance) with the same budget, in its own folder:
+# train's configuration "cond" (ddpm::TrainConfig::conditional(); `build/train --config cond --help`
+# lists its values). `make sample-cond` draws each digit, and make eval / report / inspect take
 # RUN=$(COND_RUN) as they take the default run.
 COND_RUN ?= runs/mnist-cond
-# The conditional model keeps the reference U-Net and the fixed EMA that its README numbers
-# (guidance, per-class FID) were measured with; train's own defaults are the measured recipe.
-COND_ARGS ?= --ch 32 --res-blocks 2 --lr 1e-3 --ema 0.995
 .PHONY: train-cond sample-cond
 train-cond: $(BUILD)/train
 	@test -f $(MNIST_DIR)/train-images-idx3-ubyte || $(MAKE) data
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/train --data $(MNIST_DIR) --out $(COND_RUN) --resume --classes 10 $(COND_ARGS) $(TRAIN_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/train --config cond --data $(MNIST_DIR) --out $(COND_RUN) --resume $(TRAIN_ARGS)
 sample-cond: $(BUILD)/sample
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/sample --checkpoint $(COND_RUN)/checkpoint.safetensors --class all --n 100 \
 	  --out $(COND_RUN)/classes.npy --png $(COND_RUN)/classes_grid.png

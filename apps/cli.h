@@ -18,6 +18,7 @@
 #include <omp.h>  // tests/fuzz builds these headers without OpenMP where clang has no libomp
 #endif
 
+#include "nn/parse.h"
 #include "tensor/cpu.h"
 #include "tensor/tensor.h"
 
@@ -25,10 +26,13 @@ namespace dl::cli {
 
 // Flags are declared in the order --help lists them:
 //   Args args(argc, argv, "train", "Trains the DDPM on MNIST.");
-//   int64_t steps = args.integer("--steps", 3000, "training steps");
+//   int64_t every = args.integer("--every", 500, "write a checkpoint every N steps");
+//   args.field("--ch", cfg.model.ch, "U-Net base channels");  // a config's field: its value is the default
 //   args.done();  // prints --help and exits, or throws on an unknown flag
-// A value that is not what the flag takes is a dl::Error naming the flag and the value: integer()
-// refuses one beyond int64_t (no clamping), real() one that is nan, inf or beyond a double.
+// field() shows the field's value as the default and writes the flag's value into it, so that a
+// config's defaults are the ones --help shows. A value that is not what the flag takes is a
+// dl::Error naming the flag and the value: integer() refuses one beyond int64_t (no clamping),
+// real() one that is nan, inf or beyond a double.
 class Args {
 public:
     Args(int argc, char** argv, std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {
@@ -59,13 +63,14 @@ public:
         auto it = values_.find(name);
         if (it == values_.end()) return def;
         std::string v = take(it);
-        char* end = nullptr;
-        errno = 0;
-        long long n = std::strtoll(v.c_str(), &end, 10);
-        if (v.empty() || *end) fail(program_, ": ", name, " expects an integer, got '", v, "'");
-        if (errno == ERANGE)  // strtoll clamps to the nearest end: refuse rather than run with that
-            fail(program_, ": ", name, " expects an integer from ", std::numeric_limits<int64_t>::min(), " to ",
-                 std::numeric_limits<int64_t>::max(), ", got '", v, "'");
+        int64_t n = 0;
+        switch (parse_integer(v, n)) {
+            case IntegerParse::Ok: break;
+            case IntegerParse::NotAnInteger: fail(program_, ": ", name, " expects an integer, got '", v, "'");
+            case IntegerParse::OutOfRange:
+                fail(program_, ": ", name, " expects an integer from ", std::numeric_limits<int64_t>::min(), " to ",
+                     std::numeric_limits<int64_t>::max(), ", got '", v, "'");
+        }
         return n;
     }
     double real(const std::string& name, double def, const std::string& help) {
@@ -90,6 +95,23 @@ public:
         values_.erase(it);
         return true;
     }
+    // A config's field as a flag: its value is the default, and the flag's value is written into it.
+    void field(const std::string& name, std::string& f, const std::string& help) { f = str(name, f, help); }
+    void field(const std::string& name, int64_t& f, const std::string& help) { f = integer(name, f, help); }
+    void field(const std::string& name, uint64_t& f, const std::string& help) { f = uint64_t(integer(name, int64_t(f), help)); }  // a seed: -1 is 2^64 - 1
+    void field(const std::string& name, double& f, const std::string& help) { f = real(name, f, help); }
+    void field(const std::string& name, bool& f, const std::string& help) { f = flag(name, help) || f; }
+    // An enum field as a word: parse (which throws on a word it does not know) and its inverse, name_of.
+    template <class E>
+    void field(const std::string& name, E& f, E (*parse)(const std::string&), const char* (*name_of)(E), const std::string& help) {
+        const std::string word = str(name, name_of(f), help);
+        try {
+            f = parse(word);
+        } catch (const Error& e) {
+            fail(program_, ": ", name, ": ", e.what());
+        }
+    }
+
     // The program's one argument that is not a flag ("build/report RUN_DIR"), or def when absent.
     std::string positional(const std::string& name, const std::string& def, const std::string& help) {
         positional_name_ = name;

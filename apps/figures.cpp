@@ -37,6 +37,22 @@ struct Strip {
     }
 };
 
+// Prints a figure's column labels; the reverse chains end in the clean x_0, one step past t = 0.
+static void show(const char* name, const std::vector<int64_t>& ts, bool ends_clean = false) {
+    std::printf("%-18s columns at t =", name);
+    for (size_t i = 0; i < ts.size(); i++)
+        if (ends_clean && i + 1 == ts.size()) std::printf(", then x_0");
+        else std::printf(" %lld", (long long)ts[i]);
+    std::printf("\n");
+}
+
+// The same labels, to be drawn above the columns: "t=999" ... ("x_0" for the clean end).
+static std::vector<std::string> labels_of(const std::vector<int64_t>& ts, bool ends_clean = false) {
+    std::vector<std::string> labels;
+    for (size_t i = 0; i < ts.size(); i++) labels.push_back(ends_clean && i + 1 == ts.size() ? "x_0" : "t=" + std::to_string(ts[i]));
+    return labels;
+}
+
 int main(int argc, char** argv) try {
     cli::Args args(argc, argv, "figures", "draws the forward and reverse diffusion processes as PNG grids");
     std::string data_dir = args.str("--data", "data/mnist", "folder with the IDX images");
@@ -80,21 +96,6 @@ int main(int argc, char** argv) try {
     if (t_one < 0 || t_one >= T) fail("figures: --t must be in [0, ", T, "), got ", t_one);
     std::vector<int64_t> snap_t;  // 8 evenly spaced timesteps, 0 .. T-1
     for (int64_t c = 0; c < cols; c++) snap_t.push_back(c * (T - 1) / (cols - 1));
-    // prints a figure's column labels; the reverse chains end in the clean x_0, one step past t = 0
-    auto show = [](const char* name, const std::vector<int64_t>& ts, bool ends_clean = false) {
-        std::printf("%-18s columns at t =", name);
-        for (size_t i = 0; i < ts.size(); i++)
-            if (ends_clean && i + 1 == ts.size()) std::printf(", then x_0");
-            else std::printf(" %lld", (long long)ts[i]);
-        std::printf("\n");
-    };
-    // the same labels, to be drawn above the columns: "t=999" ... ("x_0" for the clean end)
-    auto labels_of = [](const std::vector<int64_t>& ts, bool ends_clean = false) {
-        std::vector<std::string> labels;
-        for (size_t i = 0; i < ts.size(); i++)
-            labels.push_back(ends_clean && i + 1 == ts.size() ? "x_0" : "t=" + std::to_string(ts[i]));
-        return labels;
-    };
 
     // (1) the forward process: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, one eps per row
     {

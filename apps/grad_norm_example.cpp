@@ -17,7 +17,7 @@ int main(int argc, char** argv) try {
     std::string param = args.str("--param", "mid.attn.qkv.weight", "parameter to read (state_dict key)");
     args.done();
 
-    nn::UNet model(nn::UNetConfig{}, /*seed=*/0);                      // a fresh default U-Net
+    nn::UNet model(nn::UNetConfig::reference(), /*seed=*/0);           // a fresh reference U-Net
     ddpm::Schedule sched = ddpm::make_schedule(ddpm::ScheduleKind::Linear, 1000);
     Philox gen(1);
     Tensor x0 = ddpm::synthetic_batch(4, 28, gen);                     // (4, 1, 28, 28) in [-1, 1]

@@ -23,9 +23,11 @@ int main(int argc, char** argv) try {
     cli::Args args(argc, argv, "inspect", "one forward and backward of the DDPM loss, with every gradient by name");
     std::string ckpt_path = args.str("--checkpoint", "", "checkpoint written by train ('': a fresh init from --seed)");
     bool use_ema = args.flag("--ema", "inspect the checkpoint's EMA weights instead of the trained ones");
-    int64_t ch = args.integer("--ch", 32, "fresh init: U-Net base channels");
+    nn::UNetConfig fresh = nn::UNetConfig::reference();  // a fresh init: the reference U-Net, changed by the flags
+    args.field("--ch", fresh.ch, "fresh init: U-Net base channels");
     std::string model_str = args.str("--model", "", "fresh init: more of the config, e.g. 'ch_mult=1,2 attn_res=4 resolution=8'");
-    std::string schedule_name = args.str("--schedule", "linear", "fresh init: beta schedule, linear or cosine");
+    ddpm::ScheduleKind schedule = ddpm::ScheduleKind::Linear;
+    args.field("--schedule", schedule, ddpm::parse_schedule, ddpm::schedule_name, "fresh init: beta schedule, linear or cosine");
     int64_t T = args.integer("--T", 1000, "fresh init: diffusion steps");
     std::string data_dir = args.str("--data", "", "folder with train-images-idx3-ubyte ('': synthetic shapes)");
     int64_t batch = args.integer("--batch", 8, "images in the batch");
@@ -66,12 +68,10 @@ int main(int argc, char** argv) try {
         m = ddpm::load_model(ckpt_path, use_ema ? ddpm::Weights::Ema : ddpm::Weights::Trained, dropout);
         m.net->train();  // dropout as in training, masks from the seed
     } else {
-        nn::UNetConfig cfg;
-        if (data) cfg = ddpm::model_for_data(cfg, *data, data_dir);  // as train does
-        cfg.ch = ch;
-        cfg = nn::UNetConfig::parse(cfg.str() + " " + model_str);  // later keys override earlier ones
-        if (dropout >= 0) cfg.dropout = dropout;
-        m = ddpm::fresh_model(cfg, ddpm::parse_schedule(schedule_name), T, uint64_t(seed));
+        if (data) fresh = ddpm::model_for_data(fresh, *data, data_dir);  // as train does
+        fresh = nn::UNetConfig::parse(fresh.str() + " " + model_str);   // later keys override earlier ones
+        if (dropout >= 0) fresh.dropout = dropout;
+        m = ddpm::fresh_model(fresh, schedule, T, uint64_t(seed));
     }
     nn::UNet& model = *m.net;
     const nn::UNetConfig& cfg = model.config();

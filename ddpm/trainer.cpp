@@ -2,10 +2,16 @@
 #include "ddpm/trainer.h"
 
 #include <charconv>
+#include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstdio>
 #include <limits>
 
+#include "autograd/anomaly.h"
 #include "autograd/ops.h"
+#include "ddpm/report/report.h"
+#include "nn/parse.h"
 #include "tensor/formats/io.h"
 #include "tensor/formats/png.h"
 
@@ -49,9 +55,7 @@ std::vector<int64_t> class_labels(const std::string& text, int64_t n, int64_t nu
         return labels;
     }
     int64_t k = -1;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), k);
-    if (ec != std::errc() || end != text.data() + text.size() || k < 0 || k >= num_classes)
-        fail(flag, " expects 'all' or a class in [0, ", num_classes, "), got '", text, "'");
+    if (!read_integer<int64_t>(text, k, 0, num_classes - 1)) fail(flag, " expects 'all' or a class in [0, ", num_classes, "), got '", text, "'");
     return std::vector<int64_t>(size_t(n), k);
 }
 
@@ -62,6 +66,61 @@ std::vector<int64_t> drop_labels(std::vector<int64_t> labels, double p_uncond, i
     for (size_t i = 0; i < labels.size(); i++)
         if (u[i] < p_uncond) labels[i] = null_label;
     return labels;
+}
+
+// The largest T a config or checkpoint may ask for: the schedule holds a dozen doubles per step.
+constexpr int64_t kMaxT = 1'000'000;
+
+TrainConfig TrainConfig::conditional() {
+    TrainConfig c;
+    c.model = nn::UNetConfig::reference();
+    c.model.dropout = 0;  // the recipe's: no dropout in a 30-minute run
+    c.model.num_classes = 10;
+    c.lr.base = 1e-3;
+    c.ema_decay = 0.995;
+    c.ema_gamma = 0;
+    return c;
+}
+
+TrainConfig TrainConfig::named(const std::string& name) {
+    if (name == "default") return TrainConfig();
+    if (name == "cond") return conditional();
+    fail("TrainConfig: no configuration named '", name, "' (default or cond)");
+}
+
+void TrainConfig::validate() const {
+    auto positive = [](double x) { return x > 0 && std::isfinite(x); };
+    if (steps < 0) fail("TrainConfig: steps (--steps) must not be negative (0: sized to a time budget), got ", steps);
+    if (batch < 1) fail("TrainConfig: batch (--batch) must be positive, got ", batch);
+    if (!positive(lr.base)) fail("TrainConfig: lr.base (--lr) must be positive, got ", lr.base);
+    if (lr.warmup < 0) fail("TrainConfig: lr.warmup (--warmup) must not be negative, got ", lr.warmup);
+    if (T < 2 || T > kMaxT) fail("TrainConfig: T (--T) must be in [2, ", kMaxT, "], got ", T);
+    if (!(ema_decay >= 0 && ema_decay < 1)) fail("TrainConfig: ema_decay (--ema) must be in [0, 1), got ", ema_decay);
+    if (!(ema_gamma >= 0) || !std::isfinite(ema_gamma))
+        fail("TrainConfig: ema_gamma (--ema-gamma) must be finite and not negative (0: the fixed --ema), got ", ema_gamma);
+    if (!positive(snr_gamma)) fail("TrainConfig: snr_gamma (--snr-gamma) must be positive, got ", snr_gamma);
+    if (!positive(clip)) fail("TrainConfig: clip (--clip) must be positive, got ", clip);
+    if (!(p_uncond >= 0 && p_uncond < 1)) fail("TrainConfig: p_uncond (--p-uncond) must be in [0, 1), got ", p_uncond);
+    if (model.num_classes < 0 || model.num_classes > 255)
+        fail("TrainConfig: model.num_classes (--classes) must be 0 (unconditional) or a class count in [1, 255] (IDX labels are bytes), got ",
+             model.num_classes);
+    model.validate();
+}
+
+void RunConfig::validate() const {
+    train.validate();
+    if (!(minutes >= 0) || !std::isfinite(minutes)) fail("RunConfig: minutes (--minutes) must be finite and not negative, got ", minutes);
+    if (train.steps == 0 && minutes == 0)
+        fail("RunConfig: minutes (--minutes) must be positive when train.steps (--steps) is 0, which sizes the run to it");
+    if (every < 1) fail("RunConfig: every (--every) must be positive, got ", every);
+    if (samples < 1) fail("RunConfig: samples (--samples) must be positive, got ", samples);
+    if (ddim_steps < 1 || ddim_steps > train.T) fail("RunConfig: ddim_steps (--ddim-steps) must be in [1, T = ", train.T, "], got ", ddim_steps);
+    if (grad_norms_every < 0) fail("RunConfig: grad_norms_every (--grad-norms-every) must not be negative, got ", grad_norms_every);
+    if (skip_nonfinite < 0) fail("RunConfig: skip_nonfinite (--skip-nonfinite) must not be negative, got ", skip_nonfinite);
+    if (eval_every < 0) fail("RunConfig: eval_every (--eval-every) must not be negative, got ", eval_every);
+    if (eval_n < 4) fail("RunConfig: eval_n (--eval-n) must be at least 4 (precision and recall use 3 neighbours), got ", eval_n);
+    if (eval_ddim_steps < 1 || eval_ddim_steps > train.T)
+        fail("RunConfig: eval_ddim_steps (--eval-ddim-steps) must be in [1, T = ", train.T, "], got ", eval_ddim_steps);
 }
 
 std::string TrainConfig::str() const {
@@ -79,8 +138,7 @@ namespace {
 int64_t meta_integer(const nn::Checkpoint& ck, const std::string& key, int64_t lo, int64_t hi) {
     const std::string& text = ck.meta(key);
     int64_t v = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc() || end != text.data() + text.size() || v < lo || v > hi)
+    if (!read_integer(text, v, lo, hi))
         fail(ck.source, ": metadata '", key, "' is '", text, "', expected an integer in [", lo, ", ", hi, "]");
     return v;
 }
@@ -103,22 +161,18 @@ ScheduleKind meta_schedule(const nn::Checkpoint& ck) {
     }
 }
 
-// The largest T a checkpoint may ask for: the schedule holds a dozen doubles per step.
-constexpr int64_t kMaxT = 1'000'000;
-
 // "epoch pos perm_seed perm_offset": four unsigned integers, single spaces between them.
 DataCursor meta_cursor(const nn::Checkpoint& ck) {
     const std::string& text = ck.meta("data_cursor");
     uint64_t v[4];
-    const char *p = text.data(), *end = text.data() + text.size();
     bool ok = true;
+    size_t at = 0;
     for (int i = 0; i < 4 && ok; i++) {
-        if (i > 0) ok = p < end && *p++ == ' ';
-        auto r = std::from_chars(p, end, v[i]);
-        ok = ok && r.ec == std::errc();
-        p = r.ptr;
+        const size_t space = i < 3 ? text.find(' ', at) : text.size();
+        ok = space != std::string::npos && read_integer<uint64_t>(std::string_view(text).substr(at, space - at), v[i]);
+        at = space + 1;
     }
-    if (!ok || p != end) fail(ck.source, ": metadata 'data_cursor' is '", text, "', expected four unsigned integers");
+    if (!ok) fail(ck.source, ": metadata 'data_cursor' is '", text, "', expected four unsigned integers");
     return {v[0], v[1], v[2], v[3]};
 }
 
@@ -129,6 +183,7 @@ Philox meta_rng(const nn::Checkpoint& ck, const std::string& name) {
 }
 
 TrainConfig fit_to_data(TrainConfig c, const Dataset& data) {
+    c.validate();
     c.model = model_for_data(c.model, data, c.data_dir);
     if (int64_t K = c.model.num_classes; K > 0) {  // class-conditional: every image needs a label in [0, K)
         const std::string labels = c.data_dir + "/train-labels-idx1-ubyte";
@@ -136,7 +191,6 @@ TrainConfig fit_to_data(TrainConfig c, const Dataset& data) {
         for (size_t i = 0; i < data.labels().size(); i++)
             if (data.labels()[i] >= K)
                 fail(labels, ": label ", int(data.labels()[i]), " of image ", i, " is outside [0, ", K, ") (--classes ", K, ")");
-        if (!(c.p_uncond >= 0 && c.p_uncond < 1)) fail("train: --p-uncond must be in [0, 1), got ", c.p_uncond);
     }
     return c;
 }
@@ -262,7 +316,7 @@ bool StepBudget::out_of_time(double seconds) const { return hard_limit_ && budge
 
 // ---- RunFolder ----------------------------------------------------------------------------
 RunFolder::RunFolder(std::string dir, const nn::Module& model, int64_t grad_norms_every)
-    : grad_norms(model), dir_(std::move(dir)), grad_norms_every_(grad_norms_every), smoothed_(NAN) {
+    : grad_norms(model), dir_(std::move(dir)), grad_norms_every_(grad_norms_every) {
     if (grad_norms_every < 0) fail("RunFolder: grad_norms_every must not be negative, got ", grad_norms_every);
     make_dirs(dir_);
 }
@@ -273,13 +327,7 @@ void RunFolder::resume(int64_t step) {
     loss_log.read_csv(dir_ + "/loss.csv", step);
     if (grad_norms_every_ > 0) grad_norms.read_csv(dir_ + "/grad_norms.csv", step);
     eval_log.read_csv(dir_ + "/eval.csv", step);
-    smoothed_ = loss_log.rows.empty() ? NAN : loss_log.recent_loss(50);
     seconds_before_ = loss_log.rows.empty() ? 0 : loss_log.rows.back().seconds;
-}
-
-void RunFolder::log(const LogRow& row) {
-    loss_log.add(row);
-    smoothed_ = std::isnan(smoothed_) ? row.loss : 0.98 * smoothed_ + 0.02 * row.loss;
 }
 
 void RunFolder::record_grad_norms(int64_t step, const Tensor& flat_grads) {
@@ -314,6 +362,159 @@ void RunFolder::record_eval(int64_t step, const SampleMetrics& m) {
     eval_log.add({step, m.n, m.fid, m.precision, m.recall, m.class_entropy, m.confidence});
     eval_log.write_csv(dir_ + "/eval.csv");
     eval_log.write_svg(dir_ + "/eval", cat("sample quality during training (", m.n, " samples against ", m.n_reference, " test images)"));
+}
+
+// ---- Trainer ------------------------------------------------------------------------------
+namespace {
+
+std::atomic<bool> g_sigint{false};
+extern "C" void on_sigint(int) {
+    g_sigint = true;
+    std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the program at once
+}
+
+// Ctrl-C handled while it lives: g_sigint is set, and the handler before it comes back after.
+struct SigintScope {
+    using Handler = void (*)(int);
+    Handler before;
+    SigintScope() : before((g_sigint = false, std::signal(SIGINT, on_sigint))) {}
+    ~SigintScope() { std::signal(SIGINT, before == SIG_ERR ? SIG_DFL : before); }
+};
+
+double now_seconds() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+std::string printed(const char* format, double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, format, v);
+    return buf;
+}
+
+RunConfig validated(RunConfig c) {
+    c.validate();
+    return c;
+}
+
+}  // namespace
+
+Trainer::Trainer(RunConfig c, TrainEvents events)
+    : events_(std::move(events)),
+      config(validated(std::move(c))),
+      state((set_detect_anomaly(config.detect_anomaly), config.train), Dataset(config.train.data_dir)),
+      folder(config.out, state.model, config.grad_norms_every),
+      start_step(resume_or_refuse()),
+      budget(state.config.steps, config.minutes * 60, folder.seconds_before(), start_step, config.minutes_limit) {
+    if (config.eval_every == 0) return;
+    const std::string& dir = config.train.data_dir;
+    judge = std::make_unique<Judge>(load_or_train_judge(dir, state.data, Dataset(dir, "test"), config.eval_n, events_.judge_progress));
+    note(cat("eval: every ", config.eval_every, " steps, ", config.eval_n, " samples (DDIM ", config.eval_ddim_steps, ") against ",
+             judge->reference.features.dim(0), " test images, judge ", judge->cache, " (test accuracy ",
+             printed("%.2f", 100 * judge->test_accuracy), "%)"));
+}
+
+Trainer::~Trainer() = default;
+
+int64_t Trainer::resume_or_refuse() {
+    if (!folder.has_checkpoint()) return state.step;
+    if (!config.resume)  // never replace what another run made
+        fail("train: ", folder.checkpoint(), " exists; --resume continues that run, or give another --out (or delete the folder) to start over");
+    state.load(folder.checkpoint());
+    folder.resume(state.step);
+    note(cat("resumed ", folder.checkpoint(), " at step ", state.step));
+    return state.step;
+}
+
+void Trainer::note(const std::string& line) const {
+    if (events_.note) events_.note(line);
+}
+
+double Trainer::seconds() const { return now_seconds() - session_start_; }
+
+double Trainer::images_per_second() const {
+    return double(state.config.batch) * double(state.step - start_step) / std::max(seconds(), 1e-9);
+}
+
+void Trainer::checkpoint() {
+    folder.save(state);
+    folder.write_samples(state.sample_ema(config.samples, config.ddim_steps), state.step);
+    try {
+        write_run_report(config.out);
+    } catch (const Error& e) {  // the checkpoint is saved; a page that cannot be written must not stop the run
+        note(cat("train: report.html not written: ", e.what()));
+    }
+}
+
+void Trainer::evaluate() {
+    const double t0 = seconds();
+    folder.record_eval(state.step, judge->score(state.sample_ema(config.eval_n, config.eval_ddim_steps)));
+    budget.exclude(seconds() - t0);  // the pace that sizes the run counts training alone
+}
+
+// A step whose loss or gradient is not finite is not applied. The same step is run again with
+// anomaly detection to name the op that made the first NaN or Inf.
+void Trainer::nonfinite_step(const EpsModel& model, const Tensor& x0, const std::vector<int64_t>& t, const Tensor& eps, Philox dropout_gen) {
+    std::string op = "the step ran finite when repeated with anomaly detection";
+    set_detect_anomaly(true);
+    try {
+        state.model.zero_grad();
+        training_loss(state.schedule, model, x0, t, eps, &dropout_gen, state.loss_weights).backward();
+    } catch (const Error& e) {
+        op = e.what();
+    }
+    set_detect_anomaly(config.detect_anomaly);
+    std::string what = cat("train: step ", state.step + 1, " has a non-finite loss or gradient (", op, "); it was not applied");
+    skipped++;
+    if (++skipped_in_a_row_ > config.skip_nonfinite)
+        fail(what, ", and the run stops: the last checkpoint is kept (", folder.has_checkpoint() ? folder.checkpoint() : "none written yet",
+             "). Try a lower --lr, or --skip-nonfinite N to skip such steps");
+    note(cat(what, "; skipped (", skipped_in_a_row_, " in a row)"));
+}
+
+Trainer::End Trainer::run() {
+    SigintScope sigint;
+    auto stopping = [&] { return stop_ || g_sigint; };
+    session_start_ = now_seconds();
+    const TrainConfig& cfg = state.config;
+    const bool conditional = cfg.model.num_classes > 0;
+    state.model.train();
+    bool timed_out = false;
+    while (state.step < budget.steps() && !stopping() && !timed_out) {
+        std::vector<int64_t> labels;                                          // class-conditional: c, or the null label
+        Tensor x0 = state.data.next_batch(int(cfg.batch), state.data_gen, conditional ? &labels : nullptr);  // x0 ~ q(x0), (B, 1, H, W) in [-1, 1]
+        std::vector<int64_t> t = randint(cfg.batch, cfg.T, state.noise_gen);  // t ~ U{0..T-1}
+        Tensor eps = randn(x0.shape(), state.noise_gen);                      // eps ~ N(0, I)
+        if (conditional) labels = drop_labels(labels, cfg.p_uncond, state.model.null_label(), state.noise_gen);
+        const EpsModel model = eps_model(state.model, labels);
+        state.model.zero_grad();
+        Philox dropout_before = state.dropout_gen;
+        Variable loss = training_loss(state.schedule, model, x0, t, eps, &state.dropout_gen, state.loss_weights);  // ||eps - eps_theta(x_t, t[, c])||^2
+        loss.backward();
+        folder.record_grad_norms(state.step + 1, state.model.flat_grads());  // before clipping
+        const double lr = cfg.lr.at(state.step + 1, budget.steps());
+        const double grad_norm = std::isfinite(loss.value().item()) ? state.update(lr) : NAN;  // clip, Adam, EMA; step + 1
+        if (!std::isfinite(grad_norm)) {                                      // not applied (TrainState::update)
+            nonfinite_step(model, x0, t, eps, dropout_before);
+            continue;
+        }
+        skipped_in_a_row_ = 0;
+        const double now = seconds();
+        folder.log({state.step, loss.value().item(), grad_norm, lr, folder.seconds_before() + now});
+        if (budget.after_step(state.step, now)) {  // train.steps = 0: the count that fits, from the pace so far
+            state.config.steps = budget.steps();
+            if (events_.sized) events_.sized(*this, state.step - start_step == StepBudget::kWarm + StepBudget::kProbe);
+            note(cat("--steps 0: ", printed("%.3g", budget.seconds_per_step()), " s per step, so ", budget.steps(), " steps fit in ",
+                     config.minutes, " minutes"));
+        }
+        if (events_.step) events_.step(*this);
+        timed_out = budget.out_of_time(now);
+        if (state.step % config.every == 0 || state.step == budget.steps() || timed_out) checkpoint();
+        if (judge && state.step % config.eval_every == 0 && !timed_out && !stopping()) evaluate();
+    }
+    if (stopping()) {
+        folder.save(state);
+        return End::Interrupted;
+    }
+    if (state.step == start_step) return End::NothingToTrain;
+    return timed_out && state.step < budget.steps() ? End::OutOfTime : End::Done;
 }
 
 // ---- DiffusionModel -----------------------------------------------------------------------

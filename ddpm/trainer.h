@@ -1,13 +1,16 @@
-// The training run as library objects; apps/train.cpp is flags and Algorithm 1 of Ho et al. 2020
-// around them:
+// The training run as library objects; apps/train.cpp is its flags around a Trainer:
 //
-//   TrainConfig     what the flags choose: data, batch, learning rate, diffusion schedule, model,
-//                   EMA, clipping, seed
+//   TrainConfig     what a run learns with: data, batch, learning rate, diffusion schedule, model,
+//                   EMA, clipping, seed. Its defaults are build/train's, the measured recipe
+//   RunConfig       a TrainConfig and how the run goes about it: output folder, checkpoint
+//                   cadence, sample grid, time budget, evaluations, non-finite steps
 //   TrainState      everything a run needs to continue bit for bit: the model, Adam, the EMA, the
 //                   random streams, the data cursor, the diffusion schedule and the step. save()
 //                   and load() own the checkpoint's metadata keys and validate them on load
 //   StepBudget      how many steps: a fixed count, or as many as fit in a time budget
 //   RunFolder       the files of a run: checkpoint, loss and gradient-norm logs, sample grids
+//   Trainer         a RunConfig carried out: Algorithm 1 with its checkpoints, sample grids,
+//                   evaluations, non-finite steps and Ctrl-C
 //   DiffusionModel  a checkpoint (or a fresh init) turned into a ready network and its schedule,
 //                   for sample, figures, inspect and the programs that follow
 //
@@ -18,6 +21,7 @@
 //   loss_weight  "min-snr:GAMMA" when the loss is weighted (absent: uniform; "uniform" is also read)
 // B batch, T diffusion steps, H, W image size.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -55,21 +59,34 @@ std::vector<int64_t> drop_labels(std::vector<int64_t> labels, double p_uncond, i
 // naming `source`, when the images are not square with a side divisible by 4.
 nn::UNetConfig model_for_data(nn::UNetConfig config, const Dataset& data, const std::string& source);
 
+// Every field's default is build/train's, the measured 30-minute recipe (README, "The 30-minute
+// recipe"); the field's comment names its flag.
 struct TrainConfig {
-    std::string data_dir = "data/mnist";  // recorded for people; the data come in as a Dataset
-    int64_t steps = 0;                    // total updates; 0 while a StepBudget has not sized the run
-    int64_t batch = 64;
-    nn::LrSchedule lr{1e-3, 100, nn::LrDecay::Cosine};  // the cosine reaches 0 at `steps`
-    ScheduleKind schedule = ScheduleKind::Linear;
-    int64_t T = 1000;
-    nn::UNetConfig model;  // resolution and attention resolution are set from the data
-    double ema_decay = 0.995;
-    double ema_gamma = 0;  // > 0: the power-function EMA (nn::power_ema_decay) instead of ema_decay
-    LossWeight loss_weight = LossWeight::Uniform;  // the per-t weighting of the loss (ddpm/diffusion.h)
-    double snr_gamma = 5;  // min-snr's gamma
-    double clip = 1.0;     // global gradient-norm clipping
-    uint64_t seed = 0;     // initial weights and every random stream
-    double p_uncond = 0.1; // class-conditional (model.num_classes > 0): how often a label is dropped
+    std::string data_dir = "data/mnist";  // --data; recorded for people, the data come in as a Dataset
+    int64_t steps = 0;                    // --steps: total updates; 0 while a StepBudget has not sized the run
+    int64_t batch = 64;                   // --batch
+    nn::LrSchedule lr{2e-3, 100, nn::LrDecay::Cosine};  // --lr, --warmup, --lr-decay; the cosine reaches 0 at `steps`
+    ScheduleKind schedule = ScheduleKind::Linear;        // --schedule
+    int64_t T = 1000;                     // --T
+    nn::UNetConfig model;  // --ch, --res-blocks, --dropout, --classes; resolution and attention resolution are set from the data
+    double ema_decay = 0.995;  // --ema: the fixed decay, used when ema_gamma is 0
+    double ema_gamma = 6.94;   // --ema-gamma: > 0, the power-function EMA (nn::power_ema_decay) instead of ema_decay
+    LossWeight loss_weight = LossWeight::Uniform;  // --loss-weight: the per-t weighting of the loss (ddpm/diffusion.h)
+    double snr_gamma = 5;   // --snr-gamma: min-snr's gamma
+    double clip = 1.0;      // --clip: global gradient-norm clipping
+    uint64_t seed = 0;      // --seed: initial weights and every random stream
+    double p_uncond = 0.1;  // --p-uncond: class-conditional (model.num_classes > 0): how often a label is dropped
+
+    // make train-cond's class-conditional model: 10 classes on the reference U-Net's size (ch 32,
+    // two ResBlocks per level) without its dropout, Adam at 1e-3, the fixed EMA 0.995 (the README's
+    // guidance and per-class FID were measured with these).
+    static TrainConfig conditional();
+    // By name, as build/train --config takes it: "default" (the defaults above) or "cond"
+    // (conditional()); another name throws, listing these.
+    static TrainConfig named(const std::string& name);
+    // Throws a dl::Error naming the first field out of range and its flag; the model's fields
+    // through UNetConfig::validate. TrainState checks its config with it.
+    void validate() const;
 
     // "data=... steps=... batch=... lr=... warmup=... lr_decay=... schedule=... T=... ema=... clip=... seed=..."
     // (ema=power:G for the power-function EMA; "loss_weight=min-snr:G" when weighted; "classes=...
@@ -77,11 +94,34 @@ struct TrainConfig {
     std::string str() const;
 };
 
+// build/train's whole configuration: what the run learns (`train`, which its checkpoint records)
+// and how it goes about it. The defaults are build/train's; the comments name the flags.
+struct RunConfig {
+    TrainConfig train;
+    std::string out = "runs/mnist";  // --out: the run's folder (RunFolder)
+    bool resume = false;             // --resume: continue from out's checkpoint when it exists
+    double minutes = 30;             // --minutes: the time budget train.steps = 0 sizes the run to
+    bool minutes_limit = false;      // the budget also stops a run of a fixed step count (train: --minutes given)
+    int64_t every = 500;             // --every: checkpoint, sample grid and curves every N steps
+    int64_t samples = 64;            // --samples: images in the sample grid
+    int64_t ddim_steps = 50;         // --ddim-steps: DDIM steps of the sample grid
+    int64_t grad_norms_every = 50;   // --grad-norms-every: each parameter's gradient norm every N steps (0: off)
+    int64_t skip_nonfinite = 0;      // --skip-nonfinite: non-finite steps skipped in a row before the run stops
+    bool detect_anomaly = false;     // --detect-anomaly: check every op's output and gradient for NaN/Inf
+    int64_t eval_every = 0;          // --eval-every: FID, precision and recall every N steps (0: off)
+    int64_t eval_n = 256;            // --eval-n: samples per evaluation
+    int64_t eval_ddim_steps = 20;    // --eval-ddim-steps: DDIM steps of those samples
+
+    // train.validate(), then this struct's fields, each named with its flag.
+    void validate() const;
+};
+
 class TrainState {
 public:
-    // A fresh run on `data`: the U-Net (config.model at the data's resolution, attention at a
-    // quarter of it) with weights from Philox(seed), Adam's moments at zero, the EMA a copy of the
-    // weights, and three independent streams from the seed: data order, (t, eps), dropout masks.
+    // A fresh run on `data` (config.validate() first): the U-Net (config.model at the data's
+    // resolution, attention at a quarter of it) with weights from Philox(seed), Adam's moments at
+    // zero, the EMA a copy of the weights, and three independent streams from the seed: data
+    // order, (t, eps), dropout masks.
     TrainState(const TrainConfig& config, Dataset data);
 
     TrainConfig config;
@@ -165,9 +205,8 @@ public:
     void resume(int64_t step);
     double seconds_before() const { return seconds_before_; }  // wall time of the earlier sessions
 
-    // One step's row; also keeps a moving average of the loss for progress lines.
-    void log(const LogRow& row);
-    double smoothed_loss() const { return smoothed_; }
+    // One step's row (loss_log.smoothed_loss() is what progress lines show).
+    void log(const LogRow& row) { loss_log.add(row); }
     // Every grad_norms_every steps (before clipping): each parameter's gradient norm.
     void record_grad_norms(int64_t step, const Tensor& flat_grads);
     // The checkpoint, then the logs and their plots, each written atomically: a write that fails
@@ -185,7 +224,67 @@ public:
 private:
     std::string dir_;
     int64_t grad_norms_every_;
-    double smoothed_, seconds_before_ = 0;
+    double seconds_before_ = 0;
+};
+
+class Trainer;
+// What a Trainer tells as it goes; any may be left empty.
+struct TrainEvents {
+    // One line for people: the run resumed, evaluations set up, a step skipped, the run sized, a
+    // report.html that could not be written.
+    std::function<void(const std::string& line)> note;
+    ProgressFn judge_progress;                           // training the judge of eval_every (once per data set)
+    std::function<void(const Trainer&)> step;            // after each step that was applied
+    std::function<void(const Trainer&, bool first)> sized;  // train.steps = 0: the count was set (first) or refined
+};
+
+// A RunConfig carried out, as build/train does it.
+class Trainer {
+    TrainEvents events_;  // first: the constructor already tells of a resume
+
+public:
+    // Validates the config, reads the data and builds the state and the run folder. A folder that
+    // holds a checkpoint is continued with config.resume, and refused without it (a run never
+    // replaces another's). With eval_every, loads or trains the judge that scores the samples.
+    explicit Trainer(RunConfig config, TrainEvents events = {});
+    ~Trainer();
+
+    enum class End {
+        Done,            // at the step count
+        NothingToTrain,  // the checkpoint was already there
+        OutOfTime,       // minutes_limit: the budget ran out first
+        Interrupted,     // Ctrl-C or request_stop(): the checkpoint saved where the run stopped
+    };
+    // Algorithm 1 (with Ho & Salimans 2022's label dropout when class-conditional) up to the step
+    // count. Every `every` steps and at the end: the checkpoint and logs, the sample grid from the
+    // EMA weights and report.html; every eval_every steps an evaluation. A step whose loss or
+    // gradient is not finite is not applied; it is repeated with anomaly detection to name the op,
+    // and past skip_nonfinite such steps in a row the run throws, the last checkpoint kept. While
+    // it runs, Ctrl-C (SIGINT) stops it like request_stop(); a second Ctrl-C ends the program.
+    End run();
+    // Stops a run() at the end of its step (from another thread or a signal handler).
+    void request_stop() { stop_ = true; }
+
+    const RunConfig config;
+    TrainState state;
+    RunFolder folder;
+    const int64_t start_step;  // the step this session started at
+    StepBudget budget;
+    std::unique_ptr<Judge> judge;  // eval_every > 0: the classifier that scores samples (ddpm/eval/eval.h)
+    int64_t skipped = 0;           // steps not applied (non-finite) this session
+
+    double seconds() const;            // since run() started
+    double images_per_second() const;  // this session's training images per second
+
+private:
+    int64_t resume_or_refuse();
+    void checkpoint();
+    void evaluate();
+    void nonfinite_step(const EpsModel& model, const Tensor& x0, const std::vector<int64_t>& t, const Tensor& eps, Philox dropout_gen);
+    void note(const std::string& line) const;
+    std::atomic<bool> stop_{false};
+    double session_start_ = 0;
+    int64_t skipped_in_a_row_ = 0;
 };
 
 // A network ready to sample or inspect, with the schedule it was trained with.

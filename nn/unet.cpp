@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "autograd/ops.h"
+#include "nn/parse.h"
 
 namespace dl::nn {
 
@@ -24,35 +25,64 @@ std::string UNetConfig::str() const {
                num_classes > 0 ? cat(" num_classes=", num_classes) : std::string());
 }
 
-UNetConfig UNetConfig::parse(const std::string& s) {
+UNetConfig UNetConfig::reference() {
     UNetConfig c;
+    c.ch = 32;
+    c.num_res_blocks = 2;
+    c.dropout = 0.1;
+    return c;
+}
+
+void UNetConfig::validate() const {
+    const int64_t L = int64_t(ch_mult.size());
+    if (in_ch < 1 || in_ch > 16) fail("UNetConfig: in_ch must be in [1, 16], got ", in_ch);
+    if (ch < 4 || ch % 2) fail("UNetConfig: ch (--ch) must be even and at least 4, got ", ch);
+    if (L < 1 || L > 5) fail("UNetConfig: ch_mult must have 1 to 5 levels, got ", L, " (", list_str(ch_mult), ")");
+    for (int64_t m : ch_mult)
+        if (m < 1 || m > 64 || ch * m > 1024)
+            fail("UNetConfig: each ch_mult must be in [1, 64] and ch (--ch) times it at most 1024 channels, got ch ", ch, " and ch_mult ",
+                 list_str(ch_mult));
+    if (num_res_blocks < 1 || num_res_blocks > 4) fail("UNetConfig: num_res_blocks (--res-blocks) must be in [1, 4], got ", num_res_blocks);
+    if (!(dropout >= 0 && dropout < 1)) fail("UNetConfig: dropout (--dropout) must be in [0, 1), got ", dropout);
+    if (resolution < 1 || resolution > 1024) fail("UNetConfig: resolution must be in [1, 1024], got ", resolution);
+    if (resolution % (int64_t(1) << (L - 1)))
+        fail("UNetConfig: resolution ", resolution, " does not halve ", L - 1, " times evenly (ch_mult ", list_str(ch_mult), ")");
+    if (num_classes < 0 || num_classes > 1000)
+        fail("UNetConfig: num_classes (--classes) must be in [0, 1000] (0: unconditional), got ", num_classes);
+}
+
+UNetConfig UNetConfig::parse(const std::string& s) {
+    UNetConfig c = reference();
     std::istringstream in(s);
     std::string item;
-    auto number = [&](const std::string& key, const std::string& text, auto& out) {
-        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-        if (ec != std::errc() || end != text.data() + text.size())
-            fail("UNetConfig::parse: ", key, "=", text, ": expected a number, in \"", s, "\"");
+    auto bad = [&](const std::string& key, const std::string& text) {
+        fail("UNetConfig::parse: ", key, "=", text, ": expected a number, in \"", s, "\"");
+    };
+    auto integer = [&](const std::string& key, const std::string& text, int64_t& out) {
+        if (!read_integer(text, out)) bad(key, text);
     };
     auto list = [&](const std::string& key, const std::string& text) {
         std::vector<int64_t> v;
         std::istringstream parts(text);
         std::string part;
-        while (std::getline(parts, part, ',')) number(key, part, v.emplace_back());
+        while (std::getline(parts, part, ',')) integer(key, part, v.emplace_back());
         return v;
     };
     while (in >> item) {
         size_t eq = item.find('=');
         if (eq == std::string::npos) fail("UNetConfig::parse: expected key=value, found \"", item, "\" in \"", s, "\"");
         std::string key = item.substr(0, eq), val = item.substr(eq + 1);
-        if (key == "in_ch") number(key, val, c.in_ch);
-        else if (key == "ch") number(key, val, c.ch);
+        if (key == "in_ch") integer(key, val, c.in_ch);
+        else if (key == "ch") integer(key, val, c.ch);
         else if (key == "ch_mult") c.ch_mult = list(key, val);
-        else if (key == "num_res_blocks") number(key, val, c.num_res_blocks);
+        else if (key == "num_res_blocks") integer(key, val, c.num_res_blocks);
         else if (key == "attn_res") c.attn_res = list(key, val);
-        else if (key == "groups") number(key, val, c.groups);
-        else if (key == "dropout") number(key, val, c.dropout);
-        else if (key == "resolution") number(key, val, c.resolution);
-        else if (key == "num_classes") number(key, val, c.num_classes);
+        else if (key == "groups") integer(key, val, c.groups);
+        else if (key == "dropout") {
+            auto [end, ec] = std::from_chars(val.data(), val.data() + val.size(), c.dropout);
+            if (ec != std::errc() || end != val.data() + val.size()) bad(key, val);
+        } else if (key == "resolution") integer(key, val, c.resolution);
+        else if (key == "num_classes") integer(key, val, c.num_classes);
         else fail("UNetConfig::parse: unknown key \"", key, "\" in \"", s, "\"");
     }
     return c;
@@ -150,23 +180,8 @@ UNet::Mid::Mid(int64_t c, int64_t tdim, int64_t groups, double dropout, Philox& 
 
 // ---- the U-Net ----------------------------------------------------------------------------
 UNet::UNet(const UNetConfig& cfg, uint64_t seed) : config_(cfg) {
-    int64_t L = int64_t(cfg.ch_mult.size());
-    if (cfg.in_ch < 1 || cfg.ch < 4 || cfg.ch % 2 || L < 1 || cfg.num_res_blocks < 1)
-        fail("UNet: bad config (", cfg.str(), "): need in_ch >= 1, an even ch >= 4, a ch_mult and num_res_blocks >= 1");
-    // Upper bounds, so a config read from a file cannot ask for an allocation no checkpoint could
-    // justify: the widest level at most 1024 channels, at most 5 levels and 4 ResBlocks per level.
-    int64_t widest = 0;
-    for (int64_t m : cfg.ch_mult) {
-        if (m < 1 || m > 64) fail("UNet: bad config (", cfg.str(), "): each ch_mult must be in [1, 64], got ", m);
-        widest = std::max(widest, cfg.ch * m);
-    }
-    if (cfg.in_ch > 16 || widest > 1024 || L > 5 || cfg.num_res_blocks > 4 || cfg.resolution < 1 || cfg.resolution > 1024)
-        fail("UNet: bad config (", cfg.str(), "): need in_ch <= 16, ch * ch_mult <= 1024, at most 5 levels, num_res_blocks <= 4 and a "
-             "resolution in [1, 1024]");
-    if (cfg.num_classes < 0 || cfg.num_classes > 1000)
-        fail("UNet: bad config (", cfg.str(), "): num_classes must be in [0, 1000] (0: unconditional), got ", cfg.num_classes);
-    if (cfg.resolution % (int64_t(1) << (L - 1)))
-        fail("UNet: resolution ", cfg.resolution, " does not halve ", L - 1, " times evenly (config ", cfg.str(), ")");
+    cfg.validate();
+    const int64_t L = int64_t(cfg.ch_mult.size());
     Philox gen(seed);
     const int64_t ch = cfg.ch, tdim = 4 * ch;
     auto attention_at = [&](int64_t r) { return std::find(cfg.attn_res.begin(), cfg.attn_res.end(), r) != cfg.attn_res.end(); };

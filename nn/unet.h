@@ -13,7 +13,9 @@
 //       kept), Attention if R in attn_res]; then (except level 0) nearest 2x upsampling + 3x3 conv
 //   out = conv_out(silu(norm_out(h)))                                          (B, in_ch, R, R)
 //
-// The default configuration has 1,623,169 parameters.
+// UNetConfig's defaults are build/train's measured recipe (README, "The 30-minute recipe"): ch 16,
+// one ResBlock per level, no dropout. UNetConfig::reference() is the reference's own U-Net (ch 32,
+// two ResBlocks per level, dropout 0.1), with 1,623,169 parameters.
 #pragma once
 #include <memory>
 #include <string>
@@ -25,20 +27,29 @@ namespace dl::nn {
 
 struct UNetConfig {
     int64_t in_ch = 1;
-    int64_t ch = 32;
+    int64_t ch = 16;                   // build/train --ch
     std::vector<int64_t> ch_mult{1, 2, 2};
-    int64_t num_res_blocks = 2;
+    int64_t num_res_blocks = 1;        // --res-blocks
     std::vector<int64_t> attn_res{7};  // resolutions that get attention blocks
     int64_t groups = 8;
-    double dropout = 0.1;
+    double dropout = 0;                // --dropout
     int64_t resolution = 28;
     // > 0: class-conditional (Ho & Salimans 2022): label_emb, num_classes + 1 rows of tdim (the
     // last row the null label, "no class"), is added to the time embedding. 0: unconditional, and
     // str() leaves the key out, so the unconditional model's text is what it always was.
-    int64_t num_classes = 0;
+    int64_t num_classes = 0;           // --classes
+
+    // The U-Net of Ho et al. as shared/reference/ref_unet.py builds it: ch 32, two ResBlocks per
+    // level, dropout 0.1.
+    static UNetConfig reference();
+    // Throws a dl::Error naming the first field out of range (and its build/train flag, where it
+    // has one). The bounds keep a config read from a file from asking for an allocation no
+    // checkpoint could justify. Whether the groups divide the channels is GroupNorm's to say.
+    void validate() const;
 
     // "in_ch=1 ch=32 ch_mult=1,2,2 num_res_blocks=2 attn_res=7 groups=8 dropout=0.1 resolution=28",
-    // and back (for checkpoint metadata). parse() starts from the defaults; unknown keys throw.
+    // and back (for checkpoint metadata). parse() starts from reference(), the model every key
+    // once defaulted to; unknown keys throw.
     std::string str() const;
     static UNetConfig parse(const std::string& s);
     bool operator==(const UNetConfig&) const = default;
@@ -93,7 +104,8 @@ struct Level : Module {
 
 class UNet : public Module {
 public:
-    // Builds the model, draws its initial parameters from Philox(seed), and packs them.
+    // Builds the model (config.validate() first), draws its initial parameters from
+    // Philox(seed), and packs them.
     explicit UNet(const UNetConfig& config = {}, uint64_t seed = 0);
     // x (B, in_ch, R, R) noisy images, t (B) integer timesteps -> predicted noise (B, in_ch, R, R).
     // In training mode with dropout > 0 the masks come from dropout_gen, which must be given.

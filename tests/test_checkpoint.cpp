@@ -212,10 +212,10 @@ TEST_CASE("checkpoint: restoring into another configuration names the key and bo
 
 // Not part of `make test`: writes the file tests/check_checkpoint.py loads into the PyTorch
 // reference. Run: ./build/run_tests -tc='*check_checkpoint.py*' --no-skip [DL_CHECK_OUT=path]
-TEST_CASE("checkpoint: write the default U-Net for tests/check_checkpoint.py" * doctest::skip()) {
+TEST_CASE("checkpoint: write the reference U-Net for tests/check_checkpoint.py" * doctest::skip()) {
     const char* env = std::getenv("DL_CHECK_OUT");
     std::string path = env ? env : "/tmp/dl_unet_check.safetensors";
-    UNetConfig cfg;
+    UNetConfig cfg = UNetConfig::reference();
     UNet model(cfg, 2024);
     Adam adam(model.num_parameters(), DType::F32);
     Ema ema(model.flat_parameters(), 0.995);

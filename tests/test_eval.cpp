@@ -282,7 +282,7 @@ TEST_CASE("build/train --eval-every writes eval.csv, and a resumed run continues
     CHECK(resumed.rows[1].fid == first.rows[1].fid);  // kept from the first session
     CHECK(resumed.rows[2].step == 6);
     CHECK(test::run(train + " --steps 8 --eval-n 2", &out) != 0);
-    CHECK(out.find("--eval-n at least 4") != std::string::npos);
+    CHECK(out.find("eval_n (--eval-n) must be at least 4") != std::string::npos);
     std::system(("rm -rf " + dir).c_str());
 }
 

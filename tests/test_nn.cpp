@@ -64,11 +64,11 @@ RefParams read_reference_parameters() {
 
 }  // namespace
 
-TEST_CASE("unet: the default U-Net has the reference's 1,623,169 parameters, keys and shapes, in order") {
+TEST_CASE("unet: the reference U-Net has the reference's 1,623,169 parameters, keys and shapes, in order") {
     RefParams ref = read_reference_parameters();
     REQUIRE(ref.keys.size() == 244);
     CHECK(ref.count == 1623169);
-    UNet model;
+    UNet model(UNetConfig::reference());
     auto ps = model.named_parameters();
     CHECK(model.num_parameters() == 1623169);
     REQUIRE(ps.size() == ref.keys.size());
@@ -299,7 +299,7 @@ TEST_CASE("unet: the timestep embedding divides by half - 1, as Ho et al.'s code
 }
 
 TEST_CASE("unet: UNetConfig text round trip and errors") {
-    UNetConfig d;
+    UNetConfig d = UNetConfig::reference();
     CHECK(d.str() == "in_ch=1 ch=32 ch_mult=1,2,2 num_res_blocks=2 attn_res=7 groups=8 dropout=0.1 resolution=28");
     CHECK(UNetConfig::parse(d.str()) == d);
     UNetConfig t = tiny_unet();

@@ -241,7 +241,7 @@ TEST_CASE("the report says what is missing, skips a broken picture, and needs th
 }
 
 TEST_CASE("the gradient map: the U-Net's blocks, its skip connections, a log colour scale, zero in grey") {
-    nn::UNetConfig config;  // the default: 3 levels of 2 ResBlocks, attention at 7x7
+    nn::UNetConfig config = nn::UNetConfig::reference();  // 3 levels of 2 ResBlocks, attention at 7x7
     nn::UNet net(config);
     std::vector<GradMapCell> cells;
     for (const nn::ParamSlot& s : net.layout()) cells.push_back({s.name, 1e-3, 1.0});

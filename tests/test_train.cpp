@@ -129,20 +129,21 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
     std::string train = tiny_train(dir) + " --threads 1 --steps 2 --out " + dir + "/run";
     struct Case { std::string cmd, message; };
     std::vector<Case> cases = {
-        {train + " --ddim-steps 5000", "--ddim-steps in [1, --T]"},
-        {train + " --samples 0", "--samples must be positive"},
-        {train + " --clip -1", "--lr and --clip must be positive"},
-        {train + " --lr 0", "--lr and --clip must be positive"},
-        {train + " --ema 1", "--ema must be in [0, 1)"},
+        {train + " --ddim-steps 5000", "ddim_steps (--ddim-steps) must be in [1, T = 1000], got 5000"},
+        {train + " --samples 0", "samples (--samples) must be positive, got 0"},
+        {train + " --clip -1", "clip (--clip) must be positive, got -1"},
+        {train + " --lr 0", "lr.base (--lr) must be positive, got 0"},
+        {train + " --ema 1", "ema_decay (--ema) must be in [0, 1), got 1"},
         {train + " --dropout nan", "--dropout expects a finite number a double can hold, got 'nan'"},
         {train + " --threads -2", "--threads must be 0 (all) or positive, got -2"},
-        {train + " --lr-decay step", "train: --lr-decay expects 'cosine' or 'none', got 'step'"},
-        {train + " --schedule quad", "train: --schedule expects 'linear' or 'cosine', got 'quad'"},
-        {train + " --eval-every -1", "--eval-every must not be negative"},
-        {train + " --loss-weight snr", "train: --loss-weight expects 'uniform' or 'min-snr', got 'snr'"},
-        {train + " --snr-gamma 0", "--snr-gamma must be positive"},
-        {train + " --ema-gamma -1", "--ema-gamma finite and not negative"},
-        {train + " --res-blocks 0", "--res-blocks must be in [1, 4], got 0"},
+        {train + " --lr-decay step", "train: --lr-decay: learning-rate decay: expected 'cosine' or 'none', got 'step'"},
+        {train + " --schedule quad", "train: --schedule: schedule: expected 'linear' or 'cosine', got 'quad'"},
+        {train + " --eval-every -1", "eval_every (--eval-every) must not be negative, got -1"},
+        {train + " --loss-weight snr", "train: --loss-weight: loss weighting: expected 'uniform' or 'min-snr', got 'snr'"},
+        {train + " --snr-gamma 0", "snr_gamma (--snr-gamma) must be positive, got 0"},
+        {train + " --ema-gamma -1", "ema_gamma (--ema-gamma) must be finite and not negative"},
+        {train + " --res-blocks 0", "num_res_blocks (--res-blocks) must be in [1, 4], got 0"},
+        {train + " --config big", "TrainConfig: no configuration named 'big' (default or cond)"},
         {bin + "/eval --eta -0.5", "eval: --eta must be in [0, 1], got -0.5"},
         {bin + "/sample --eta 2", "--eta must be in [0, 1], got 2"},
         {bin + "/sample --ddim-steps -1", "--ddim-steps must be 0 (ancestral)"},
@@ -173,6 +174,73 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
     CHECK(file_exists(dir + "/samples.npy"));
     CHECK_FALSE(file_exists(dir + "/samples.png"));  // the default name, had '' not been taken as a value
     std::system(("rm -rf " + dir).c_str());
+}
+
+// What `build/train --help` shows as a flag's default: "(default X)" at the end of its line.
+static std::string help_default(const std::string& help, const std::string& flag) {
+    size_t at = help.find("\n  " + flag + " ");
+    if (at == std::string::npos) return "(no " + flag + ")";
+    std::string line = help.substr(at + 1, help.find('\n', at + 1) - at - 1);
+    size_t open = line.rfind("(default ");
+    return open == std::string::npos || line.back() != ')' ? "(no default)" : line.substr(open + 9, line.size() - open - 10);
+}
+
+TEST_CASE("train --help shows the values of the configuration a run uses: the defaults, or --config cond's") {
+    auto g = [](double x) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g", x);
+        return std::string(buf);
+    };
+    for (const char* name : {"default", "cond"}) {
+        ddpm::RunConfig c;
+        c.train = ddpm::TrainConfig::named(name);
+        const ddpm::TrainConfig& t = c.train;
+        std::string help;
+        REQUIRE(run(build_dir() + "/train --config " + name + " --help", &help) == 0);
+        INFO(help);
+        const std::vector<std::pair<std::string, std::string>> shown = {
+            {"--config", "default"},  // the flag's own default; the values below are the named config's
+            {"--data", t.data_dir},
+            {"--out", c.out},
+            {"--steps", std::to_string(t.steps)},
+            {"--batch", std::to_string(t.batch)},
+            {"--lr", g(t.lr.base)},
+            {"--warmup", std::to_string(t.lr.warmup)},
+            {"--lr-decay", nn::lr_decay_name(t.lr.decay)},
+            {"--schedule", ddpm::schedule_name(t.schedule)},
+            {"--T", std::to_string(t.T)},
+            {"--ch", std::to_string(t.model.ch)},
+            {"--res-blocks", std::to_string(t.model.num_res_blocks)},
+            {"--dropout", g(t.model.dropout)},
+            {"--classes", std::to_string(t.model.num_classes)},
+            {"--p-uncond", g(t.p_uncond)},
+            {"--ema", g(t.ema_decay)},
+            {"--ema-gamma", g(t.ema_gamma)},
+            {"--loss-weight", ddpm::loss_weight_name(t.loss_weight)},
+            {"--snr-gamma", g(t.snr_gamma)},
+            {"--clip", g(t.clip)},
+            {"--seed", std::to_string(t.seed)},
+            {"--every", std::to_string(c.every)},
+            {"--samples", std::to_string(c.samples)},
+            {"--ddim-steps", std::to_string(c.ddim_steps)},
+            {"--minutes", g(c.minutes)},
+            {"--skip-nonfinite", std::to_string(c.skip_nonfinite)},
+            {"--grad-norms-every", std::to_string(c.grad_norms_every)},
+            {"--eval-every", std::to_string(c.eval_every)},
+            {"--eval-n", std::to_string(c.eval_n)},
+            {"--eval-ddim-steps", std::to_string(c.eval_ddim_steps)},
+        };
+        for (const auto& [flag, value] : shown) {
+            INFO(name, " ", flag);
+            CHECK(help_default(help, flag) == value);
+        }
+    }
+    // the two differ where make train-cond's model does
+    std::string a, b;
+    REQUIRE(run(build_dir() + "/train --help", &a) == 0);
+    REQUIRE(run(build_dir() + "/train --config cond --help", &b) == 0);
+    CHECK(help_default(a, "--ch") != help_default(b, "--ch"));
+    CHECK(help_default(b, "--classes") == "10");
 }
 
 // bench --train --json's rows of one kind ("step_op" or "forward_op"): name -> the row's members

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <limits>
 
 #include "autograd/ops.h"
@@ -30,6 +31,8 @@ TrainConfig old_run_config() {
     TrainConfig c;
     c.data_dir = "synthetic";
     c.batch = 2;
+    c.lr.base = 1e-3;  // the defaults of the time: Adam at 1e-3, the fixed EMA
+    c.ema_gamma = 0;
     c.seed = 7;
     c.model.ch = 4;
     c.model.ch_mult = {1, 2, 2};
@@ -40,7 +43,7 @@ TrainConfig old_run_config() {
 }
 const std::string old_checkpoint = "tests/old_checkpoint.safetensors";
 
-// One step of Algorithm 1 on the state, as apps/train.cpp runs it.
+// One step of Algorithm 1 on the state, as Trainer::run takes it.
 double train_step(TrainState& st) {
     Tensor x0 = st.data.next_batch(int(st.config.batch), st.data_gen);
     std::vector<int64_t> t = randint(st.config.batch, st.config.T, st.noise_gen);
@@ -265,7 +268,7 @@ TEST_CASE("load_model: asking for EMA weights a checkpoint lacks, or a model tha
     // a model far larger than any checkpoint could hold is refused before it is allocated
     with_metadata(old_checkpoint, dir + "/huge.safetensors", "model", "ch=100000");
     CHECK_THROWS_WITH(load_model(dir + "/huge.safetensors", Weights::Trained),
-                      doctest::Contains("huge.safetensors: metadata 'model': UNet: bad config (in_ch=1 ch=100000"));
+                      doctest::Contains("huge.safetensors: metadata 'model': UNetConfig: each ch_mult must be in [1, 64] and ch (--ch) times it at most 1024 channels, got ch 100000"));
     Safetensors bare;
     bare.add_i64("step", {1}, {});
     bare.save(dir + "/bare.safetensors");
@@ -308,4 +311,79 @@ TEST_CASE("load_checkpoint refuses non-finite weights and a negative Adam moment
     nn::save_checkpoint(dir + "/t.safetensors", no_t);
     CHECK_THROWS_WITH(nn::load_checkpoint(dir + "/t.safetensors"), doctest::Contains("\"adam.t\" is 0, expected a positive count"));
     std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("validate(): each field out of range is refused, naming the field and its flag; the library checks with it too") {
+    struct Case {
+        std::function<void(RunConfig&)> set;
+        std::string message;
+    };
+    const std::vector<Case> cases = {
+        {[](RunConfig& c) { c.train.steps = -1; }, "TrainConfig: steps (--steps) must not be negative (0: sized to a time budget), got -1"},
+        {[](RunConfig& c) { c.train.batch = 0; }, "TrainConfig: batch (--batch) must be positive, got 0"},
+        {[](RunConfig& c) { c.train.lr.base = 0; }, "TrainConfig: lr.base (--lr) must be positive, got 0"},
+        {[](RunConfig& c) { c.train.lr.base = NAN; }, "TrainConfig: lr.base (--lr) must be positive, got nan"},
+        {[](RunConfig& c) { c.train.lr.warmup = -1; }, "TrainConfig: lr.warmup (--warmup) must not be negative, got -1"},
+        {[](RunConfig& c) { c.train.T = 1; }, "TrainConfig: T (--T) must be in [2, 1000000], got 1"},
+        {[](RunConfig& c) { c.train.ema_decay = 1; }, "TrainConfig: ema_decay (--ema) must be in [0, 1), got 1"},
+        {[](RunConfig& c) { c.train.ema_gamma = INFINITY; }, "TrainConfig: ema_gamma (--ema-gamma) must be finite and not negative"},
+        {[](RunConfig& c) { c.train.snr_gamma = -1; }, "TrainConfig: snr_gamma (--snr-gamma) must be positive, got -1"},
+        {[](RunConfig& c) { c.train.clip = 0; }, "TrainConfig: clip (--clip) must be positive, got 0"},
+        {[](RunConfig& c) { c.train.p_uncond = 1; }, "TrainConfig: p_uncond (--p-uncond) must be in [0, 1), got 1"},
+        {[](RunConfig& c) { c.train.model.num_classes = 256; }, "TrainConfig: model.num_classes (--classes) must be 0 (unconditional) or a class count in [1, 255]"},
+        {[](RunConfig& c) { c.train.model.ch = 7; }, "UNetConfig: ch (--ch) must be even and at least 4, got 7"},
+        {[](RunConfig& c) { c.train.model.num_res_blocks = 5; }, "UNetConfig: num_res_blocks (--res-blocks) must be in [1, 4], got 5"},
+        {[](RunConfig& c) { c.train.model.dropout = 1; }, "UNetConfig: dropout (--dropout) must be in [0, 1), got 1"},
+        {[](RunConfig& c) { c.train.model.ch_mult = {}; }, "UNetConfig: ch_mult must have 1 to 5 levels, got 0"},
+        {[](RunConfig& c) { c.train.model.ch_mult = {1, 2, 128}; }, "UNetConfig: each ch_mult must be in [1, 64] and ch (--ch) times it at most 1024"},
+        {[](RunConfig& c) { c.train.model.in_ch = 0; }, "UNetConfig: in_ch must be in [1, 16], got 0"},
+        {[](RunConfig& c) { c.train.model.resolution = 30; }, "UNetConfig: resolution 30 does not halve 2 times evenly"},
+        {[](RunConfig& c) { c.minutes = 0; }, "RunConfig: minutes (--minutes) must be positive when train.steps (--steps) is 0"},
+        {[](RunConfig& c) { c.train.steps = 5, c.minutes = -1; }, "RunConfig: minutes (--minutes) must be finite and not negative, got -1"},
+        {[](RunConfig& c) { c.every = 0; }, "RunConfig: every (--every) must be positive, got 0"},
+        {[](RunConfig& c) { c.samples = 0; }, "RunConfig: samples (--samples) must be positive, got 0"},
+        {[](RunConfig& c) { c.train.T = 40; }, "RunConfig: ddim_steps (--ddim-steps) must be in [1, T = 40], got 50"},
+        {[](RunConfig& c) { c.grad_norms_every = -1; }, "RunConfig: grad_norms_every (--grad-norms-every) must not be negative, got -1"},
+        {[](RunConfig& c) { c.skip_nonfinite = -1; }, "RunConfig: skip_nonfinite (--skip-nonfinite) must not be negative, got -1"},
+        {[](RunConfig& c) { c.eval_every = -1; }, "RunConfig: eval_every (--eval-every) must not be negative, got -1"},
+        {[](RunConfig& c) { c.eval_n = 3; }, "RunConfig: eval_n (--eval-n) must be at least 4"},
+        {[](RunConfig& c) { c.eval_ddim_steps = 0; }, "RunConfig: eval_ddim_steps (--eval-ddim-steps) must be in [1, T = 1000], got 0"},
+    };
+    CHECK_NOTHROW(RunConfig().validate());
+    for (const Case& c : cases) {
+        RunConfig cfg;
+        c.set(cfg);
+        INFO(c.message);
+        CHECK(test::message_of([&] { cfg.validate(); }).find(c.message) == 0);
+    }
+    // the library refuses with the same words: a TrainState, a Trainer, a U-Net
+    TrainConfig bad = old_run_config();
+    bad.p_uncond = -0.5;
+    CHECK(test::message_of([&] { TrainState st(bad, old_run_data()); }) == "TrainConfig: p_uncond (--p-uncond) must be in [0, 1), got -0.5");
+    RunConfig run;
+    run.every = 0;
+    CHECK(test::message_of([&] { Trainer t(run); }) == "RunConfig: every (--every) must be positive, got 0");
+    nn::UNetConfig wide;
+    wide.num_res_blocks = 0;
+    CHECK(test::message_of([&] { nn::UNet net(wide); }) == "UNetConfig: num_res_blocks (--res-blocks) must be in [1, 4], got 0");
+}
+
+TEST_CASE("the named configurations: the defaults are the measured recipe, 'cond' is make train-cond's model") {
+    const TrainConfig d = TrainConfig::named("default"), c = TrainConfig::named("cond"), cond = TrainConfig::conditional();
+    CHECK(d.str() == TrainConfig().str());
+    CHECK(d.model == nn::UNetConfig());
+    CHECK(c.str() == cond.str());
+    CHECK(c.model == cond.model);
+    CHECK_NOTHROW(d.validate());
+    CHECK_NOTHROW(c.validate());
+    // the conditional model: the reference U-Net's size without its dropout, 10 classes, Adam at 1e-3, the fixed EMA
+    nn::UNetConfig ref = nn::UNetConfig::reference();
+    CHECK(c.model.ch == ref.ch);
+    CHECK(c.model.num_res_blocks == ref.num_res_blocks);
+    CHECK(c.model.dropout == 0);
+    CHECK(c.model.num_classes == 10);
+    CHECK(c.str() == "data=data/mnist steps=0 batch=64 lr=0.001 warmup=100 lr_decay=cosine schedule=linear T=1000 ema=0.995 clip=1 seed=0 "
+                     "classes=10 p_uncond=0.1");
+    CHECK(d.str() == "data=data/mnist steps=0 batch=64 lr=0.002 warmup=100 lr_decay=cosine schedule=linear T=1000 ema=power:6.94 clip=1 seed=0");
+    CHECK(test::message_of([] { TrainConfig::named("big"); }) == "TrainConfig: no configuration named 'big' (default or cond)");
 }

@@ -11,6 +11,7 @@
 #include "ddpm/inspect.h"
 #include "ddpm/report/train_log.h"
 #include "nn/checkpoint.h"
+#include "nn/parse.h"
 #include "ddpm/report/grad_norm_log.h"
 #include "tensor/formats/font.h"
 #include "tensor/formats/io.h"
@@ -255,9 +256,10 @@ std::string sample_strip(const std::string& dir, int64_t side, std::string& note
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
         std::string name = entry.path().filename().string();
-        if (name.size() == 18 && name.rfind("samples_", 0) == 0 && name.substr(14) == ".png" &&
-            std::all_of(name.begin() + 8, name.begin() + 14, [](char c) { return c >= '0' && c <= '9'; }))
-            grids.push_back({std::stoll(name.substr(8, 6)), entry.path().string()});
+        int64_t step = 0;
+        if (name.size() == 18 && name.rfind("samples_", 0) == 0 && name.substr(14) == ".png" && name[8] != '-' &&
+            read_integer(std::string_view(name).substr(8, 6), step))
+            grids.push_back({step, entry.path().string()});
     }
     std::sort(grids.begin(), grids.end());
     const size_t most = 12;  // evenly spaced, always the first and the last
@@ -339,7 +341,7 @@ std::string run_report_html(const std::string& dir) {
         o += cat("<tr><td>images/s</td><td class=\"n\" id=\"images-per-s\">", fmt("%.1f", per_s), "</td></tr>\n");
         o += cat("<tr><td>wall time</td><td class=\"n\" id=\"wall-time\">", duration(last.seconds), "</td></tr>\n");
         o += cat("<tr><td>loss at step ", last.step, "</td><td class=\"n\" id=\"last-loss\">", g6(last.loss), "</td></tr>\n");
-        o += cat("<tr><td>mean loss, last 100 steps</td><td class=\"n\" id=\"recent-loss\">", g6(log.recent_loss(100)), "</td></tr>\n");
+        o += cat("<tr><td>mean loss, last ", TrainLog::kSmoothing, " steps</td><td class=\"n\" id=\"recent-loss\">", g6(log.smoothed_loss()), "</td></tr>\n");
     }
     o += cat("<tr><td>parameters</td><td class=\"n\">", net.num_parameters(), "</td></tr>\n</table>\n");
     std::string data_text = data_dir;

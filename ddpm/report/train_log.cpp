@@ -30,16 +30,12 @@ void TrainLog::write_csv(const std::string& path) const {
 void TrainLog::write_svg(const std::string& path, const std::string& title) const { write_file_atomic(path, svg(title)); }
 
 std::string TrainLog::svg(const std::string& title) const {
-    Series raw{"loss", {}, {}}, smooth{"moving average (100 steps)", {}, {}};
-    double window = 0;
-    std::vector<double> ring;
+    Series raw{"loss", {}, {}}, smooth{cat("moving average (", kSmoothing, " steps)"), {}, {}};
     for (size_t i = 0; i < rows.size(); i++) {
         raw.x.push_back(double(rows[i].step));
         raw.y.push_back(rows[i].loss);
-        window += rows[i].loss;
-        if (i >= 100) window -= rows[i - 100].loss;
         smooth.x.push_back(double(rows[i].step));
-        smooth.y.push_back(window / double(std::min<size_t>(i + 1, 100)));
+        smooth.y.push_back(smoothed_loss(i));
     }
     return svg_plot(title, "step", "loss (MSE of the noise)", {raw, smooth}, true);
 }
@@ -53,12 +49,12 @@ std::string TrainLog::lr_svg(const std::string& title) const {
     return svg_plot(title, "step", "learning rate", {lr}, false);
 }
 
-double TrainLog::recent_loss(size_t n) const {
-    if (rows.empty()) return NAN;
+double TrainLog::smoothed_loss(size_t i) const {
+    if (i >= rows.size()) return NAN;  // also i = -1 of an empty log
+    const size_t first = i + 1 > kSmoothing ? i + 1 - kSmoothing : 0;
     double s = 0;
-    size_t k = std::min(n, rows.size());
-    for (size_t i = rows.size() - k; i < rows.size(); i++) s += rows[i].loss;
-    return s / double(k);
+    for (size_t k = first; k <= i; k++) s += rows[k].loss;
+    return s / double(i + 1 - first);
 }
 
 // ---- EvalLog ------------------------------------------------------------------------------

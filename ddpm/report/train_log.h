@@ -25,12 +25,15 @@ public:
     // an empty log. A malformed row is a dl::Error naming the file and the line.
     void read_csv(const std::string& path, int64_t max_step);
     void write_csv(const std::string& path) const;  // atomic
-    // The loss per step and its moving average, log y axis.
+    // The loss per step and smoothed_loss() of each step, log y axis.
     void write_svg(const std::string& path, const std::string& title) const;
     std::string svg(const std::string& title) const;     // that plot's SVG text
     std::string lr_svg(const std::string& title) const;  // the learning rate per step
-    // Mean loss of the last n rows (NaN when empty).
-    double recent_loss(size_t n) const;
+    // The loss as people read it (the progress line, the curve, the report): the mean of the
+    // kSmoothing rows that end at row i (fewer near the start); NaN when there is no such row.
+    static constexpr size_t kSmoothing = 100;
+    double smoothed_loss(size_t i) const;
+    double smoothed_loss() const { return smoothed_loss(rows.size() - 1); }  // of the last row
 };
 
 // Sample quality during a run (build/train --eval-every N, ddpm/eval/eval.h): one row per evaluation,
