@@ -47,8 +47,9 @@ int main(int argc, char** argv) try {
     std::string npy = args.str("--samples", "", "a .npy of samples (N, H, W) or (N, 1, H, W) in [-1, 1], as build/sample writes");
     std::string ckpt_path = args.str("--checkpoint", "", "a checkpoint to draw --n samples from (EMA weights) and to compute the bound of");
     int64_t n = args.integer("--n", 1000, "samples to draw from --checkpoint; the floor and the reference use as many (FID depends on n)");
-    int64_t ddim_steps = args.integer("--ddim-steps", 50, "DDIM steps for the samples (0: ancestral, all T)");
-    double eta = args.real("--eta", 0.0, "DDIM eta of the samples (0: deterministic, 1: ancestral-like)");
+    std::string sampler_name = args.str("--sampler", "ddim", "the samples' sampler: " + ddpm::sampler_names() + " (ddpm/samplers.h)");
+    int64_t ddim_steps = args.integer("--ddim-steps", 50, "the sampler's steps, one model evaluation each (0: ancestral, all T)");
+    double eta = args.real("--eta", 0.0, "ddim's eta of the samples (0: deterministic, 1: ancestral-like)");
     bool no_clip = args.flag("--no-clip", "do not clip each step's predicted x_0 to [-1, 1]");
     int64_t bpd_n = args.integer("--bpd-n", 64, "test images for the bound (0: skip it)");
     int64_t bpd_stride = args.integer("--bpd-t-stride", 10, "evaluate one KL term of the bound per block of k timesteps (1: all T)");
@@ -96,6 +97,7 @@ int main(int argc, char** argv) try {
 
     // ---- the samples of a checkpoint ----
     ddpm::DiffusionModel model;
+    ddpm::Sampler sampler;
     std::vector<int64_t> labels;  // a class-conditional checkpoint: the classes asked for
     if (!ckpt_path.empty()) {
         model = ddpm::load_model(ckpt_path, ddpm::Weights::EmaIfPresent);
@@ -107,7 +109,8 @@ int main(int argc, char** argv) try {
         if (!labels.empty() && cfg.num_classes > judge.net->config().classes)
             fail(ckpt_path, ": the model has ", cfg.num_classes, " classes, the judge knows ", judge.net->config().classes);
         Philox gen{uint64_t(seed)};
-        samples = ddpm::draw_samples(model, n, ddim_steps, eta, batch, gen, cli::progress_callback("sampling"), labels,
+        sampler = ddpm::sampler_from_flags(sampler_name, ddim_steps, eta, model.schedule.T);
+        samples = ddpm::draw_samples(model, n, sampler, batch, gen, cli::progress_callback("sampling"), labels,
                                      labels.empty() ? 0 : guidance, !no_clip);
     }
 
@@ -161,7 +164,7 @@ int main(int argc, char** argv) try {
     }
     std::printf("\n%s against the first %lld test images (FID depends on n: compare at equal n)\n",
                 npy.empty() ? cat(n, " samples of ", ckpt_path, " (", model.ema ? "EMA" : "trained", " weights, ",
-                                  ddim_steps ? cat("DDIM ", ddim_steps, eta ? cat(", eta ", eta) : std::string()) : std::string("ancestral"),
+                                  sampler.str(),
                                   no_clip ? ", x_0 not clipped" : "", ")").c_str()
                             : cat(n, " samples from ", npy).c_str(),
                 (long long)n_ref);

@@ -179,7 +179,7 @@ int main(int argc, char** argv) try {
         for (int64_t k = 0; k < K; k++)
             for (int64_t c = 0; c < cols; c++) labels.push_back(k);
         Philox noise{uint64_t(seed) + 1};
-        Tensor x = ddpm::draw_samples(model, K * cols, ddim_steps, 0.0, K * cols, noise, nullptr, labels, guidance);
+        Tensor x = ddpm::draw_samples(model, K * cols, ddpm::Sampler{ddpm::SamplerKind::Ddim, ddim_steps, 0}, K * cols, noise, nullptr, labels, guidance);
         write_png_grid(out + "/classes.png", x, int(cols), 2, GridLabels{cat("one row per class 0..", K - 1, ", guidance w=", guidance), {}});
         std::printf("%-18s rows: classes 0..%lld at guidance w = %g (DDIM %lld)\n", "classes.png", (long long)(K - 1), guidance, (long long)ddim_steps);
     }
@@ -192,7 +192,7 @@ int main(int argc, char** argv) try {
         std::vector<std::string> labels;
         for (size_t c = 0; c < ws.size(); c++) {
             Philox noise{uint64_t(seed) + 2};
-            s.set_column(int64_t(c), ddpm::draw_samples(model, rows, ddim_steps, 0.0, rows, noise, nullptr,
+            s.set_column(int64_t(c), ddpm::draw_samples(model, rows, ddpm::Sampler{ddpm::SamplerKind::Ddim, ddim_steps, 0}, rows, noise, nullptr,
                                                         std::vector<int64_t>(size_t(rows), digit), ws[c]));
             labels.push_back(cat("w=", ws[c]));
         }

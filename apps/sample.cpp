@@ -19,8 +19,9 @@ int main(int argc, char** argv) try {
     int64_t n = args.integer("--n", 64, "number of images");
     std::string npy = args.str("--out", "samples.npy", "NumPy file for the images, float32 (N, H, W) in [-1, 1]");
     std::string png = args.str("--png", "samples.png", "PNG grid of the images ('' for none)");
-    int64_t ddim_steps = args.integer("--ddim-steps", 50, "DDIM steps; 0: ancestral sampling over all T steps");
-    double eta = args.real("--eta", 0.0, "DDIM eta (0: deterministic, 1: ancestral-like)");
+    std::string sampler_name = args.str("--sampler", "ddim", "the sampler: " + ddpm::sampler_names() + " (ddpm/samplers.h)");
+    int64_t ddim_steps = args.integer("--ddim-steps", 50, "the sampler's steps, one model evaluation each; 0: ancestral over all T steps");
+    double eta = args.real("--eta", 0.0, "ddim's eta (0: deterministic, 1: ancestral-like)");
     int64_t seed = args.integer("--seed", 0, "seed of the noise");
     int64_t batch = args.integer("--batch", 64, "images per forward pass");
     int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: all)");
@@ -33,8 +34,9 @@ int main(int argc, char** argv) try {
     cli::set_precision("sample", prec);
     set_flush_denormals();
     if (n < 1 || batch < 1) fail("sample: --n and --batch must be positive");
-    if (ddim_steps < 0) fail("sample: --ddim-steps must be 0 (ancestral) or a number of DDIM steps, got ", ddim_steps);
+    if (ddim_steps < 0) fail("sample: --ddim-steps must be 0 (ancestral) or the sampler's steps, got ", ddim_steps);
     if (!(eta >= 0 && eta <= 1)) fail("sample: --eta must be in [0, 1], got ", eta);
+    ddpm::parse_sampler(sampler_name);  // a bad name or eta is refused before the checkpoint is read
 
     ddpm::DiffusionModel model = ddpm::load_model(ckpt_path, raw ? ddpm::Weights::Trained : ddpm::Weights::Ema);
     const nn::UNetConfig& cfg = model.net->config();
@@ -46,8 +48,9 @@ int main(int argc, char** argv) try {
     Philox gen{uint64_t(seed)};
     const int64_t R = cfg.resolution;
     cli::Progress progress(n);
-    const std::string how = ddim_steps > 0 ? cat("DDIM ", ddim_steps, " steps") : cat("ancestral ", sched.T, " steps");
-    Tensor all = ddpm::draw_samples(model, n, ddim_steps, eta, batch, gen, [&](int64_t done, int64_t) { progress.update(done, how, true); },
+    const ddpm::Sampler sampler = ddpm::sampler_from_flags(sampler_name, ddim_steps, eta, sched.T);
+    const std::string how = sampler.str();
+    Tensor all = ddpm::draw_samples(model, n, sampler, batch, gen, [&](int64_t done, int64_t) { progress.update(done, how, true); },
                                     labels, labels.empty() ? 0 : guidance)
                      .reshape({n, R, R});  // (N, H, W)
     progress.finish();

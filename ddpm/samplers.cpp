@@ -28,8 +28,8 @@ std::string sampler_names() { return "ancestral, ddim, dpm++2m or dpm++2m-sde"; 
 
 void Sampler::validate(int64_t T) const {
     if (kind == SamplerKind::Ancestral && steps != T)
-        fail("--steps: the ancestral sampler takes all T = ", T, " steps, got ", steps, " (ddim, dpm++2m and dpm++2m-sde take fewer)");
-    if (steps < 1 || steps > T) fail("--steps must be in [1, T = ", T, "], got ", steps);
+        fail("--ddim-steps: the ancestral sampler takes all T = ", T, " steps, got ", steps, " (ddim, dpm++2m and dpm++2m-sde take fewer)");
+    if (steps < 1 || steps > T) fail("--ddim-steps (the sampler's steps) must be in [1, T = ", T, "], got ", steps);
     if (!(eta >= 0 && eta <= 1)) fail("--eta must be in [0, 1] (0: deterministic, 1: DDPM-like), got ", eta);
     if (eta != 0 && kind != SamplerKind::Ddim) fail("--eta is ddim's; ", sampler_name(kind), " takes none, got ", eta);
 }
@@ -38,6 +38,13 @@ std::string Sampler::str() const {
     std::string out = cat(sampler_name(kind), " ", steps, " steps");
     if (kind == SamplerKind::Ddim) out += cat(", eta ", eta);
     return out;
+}
+
+Sampler sampler_from_flags(const std::string& name, int64_t steps, double eta, int64_t T) {
+    Sampler sp{parse_sampler(name), steps, eta};
+    if (steps == 0 || sp.kind == SamplerKind::Ancestral) sp.kind = SamplerKind::Ancestral, sp.steps = steps == 0 ? T : steps;
+    sp.validate(T);
+    return sp;
 }
 
 Tensor sample(const Schedule& s, const EpsModel& model, const Shape& shape, const Sampler& sampler, Philox& gen, bool clip_x0,

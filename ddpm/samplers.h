@@ -39,6 +39,10 @@ struct Sampler {
     std::string str() const;  // "ddim 50 steps, eta 0", "dpm++2m 25 steps"
 };
 
+// The sampler a program's flags name: --sampler NAME, its step count (--ddim-steps K; 0 asks for
+// the ancestral sampler over all T, as does the name ancestral) and --eta (ddim's). Checked.
+Sampler sampler_from_flags(const std::string& name, int64_t steps, double eta, int64_t T);
+
 // Draws shape from x_T ~ N(0, I) with the sampler; clip_x0 clamps each predicted x_0 to [-1, 1].
 // on_step, when given, sees each timestep and the x it led to.
 Tensor sample(const Schedule& s, const EpsModel& model, const Shape& shape, const Sampler& sampler, Philox& gen,

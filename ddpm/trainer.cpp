@@ -414,6 +414,9 @@ Trainer::Trainer(RunConfig c, TrainEvents events)
 Trainer::~Trainer() = default;
 
 int64_t Trainer::resume_or_refuse() {
+    // what an earlier run killed mid-write (kill -9, power loss) left behind
+    for (const std::string& name : remove_stale_temporaries(config.out))
+        note(cat("removed ", config.out, "/", name, ", a temporary file left by a run that was killed while writing"));
     if (!folder.has_checkpoint()) return state.step;
     if (!config.resume)  // never replace what another run made
         fail("train: ", folder.checkpoint(), " exists; --resume continues that run, or give another --out (or delete the folder) to start over");
@@ -554,9 +557,10 @@ DiffusionModel fresh_model(const nn::UNetConfig& config, ScheduleKind schedule, 
     return m;
 }
 
-Tensor draw_samples(const DiffusionModel& model, int64_t n, int64_t ddim_steps, double eta, int64_t batch, Philox& gen,
+Tensor draw_samples(const DiffusionModel& model, int64_t n, const Sampler& sampler, int64_t batch, Philox& gen,
                     const ProgressFn& on_batch, const std::vector<int64_t>& labels, double guidance, bool clip_x0) {
-    if (n < 1 || batch < 1 || ddim_steps < 0) fail("draw_samples: expected n, batch >= 1 and ddim_steps >= 0, got ", n, ", ", batch, ", ", ddim_steps);
+    if (n < 1 || batch < 1) fail("draw_samples: expected n and batch >= 1, got ", n, ", ", batch);
+    sampler.validate(model.schedule.T);
     if (!labels.empty() && int64_t(labels.size()) != n) fail("draw_samples: ", labels.size(), " labels for ", n, " images");
     const nn::UNetConfig& cfg = model.net->config();
     const int64_t R = cfg.resolution;
@@ -567,8 +571,7 @@ Tensor draw_samples(const DiffusionModel& model, int64_t n, int64_t ddim_steps, 
         std::vector<int64_t> c;  // this batch's labels
         if (!labels.empty()) c.assign(labels.begin() + done, labels.begin() + done + b);
         EpsModel eps = eps_model(*model.net, c, guidance);
-        Tensor x = ddim_steps > 0 ? ddim_sample(model.schedule, eps, shape, ddim_steps, eta, gen, clip_x0)
-                                  : p_sample_loop(model.schedule, eps, shape, gen, clip_x0);
+        Tensor x = sample(model.schedule, eps, shape, sampler, gen, clip_x0);
         all.rows(done, b).copy_from(x.to(DType::F32));
         if (on_batch) on_batch(done + b, n);
     }

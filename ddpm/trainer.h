@@ -33,6 +33,7 @@
 #include "ddpm/report/train_log.h"
 #include "nn/checkpoint.h"
 #include "ddpm/report/grad_norm_log.h"
+#include "ddpm/samplers.h"
 #include "nn/optim.h"
 #include "nn/unet.h"
 
@@ -304,11 +305,11 @@ enum class Weights { Trained, Ema, EmaIfPresent };
 DiffusionModel load_model(const std::string& path, Weights weights, double dropout = -1);
 // A fresh init from Philox(seed), in training mode.
 DiffusionModel fresh_model(const nn::UNetConfig& config, ScheduleKind schedule, int64_t T, uint64_t seed);
-// n images (n, in_ch, R, R) in batches: DDIM with ddim_steps steps and eta, or with ddim_steps 0
-// the ancestral sampler over all T steps (Algorithm 2). on_batch(done, n) after each batch.
+// n images (n, in_ch, R, R) in batches, by the sampler (ddpm/samplers.h). on_batch(done, n) after
+// each batch.
 // A class-conditional model takes labels (n) and the guidance weight (eps_model); without labels it
 // samples unconditionally (the null label). clip_x0: each step's predicted x_0 clipped to [-1, 1].
-Tensor draw_samples(const DiffusionModel& model, int64_t n, int64_t ddim_steps, double eta, int64_t batch, Philox& gen,
+Tensor draw_samples(const DiffusionModel& model, int64_t n, const Sampler& sampler, int64_t batch, Philox& gen,
                     const ProgressFn& on_batch = nullptr, const std::vector<int64_t>& labels = {}, double guidance = 0,
                     bool clip_x0 = true);
 

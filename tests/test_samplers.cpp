@@ -55,8 +55,8 @@ TEST_CASE("samplers: names, model evaluations, and the checks on steps and eta")
     for (const char* name : {"ancestral", "ddim", "dpm++2m", "dpm++2m-sde"}) CHECK(std::string(sampler_name(parse_sampler(name))) == name);
     CHECK_THROWS_WITH(parse_sampler("heun"), "--sampler: expected ancestral, ddim, dpm++2m or dpm++2m-sde, got 'heun'");
     CHECK_THROWS_WITH((Sampler{SamplerKind::Ancestral, 50, 0}.validate(1000)),
-                      "--steps: the ancestral sampler takes all T = 1000 steps, got 50 (ddim, dpm++2m and dpm++2m-sde take fewer)");
-    CHECK_THROWS_WITH((Sampler{SamplerKind::DpmSolver2M, 1001, 0}.validate(1000)), "--steps must be in [1, T = 1000], got 1001");
+                      "--ddim-steps: the ancestral sampler takes all T = 1000 steps, got 50 (ddim, dpm++2m and dpm++2m-sde take fewer)");
+    CHECK_THROWS_WITH((Sampler{SamplerKind::DpmSolver2M, 1001, 0}.validate(1000)), "--ddim-steps (the sampler's steps) must be in [1, T = 1000], got 1001");
     CHECK_THROWS_WITH((Sampler{SamplerKind::Ddim, 50, 1.5}.validate(1000)), doctest::Contains("--eta must be in [0, 1]"));
     CHECK_THROWS_WITH((Sampler{SamplerKind::DpmSolver2M, 50, 0.5}.validate(1000)), "--eta is ddim's; dpm++2m takes none, got 0.5");
     // each sampler calls the model once per step

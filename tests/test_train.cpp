@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <string>
@@ -107,6 +108,17 @@ TEST_CASE("train writes a checkpoint that sample reads; a resumed run matches an
     CHECK(s.shape() == Shape{3, 28, 28});
     CHECK(s.dtype() == DType::F32);
     CHECK(file_exists(dir + "/s.png"));
+    // every sampler by name, with its step count; eta is ddim's alone
+    for (const char* sp : {"ddim --eta 1", "dpm++2m", "dpm++2m-sde"}) {
+        REQUIRE(run(bin + "/sample --checkpoint " + dir + "/straight/checkpoint.safetensors --n 3 --ddim-steps 3 --sampler " + sp +
+                        " --out " + dir + "/o.npy --png ''",
+                    &out) == 0);
+        CHECK(read_npy(dir + "/o.npy").shape() == Shape{3, 28, 28});
+    }
+    CHECK(run(bin + "/sample --checkpoint " + dir + "/straight/checkpoint.safetensors --n 3 --sampler dpm++2m --eta 1 --out " + dir +
+                  "/o.npy --png ''",
+              &out) != 0);
+    CHECK(out.find("--eta is ddim's; dpm++2m takes none, got 1") != std::string::npos);
 
     // bad input: a clear message and a non-zero exit
     CHECK(run(bin + "/sample --checkpoint " + dir + "/missing.safetensors", &out) != 0);
@@ -147,6 +159,7 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
         {bin + "/eval --eta -0.5", "eval: --eta must be in [0, 1], got -0.5"},
         {bin + "/sample --eta 2", "--eta must be in [0, 1], got 2"},
         {bin + "/sample --ddim-steps -1", "--ddim-steps must be 0 (ancestral)"},
+        {bin + "/sample --sampler heun", "--sampler: expected ancestral, ddim, dpm++2m or dpm++2m-sde, got 'heun'"},
         {bin + "/sample --raw=1", "--raw takes no value, got '1'"},
         {bin + "/sample --png", "--png needs a value"},
         {bin + "/inspect --ema", "--ema needs a --checkpoint"},
@@ -327,7 +340,10 @@ TEST_CASE("the recipe's flags reach the run: ResBlocks per level, min-SNR weight
     // eval takes the sampler's eta and clipping
     REQUIRE(run(bin + "/eval --data " + dir + "/data --checkpoint " + dir + "/a/checkpoint.safetensors --n 4 --ddim-steps 2 --eta 1 "
                 "--no-clip --bpd-n 0", &out) == 0);
-    CHECK(out.find("DDIM 2, eta 1, x_0 not clipped") != std::string::npos);
+    CHECK(out.find("ddim 2 steps, eta 1, x_0 not clipped") != std::string::npos);
+    REQUIRE(run(bin + "/eval --data " + dir + "/data --checkpoint " + dir + "/a/checkpoint.safetensors --n 4 --ddim-steps 2 "
+                "--sampler dpm++2m-sde --bpd-n 0", &out) == 0);
+    CHECK(out.find("dpm++2m-sde 2 steps") != std::string::npos);
     std::system(("rm -rf " + dir).c_str());
 }
 
@@ -478,9 +494,11 @@ TEST_CASE("kill -9 at any moment loses at most the steps since the last checkpoi
     ddpm::write_synthetic_idx(dir + "/data", 24, 3);
     std::string cmd = "exec " + tiny_train(dir) + " --threads 1 --steps 1000000 --every 1 --resume --out " + dir + "/run >> " + dir + "/log 2>&1";
     int64_t last_step = 0;
+    pid_t last_pid = 0;
     for (int round = 0; round < 4; round++) {  // killed at a different moment each time, mid-step or mid-write
         CAPTURE(round);
         pid_t pid = spawn_shell(cmd);
+        last_pid = pid;
         auto saved_step = [&]() -> int64_t {  // the checkpoint's step, or -1 before the first one
             try {
                 return nn::load_checkpoint(dir + "/run/checkpoint.safetensors").step;
@@ -506,7 +524,13 @@ TEST_CASE("kill -9 at any moment loses at most the steps since the last checkpoi
     }
     INFO(read_file(dir + "/log"));
     CHECK(last_step >= 1);
+    // the temporary files a killed writer leaves (one made here for certain, with a dead pid) go at
+    // the next start in that folder
+    write_file_atomic(dir + "/run/loss.csv.tmp." + std::to_string(last_pid), "half a file");
     REQUIRE(run(tiny_train(dir) + " --threads 2 --resume --steps " + std::to_string(last_step + 1) + " --out " + dir + "/run", &out) == 0);
+    CHECK(out.find("removed " + dir + "/run/loss.csv.tmp." + std::to_string(last_pid) + ", a temporary file left by a run that was killed") !=
+          std::string::npos);
+    for (const auto& f : std::filesystem::directory_iterator(dir + "/run")) CHECK(f.path().string().find(".tmp.") == std::string::npos);
     CHECK(nn::load_checkpoint(dir + "/run/checkpoint.safetensors").step == last_step + 1);
     CHECK(decode_png(read_file(dir + "/run/samples.png")).width > 0);  // the finished run drew its grid
     std::system(("rm -rf " + dir).c_str());
