@@ -86,10 +86,11 @@ double clock_now() {
     return (double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec)) / omp_get_max_threads();
 }
 
-// Median seconds of fn over reps runs, after warm-up runs (at least 3, and at least 0.2 s).
-double median_time(const std::function<void()>& fn, int reps) {
+// Median seconds of fn over reps runs, after warm-up runs (at least 3, and at least 0.2 s; with
+// one_warmup just one, for loops too slow for that to matter: the reference convolution).
+double median_time(const std::function<void()>& fn, int reps, bool one_warmup = false) {
     double t0 = now();
-    for (int i = 0; i < 3 || now() - t0 < 0.2; i++) fn();
+    for (int i = 0; i < (one_warmup ? 1 : 3) || (!one_warmup && now() - t0 < 0.2); i++) fn();
     std::vector<double> ts;
     for (int i = 0; i < reps; i++) {
         double s = clock_now();
@@ -300,21 +301,6 @@ void bench_conv(const Options& o, double peak) {
 // error of a pass is max |out - out64| / max |out64|, out64 from conv2d_*_ref<double> on the same
 // inputs converted to double; for backward-weight the larger of dw's and dbias's.
 
-
-// Median seconds of fn over reps runs after one warm-up run (the reference loop is too slow for
-// median_time's 0.2 s of warm-up to matter).
-double median_time_slow(const std::function<void()>& fn, int reps) {
-    fn();
-    std::vector<double> ts;
-    for (int i = 0; i < reps; i++) {
-        double s = clock_now();
-        fn();
-        ts.push_back(clock_now() - s);
-    }
-    std::sort(ts.begin(), ts.end());
-    return ts[ts.size() / 2];
-}
-
 // max |a - ref| / max |ref| (NaN if a holds a NaN or an infinity)
 double rel_err(const std::vector<float>& a, const std::vector<double>& ref) {
     double e = 0, m = 0;
@@ -393,7 +379,7 @@ void bench_ladder(const Options& o, double peak) {
                     if (r.ref) conv2d_backward_weight_ref<float>(p, x.data(), dy.data(), dw.data(), db.data());
                     else conv2d_backward_weight<float>(p, x.data(), dy.data(), dw.data(), db.data());
                 };
-            const double t = r.ref ? median_time_slow(fn, ref_reps) : median_time(fn, o.reps);
+            const double t = r.ref ? median_time(fn, ref_reps, true) : median_time(fn, o.reps);
             // the outputs hold the last timed run's result
             const double err = pass == 0   ? rel_err(y, y64)
                                : pass == 1 ? rel_err(dx, dx64)
