@@ -18,7 +18,7 @@
 #include <omp.h>  // tests/fuzz builds these headers without OpenMP where clang has no libomp
 #endif
 
-#include "nn/parse.h"
+#include "tensor/parse.h"
 #include "tensor/cpu.h"
 #include "tensor/tensor.h"
 

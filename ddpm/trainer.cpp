@@ -11,7 +11,7 @@
 #include "autograd/anomaly.h"
 #include "autograd/ops.h"
 #include "ddpm/report/report.h"
-#include "nn/parse.h"
+#include "tensor/parse.h"
 #include "tensor/formats/io.h"
 #include "tensor/formats/png.h"
 

@@ -142,7 +142,8 @@ public:
 
     // The checkpoint (atomic): tensors by nn::save_checkpoint, metadata as at the top of this file.
     void save(const std::string& path) const;
-    // Continues from a checkpoint written by save() (or by the train program before this type).
+    // Continues from a checkpoint written by save() (or by an older train, which wrote the same
+    // tensors with fewer metadata).
     // Refuses one of another model, schedule or T, and metadata that do not parse completely or are
     // out of range, naming the file and the key; on failure this state may be partly restored.
     // When config.steps is 0 it takes the checkpoint's sized count.
@@ -159,9 +160,9 @@ private:
 // How many steps a run takes. A fixed count, or (steps == 0) as many as fit in a time budget:
 // after kWarm steps (the first ones fill the allocator cache), kProbe steps are timed and the count
 // is set so the run fits, keeping 4% of the budget for the sample grids and checkpoints. The count
-// is refined once at kRefine steps into the session: in one run on the 2-core machine the steady
-// pace settled 12% below the first steps' (0.62 -> 0.71 s/step), which stretched a 30-minute budget
-// to 33. The cosine decay has barely begun by then, so the learning rate changes by about 0.1%.
+// is refined once at kRefine steps into the session, because the steady pace can settle below the
+// first steps' (by 12% on the 2-core machine: a 30-minute budget would stretch to 33). The cosine
+// decay has barely begun by then, so the learning rate changes by about 0.1%.
 class StepBudget {
 public:
     static constexpr int64_t kWarm = 2, kProbe = 10, kRefine = 200;

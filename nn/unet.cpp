@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "autograd/ops.h"
-#include "nn/parse.h"
+#include "tensor/parse.h"
 
 namespace dl::nn {
 

@@ -1,6 +1,6 @@
-// The DDPM noise-prediction U-Net (Ho et al. 2020), exactly as shared/reference/ref_unet.py:
-// the same blocks, the same math, and the same parameter names in the same order, so that a
-// checkpoint written here loads into the reference with load_state_dict.
+// The DDPM noise-prediction U-Net (Ho et al. 2020), as its PyTorch twin builds it: the same blocks,
+// the same math, and PyTorch's parameter names in the same order, so that a checkpoint written
+// here loads into the PyTorch module with load_state_dict (tests/check_checkpoint.py checks it).
 // B batch, C channels, H, W, HW = H*W, R resolution, tdim = 4 * ch.
 //
 //   temb = fc2(silu(fc1(sinusoidal(t))))                                       (B, tdim)
@@ -39,7 +39,7 @@ struct UNetConfig {
     // str() leaves the key out, so the unconditional model's text is what it always was.
     int64_t num_classes = 0;           // --classes
 
-    // The U-Net of Ho et al. as shared/reference/ref_unet.py builds it: ch 32, two ResBlocks per
+    // The U-Net of Ho et al. as its PyTorch twin builds it: ch 32, two ResBlocks per
     // level, dropout 0.1.
     static UNetConfig reference();
     // Throws a dl::Error naming the first field out of range (and its build/train flag, where it

@@ -11,7 +11,7 @@
 #include "ddpm/inspect.h"
 #include "ddpm/report/train_log.h"
 #include "nn/checkpoint.h"
-#include "nn/parse.h"
+#include "tensor/parse.h"
 #include "ddpm/report/grad_norm_log.h"
 #include "tensor/formats/font.h"
 #include "tensor/formats/io.h"

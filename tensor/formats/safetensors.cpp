@@ -8,6 +8,7 @@
 
 #include "tensor/formats/io.h"
 #include "tensor/formats/json.h"
+#include "tensor/parse.h"
 
 namespace dl {
 
@@ -28,10 +29,7 @@ namespace {
 // A JSON number that must be a non-negative integer (a dimension or an offset).
 uint64_t to_index(const Json& v, const std::string& where, const std::string& what) {
     uint64_t out = 0;
-    if (v.kind == Json::NUMBER) {
-        auto [end, ec] = std::from_chars(v.text.data(), v.text.data() + v.text.size(), out);
-        if (ec == std::errc() && end == v.text.data() + v.text.size()) return out;
-    }
+    if (v.kind == Json::NUMBER && read_integer<uint64_t>(v.text, out)) return out;
     fail(where, ": ", what, ": expected a non-negative integer, found ", v.kind == Json::NUMBER ? v.text : json_kind_name(v.kind));
 }
 
