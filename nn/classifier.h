@@ -24,9 +24,9 @@ namespace dl::nn {
 struct ClassifierConfig {
     std::string arch = "conv";  // "conv" or "mlp"
     int64_t side = 28, classes = 10, ch = 32, features = 128;
-    int64_t hidden = 256;       // mlp only
+    int64_t hidden = 512;       // mlp only
     // For the cache's metadata. "conv": "side=28 classes=10 ch=32 features=128" (the string before
-    // "mlp" existed, so caches written then still match); "mlp": "arch=mlp side=28 classes=10 hidden=256 features=128".
+    // "mlp" existed, so caches written then still match); "mlp": "arch=mlp side=28 classes=10 hidden=512 features=128".
     std::string str() const;
     bool operator==(const ClassifierConfig&) const = default;
 };

@@ -61,13 +61,14 @@ std::vector<JudgeSpec> small_judges() {
         specs[size_t(i)].seed = uint64_t(i);
         specs[size_t(i)].model.ch = 8;
         specs[size_t(i)].model.features = 32;
+        specs[size_t(i)].epoch_multiple = 3;
     }
     specs[2].name = "mlp";
     specs[2].file = "judge_mlp.safetensors";
     specs[2].model.arch = "mlp";
     specs[2].model.hidden = 64;
     specs[2].model.features = 32;
-    specs[2].epoch_multiple = 2;
+    specs[2].epoch_multiple = 3;
     return specs;
 }
 
@@ -159,6 +160,21 @@ TEST_CASE("kid: the jackknife standard error is about the spread of KID over ind
         CHECK(mean_of(ses) > 0.8 * sd_of(values));
         CHECK(mean_of(ses) < 2.0 * sd_of(values));
     }
+}
+
+TEST_CASE("train_classifier: the same network with or without a progress callback (the cosine decay counts steps either way)") {
+    Dataset train = shapes(128, 31);
+    nn::ClassifierConfig cfg;
+    cfg.ch = 4;
+    cfg.features = 16;
+    int64_t calls = 0;
+    auto quiet = train_classifier(train, 3, 0, nullptr, cfg), counted = train_classifier(train, 3, 0, [&](int64_t, int64_t) { calls++; }, cfg);
+    CHECK(calls == 3 * (128 / 64));
+    const Tensor a = quiet->flat_parameters(), b = counted->flat_parameters();
+    REQUIRE(a.numel() == b.numel());
+    int64_t differ = 0;
+    for (int64_t i = 0; i < a.numel(); i++) differ += a.flat(i) != b.flat(i);
+    CHECK(differ == 0);
 }
 
 TEST_CASE("ruler: one cache file per judge; a second load trains nothing, a changed key retrains that judge only") {

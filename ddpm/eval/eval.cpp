@@ -66,8 +66,8 @@ std::unique_ptr<nn::Classifier> train_classifier(const Dataset& train, int64_t e
             net->zero_grad();
             Variable loss = cross_entropy(net->forward(Variable(train.images(idx))), y);
             loss.backward();
-            adam.step(net->flat_parameters(), net->flat_grads(), lr.at(step + 1, steps));
-            if (on_step) on_step(++step, steps);
+            adam.step(net->flat_parameters(), net->flat_grads(), lr.at(++step, steps));
+            if (on_step) on_step(step, steps);  // (the step counts with or without a callback: the cosine decay needs it)
         }
     }
     return net;

@@ -31,7 +31,7 @@
 namespace dl::ddpm {
 
 // Four judges: the conv net of eval.h at seeds 0, 1, 2 (the first is the single judge of before,
-// classifier.safetensors) and an MLP on the pixels (256 hidden, 128 features), seed 0; files
+// classifier.safetensors) and an MLP on the pixels (512 hidden, 128 features, twice the epochs), seed 0; files
 // classifier.safetensors, classifier_conv-s1.safetensors, classifier_conv-s2.safetensors,
 // classifier_mlp-s0.safetensors.
 std::vector<JudgeSpec> default_judges();
