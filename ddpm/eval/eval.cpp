@@ -38,20 +38,21 @@ static void require_labels(const Dataset& d, const char* split, int64_t classes 
                  ") (the train labels name ", classes, ")");
 }
 
-// The judge for a data set: its side, and as many classes as its labels name (0 .. max label).
-static nn::ClassifierConfig judge_config(const Dataset& train) {
-    nn::ClassifierConfig cfg;
+// The judge for a data set: model's arch and widths, the data's side, and as many classes as its
+// labels name (0 .. max label).
+static nn::ClassifierConfig judge_config(const Dataset& train, nn::ClassifierConfig cfg = {}) {
     cfg.side = train.rows();
     cfg.classes = 2;
     for (uint8_t y : train.labels()) cfg.classes = std::max<int64_t>(cfg.classes, int64_t(y) + 1);
     return cfg;
 }
 
-std::unique_ptr<nn::Classifier> train_classifier(const Dataset& train, int64_t epochs, uint64_t seed, const ProgressFn& on_step) {
+std::unique_ptr<nn::Classifier> train_classifier(const Dataset& train, int64_t epochs, uint64_t seed, const ProgressFn& on_step,
+                                                 const nn::ClassifierConfig& model) {
     require_labels(train, "train");
     if (train.size() < 64) fail("eval: the judge needs at least 64 training images (one batch), got ", train.size());
     if (train.rows() != train.cols()) fail("eval: the judge needs square images, got ", train.rows(), "x", train.cols());
-    auto net = std::make_unique<nn::Classifier>(judge_config(train), seed);
+    auto net = std::make_unique<nn::Classifier>(judge_config(train, model), seed);
     nn::Adam adam(net->num_parameters(), DType::F32);
     Philox gen(seed + 1);
     const int64_t B = 64, per_epoch = train.size() / B, steps = epochs * per_epoch;
@@ -65,8 +66,8 @@ std::unique_ptr<nn::Classifier> train_classifier(const Dataset& train, int64_t e
             net->zero_grad();
             Variable loss = cross_entropy(net->forward(Variable(train.images(idx))), y);
             loss.backward();
-            adam.step(net->flat_parameters(), net->flat_grads(), lr.at(step + 1, steps));
-            if (on_step) on_step(++step, steps);
+            adam.step(net->flat_parameters(), net->flat_grads(), lr.at(++step, steps));
+            if (on_step) on_step(step, steps);  // (the step counts with or without a callback: the cosine decay needs it)
         }
     }
     return net;
@@ -84,7 +85,7 @@ Judgement judge_images(const nn::Classifier& net, const Tensor& images, int64_t 
     for (int64_t b0 = 0; b0 < N; b0 += batch) {
         const int64_t B = std::min(batch, N - b0);
         Variable f = net.features(Variable(images.rows(b0, B).to(DType::F32)));
-        Tensor p = softmax(net.fc2.forward(f)).value();  // (B, K)
+        Tensor p = softmax(net.logits(f)).value();  // (B, K)
         j.features.rows(b0, B).copy_from(f.value().to(DType::F64));
         for (int64_t n = 0; n < B; n++) {
             int64_t best = 0;
@@ -110,41 +111,83 @@ double classifier_accuracy(const nn::Classifier& net, const Dataset& data) {
 // (97.5% held out, 32 s on the 2-core machine), 2 of full MNIST's 60,000.
 int64_t judge_epochs(int64_t n) { return std::clamp<int64_t>((96000 + n - 1) / std::max<int64_t>(n, 1), 2, 20); }
 
-Judge load_or_train_judge(const std::string& dir, const Dataset& train, const Dataset& test, int64_t n_reference,
-                          const ProgressFn& on_step) {
+static int64_t spec_epochs(const Dataset& train, const JudgeSpec& spec) { return judge_epochs(train.size()) * std::max<int64_t>(1, spec.epoch_multiple); }
+
+int64_t judge_steps(const Dataset& train, const JudgeSpec& spec) { return spec_epochs(train, spec) * (train.size() / 64); }
+
+namespace {
+
+// Both splits labelled, the test labels within the judge's classes; checked before anything trains.
+nn::ClassifierConfig checked_config(const Dataset& train, const Dataset& test, const JudgeSpec& spec) {
     require_labels(train, "train");
-    const nn::ClassifierConfig cfg = judge_config(train);
+    const nn::ClassifierConfig cfg = judge_config(train, spec.model);
     require_labels(test, "test", cfg.classes);
+    return cfg;
+}
+
+// The cache is used when it was made from these data, for this model, by this recipe; a change to
+// any of them trains a new judge. (Seed 0's recipe string is the one of the single judge before
+// the ruler, so its caches stay valid.)
+std::map<std::string, std::string> cache_key(const Dataset& train, const Dataset& test, const nn::ClassifierConfig& cfg, const JudgeSpec& spec) {
+    return {{"data_crc", std::to_string(data_checksum(train, test))},
+            {"model", cfg.str()},
+            {"recipe", cat("judge 1: Adam 1e-3 cosine, batch 64, ", spec_epochs(train, spec), " epochs, seed ", spec.seed)}};
+}
+
+}  // namespace
+
+std::unique_ptr<nn::Classifier> load_cached_judge(const std::string& dir, const Dataset& train, const Dataset& test, const JudgeSpec& spec) {
+    const nn::ClassifierConfig cfg = checked_config(train, test, spec);
+    const std::string path = dir + "/" + spec.file;
+    if (!file_exists(path)) return nullptr;
+    nn::Checkpoint ck = nn::load_checkpoint(path);  // a damaged file is an error that names it
+    for (const auto& [k, v] : cache_key(train, test, cfg, spec))
+        if (!ck.metadata.count(k) || ck.metadata.at(k) != v) return nullptr;
+    auto net = std::make_unique<nn::Classifier>(cfg);
+    nn::load_named(net->state_dict(), ck.model, path);
+    return net;
+}
+
+std::unique_ptr<nn::Classifier> train_and_cache_judge(const std::string& dir, const Dataset& train, const Dataset& test,
+                                                      const JudgeSpec& spec, const ProgressFn& on_step) {
+    const nn::ClassifierConfig cfg = checked_config(train, test, spec);
+    auto net = train_classifier(train, spec_epochs(train, spec), spec.seed, on_step, spec.model);
+    nn::Checkpoint ck = nn::capture(*net, nullptr, nullptr, 0);
+    for (const auto& [k, v] : cache_key(train, test, cfg, spec)) ck.metadata[k] = v;
+    nn::save_checkpoint(dir + "/" + spec.file, ck);
+    return net;
+}
+
+Judge make_judge(std::unique_ptr<nn::Classifier> net, const JudgeSpec& spec, const std::string& dir, const Dataset& test,
+                 int64_t n_reference, bool trained_now) {
     Judge j;
-    j.cache = dir + "/classifier.safetensors";
-    // The cache is used when it was made from these data, for this model, by this recipe; a
-    // change to any of them trains a new judge. A damaged file is an error that names it.
-    const std::map<std::string, std::string> key = {
-        {"data_crc", std::to_string(data_checksum(train, test))},
-        {"model", cfg.str()},
-        {"recipe", cat("judge 1: Adam 1e-3 cosine, batch 64, ", judge_epochs(train.size()), " epochs, seed 0")}};
-    if (file_exists(j.cache)) {
-        nn::Checkpoint ck = nn::load_checkpoint(j.cache);
-        bool same = true;
-        for (const auto& [k, v] : key) same = same && ck.metadata.count(k) && ck.metadata.at(k) == v;
-        if (same) {
-            j.net = std::make_unique<nn::Classifier>(cfg);
-            nn::load_named(j.net->state_dict(), ck.model, j.cache);
-        }
-    }
-    if (!j.net) {
-        j.net = train_classifier(train, judge_epochs(train.size()), 0, on_step);
-        j.trained_now = true;
-        nn::Checkpoint ck = nn::capture(*j.net, nullptr, nullptr, 0);
-        for (const auto& [k, v] : key) ck.metadata[k] = v;
-        nn::save_checkpoint(j.cache, ck);
-    }
+    j.name = spec.name;
+    j.net = std::move(net);
+    j.trained_now = trained_now;
+    j.cache = dir + "/" + spec.file;
     j.test_accuracy = classifier_accuracy(*j.net, test);
     std::vector<int64_t> ref(static_cast<size_t>(std::clamp<int64_t>(n_reference, 0, test.size())));
     std::iota(ref.begin(), ref.end(), 0);
     j.reference = judge_images(*j.net, test.images(ref));
     for (int64_t i : ref) j.reference_labels.push_back(test.labels()[size_t(i)]);
+    double ms = 0;
+    const Tensor& f = j.reference.features;
+    for (int64_t i = 0; i < f.numel(); i++) ms += f.flat(i) * f.flat(i);
+    if (ms > 0) j.feature_rms = std::sqrt(ms / double(f.numel()));
     return j;
+}
+
+Judge load_or_train_judge(const std::string& dir, const Dataset& train, const Dataset& test, int64_t n_reference, const JudgeSpec& spec,
+                          const ProgressFn& on_step) {
+    std::unique_ptr<nn::Classifier> net = load_cached_judge(dir, train, test, spec);
+    const bool trained_now = !net;
+    if (!net) net = train_and_cache_judge(dir, train, test, spec, on_step);
+    return make_judge(std::move(net), spec, dir, test, n_reference, trained_now);
+}
+
+Judge load_or_train_judge(const std::string& dir, const Dataset& train, const Dataset& test, int64_t n_reference,
+                          const ProgressFn& on_step) {
+    return load_or_train_judge(dir, train, test, n_reference, JudgeSpec{}, on_step);
 }
 
 // ---- the metrics --------------------------------------------------------------------------
@@ -232,6 +275,97 @@ PrecisionRecall precision_recall(const Tensor& real_in, const Tensor& fake_in, i
         return double(count) / double(n);
     };
     return {inside(fake, real, radii(real)), inside(real, fake, radii(fake))};
+}
+
+// ---- KID ----------------------------------------------------------------------------------
+namespace {
+
+// The sums of the cubic kernel k(x, y) = (x.y / F + 1)^3 over the pairs of rows of x (N, F) and
+// y (M, F), by group: sums[gx * G + gy] for row i of x in group gx and row j of y in group gy
+// (group[i] of each); same: x is y, and the pairs i == j are left out of the sums, into diag.
+struct KernelSums {
+    std::vector<double> sums;  // (G, G)
+    double diag = 0;           // same: the sum of k(x_i, x_i)
+};
+KernelSums kernel_sums(const Tensor& x, const Tensor& y, const std::vector<int64_t>& gx, const std::vector<int64_t>& gy, int64_t G, bool same) {
+    const int64_t N = x.dim(0), M = y.dim(0), F = x.dim(1), chunk = 256;
+    KernelSums out{std::vector<double>(size_t(G * G), 0.0), 0.0};
+    for (int64_t r0 = 0; r0 < N; r0 += chunk) {  // (chunk, M) of the kernel at a time, so memory stays O(M)
+        const int64_t R = std::min(chunk, N - r0);
+        Tensor dots = matmul(x.rows(r0, R), y, false, true);  // (R, M)
+        const double* d = dots.data<double>();
+        for (int64_t i = 0; i < R; i++) {
+            double* row = out.sums.data() + gx[size_t(r0 + i)] * G;
+            for (int64_t j = 0; j < M; j++) {
+                const double base = d[i * M + j] / double(F) + 1, k = base * base * base;
+                if (same && r0 + i == j) out.diag += k;
+                else row[gy[size_t(j)]] += k;
+            }
+        }
+    }
+    return out;
+}
+
+// Row i's group: a fixed seeded permutation dealt round-robin into G groups (seeded, so that
+// every judge's features of the same images share the groups; permuted, so that samples drawn in
+// class order do not make a group of one class).
+std::vector<int64_t> jackknife_groups(int64_t n, int64_t G) {
+    Philox gen(0x6b6964);  // "kid"
+    std::vector<int64_t> perm = randperm(n, gen), group(static_cast<size_t>(n));
+    for (int64_t p = 0; p < n; p++) group[size_t(perm[size_t(p)])] = p % G;
+    return group;
+}
+
+void check_pair(const Tensor& a, const Tensor& b, const char* what, int64_t min_rows) {
+    if (a.dim(1) != b.dim(1)) fail(what, ": feature sizes differ: ", shape_str(a.shape()), " and ", shape_str(b.shape()));
+    if (a.dim(0) < min_rows || b.dim(0) < min_rows) fail(what, ": needs at least ", min_rows, " feature vectors per set, got ", a.dim(0), " and ", b.dim(0));
+}
+
+}  // namespace
+
+double mmd2_poly(const Tensor& a_in, const Tensor& b_in, bool unbiased) {
+    Tensor a = as_f64(a_in, "mmd2_poly"), b = as_f64(b_in, "mmd2_poly");
+    check_pair(a, b, "mmd2_poly", unbiased ? 2 : 1);
+    const double n = double(a.dim(0)), m = double(b.dim(0));
+    std::vector<int64_t> ga(size_t(a.dim(0)), 0), gb(size_t(b.dim(0)), 0);
+    KernelSums xx = kernel_sums(a, a, ga, ga, 1, true), yy = kernel_sums(b, b, gb, gb, 1, true), xy = kernel_sums(a, b, ga, gb, 1, false);
+    if (unbiased) return xx.sums[0] / (n * (n - 1)) + yy.sums[0] / (m * (m - 1)) - 2 * xy.sums[0] / (n * m);
+    return (xx.sums[0] + xx.diag) / (n * n) + (yy.sums[0] + yy.diag) / (m * m) - 2 * xy.sums[0] / (n * m);
+}
+
+double jackknife_se(const std::vector<double>& leave_out) {
+    const double G = double(leave_out.size());
+    if (leave_out.size() < 2) return NAN;
+    double mean = 0, ss = 0;
+    for (double v : leave_out) mean += v / G;
+    for (double v : leave_out) ss += (v - mean) * (v - mean);
+    return std::sqrt((G - 1) / G * ss);
+}
+
+KidEstimate kid(const Tensor& a_in, const Tensor& b_in, int64_t groups) {
+    Tensor a = as_f64(a_in, "kid"), b = as_f64(b_in, "kid");
+    check_pair(a, b, "kid", 4);
+    const int64_t N = a.dim(0), M = b.dim(0), G = std::clamp<int64_t>(groups, 2, std::min(N, M));
+    const std::vector<int64_t> ga = jackknife_groups(N, G), gb = jackknife_groups(M, G);
+    const std::vector<double> xx = kernel_sums(a, a, ga, ga, G, true).sums, yy = kernel_sums(b, b, gb, gb, G, true).sums,
+                              xy = kernel_sums(a, b, ga, gb, G, false).sums;
+    std::vector<double> na(size_t(G), 0), nb(size_t(G), 0);
+    for (int64_t g : ga) na[size_t(g)]++;
+    for (int64_t g : gb) nb[size_t(g)]++;
+    // the U-statistic of the rows outside group `out` (-1: all rows)
+    auto estimate = [&](int64_t out) {
+        double sxx = 0, syy = 0, sxy = 0, n = double(N), m = double(M);
+        for (int64_t g = 0; g < G; g++)
+            for (int64_t h = 0; h < G; h++)
+                if (g != out && h != out) sxx += xx[size_t(g * G + h)], syy += yy[size_t(g * G + h)], sxy += xy[size_t(g * G + h)];
+        if (out >= 0) n -= na[size_t(out)], m -= nb[size_t(out)];
+        return sxx / (n * (n - 1)) + syy / (m * (m - 1)) - 2 * sxy / (n * m);
+    };
+    KidEstimate k;
+    k.kid = estimate(-1);
+    for (int64_t g = 0; g < G; g++) k.leave_out.push_back(estimate(g));
+    k.se = jackknife_se(k.leave_out);
+    return k;
 }
 
 SampleMetrics Judge::score(const Tensor& images) const {
