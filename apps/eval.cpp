@@ -17,6 +17,7 @@
 #include "apps/cli.h"
 #include "ddpm/eval/eval.h"
 #include "ddpm/eval/likelihood.h"
+#include "ddpm/eval/ruler.h"
 #include "ddpm/trainer.h"
 #include "tensor/cpu.h"
 #include "tensor/formats/io.h"
@@ -32,7 +33,42 @@ static std::string json_metrics(const char* prefix, const ddpm::SampleMetrics& m
                ", \"", prefix, "histogram\": [", hist, "]");
 }
 
+static std::string range(double lo, double hi) {  // "[lo, hi]" to two decimals
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "[%.2f, %.2f]", lo, hi);
+    return buf;
+}
+
 static std::string json_number(double v) { return std::isfinite(v) ? cat(v) : std::string("null"); }  // JSON has no NaN
+
+// The ruler's figures as JSON members, each name prefixed: fid_mean, fid_sd, kid, kid_se, precision, recall.
+static std::string json_ruler(const char* p, const ddpm::RulerMetrics& r) {
+    return cat(", \"", p, "fid_mean\": ", json_number(r.fid_mean), ", \"", p, "fid_sd\": ", json_number(r.fid_sd), ", \"", p,
+               "kid\": ", json_number(r.kid_mean), ", \"", p, "kid_se\": ", json_number(r.kid_se), ", \"", p,
+               "precision\": ", json_number(r.precision), ", \"", p, "recall\": ", json_number(r.recall));
+}
+
+// A line per judge: its file, whether it was trained now, its size and its held-out accuracy.
+static void print_judges(const ddpm::Ruler& ruler, int64_t test_images) {
+    for (const ddpm::Judge& j : ruler.judges)
+        std::printf("judge %s: %s (%s, %lld parameters), test accuracy %.2f%% on %lld images\n", j.name.c_str(), j.cache.c_str(),
+                    j.trained_now ? "trained now" : "cached", (long long)j.net->num_parameters(), 100 * j.test_accuracy,
+                    (long long)test_images);
+}
+
+// The ruler's table: the samples and the real digits by every judge at once.
+static void print_ruler(const ddpm::Ruler& ruler, const ddpm::RulerMetrics& rm, const ddpm::RulerMetrics& rfloor) {
+    std::printf("\nthe ruler, %zu judges (ddpm/eval/ruler.h): FID mean, sd and range over them, KID (x 1000) with its standard error\n",
+                ruler.judges.size());
+    std::printf("  %-20s %9s %7s %17s %15s %10s %7s\n", "", "FID mean", "sd", "range", "KID x 1000", "precision", "recall");
+    for (const auto& [name, r] : {std::pair{"samples", &rm}, std::pair{"real training digits", &rfloor}})
+        std::printf("  %-20s %9.3f %7.3f %17s %8.3f +- %5.3f %10.3f %7.3f\n", name, r->fid_mean, r->fid_sd,
+                    range(r->fid_min, r->fid_max).c_str(), 1e3 * r->kid_mean,
+                    1e3 * r->kid_se, r->precision, r->recall);
+    std::printf("  every judge ranks the samples below the real digits: %s (%lld of %zu)\n",
+                rfloor.judges_better_than(rm) == int64_t(ruler.judges.size()) ? "yes" : "no", (long long)rfloor.judges_better_than(rm),
+                ruler.judges.size());
+}
 
 static void print_row(const char* name, const ddpm::SampleMetrics& m) {
     std::string hist;
@@ -85,11 +121,10 @@ int main(int argc, char** argv) try {
 
     // ---- the judge, and its view of the reference: the first n test images ----
     if (test.size() < 4) fail(data_dir, ": the test split has ", test.size(), " images; the metrics need at least 4");
-    ddpm::Judge judge = ddpm::load_or_train_judge(data_dir, train, test, n, cli::progress_callback("training the judge (once per data set)"));
-    if (!json)
-        std::printf("judge: %s (%s, %lld parameters), test accuracy %.2f%% on %lld images\n", judge.cache.c_str(),
-                    judge.trained_now ? "trained now" : "cached", (long long)judge.net->num_parameters(), 100 * judge.test_accuracy,
-                    (long long)test.size());
+    const ddpm::Ruler ruler =
+        ddpm::load_or_train_ruler(data_dir, train, test, n, cli::progress_callback("training the judges (once per data set)"));
+    const ddpm::Judge& judge = ruler.first();  // the classes, and the single judge's table
+    if (!json) print_judges(ruler, test.size());
     if (npy.empty() && ckpt_path.empty()) {
         if (json) std::printf("{\"accuracy\": %.6g, \"test_images\": %lld}\n", judge.test_accuracy, (long long)test.size());
         return 0;
@@ -121,6 +156,7 @@ int main(int argc, char** argv) try {
     std::vector<int64_t> floor_idx(perm.begin(), perm.begin() + std::min(n, train.size()));
     ddpm::SampleMetrics m = judge.score(samples);
     ddpm::SampleMetrics floor = judge.score(train.images(floor_idx));
+    const ddpm::RulerMetrics rm = ruler.score(samples), rfloor = ruler.score(train.images(floor_idx));  // every judge
     ddpm::ClassMetrics by_class;
     if (!labels.empty()) by_class = judge.score_classes(samples, labels);
     const int64_t n_ref = m.n_reference;
@@ -150,6 +186,7 @@ int main(int argc, char** argv) try {
         std::printf("{\"accuracy\": %.6g, %s, %s, \"n_reference\": %lld", judge.test_accuracy, json_metrics("", m).c_str(),
                     json_metrics("floor_", floor).c_str(), (long long)n_ref);
         if (heldout.n) std::printf(", %s", json_metrics("heldout_", heldout).c_str());
+        std::printf("%s%s", json_ruler("ruler_", rm).c_str(), json_ruler("ruler_floor_", rfloor).c_str());
         if (!labels.empty()) {
             std::string acc, fids;
             for (size_t k = 0; k < by_class.fid.size(); k++)
@@ -172,6 +209,7 @@ int main(int argc, char** argv) try {
     print_row("samples", m);
     print_row("real training digits", floor);
     if (heldout.n) print_row("held-out test digits", heldout);
+    print_ruler(ruler, rm, rfloor);
     if (!labels.empty()) {
         std::printf("\nclass-conditional, guidance w = %g: the judge sees the class asked for in %.1f%% of the samples\n", guidance,
                     100 * by_class.overall_accuracy);
