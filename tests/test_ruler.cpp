@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "ddpm/eval/ruler.h"
+#include "tensor/cpu.h"
 #include "tensor/formats/io.h"
 #include "tensor/ops.h"
 #include "tests/programs.h"
@@ -284,9 +285,18 @@ TEST_CASE("ruler: measure the floor, subset spread and noise ranking on real dig
     const std::string dir = env;
     Dataset train(dir, "train"), test(dir, "test");
     const int64_t n = std::min<int64_t>(2000, test.size());
+    const Precision was = precision();
+    set_precision(Precision::WINOGRAD);  // as build/eval and build/train run
+    set_flush_denormals();
+    for (const JudgeSpec& s : default_judges()) {  // each judge alone, to time its training
+        auto t0 = std::chrono::steady_clock::now();
+        Ruler one = load_or_train_ruler(dir, train, test, n, nullptr, {s});
+        std::printf("%-8s %s in %.1f s (with its test accuracy and reference features)\n", s.name.c_str(),
+                    one.trained_now() ? "trained" : "loaded", seconds_since(t0));
+    }
     auto t0 = std::chrono::steady_clock::now();
     Ruler ruler = load_or_train_ruler(dir, train, test, n);
-    std::printf("judges: %lld trained now, %.1f s (load or train, accuracy, reference features)\n", (long long)ruler.trained_now(), seconds_since(t0));
+    std::printf("the ruler: %lld trained now, loaded in %.1f s\n", (long long)ruler.trained_now(), seconds_since(t0));
     for (const Judge& j : ruler.judges)
         std::printf("  %-8s %8lld parameters, test accuracy %.2f%% on %lld\n", j.name.c_str(), (long long)j.net->num_parameters(),
                     100 * j.test_accuracy, (long long)test.size());
@@ -312,4 +322,5 @@ TEST_CASE("ruler: measure the floor, subset spread and noise ranking on real dig
     std::printf("over the %lld subsets: FID mean %.2f sd %.2f, KID mean %.4f sd %.4f\n", (long long)real.size(), fid_mean, std::sqrt(fid_sd), kid_mean, std::sqrt(kid_sd));
     const Tensor base = train.images(std::vector<int64_t>(perm.begin(), perm.begin() + n));
     for (double sigma : {0.1, 0.2, 0.4}) row(cat("subset 0 + noise ", sigma), add_noise(base, sigma, 7));
+    set_precision(was);
 }

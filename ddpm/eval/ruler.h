@@ -7,7 +7,7 @@
 // Per judge: FID, KID (with its jackknife standard error), precision and recall in its features.
 // KID's kernel (x.y / F + 1)^3 mixes powers 0 to 3 of the features, so it is not invariant to their
 // scale; Binkowski et al. chose it for Inception features. Our judges' raw features are larger
-// (x.x / F is about 28 for the conv net and 13 for the MLP on MNIST), where the cubic term
+// (x.x / F is about 21 for each judge on the MNIST reference), where the cubic term
 // dominates and a few large-norm images drive the estimate; so before KID each judge's features
 // (samples' and reference's) are divided by the root mean square of its reference features. That
 // makes each judge's KID independent of its feature scale, and the judges' KIDs comparable, so
