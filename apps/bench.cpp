@@ -627,20 +627,17 @@ int main(int argc, char** argv) {
         o.json = args.flag("--json", "one JSON object per line (op, B, Cin, Cout, H, W, k, stride, fwd_gflops, fwdbwd_gflops, ...)");
         std::string simd = args.str("--simd", "", "force an instruction set: avx512, avx2 or portable ('': the best this CPU has)");
         std::string prec = args.str("--precision", "fp32", cli::kPrecisionHelp);
-        int64_t batch = args.integer("--batch", 64, "batch size");
-        int64_t reps = args.integer("--reps", 10, "timed runs per figure, after warm-up (their median is reported)");
-        int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
-        o.ch = args.integer("--ch", 32, "--train: U-Net base channels");
-        o.res_blocks = args.integer("--res-blocks", 2, "--train: ResBlocks per resolution");
+        int64_t batch = args.integer("--batch", 64, ddpm::TrainConfig::kBatch, "batch size");
+        int64_t reps = args.integer("--reps", 10, {1, 100000}, "timed runs per figure, after warm-up (their median is reported)");
+        int64_t threads = args.integer("--threads", 0, kThreads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
+        o.ch = args.integer("--ch", 32, {8, 256}, "--train: U-Net base channels");
+        o.res_blocks = args.integer("--res-blocks", 2, nn::UNetConfig::kResBlocks, "--train: ResBlocks per resolution");
         o.conv_shapes = args.flag("--conv-shapes", "--train: a row for each conv2d shape (kernel, channels, resolution) instead of one for all");
         o.forward_ops = args.flag("--forward-ops", "--train: the per-op table of the no-grad forward (what a sampling step costs) instead of the step's");
-        o.dropout = args.real("--dropout", 0.0, "--train: dropout in the ResBlocks (make train's 0; the reference's 0.1)");
+        o.dropout = args.real("--dropout", 0.0, nn::UNetConfig::kDropout, "--train: dropout in the ResBlocks (make train's 0; the reference's 0.1)");
         g_cpu_time = args.flag("--cpu-time", "CPU seconds per thread instead of wall clock (tuning on a busy machine)");
         args.done();
-        if (batch < 1 || reps < 1 || batch > 4096 || reps > 100000) fail("bench: --batch and --reps must be positive, got ", batch, " and ", reps);
-        if (o.ch < 8 || o.ch % 8 != 0 || o.ch > 256 || o.res_blocks < 1 || o.res_blocks > 4)
-            fail("bench: --ch must be a multiple of 8 in [8, 256] and --res-blocks in [1, 4], got ", o.ch, " and ", o.res_blocks);
-        if (!(o.dropout >= 0 && o.dropout < 1)) fail("bench: --dropout must be in [0, 1), got ", o.dropout);
+        if (o.ch % 8 != 0) fail("bench: --ch must be a multiple of 8, got ", o.ch);
         o.batch = int(batch), o.reps = int(reps);
         if (!ladder_shape.empty()) {
             long long v[4];

@@ -24,21 +24,25 @@
 
 namespace dl::cli {
 
-// Flags are declared in the order --help lists them:
+// Flags are declared in the order --help lists them, every number with its range (tensor/parse.h):
 //   Args args(argc, argv, "train", "Trains the DDPM on MNIST.");
-//   int64_t every = args.integer("--every", 500, "write a checkpoint every N steps");
-//   args.field("--ch", cfg.model.ch, "U-Net base channels");  // a config's field: its value is the default
+//   int64_t every = args.integer("--every", 500, {1, 1000000}, "write a checkpoint every N steps");
+//   args.field("--ch", cfg.model.ch, UNetConfig::kCh, "U-Net base channels");  // a config's field: its value is the default
 //   args.done();  // prints --help and exits, or throws on an unknown flag
 // field() shows the field's value as the default and writes the flag's value into it, so that a
 // config's defaults are the ones --help shows. A value that is not what the flag takes is a
-// dl::Error naming the flag and the value: integer() refuses one beyond int64_t (no clamping),
-// real() one that is nan, inf or beyond a double.
+// dl::Error naming the flag, the value and the range: integer() reads 64 bits and checks the range
+// before anyone narrows the value, real() refuses nan, inf and values outside its range (a range
+// within which the program's output stays finite). `--help-flags` prints every numeric flag with
+// its range, one per line ("--n integer 1 100000"), for tests that try each one
+// (tests/test_cli.cpp).
 class Args {
 public:
     Args(int argc, char** argv, std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {
         for (int i = 1; i < argc; i++) {
             std::string a = argv[i];
             if (a == "-h" || a == "--help") { help_ = true; continue; }
+            if (a == "--help-flags") { help_flags_ = true; continue; }
             if (a.rfind("--", 0) != 0) {
                 positional_.push_back(a);  // taken by positional(), else refused by done()
                 continue;
@@ -58,23 +62,21 @@ public:
         auto it = values_.find(name);
         return it == values_.end() ? def : take(it);
     }
-    int64_t integer(const std::string& name, int64_t def, const std::string& help) {
-        declare(name, "N", std::to_string(def), help);
+    int64_t integer(const std::string& name, int64_t def, Range range, const std::string& help) {
+        declare(name, "N", std::to_string(def), help, range_str(range.lo, range.hi));
+        numeric_.push_back(cat(name, " integer ", range.lo, " ", range.hi));
         auto it = values_.find(name);
         if (it == values_.end()) return def;
         std::string v = take(it);
         int64_t n = 0;
-        switch (parse_integer(v, n)) {
-            case IntegerParse::Ok: break;
-            case IntegerParse::NotAnInteger: fail(program_, ": ", name, " expects an integer, got '", v, "'");
-            case IntegerParse::OutOfRange:
-                fail(program_, ": ", name, " expects an integer from ", std::numeric_limits<int64_t>::min(), " to ",
-                     std::numeric_limits<int64_t>::max(), ", got '", v, "'");
-        }
+        if (parse_integer(v, n) == IntegerParse::NotAnInteger) fail(program_, ": ", name, " expects an integer, got '", v, "'");
+        if (parse_integer(v, n, range.lo, range.hi) != IntegerParse::Ok)
+            fail(program_, ": ", name, " expects an integer in ", range_str(range.lo, range.hi), ", got '", v, "'");
         return n;
     }
-    double real(const std::string& name, double def, const std::string& help) {
-        declare(name, "X", fmt(def), help);
+    double real(const std::string& name, double def, RealRange range, const std::string& help) {
+        declare(name, "X", fmt(def), help, range_str(range.lo, range.hi));
+        numeric_.push_back(cat(name, " real ", fmt(range.lo), " ", fmt(range.hi)));
         auto it = values_.find(name);
         if (it == values_.end()) return def;
         std::string v = take(it);
@@ -83,8 +85,8 @@ public:
         double x = std::strtod(v.c_str(), &end);
         if (v.empty() || *end) fail(program_, ": ", name, " expects a number, got '", v, "'");
         // nan and inf parse, and so does 1e999 (as inf) or 1e-400 (as 0): none is a setting.
-        if (!std::isfinite(x) || errno == ERANGE)
-            fail(program_, ": ", name, " expects a finite number a double can hold, got '", v, "'");
+        if (!std::isfinite(x) || errno == ERANGE || !range.contains(x))
+            fail(program_, ": ", name, " expects a number in ", range_str(range.lo, range.hi), ", got '", v, "'");
         return x;
     }
     bool flag(const std::string& name, const std::string& help) {
@@ -97,9 +99,10 @@ public:
     }
     // A config's field as a flag: its value is the default, and the flag's value is written into it.
     void field(const std::string& name, std::string& f, const std::string& help) { f = str(name, f, help); }
-    void field(const std::string& name, int64_t& f, const std::string& help) { f = integer(name, f, help); }
-    void field(const std::string& name, uint64_t& f, const std::string& help) { f = uint64_t(integer(name, int64_t(f), help)); }  // a seed: -1 is 2^64 - 1
-    void field(const std::string& name, double& f, const std::string& help) { f = real(name, f, help); }
+    void field(const std::string& name, int64_t& f, Range range, const std::string& help) { f = integer(name, f, range, help); }
+    // A seed: any 64-bit integer, -1 being 2^64 - 1.
+    void field(const std::string& name, uint64_t& f, const std::string& help) { f = uint64_t(integer(name, int64_t(f), kAnyInteger, help)); }
+    void field(const std::string& name, double& f, RealRange range, const std::string& help) { f = real(name, f, range, help); }
     void field(const std::string& name, bool& f, const std::string& help) { f = flag(name, help) || f; }
     // An enum field as a word: parse (which throws on a word it does not know) and its inverse, name_of.
     template <class E>
@@ -112,10 +115,10 @@ public:
         }
     }
 
-    // The program's one argument that is not a flag ("build/report RUN_DIR"), or def when absent.
+    // The program's next argument that is not a flag ("build/report RUN_DIR"), or def when absent.
     std::string positional(const std::string& name, const std::string& def, const std::string& help) {
-        positional_name_ = name;
-        options_.push_back({name, "", def, help});
+        positional_name_ += (positional_name_.empty() ? "" : " ") + name;  // "RUN_DIR", or "IN OUT" for two
+        options_.push_back({name, "", def, help, ""});
         if (positional_.empty()) return def;
         std::string v = positional_.front();
         positional_.erase(positional_.begin());
@@ -124,14 +127,20 @@ public:
 
     // After all declarations: --help prints the usage and exits 0; a leftover flag or argument is an error.
     void done() {
+        if (help_flags_) {
+            for (const std::string& line : numeric_) std::printf("%s\n", line.c_str());
+            std::exit(0);
+        }
         if (help_) {
             std::printf("%s: %s\n\nusage: %s%s%s [flags]\n\n", program_.c_str(), summary_.c_str(), program_.c_str(),
                         positional_name_.empty() ? "" : " ", positional_name_.c_str());
             for (const auto& o : options_) {
                 std::string left = o.name + (o.meta.empty() ? "" : " " + o.meta);
-                std::printf("  %-24s %s%s\n", left.c_str(), o.help.c_str(), o.def.empty() ? "" : (" (default " + o.def + ")").c_str());
+                std::string tail = o.def.empty() ? "" : " (default " + o.def + (o.range.empty() ? "" : "; " + o.range) + ")";
+                std::printf("  %-24s %s%s\n", left.c_str(), o.help.c_str(), tail.c_str());
             }
             std::printf("  %-24s %s\n", "-h, --help", "this text");
+            std::printf("  %-24s %s\n", "--help-flags", "the numeric flags and their ranges, one per line");
             std::exit(0);
         }
         if (!values_.empty()) fail(program_, ": unknown flag ", values_.begin()->first, " (see --help)");
@@ -140,9 +149,9 @@ public:
     bool given(const std::string& name) const { return given_.count(name) > 0; }
 
 private:
-    struct Option { std::string name, meta, def, help; };
-    void declare(const std::string& name, const char* meta, const std::string& def, const std::string& help) {
-        options_.push_back({name, meta, def, help});
+    struct Option { std::string name, meta, def, help, range; };
+    void declare(const std::string& name, const char* meta, const std::string& def, const std::string& help, std::string range = "") {
+        options_.push_back({name, meta, def, help, std::move(range)});
         if (values_.count(name)) given_[name] = true;
     }
     std::string take(std::map<std::string, std::string>::iterator it) {
@@ -151,6 +160,15 @@ private:
         values_.erase(it);
         return v;
     }
+    static std::string range_str(int64_t lo, int64_t hi) {
+        auto end = [](int64_t v) {
+            return v == std::numeric_limits<int64_t>::min()   ? std::string("-2^63")
+                   : v == std::numeric_limits<int64_t>::max() ? std::string("2^63 - 1")
+                                                              : std::to_string(v);
+        };
+        return cat("[", end(lo), ", ", end(hi), "]");
+    }
+    static std::string range_str(double lo, double hi) { return cat("[", fmt(lo), ", ", fmt(hi), "]"); }
     static std::string fmt(double x) {
         char buf[32];
         std::snprintf(buf, sizeof buf, "%g", x);
@@ -162,15 +180,15 @@ private:
     std::set<std::string> bare_;
     std::vector<Option> options_;
     std::vector<std::string> positional_;
+    std::vector<std::string> numeric_;  // "--n integer 1 100000": what --help-flags prints
     std::string positional_name_;
-    bool help_ = false;
+    bool help_ = false, help_flags_ = false;
 };
 
 // --threads N: 0 leaves OMP_NUM_THREADS (or all cores) in charge. At most 1024: OpenMP would try
 // to start every one of 2^31 - 1 threads (and int(n) wraps past that).
 inline void set_threads(const std::string& program, int64_t n) {
-    if (n < 0) fail(program, ": --threads must be 0 (all) or positive, got ", n);
-    if (n > 1024) fail(program, ": --threads must be at most 1024, got ", n);
+    if (!kThreads.contains(n)) fail(program, ": --threads must be in [", kThreads.lo, ", ", kThreads.hi, "] (0: all), got ", n);
 #ifdef _OPENMP
     if (n > 0) omp_set_num_threads(int(n));
 #endif

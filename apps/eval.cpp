@@ -82,30 +82,26 @@ int main(int argc, char** argv) try {
     std::string data_dir = args.str("--data", "data/mnist", "folder with the four IDX files (images and labels)");
     std::string npy = args.str("--samples", "", "a .npy of samples (N, H, W) or (N, 1, H, W) in [-1, 1], as build/sample writes");
     std::string ckpt_path = args.str("--checkpoint", "", "a checkpoint to draw --n samples from (EMA weights) and to compute the bound of");
-    int64_t n = args.integer("--n", 1000, "samples to draw from --checkpoint; the floor and the reference use as many (FID depends on n)");
+    int64_t n = args.integer("--n", 1000, ddpm::RunConfig::kEvalN, "samples to draw from --checkpoint; the floor and the reference use as many (FID depends on n)");
     std::string sampler_name = args.str("--sampler", "ddim", "the samples' sampler: " + ddpm::sampler_names() + " (ddpm/samplers.h)");
-    int64_t ddim_steps = args.integer("--ddim-steps", 50, "the sampler's steps, one model evaluation each (0: ancestral, all T)");
-    double eta = args.real("--eta", 0.0, "ddim's eta of the samples (0: deterministic, 1: ancestral-like)");
+    int64_t ddim_steps = args.integer("--ddim-steps", 50, ddpm::kSamplerSteps, "the sampler's steps, one model evaluation each (0: ancestral, all T)");
+    double eta = args.real("--eta", 0.0, ddpm::kEta, "ddim's eta of the samples (0: deterministic, 1: ancestral-like)");
     bool no_clip = args.flag("--no-clip", "do not clip each step's predicted x_0 to [-1, 1]");
-    int64_t bpd_n = args.integer("--bpd-n", 64, "test images for the bound (0: skip it)");
-    int64_t bpd_stride = args.integer("--bpd-t-stride", 10, "evaluate one KL term of the bound per block of k timesteps (1: all T)");
+    int64_t bpd_n = args.integer("--bpd-n", 64, {0, 10000}, "test images for the bound (0: skip it)");
+    int64_t bpd_stride = args.integer("--bpd-t-stride", 10, {1, ddpm::kMaxT}, "evaluate one KL term of the bound per block of k timesteps (1: all T)");
     std::string out = args.str("--out", "", "folder for bpd_per_t.csv and .svg ('': the checkpoint's folder)");
-    int64_t seed = args.integer("--seed", 0, "seed of the noise and of the floor's choice of digits");
-    int64_t batch = args.integer("--batch", 64, "images per forward pass");
+    int64_t seed = args.integer("--seed", 0, kAnyInteger, "seed of the noise and of the floor's choice of digits");
+    int64_t batch = args.integer("--batch", 64, ddpm::TrainConfig::kBatch, "images per forward pass");
     std::string klass = args.str("--class", "all", "class-conditional checkpoints: the classes asked for, 'all' (equal numbers of each), K, or '' (unconditional)");
-    double guidance = args.real("--guidance", ddpm::kDefaultGuidance, "class-conditional checkpoints: classifier-free guidance weight w");
+    double guidance = args.real("--guidance", ddpm::kDefaultGuidance, ddpm::kGuidance, "class-conditional checkpoints: classifier-free guidance weight w");
     bool json = args.flag("--json", "print every figure as one JSON object");
-    int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
+    int64_t threads = args.integer("--threads", 0, kThreads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
     std::string prec = args.str("--precision", "winograd", cli::kPrecisionHelp);
     args.done();
     cli::set_threads("eval", threads);
     cli::set_precision("eval", prec);
     set_flush_denormals();
     if (!npy.empty() && !ckpt_path.empty()) fail("eval: give --samples or --checkpoint, not both");
-    if (n < 4 || batch < 1 || ddim_steps < 0 || bpd_n < 0 || bpd_stride < 1)
-        fail("eval: --n must be at least 4 (precision and recall use 3 neighbours), --batch and --bpd-t-stride positive, --ddim-steps and "
-             "--bpd-n not negative; got ", n, ", ", batch, ", ", bpd_stride, ", ", ddim_steps, ", ", bpd_n);
-    if (!(eta >= 0 && eta <= 1)) fail("eval: --eta must be in [0, 1], got ", eta);
 
     // ---- the samples of a .npy (their count sets n) ----
     ddpm::Dataset train(data_dir, "train"), test(data_dir, "test");
@@ -113,8 +109,10 @@ int main(int argc, char** argv) try {
     if (!npy.empty()) {
         Tensor x = read_npy(npy);
         if (x.ndim() == 3) x = x.reshape({x.dim(0), 1, x.dim(1), x.dim(2)});
-        if (x.ndim() != 4 || x.dim(1) != 1 || x.dim(2) != train.rows() || x.dim(3) != train.cols() || x.dim(0) < 4)
-            fail(npy, ": expected samples (N, ", train.rows(), ", ", train.cols(), ") with N >= 4, found ", shape_str(x.shape()));
+        if (x.ndim() != 4 || x.dim(1) != 1 || x.dim(2) != train.rows() || x.dim(3) != train.cols() ||
+            !ddpm::RunConfig::kEvalN.contains(x.dim(0)))
+            fail(npy, ": expected samples (N, ", train.rows(), ", ", train.cols(), ") with N in [", ddpm::RunConfig::kEvalN.lo, ", ",
+                 ddpm::RunConfig::kEvalN.hi, "], found ", shape_str(x.shape()));
         samples = x;
         n = x.dim(0);
     }

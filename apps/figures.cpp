@@ -58,25 +58,23 @@ int main(int argc, char** argv) try {
     std::string data_dir = args.str("--data", "data/mnist", "folder with the IDX images");
     std::string ckpt_path = args.str("--checkpoint", "", "trained checkpoint, for the learned reverse process ('' skips those figures)");
     std::string out = args.str("--out", "figures", "output folder");
-    int64_t rows = args.integer("--rows", 4, "chains per figure");
-    int64_t t_one = args.integer("--t", 600, "timestep of the one-to-many figure");
-    int64_t seed = args.integer("--seed", 0, "seed of the noise");
-    int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: all)");
+    int64_t rows = args.integer("--rows", 4, {1, 64}, "chains per figure");
+    int64_t t_one = args.integer("--t", 600, {0, ddpm::kMaxT - 1}, "timestep of the one-to-many figure");
+    int64_t seed = args.integer("--seed", 0, kAnyInteger, "seed of the noise");
+    int64_t threads = args.integer("--threads", 0, kThreads, "OpenMP threads (0: all)");
     std::string prec = args.str("--precision", "winograd", cli::kPrecisionHelp);
-    double guidance = args.real("--guidance", ddpm::kDefaultGuidance, "class-conditional checkpoints: the guidance weight of classes.png");
-    int64_t digit = args.integer("--digit", 3, "class-conditional checkpoints: the class of guidance.png");
-    int64_t ddim_steps = args.integer("--ddim-steps", 50, "DDIM steps of classes.png and guidance.png");
+    double guidance = args.real("--guidance", ddpm::kDefaultGuidance, ddpm::kGuidance, "class-conditional checkpoints: the guidance weight of classes.png");
+    int64_t digit = args.integer("--digit", 3, {0, ddpm::TrainConfig::kClasses.hi - 1}, "class-conditional checkpoints: the class of guidance.png");
+    int64_t ddim_steps = args.integer("--ddim-steps", 50, ddpm::RunConfig::kSamplerSteps, "DDIM steps of classes.png and guidance.png");
     args.done();
     cli::set_threads("figures", threads);
     cli::set_precision("figures", prec);
-    if (ddim_steps < 1) fail("figures: --ddim-steps must be positive, got ", ddim_steps);
     set_flush_denormals();
     make_dirs(out);
 
     ddpm::Dataset data(data_dir);
     const int64_t H = data.rows(), W = data.cols(), cols = 8;
     if (data.size() == 0) fail(data_dir, ": the dataset holds no images");
-    if (rows < 1) fail("figures: --rows must be positive, got ", rows);
     std::vector<int64_t> idx;
     for (int64_t i = 0; i < rows; i++) idx.push_back(i % data.size());
     Tensor x0 = data.images(idx);  // (rows, 1, H, W)

@@ -24,27 +24,27 @@ int main(int argc, char** argv) try {
     std::string ckpt_path = args.str("--checkpoint", "", "checkpoint written by train ('': a fresh init from --seed)");
     bool use_ema = args.flag("--ema", "inspect the checkpoint's EMA weights instead of the trained ones");
     nn::UNetConfig fresh = nn::UNetConfig::reference();  // a fresh init: the reference U-Net, changed by the flags
-    args.field("--ch", fresh.ch, "fresh init: U-Net base channels");
+    args.field("--ch", fresh.ch, nn::UNetConfig::kCh, "fresh init: U-Net base channels");
     std::string model_str = args.str("--model", "", "fresh init: more of the config, e.g. 'ch_mult=1,2 attn_res=4 resolution=8'");
     ddpm::ScheduleKind schedule = ddpm::ScheduleKind::Linear;
     args.field("--schedule", schedule, ddpm::parse_schedule, ddpm::schedule_name, "fresh init: beta schedule, linear or cosine");
-    int64_t T = args.integer("--T", 1000, "fresh init: diffusion steps");
+    int64_t T = args.integer("--T", 1000, ddpm::TrainConfig::kT, "fresh init: diffusion steps");
     std::string data_dir = args.str("--data", "", "folder with train-images-idx3-ubyte ('': synthetic shapes)");
-    int64_t batch = args.integer("--batch", 8, "images in the batch");
-    int64_t t_fixed = args.integer("--t", -1, "timestep of every sample (-1: uniform at random per sample)");
-    int64_t seed = args.integer("--seed", 0, "seed of the batch, t, the noise, the dropout masks (and a fresh init)");
-    double dropout = args.real("--dropout", -1, "dropout probability (-1: the model's; 0: off, to compare with another implementation)");
+    int64_t batch = args.integer("--batch", 8, ddpm::TrainConfig::kBatch, "images in the batch");
+    int64_t t_fixed = args.integer("--t", -1, {-1, ddpm::kMaxT - 1}, "timestep of every sample (-1: uniform at random per sample)");
+    int64_t seed = args.integer("--seed", 0, kAnyInteger, "seed of the batch, t, the noise, the dropout masks (and a fresh init)");
+    double dropout = args.real("--dropout", -1, {-1, nn::UNetConfig::kDropout.hi}, "dropout probability (-1: the model's; 0: off, to compare with another implementation)");
     std::string dump_path = args.str("--out", "", "write inputs, loss, parameters, activations and all gradients to this .safetensors");
     std::string dot_path = args.str("--dot", "", "write the autograd graph to this Graphviz .dot file");
-    int64_t gradcheck_k = args.integer("--gradcheck", 0, "check K random coordinates of every parameter's gradient in float64 (slow: use a small --batch)");
+    int64_t gradcheck_k = args.integer("--gradcheck", 0, {0, 1000000}, "check K random coordinates of every parameter's gradient in float64 (slow: use a small --batch)");
     std::string gradcheck_match = args.str("--gradcheck-match", "", "--gradcheck only the parameters whose key contains this, e.g. 'mid.attn'");
     bool per_t = args.flag("--per-t", "sweep t over buckets of [0, T): loss and gradient norm as CSV and SVG");
-    int64_t buckets = args.integer("--per-t-buckets", 20, "buckets of the --per-t sweep");
+    int64_t buckets = args.integer("--per-t-buckets", 20, {1, 1000}, "buckets of the --per-t sweep");
     std::string per_t_out = args.str("--per-t-out", "per_t", "--per-t writes <this>.csv and <this>.svg");
     std::string klass = args.str("--class", "", "class-conditional models: every image's label K, 'all' (in turn), or '' (the batch's own labels)");
     bool table = !args.flag("--no-table", "skip the table");
     bool anomaly = args.flag("--detect-anomaly", "check every op's output and gradient for NaN/Inf");
-    int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
+    int64_t threads = args.integer("--threads", 0, kThreads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
     std::string prec = args.str("--precision", "fp32", cli::kPrecisionHelp);
     args.done();
     auto start = std::chrono::steady_clock::now();
@@ -52,8 +52,7 @@ int main(int argc, char** argv) try {
     cli::set_precision("inspect", prec);
     set_flush_denormals();
     set_detect_anomaly(anomaly);
-    if (batch < 1) fail("inspect: --batch must be positive, got ", batch);
-    if (dropout != -1 && !(dropout >= 0 && dropout < 1)) fail("inspect: --dropout must be -1 (the model's) or in [0, 1), got ", dropout);
+    if (dropout != -1 && !(dropout >= 0)) fail("inspect: --dropout must be -1 (the model's) or in [0, ", nn::UNetConfig::kDropout.hi, "], got ", dropout);
     if (use_ema && ckpt_path.empty()) fail("inspect: --ema needs a --checkpoint (a fresh init has no EMA weights)");
 
     // ---- the data (to know the resolution before building a fresh model) ----

@@ -16,26 +16,23 @@ using namespace dl;
 int main(int argc, char** argv) try {
     cli::Args args(argc, argv, "sample", "draws images from a trained DDPM checkpoint");
     std::string ckpt_path = args.str("--checkpoint", "runs/mnist/checkpoint.safetensors", "checkpoint written by train");
-    int64_t n = args.integer("--n", 64, "number of images");
+    int64_t n = args.integer("--n", 64, ddpm::kSampleCount, "number of images");
     std::string npy = args.str("--out", "samples.npy", "NumPy file for the images, float32 (N, H, W) in [-1, 1]");
     std::string png = args.str("--png", "samples.png", "PNG grid of the images ('' for none)");
     std::string sampler_name = args.str("--sampler", "ddim", "the sampler: " + ddpm::sampler_names() + " (ddpm/samplers.h)");
-    int64_t ddim_steps = args.integer("--ddim-steps", 50, "the sampler's steps, one model evaluation each; 0: ancestral over all T steps");
-    double eta = args.real("--eta", 0.0, "ddim's eta (0: deterministic, 1: ancestral-like)");
-    int64_t seed = args.integer("--seed", 0, "seed of the noise");
-    int64_t batch = args.integer("--batch", 64, "images per forward pass");
-    int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: all)");
+    int64_t ddim_steps = args.integer("--ddim-steps", 50, ddpm::kSamplerSteps, "the sampler's steps, one model evaluation each; 0: ancestral over all T steps");
+    double eta = args.real("--eta", 0.0, ddpm::kEta, "ddim's eta (0: deterministic, 1: ancestral-like)");
+    int64_t seed = args.integer("--seed", 0, kAnyInteger, "seed of the noise");
+    int64_t batch = args.integer("--batch", 64, ddpm::TrainConfig::kBatch, "images per forward pass");
+    int64_t threads = args.integer("--threads", 0, kThreads, "OpenMP threads (0: all)");
     std::string prec = args.str("--precision", "winograd", cli::kPrecisionHelp);
     bool raw = args.flag("--raw", "use the trained weights instead of their EMA");
     std::string klass = args.str("--class", "", "class-conditional checkpoints: a class K, or 'all' (equal numbers of each, in order); '' samples unconditionally");
-    double guidance = args.real("--guidance", ddpm::kDefaultGuidance, "with --class: classifier-free guidance weight w, eps = (1 + w) eps(c) - w eps(null)");
+    double guidance = args.real("--guidance", ddpm::kDefaultGuidance, ddpm::kGuidance, "with --class: classifier-free guidance weight w, eps = (1 + w) eps(c) - w eps(null)");
     args.done();
     cli::set_threads("sample", threads);
     cli::set_precision("sample", prec);
     set_flush_denormals();
-    if (n < 1 || batch < 1) fail("sample: --n and --batch must be positive");
-    if (ddim_steps < 0) fail("sample: --ddim-steps must be 0 (ancestral) or the sampler's steps, got ", ddim_steps);
-    if (!(eta >= 0 && eta <= 1)) fail("sample: --eta must be in [0, 1], got ", eta);
     ddpm::parse_sampler(sampler_name);  // a bad name or eta is refused before the checkpoint is read
 
     ddpm::DiffusionModel model = ddpm::load_model(ckpt_path, raw ? ddpm::Weights::Trained : ddpm::Weights::Ema);

@@ -24,41 +24,41 @@ int main(int argc, char** argv) try {
     const nn::UNetConfig ref = nn::UNetConfig::reference();
     args.field("--data", t.data_dir, "folder with train-images-idx3-ubyte");
     args.field("--out", cfg.out, "output folder: checkpoint, samples, loss curve");
-    args.field("--steps", t.steps, "total training steps; 0: as many as fit in --minutes, measured on the first steps");
-    args.field("--batch", t.batch, "images per step");
-    args.field("--lr", t.lr.base, "Adam learning rate after warmup");
-    args.field("--warmup", t.lr.warmup, "linear learning-rate warmup steps");
+    args.field("--steps", t.steps, ddpm::TrainConfig::kSteps, "total training steps; 0: as many as fit in --minutes, measured on the first steps");
+    args.field("--batch", t.batch, ddpm::TrainConfig::kBatch, "images per step");
+    args.field("--lr", t.lr.base, ddpm::TrainConfig::kLr, "Adam learning rate after warmup");
+    args.field("--warmup", t.lr.warmup, ddpm::TrainConfig::kWarmup, "linear learning-rate warmup steps");
     args.field("--lr-decay", t.lr.decay, nn::parse_lr_decay, nn::lr_decay_name, "after warmup: 'cosine' (to 0 at --steps) or 'none'");
     args.field("--schedule", t.schedule, ddpm::parse_schedule, ddpm::schedule_name, "beta schedule: linear or cosine");
-    args.field("--T", t.T, "diffusion steps");
-    args.field("--ch", t.model.ch, cat("U-Net base channels (the reference's: ", ref.ch, ")"));
-    args.field("--res-blocks", t.model.num_res_blocks,
+    args.field("--T", t.T, ddpm::TrainConfig::kT, "diffusion steps");
+    args.field("--ch", t.model.ch, nn::UNetConfig::kCh, cat("U-Net base channels (the reference's: ", ref.ch, ")"));
+    args.field("--res-blocks", t.model.num_res_blocks, nn::UNetConfig::kResBlocks,
                cat("ResBlocks per resolution on the way down (one more on the way up; the reference's: ", ref.num_res_blocks, ")"));
-    args.field("--dropout", t.model.dropout, cat("dropout in the ResBlocks (the reference's ", ref.dropout, " slows a 30-minute run)"));
-    args.field("--classes", t.model.num_classes, "class-conditional with this many classes, labels from train-labels-idx1-ubyte (0: unconditional)");
-    args.field("--p-uncond", t.p_uncond, "with --classes: how often a label is replaced by the null label (classifier-free guidance)");
-    args.field("--ema", t.ema_decay, "a fixed EMA decay of the parameters, instead of the power-function EMA");
-    args.field("--ema-gamma", t.ema_gamma, "power-function EMA (Karras et al. 2024), decay (1 - 1/step)^(gamma + 1); 0: the fixed --ema");
+    args.field("--dropout", t.model.dropout, nn::UNetConfig::kDropout, cat("dropout in the ResBlocks (the reference's ", ref.dropout, " slows a 30-minute run)"));
+    args.field("--classes", t.model.num_classes, ddpm::TrainConfig::kClasses, "class-conditional with this many classes, labels from train-labels-idx1-ubyte (0: unconditional)");
+    args.field("--p-uncond", t.p_uncond, ddpm::TrainConfig::kPUncond, "with --classes: how often a label is replaced by the null label (classifier-free guidance)");
+    args.field("--ema", t.ema_decay, ddpm::TrainConfig::kEma, "a fixed EMA decay of the parameters, instead of the power-function EMA");
+    args.field("--ema-gamma", t.ema_gamma, ddpm::TrainConfig::kEmaGamma, "power-function EMA (Karras et al. 2024), decay (1 - 1/step)^(gamma + 1); 0: the fixed --ema");
     if (args.given("--ema") && !args.given("--ema-gamma")) t.ema_gamma = 0;  // --ema alone asks for the fixed decay
     args.field("--loss-weight", t.loss_weight, ddpm::parse_loss_weight, ddpm::loss_weight_name,
                "per-timestep loss weight: 'uniform' (Algorithm 1) or 'min-snr' (Hang et al. 2023)");
-    args.field("--snr-gamma", t.snr_gamma, "min-snr's gamma: weight min(SNR_t, gamma) / SNR_t");
-    args.field("--clip", t.clip, "global gradient-norm clipping");
+    args.field("--snr-gamma", t.snr_gamma, ddpm::TrainConfig::kSnrGamma, "min-snr's gamma: weight min(SNR_t, gamma) / SNR_t");
+    args.field("--clip", t.clip, ddpm::TrainConfig::kClip, "global gradient-norm clipping");
     args.field("--seed", t.seed, "seed of the initial weights and every random stream");
-    int64_t threads = args.integer("--threads", 0, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
+    int64_t threads = args.integer("--threads", 0, kThreads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
     std::string prec = args.str("--precision", "winograd", cli::kPrecisionHelp);
-    args.field("--every", cfg.every, "write checkpoint, samples and curves every N steps");
-    args.field("--samples", cfg.samples, "images in the sample grid");
-    args.field("--ddim-steps", cfg.ddim_steps, "DDIM steps for the sample grid");
-    args.field("--minutes", cfg.minutes, "time budget that --steps 0 sizes the run to; given explicitly, it also stops (and saves) a longer run; 0: none");
+    args.field("--every", cfg.every, ddpm::RunConfig::kEvery, "write checkpoint, samples and curves every N steps");
+    args.field("--samples", cfg.samples, ddpm::RunConfig::kSamples, "images in the sample grid");
+    args.field("--ddim-steps", cfg.ddim_steps, ddpm::RunConfig::kSamplerSteps, "DDIM steps for the sample grid");
+    args.field("--minutes", cfg.minutes, ddpm::RunConfig::kMinutes, "time budget that --steps 0 sizes the run to; given explicitly, it also stops (and saves) a longer run; 0: none");
     cfg.minutes_limit = args.given("--minutes");
     args.field("--resume", cfg.resume, "continue from <out>/checkpoint.safetensors when it exists");
     args.field("--detect-anomaly", cfg.detect_anomaly, "check every op's output and gradient for NaN/Inf");
-    args.field("--skip-nonfinite", cfg.skip_nonfinite, "skip up to N steps in a row whose loss or gradient is not finite (0: stop at the first)");
-    args.field("--grad-norms-every", cfg.grad_norms_every, "log each parameter tensor's gradient norm every N steps (grad_norms.csv/.svg; 0: off)");
-    args.field("--eval-every", cfg.eval_every, "FID, precision and recall of --eval-n samples every N steps (eval.csv/.svg; 0: off)");
-    args.field("--eval-n", cfg.eval_n, "samples per --eval-every evaluation (DDIM with --eval-ddim-steps)");
-    args.field("--eval-ddim-steps", cfg.eval_ddim_steps, "DDIM steps of the --eval-every samples");
+    args.field("--skip-nonfinite", cfg.skip_nonfinite, ddpm::RunConfig::kSkipNonfinite, "skip up to N steps in a row whose loss or gradient is not finite (0: stop at the first)");
+    args.field("--grad-norms-every", cfg.grad_norms_every, ddpm::RunConfig::kGradNormsEvery, "log each parameter tensor's gradient norm every N steps (grad_norms.csv/.svg; 0: off)");
+    args.field("--eval-every", cfg.eval_every, ddpm::RunConfig::kEvalEvery, "FID, precision and recall of --eval-n samples every N steps (eval.csv/.svg; 0: off)");
+    args.field("--eval-n", cfg.eval_n, ddpm::RunConfig::kEvalN, "samples per --eval-every evaluation (DDIM with --eval-ddim-steps)");
+    args.field("--eval-ddim-steps", cfg.eval_ddim_steps, ddpm::RunConfig::kSamplerSteps, "DDIM steps of the --eval-every samples");
     args.done();
 
     cli::set_threads("train", threads);

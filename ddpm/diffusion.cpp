@@ -17,7 +17,7 @@ ScheduleKind parse_schedule(const std::string& name) {
 const char* schedule_name(ScheduleKind kind) { return kind == ScheduleKind::Linear ? "linear" : "cosine"; }
 
 Schedule make_schedule(ScheduleKind kind, int64_t T, double beta_start, double beta_end) {
-    if (T < 2) fail("make_schedule: T must be at least 2, got ", T);
+    if (T < 2 || T > kMaxT) fail("make_schedule: T must be in [2, ", kMaxT, "], got ", T);
     Schedule s;
     s.kind = kind;
     s.T = T;

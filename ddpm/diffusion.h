@@ -46,6 +46,8 @@ struct Schedule {
 // linear: beta from beta_start to beta_end (Ho et al.: 1e-4 to 0.02, T = 1000).
 // cosine: abar_t = f(t) / f(0), f(t) = cos^2(((t/T) + s) / (1 + s) * pi/2), s = 0.008, betas clipped
 // at 0.999 (Nichol and Dhariwal 2021, eq. 17).
+// The largest T a config, flag or checkpoint may ask for: the schedule holds a dozen doubles per step.
+constexpr int64_t kMaxT = 1'000'000;
 Schedule make_schedule(ScheduleKind kind, int64_t T = 1000, double beta_start = 1e-4, double beta_end = 0.02);
 
 // a[t] for each sample, shaped (B, 1, 1, 1) to broadcast over images ("_extract" in the official code).

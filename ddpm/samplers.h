@@ -21,6 +21,7 @@
 #include <string>
 
 #include "ddpm/diffusion.h"
+#include "tensor/parse.h"
 
 namespace dl::ddpm {
 
@@ -39,6 +40,9 @@ struct Sampler {
     std::string str() const;  // "ddim 50 steps, eta 0", "dpm++2m 25 steps"
 };
 
+// The ranges of the flags below (tensor/parse.h): a step count (0: ancestral over all T), eta.
+constexpr Range kSamplerSteps{0, kMaxT};
+constexpr RealRange kEta{0, 1};
 // The sampler a program's flags name: --sampler NAME, its step count (--ddim-steps K; 0 asks for
 // the ancestral sampler over all T, as does the name ancestral) and --eta (ddim's). Checked.
 Sampler sampler_from_flags(const std::string& name, int64_t steps, double eta, int64_t T);

@@ -11,6 +11,7 @@
 #include "autograd/anomaly.h"
 #include "autograd/ops.h"
 #include "ddpm/report/report.h"
+#include "tensor/ops.h"
 #include "tensor/parse.h"
 #include "tensor/formats/io.h"
 #include "tensor/formats/png.h"
@@ -68,9 +69,6 @@ std::vector<int64_t> drop_labels(std::vector<int64_t> labels, double p_uncond, i
     return labels;
 }
 
-// The largest T a config or checkpoint may ask for: the schedule holds a dozen doubles per step.
-constexpr int64_t kMaxT = 1'000'000;
-
 TrainConfig TrainConfig::conditional() {
     TrainConfig c;
     c.model = nn::UNetConfig::reference();
@@ -88,39 +86,42 @@ TrainConfig TrainConfig::named(const std::string& name) {
     fail("TrainConfig: no configuration named '", name, "' (default or cond)");
 }
 
+namespace {
+// "TrainConfig: batch (--batch) must be in [1, 1024], got 5000"
+template <class T, class R>
+void check(const char* what, T v, R range, const char* note = "") {
+    if (!range.contains(v)) fail(what, " must be in [", range.lo, ", ", range.hi, "]", note, ", got ", v);
+}
+}  // namespace
+
 void TrainConfig::validate() const {
-    auto positive = [](double x) { return x > 0 && std::isfinite(x); };
-    if (steps < 0) fail("TrainConfig: steps (--steps) must not be negative (0: sized to a time budget), got ", steps);
-    if (batch < 1) fail("TrainConfig: batch (--batch) must be positive, got ", batch);
-    if (!positive(lr.base)) fail("TrainConfig: lr.base (--lr) must be positive, got ", lr.base);
-    if (lr.warmup < 0) fail("TrainConfig: lr.warmup (--warmup) must not be negative, got ", lr.warmup);
-    if (T < 2 || T > kMaxT) fail("TrainConfig: T (--T) must be in [2, ", kMaxT, "], got ", T);
-    if (!(ema_decay >= 0 && ema_decay < 1)) fail("TrainConfig: ema_decay (--ema) must be in [0, 1), got ", ema_decay);
-    if (!(ema_gamma >= 0) || !std::isfinite(ema_gamma))
-        fail("TrainConfig: ema_gamma (--ema-gamma) must be finite and not negative (0: the fixed --ema), got ", ema_gamma);
-    if (!positive(snr_gamma)) fail("TrainConfig: snr_gamma (--snr-gamma) must be positive, got ", snr_gamma);
-    if (!positive(clip)) fail("TrainConfig: clip (--clip) must be positive, got ", clip);
-    if (!(p_uncond >= 0 && p_uncond < 1)) fail("TrainConfig: p_uncond (--p-uncond) must be in [0, 1), got ", p_uncond);
-    if (model.num_classes < 0 || model.num_classes > 255)
-        fail("TrainConfig: model.num_classes (--classes) must be 0 (unconditional) or a class count in [1, 255] (IDX labels are bytes), got ",
-             model.num_classes);
+    check("TrainConfig: steps (--steps)", steps, kSteps, " (0: sized to a time budget)");
+    check("TrainConfig: batch (--batch)", batch, kBatch);
+    check("TrainConfig: lr.base (--lr)", lr.base, kLr);
+    check("TrainConfig: lr.warmup (--warmup)", lr.warmup, kWarmup);
+    check("TrainConfig: T (--T)", T, kT);
+    check("TrainConfig: ema_decay (--ema)", ema_decay, kEma);
+    check("TrainConfig: ema_gamma (--ema-gamma)", ema_gamma, kEmaGamma, " (0: the fixed --ema)");
+    check("TrainConfig: snr_gamma (--snr-gamma)", snr_gamma, kSnrGamma);
+    check("TrainConfig: clip (--clip)", clip, kClip);
+    check("TrainConfig: p_uncond (--p-uncond)", p_uncond, kPUncond);
+    check("TrainConfig: model.num_classes (--classes)", model.num_classes, kClasses, " (0: unconditional; IDX labels are bytes)");
     model.validate();
 }
 
 void RunConfig::validate() const {
     train.validate();
-    if (!(minutes >= 0) || !std::isfinite(minutes)) fail("RunConfig: minutes (--minutes) must be finite and not negative, got ", minutes);
+    check("RunConfig: minutes (--minutes)", minutes, kMinutes);
     if (train.steps == 0 && minutes == 0)
         fail("RunConfig: minutes (--minutes) must be positive when train.steps (--steps) is 0, which sizes the run to it");
-    if (every < 1) fail("RunConfig: every (--every) must be positive, got ", every);
-    if (samples < 1) fail("RunConfig: samples (--samples) must be positive, got ", samples);
-    if (ddim_steps < 1 || ddim_steps > train.T) fail("RunConfig: ddim_steps (--ddim-steps) must be in [1, T = ", train.T, "], got ", ddim_steps);
-    if (grad_norms_every < 0) fail("RunConfig: grad_norms_every (--grad-norms-every) must not be negative, got ", grad_norms_every);
-    if (skip_nonfinite < 0) fail("RunConfig: skip_nonfinite (--skip-nonfinite) must not be negative, got ", skip_nonfinite);
-    if (eval_every < 0) fail("RunConfig: eval_every (--eval-every) must not be negative, got ", eval_every);
-    if (eval_n < 4) fail("RunConfig: eval_n (--eval-n) must be at least 4 (precision and recall use 3 neighbours), got ", eval_n);
-    if (eval_ddim_steps < 1 || eval_ddim_steps > train.T)
-        fail("RunConfig: eval_ddim_steps (--eval-ddim-steps) must be in [1, T = ", train.T, "], got ", eval_ddim_steps);
+    check("RunConfig: every (--every)", every, kEvery);
+    check("RunConfig: samples (--samples)", samples, kSamples);
+    check("RunConfig: ddim_steps (--ddim-steps)", ddim_steps, Range{kSamplerSteps.lo, train.T}, " (T)");
+    check("RunConfig: grad_norms_every (--grad-norms-every)", grad_norms_every, kGradNormsEvery, " (0: off)");
+    check("RunConfig: skip_nonfinite (--skip-nonfinite)", skip_nonfinite, kSkipNonfinite);
+    check("RunConfig: eval_every (--eval-every)", eval_every, kEvalEvery, " (0: off)");
+    check("RunConfig: eval_n (--eval-n)", eval_n, kEvalN, " (precision and recall use 3 neighbours)");
+    check("RunConfig: eval_ddim_steps (--eval-ddim-steps)", eval_ddim_steps, Range{kSamplerSteps.lo, train.T}, " (T)");
 }
 
 std::string TrainConfig::str() const {
@@ -299,6 +300,11 @@ bool StepBudget::after_step(int64_t step, double seconds) {
     if (!sizing_) return false;
     const int64_t done = step - start_;
     const double training = seconds - excluded_;  // the pace counts training time only
+    if (!sized() && out_of_time(seconds)) {  // a machine so slow that the budget ran out before the probe did:
+        pace_ = training / double(std::max<int64_t>(done, 1));
+        steps_ = step;  // the run is the steps it took, and ends as one that reached its count
+        return true;
+    }
     if (done == kWarm) probe_start_ = training;
     if (done == kWarm + kProbe) {
         fit(step, seconds, (training - probe_start_) / double(kProbe));
@@ -575,6 +581,11 @@ Tensor draw_samples(const DiffusionModel& model, int64_t n, const Sampler& sampl
         all.rows(done, b).copy_from(x.to(DType::F32));
         if (on_batch) on_batch(done + b, n);
     }
+    // A sample that is not finite (a model whose weights went bad, a guidance weight past float's
+    // range without clip_x0) is an error here, not an image a program writes and calls done.
+    if (int64_t bad = -1; !all_finite(all, &bad))
+        fail("draw_samples: image ", bad / (cfg.in_ch * R * R), " of ", n, " holds NaN or Inf (", sampler.str(),
+             labels.empty() ? "" : cat(", guidance ", guidance).c_str(), clip_x0 ? "" : ", x_0 unclipped", ")");
     return all;
 }
 

@@ -49,6 +49,12 @@ namespace dl::ddpm {
 EpsModel eps_model(const nn::UNet& net, std::vector<int64_t> labels = {}, double guidance = 0);
 // The guidance weight of sample grids and figures when none is asked for.
 constexpr double kDefaultGuidance = 1.0;  // measured: see README, "Asking for a digit"
+// The weights a --guidance flag takes: past about 1e38 eps overflows float32 and the images are
+// NaN; 100 is far beyond any useful weight (Ho & Salimans 2022 go to 4).
+constexpr RealRange kGuidance{0, 100};
+// The images a program draws at once (--n): they are held together, n x H x W x 4 bytes (100,000
+// MNIST digits: 314 MB), and so are their labels and features.
+constexpr Range kSampleCount{1, 100'000};
 // The labels a --class flag asks for: "" none (unconditional), "K" n times K, "all" each of the
 // num_classes classes in turn, n / num_classes (rounded up) of each in order, cut to n. Errors
 // name `flag`, and refuse a class for an unconditional model (num_classes 0).
@@ -77,6 +83,15 @@ struct TrainConfig {
     double clip = 1.0;      // --clip: global gradient-norm clipping
     uint64_t seed = 0;      // --seed: initial weights and every random stream
     double p_uncond = 0.1;  // --p-uncond: class-conditional (model.num_classes > 0): how often a label is dropped
+
+    // Each numeric field's range (tensor/parse.h), which validate() checks and build/train's flags
+    // state. A batch sizes every activation (make train's U-Net holds about 17 MB of them per image
+    // in a step); the counts' ends (2^40) only keep them from wrapping in sums.
+    static constexpr int64_t kMaxCount = int64_t(1) << 40;
+    static constexpr Range kSteps{0, kMaxCount}, kBatch{1, 1024}, kWarmup{0, kMaxCount}, kT{2, kMaxT},
+        kClasses{0, 255};  // IDX labels are bytes
+    static constexpr RealRange kLr{1e-9, 1}, kEma{0, 0.999999}, kEmaGamma{0, 1000}, kSnrGamma{1e-3, 1e3}, kClip{1e-6, 1e6},
+        kPUncond{0, 0.99};
 
     // make train-cond's class-conditional model: 10 classes on the reference U-Net's size (ch 32,
     // two ResBlocks per level) without its dropout, Adam at 1e-3, the fixed EMA 0.995 (the README's
@@ -112,6 +127,13 @@ struct RunConfig {
     int64_t eval_every = 0;          // --eval-every: FID, precision and recall every N steps (0: off)
     int64_t eval_n = 256;            // --eval-n: samples per evaluation
     int64_t eval_ddim_steps = 20;    // --eval-ddim-steps: DDIM steps of those samples
+
+    // Each numeric field's range, as TrainConfig's: a sample grid's and an evaluation's images are
+    // allocated at once (4 bytes a pixel), and a sampler's step count is checked against T too.
+    static constexpr Range kEvery{1, TrainConfig::kMaxCount}, kSamples{1, 1024}, kSamplerSteps{1, kMaxT},
+        kGradNormsEvery{0, TrainConfig::kMaxCount}, kSkipNonfinite{0, TrainConfig::kMaxCount}, kEvalEvery{0, TrainConfig::kMaxCount},
+        kEvalN{4, 100'000};  // precision and recall use 3 neighbours
+    static constexpr RealRange kMinutes{0, 1e7};
 
     // train.validate(), then this struct's fields, each named with its flag.
     void validate() const;
@@ -175,7 +197,8 @@ public:
     int64_t steps() const { return steps_; }
     bool sized() const { return steps_ != kUnsized; }
     // After step `step` has finished `seconds` into this session. True when it set or changed the
-    // count (to show it); seconds_per_step() is the pace it used.
+    // count (to show it); seconds_per_step() is the pace it used. With hard_limit, a budget spent
+    // before the probe has finished (a slow or busy machine) sizes the run to the steps taken.
     bool after_step(int64_t step, double seconds);
     double seconds_per_step() const { return pace_; }
     // Time spent on other work (an evaluation) that the pace must not count; the budget still does.

@@ -36,19 +36,20 @@ UNetConfig UNetConfig::reference() {
 void UNetConfig::validate() const {
     const int64_t L = int64_t(ch_mult.size());
     if (in_ch < 1 || in_ch > 16) fail("UNetConfig: in_ch must be in [1, 16], got ", in_ch);
-    if (ch < 4 || ch % 2) fail("UNetConfig: ch (--ch) must be even and at least 4, got ", ch);
+    if (!kCh.contains(ch) || ch % 2) fail("UNetConfig: ch (--ch) must be even and in [", kCh.lo, ", ", kCh.hi, "], got ", ch);
     if (L < 1 || L > 5) fail("UNetConfig: ch_mult must have 1 to 5 levels, got ", L, " (", list_str(ch_mult), ")");
     for (int64_t m : ch_mult)
         if (m < 1 || m > 64 || ch * m > 1024)
             fail("UNetConfig: each ch_mult must be in [1, 64] and ch (--ch) times it at most 1024 channels, got ch ", ch, " and ch_mult ",
                  list_str(ch_mult));
-    if (num_res_blocks < 1 || num_res_blocks > 4) fail("UNetConfig: num_res_blocks (--res-blocks) must be in [1, 4], got ", num_res_blocks);
-    if (!(dropout >= 0 && dropout < 1)) fail("UNetConfig: dropout (--dropout) must be in [0, 1), got ", dropout);
+    if (!kResBlocks.contains(num_res_blocks))
+        fail("UNetConfig: num_res_blocks (--res-blocks) must be in [", kResBlocks.lo, ", ", kResBlocks.hi, "], got ", num_res_blocks);
+    if (!kDropout.contains(dropout)) fail("UNetConfig: dropout (--dropout) must be in [", kDropout.lo, ", ", kDropout.hi, "], got ", dropout);
     if (resolution < 1 || resolution > 1024) fail("UNetConfig: resolution must be in [1, 1024], got ", resolution);
     if (resolution % (int64_t(1) << (L - 1)))
         fail("UNetConfig: resolution ", resolution, " does not halve ", L - 1, " times evenly (ch_mult ", list_str(ch_mult), ")");
-    if (num_classes < 0 || num_classes > 1000)
-        fail("UNetConfig: num_classes (--classes) must be in [0, 1000] (0: unconditional), got ", num_classes);
+    if (!kClasses.contains(num_classes))
+        fail("UNetConfig: num_classes (--classes) must be in [", kClasses.lo, ", ", kClasses.hi, "] (0: unconditional), got ", num_classes);
 }
 
 UNetConfig UNetConfig::parse(const std::string& s) {

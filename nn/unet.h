@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "tensor/parse.h"
 #include "nn/layers.h"
 
 namespace dl::nn {
@@ -38,6 +39,11 @@ struct UNetConfig {
     // last row the null label, "no class"), is added to the time embedding. 0: unconditional, and
     // str() leaves the key out, so the unconditional model's text is what it always was.
     int64_t num_classes = 0;           // --classes
+
+    // The ranges of the fields build/train sets (tensor/parse.h), which validate() checks and the
+    // flags state; validate() adds what one range cannot say (ch even, ch * ch_mult <= 1024).
+    static constexpr Range kCh{4, 1024}, kResBlocks{1, 4}, kClasses{0, 1000};
+    static constexpr RealRange kDropout{0, 0.99};
 
     // The U-Net of Ho et al. as its PyTorch twin builds it: ch 32, two ResBlocks per
     // level, dropout 0.1.

@@ -27,6 +27,22 @@ IntegerParse parse_integer(std::string_view text, T& value, T lo = std::numeric_
     return IntegerParse::Ok;
 }
 
+// A numeric setting's allowed values, both ends included: what a program's flag states in its
+// --help (apps/cli.h) and what the config field it writes checks (TrainConfig::validate, say).
+// The upper ends are limits on what a setting may ask of the machine, so that a count that sizes
+// an allocation is refused before anything is allocated.
+struct Range {
+    int64_t lo, hi;
+    bool contains(int64_t v) const { return v >= lo && v <= hi; }
+};
+struct RealRange {
+    double lo, hi;
+    bool contains(double v) const { return v >= lo && v <= hi; }  // false for NaN
+};
+constexpr Range kAnyInteger{std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()};  // seeds
+constexpr int64_t kMaxThreads = 1024;  // OpenMP would try to start every one of 2^31 - 1 threads
+constexpr Range kThreads{0, kMaxThreads};  // --threads: 0 leaves OMP_NUM_THREADS (or all cores) in charge
+
 // The same, for callers with one message for every failure: true when `text` is an integer in [lo, hi].
 template <class T = int64_t>
 bool read_integer(std::string_view text, T& value, T lo = std::numeric_limits<T>::min(), T hi = std::numeric_limits<T>::max()) {

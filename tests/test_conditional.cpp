@@ -227,7 +227,7 @@ TEST_CASE("train --classes: resumes bit for bit, and refuses labels that are mis
     CHECK(run(common + " --steps 1 --out " + dir + "/none", &out) == 1);
     CHECK(out.find("--classes 6 needs a label per image, and " + dir + "/data/train-labels-idx1-ubyte is missing") != std::string::npos);
     CHECK(run(common + " --steps 1 --p-uncond 1 --out " + dir + "/p", &out) == 1);
-    CHECK(out.find("p_uncond (--p-uncond) must be in [0, 1), got 1") != std::string::npos);
+    CHECK(out.find("train: --p-uncond expects a number in [0, 0.99], got '1'") != std::string::npos);
 }
 
 TEST_CASE("the judge scores asked-for classes: accuracy on the labels asked for, and FID per class") {

@@ -76,22 +76,26 @@ TEST_CASE("read_file: a FIFO, a folder or a device is refused at once, naming th
     std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("cli: integers beyond int64, reals that are not finite and 2^31 threads are refused, naming the flag and the value") {
-    auto steps = [](cli::Args& a) { a.integer("--steps", 1, "steps"); };
-    auto lr = [](cli::Args& a) { a.real("--lr", 1e-3, "lr"); };
+TEST_CASE("cli: a number outside its flag's stated range is refused before anyone narrows it, naming the flag, the value and the range") {
+    auto steps = [](cli::Args& a) { a.integer("--steps", 1, {0, int64_t(1) << 40}, "steps"); };
+    auto seed = [](cli::Args& a) { a.integer("--seed", 1, kAnyInteger, "seed"); };
+    auto lr = [](cli::Args& a) { a.real("--lr", 1e-3, {1e-9, 1}, "lr"); };
     CHECK(flags_error({"--steps", "99999999999999999999"}, steps) ==
-          "prog: --steps expects an integer from -9223372036854775808 to 9223372036854775807, got '99999999999999999999'");
-    CHECK(flags_error({"--steps=-9223372036854775809"}, steps) ==
-          "prog: --steps expects an integer from -9223372036854775808 to 9223372036854775807, got '-9223372036854775809'");
-    CHECK(flags_error({"--steps", "9223372036854775807"}, steps) == "(no error)");
+          "prog: --steps expects an integer in [0, 1099511627776], got '99999999999999999999'");
+    // 2^32 + 8 is not 8: the range is checked on all 64 bits
+    CHECK(flags_error({"--steps=4294967304"}, steps) == "(no error)");
+    CHECK(flags_error({"--steps=1099511627777"}, steps) == "prog: --steps expects an integer in [0, 1099511627776], got '1099511627777'");
+    CHECK(flags_error({"--steps", "-1"}, steps) == "prog: --steps expects an integer in [0, 1099511627776], got '-1'");
+    CHECK(flags_error({"--seed=-9223372036854775809"}, seed) == "prog: --seed expects an integer in [-2^63, 2^63 - 1], got '-9223372036854775809'");
+    CHECK(flags_error({"--seed", "9223372036854775807"}, seed) == "(no error)");
     CHECK(flags_error({"--steps", "12x"}, steps) == "prog: --steps expects an integer, got '12x'");
-    for (const char* v : {"nan", "-nan", "inf", "-Infinity", "1e999", "1e-400"})
-        CHECK(flags_error({"--lr", v}, lr) == cat("prog: --lr expects a finite number a double can hold, got '", v, "'"));
-    CHECK(flags_error({"--lr=1e-300"}, lr) == "(no error)");
+    for (const char* v : {"nan", "-nan", "inf", "-Infinity", "1e999", "1e-400", "0", "1.5", "1e39"})
+        CHECK(flags_error({"--lr", v}, lr) == cat("prog: --lr expects a number in [1e-09, 1], got '", v, "'"));
+    CHECK(flags_error({"--lr=1e-9"}, lr) == "(no error)");
     CHECK(flags_error({"--lr", "0.5x"}, lr) == "prog: --lr expects a number, got '0.5x'");
     // Only refusals here: a valid count would change the threads of the tests that follow.
-    CHECK(message_of([] { cli::set_threads("prog", 2147483647); }) == "prog: --threads must be at most 1024, got 2147483647");
-    CHECK(message_of([] { cli::set_threads("prog", -2); }) == "prog: --threads must be 0 (all) or positive, got -2");
+    CHECK(message_of([] { cli::set_threads("prog", 2147483647); }) == "prog: --threads must be in [0, 1024] (0: all), got 2147483647");
+    CHECK(message_of([] { cli::set_threads("prog", -2); }) == "prog: --threads must be in [0, 1024] (0: all), got -2");
 }
 
 TEST_CASE("csv: a row is exactly its columns' numbers, the first a step: a whole number in [0, 2^53]") {

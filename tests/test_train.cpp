@@ -141,31 +141,31 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
     std::string train = tiny_train(dir) + " --threads 1 --steps 2 --out " + dir + "/run";
     struct Case { std::string cmd, message; };
     std::vector<Case> cases = {
-        {train + " --ddim-steps 5000", "ddim_steps (--ddim-steps) must be in [1, T = 1000], got 5000"},
-        {train + " --samples 0", "samples (--samples) must be positive, got 0"},
-        {train + " --clip -1", "clip (--clip) must be positive, got -1"},
-        {train + " --lr 0", "lr.base (--lr) must be positive, got 0"},
-        {train + " --ema 1", "ema_decay (--ema) must be in [0, 1), got 1"},
-        {train + " --dropout nan", "--dropout expects a finite number a double can hold, got 'nan'"},
-        {train + " --threads -2", "--threads must be 0 (all) or positive, got -2"},
+        {train + " --ddim-steps 5000", "ddim_steps (--ddim-steps) must be in [1, 1000] (T), got 5000"},
+        {train + " --samples 0", "train: --samples expects an integer in [1, 1024], got '0'"},
+        {train + " --clip -1", "train: --clip expects a number in [1e-06, 1e+06], got '-1'"},
+        {train + " --lr 0", "train: --lr expects a number in [1e-09, 1], got '0'"},
+        {train + " --ema 1", "train: --ema expects a number in [0, 0.999999], got '1'"},
+        {train + " --dropout nan", "train: --dropout expects a number in [0, 0.99], got 'nan'"},
+        {train + " --threads -2", "train: --threads expects an integer in [0, 1024], got '-2'"},
         {train + " --lr-decay step", "train: --lr-decay: learning-rate decay: expected 'cosine' or 'none', got 'step'"},
         {train + " --schedule quad", "train: --schedule: schedule: expected 'linear' or 'cosine', got 'quad'"},
-        {train + " --eval-every -1", "eval_every (--eval-every) must not be negative, got -1"},
+        {train + " --eval-every -1", "train: --eval-every expects an integer in [0, 1099511627776], got '-1'"},
         {train + " --loss-weight snr", "train: --loss-weight: loss weighting: expected 'uniform' or 'min-snr', got 'snr'"},
-        {train + " --snr-gamma 0", "snr_gamma (--snr-gamma) must be positive, got 0"},
-        {train + " --ema-gamma -1", "ema_gamma (--ema-gamma) must be finite and not negative"},
-        {train + " --res-blocks 0", "num_res_blocks (--res-blocks) must be in [1, 4], got 0"},
+        {train + " --snr-gamma 0", "train: --snr-gamma expects a number in [0.001, 1000], got '0'"},
+        {train + " --ema-gamma -1", "train: --ema-gamma expects a number in [0, 1000], got '-1'"},
+        {train + " --res-blocks 0", "train: --res-blocks expects an integer in [1, 4], got '0'"},
         {train + " --config big", "TrainConfig: no configuration named 'big' (default or cond)"},
-        {bin + "/eval --eta -0.5", "eval: --eta must be in [0, 1], got -0.5"},
-        {bin + "/sample --eta 2", "--eta must be in [0, 1], got 2"},
-        {bin + "/sample --ddim-steps -1", "--ddim-steps must be 0 (ancestral)"},
+        {bin + "/eval --eta -0.5", "eval: --eta expects a number in [0, 1], got '-0.5'"},
+        {bin + "/sample --eta 2", "sample: --eta expects a number in [0, 1], got '2'"},
+        {bin + "/sample --ddim-steps -1", "sample: --ddim-steps expects an integer in [0, 1000000], got '-1'"},
         {bin + "/sample --sampler heun", "--sampler: expected ancestral, ddim, dpm++2m or dpm++2m-sde, got 'heun'"},
         {bin + "/sample --raw=1", "--raw takes no value, got '1'"},
         {bin + "/sample --png", "--png needs a value"},
         {bin + "/inspect --ema", "--ema needs a --checkpoint"},
-        {bin + "/inspect --per-t --per-t-buckets 0", "--per-t-buckets must be in [1, T = 1000], got 0"},
+        {bin + "/inspect --per-t --per-t-buckets 0", "inspect: --per-t-buckets expects an integer in [1, 1000], got '0'"},
         {bin + "/figures --data " + dir + "/data --t 5000 --out " + dir + "/fig", "--t must be in [0, 1000), got 5000"},
-        {bin + "/bench --reps 0", "bench: --batch and --reps must be positive, got 64 and 0"},
+        {bin + "/bench --reps 0", "bench: --reps expects an integer in [1, 100000], got '0'"},
         {bin + "/bench --simd foo", "bench: --simd expects avx512, avx2 or portable, got 'foo'"},
     };
     for (const Case& c : cases) {
@@ -195,7 +195,10 @@ static std::string help_default(const std::string& help, const std::string& flag
     if (at == std::string::npos) return "(no " + flag + ")";
     std::string line = help.substr(at + 1, help.find('\n', at + 1) - at - 1);
     size_t open = line.rfind("(default ");
-    return open == std::string::npos || line.back() != ')' ? "(no default)" : line.substr(open + 9, line.size() - open - 10);
+    if (open == std::string::npos || line.back() != ')') return "(no default)";
+    std::string def = line.substr(open + 9, line.size() - open - 10);  // "64; [1, 1024]": the default, then a number's range
+    size_t range = def.rfind("; [");
+    return range == std::string::npos ? def : def.substr(0, range);
 }
 
 TEST_CASE("train --help shows the values of the configuration a run uses: the defaults, or --config cond's") {
@@ -405,12 +408,13 @@ TEST_CASE("--steps 0 sizes the run to --minutes from the first steps, and refine
     INFO(out);
     size_t first = out.find(", so "), second = out.find(", so ", first + 1);
     REQUIRE(first != std::string::npos);
-    long long first_count = std::atoll(out.c_str() + first + 5);
-    if (first_count > 250) CHECK(second != std::string::npos);  // refined at step 200 (fast builds get there; sanitized ones may not)
     nn::Checkpoint ck = nn::load_checkpoint(dir + "/run/checkpoint.safetensors");
+    if (ck.step > ddpm::StepBudget::kRefine) CHECK(second != std::string::npos);  // refined at step 200, where the run got there
     // the sized count is kept for a resume; the run reaches it or (--minutes given) stops on time
     int64_t sized = std::stoll(ck.meta("steps"));
-    CHECK(ck.step >= 12);  // past the probe (the sanitizer build on a busy machine may fit no more)
+    // Past the probe on most machines; a busy one (3 steps/s under the sanitizers) may have spent
+    // the 6 s before it, and then the run is sized to the steps it took.
+    CHECK(ck.step >= 1);
     CHECK(ck.step <= sized);
     CHECK(sized < 100000);
     std::system(("rm -rf " + dir).c_str());
@@ -448,17 +452,21 @@ TEST_CASE("train never replaces another run's checkpoint, and a step that goes n
     CHECK(out.find("checkpoint.safetensors exists; --resume continues that run, or give another --out") != std::string::npos);
     CHECK(read_file(dir + "/run/checkpoint.safetensors") == saved);
 
-    // A learning rate of 1e30: the first update is finite but enormous, and a later step overflows.
-    // That step is not applied and the run stops, naming the op; the last checkpoint stays.
-    std::string wild = tiny_train(dir) + " --threads 2 --lr 1e30 --warmup 0 --every 1 --out " + dir + "/wild";
-    CHECK(run(wild + " --steps 6", &out) != 0);
+    // Weights of 1e30 (finite, as a checkpoint's must be): the first step's activations overflow
+    // float32. That step is not applied and the run stops, naming the op; the checkpoint stays.
+    std::string wild = tiny_train(dir) + " --threads 2 --every 1 --out " + dir + "/wild";
+    REQUIRE(run(wild + " --steps 2", &out) == 0);
+    {
+        nn::Checkpoint ck = nn::load_checkpoint(dir + "/wild/checkpoint.safetensors");
+        for (nn::NamedTensor& p : ck.model) p.value.fill_(1e30);
+        nn::save_checkpoint(dir + "/wild/checkpoint.safetensors", ck);
+    }
+    std::string good = read_file(dir + "/wild/checkpoint.safetensors");
+    CHECK(run(wild + " --steps 6 --resume", &out) != 0);
     INFO(out);
     CHECK(out.find("has a non-finite loss or gradient (detect_anomaly: ") != std::string::npos);
     CHECK(out.find("it was not applied, and the run stops: the last checkpoint is kept") != std::string::npos);
-    nn::Checkpoint ck = nn::load_checkpoint(dir + "/wild/checkpoint.safetensors");  // loads: every weight finite
-    REQUIRE(ck.step >= 1);
-    REQUIRE(ck.step < 6);
-    std::string good = read_file(dir + "/wild/checkpoint.safetensors");
+    CHECK(read_file(dir + "/wild/checkpoint.safetensors") == good);
     // --skip-nonfinite 2 skips two such steps in a row, then stops as well
     CHECK(run(wild + " --steps 6 --resume --skip-nonfinite 2", &out) != 0);
     CHECK(out.find("skipped (1 in a row)") != std::string::npos);

@@ -117,6 +117,17 @@ TEST_CASE("StepBudget: a fixed count stays; --steps 0 is sized from the probe an
     CHECK_FALSE(limited.out_of_time(9.9));
     CHECK(limited.out_of_time(10.1));
     CHECK_THROWS_WITH(StepBudget(0, 0, 0, 0, false), "StepBudget: sizing a run needs a positive time budget, got 0 s");
+
+    // a machine so slow (3 s a step) that a 6 s hard limit is spent before the probe: the run is
+    // sized to the steps it took, never left at "step 3 of 2^63 - 1"
+    StepBudget slow(0, 6, 0, 0, true);
+    CHECK_FALSE(slow.after_step(1, 3));
+    CHECK_FALSE(slow.sized());
+    CHECK(slow.after_step(2, 6.5));
+    CHECK(slow.sized());
+    CHECK(slow.steps() == 2);
+    CHECK(slow.seconds_per_step() == doctest::Approx(3.25));
+    CHECK_FALSE(slow.after_step(3, 9));  // (a run stops at its count; nothing changes after)
 }
 
 TEST_CASE("TrainState: saved and loaded, a run continues bit for bit") {
@@ -268,7 +279,7 @@ TEST_CASE("load_model: asking for EMA weights a checkpoint lacks, or a model tha
     // a model far larger than any checkpoint could hold is refused before it is allocated
     with_metadata(old_checkpoint, dir + "/huge.safetensors", "model", "ch=100000");
     CHECK_THROWS_WITH(load_model(dir + "/huge.safetensors", Weights::Trained),
-                      doctest::Contains("huge.safetensors: metadata 'model': UNetConfig: each ch_mult must be in [1, 64] and ch (--ch) times it at most 1024 channels, got ch 100000"));
+                      doctest::Contains("huge.safetensors: metadata 'model': UNetConfig: ch (--ch) must be even and in [4, 1024], got 100000"));
     Safetensors bare;
     bare.add_i64("step", {1}, {});
     bare.save(dir + "/bare.safetensors");
@@ -319,35 +330,35 @@ TEST_CASE("validate(): each field out of range is refused, naming the field and 
         std::string message;
     };
     const std::vector<Case> cases = {
-        {[](RunConfig& c) { c.train.steps = -1; }, "TrainConfig: steps (--steps) must not be negative (0: sized to a time budget), got -1"},
-        {[](RunConfig& c) { c.train.batch = 0; }, "TrainConfig: batch (--batch) must be positive, got 0"},
-        {[](RunConfig& c) { c.train.lr.base = 0; }, "TrainConfig: lr.base (--lr) must be positive, got 0"},
-        {[](RunConfig& c) { c.train.lr.base = NAN; }, "TrainConfig: lr.base (--lr) must be positive, got nan"},
-        {[](RunConfig& c) { c.train.lr.warmup = -1; }, "TrainConfig: lr.warmup (--warmup) must not be negative, got -1"},
+        {[](RunConfig& c) { c.train.steps = -1; }, "TrainConfig: steps (--steps) must be in [0, 1099511627776] (0: sized to a time budget), got -1"},
+        {[](RunConfig& c) { c.train.batch = 0; }, "TrainConfig: batch (--batch) must be in [1, 1024], got 0"},
+        {[](RunConfig& c) { c.train.lr.base = 0; }, "TrainConfig: lr.base (--lr) must be in [1e-09, 1], got 0"},
+        {[](RunConfig& c) { c.train.lr.base = NAN; }, "TrainConfig: lr.base (--lr) must be in [1e-09, 1], got nan"},
+        {[](RunConfig& c) { c.train.lr.warmup = -1; }, "TrainConfig: lr.warmup (--warmup) must be in [0, 1099511627776], got -1"},
         {[](RunConfig& c) { c.train.T = 1; }, "TrainConfig: T (--T) must be in [2, 1000000], got 1"},
-        {[](RunConfig& c) { c.train.ema_decay = 1; }, "TrainConfig: ema_decay (--ema) must be in [0, 1), got 1"},
-        {[](RunConfig& c) { c.train.ema_gamma = INFINITY; }, "TrainConfig: ema_gamma (--ema-gamma) must be finite and not negative"},
-        {[](RunConfig& c) { c.train.snr_gamma = -1; }, "TrainConfig: snr_gamma (--snr-gamma) must be positive, got -1"},
-        {[](RunConfig& c) { c.train.clip = 0; }, "TrainConfig: clip (--clip) must be positive, got 0"},
-        {[](RunConfig& c) { c.train.p_uncond = 1; }, "TrainConfig: p_uncond (--p-uncond) must be in [0, 1), got 1"},
-        {[](RunConfig& c) { c.train.model.num_classes = 256; }, "TrainConfig: model.num_classes (--classes) must be 0 (unconditional) or a class count in [1, 255]"},
-        {[](RunConfig& c) { c.train.model.ch = 7; }, "UNetConfig: ch (--ch) must be even and at least 4, got 7"},
+        {[](RunConfig& c) { c.train.ema_decay = 1; }, "TrainConfig: ema_decay (--ema) must be in [0, 0.999999], got 1"},
+        {[](RunConfig& c) { c.train.ema_gamma = INFINITY; }, "TrainConfig: ema_gamma (--ema-gamma) must be in [0, 1000] (0: the fixed --ema), got inf"},
+        {[](RunConfig& c) { c.train.snr_gamma = -1; }, "TrainConfig: snr_gamma (--snr-gamma) must be in [0.001, 1000], got -1"},
+        {[](RunConfig& c) { c.train.clip = 0; }, "TrainConfig: clip (--clip) must be in [1e-06, 1e+06], got 0"},
+        {[](RunConfig& c) { c.train.p_uncond = 1; }, "TrainConfig: p_uncond (--p-uncond) must be in [0, 0.99], got 1"},
+        {[](RunConfig& c) { c.train.model.num_classes = 256; }, "TrainConfig: model.num_classes (--classes) must be in [0, 255] (0: unconditional; IDX labels are bytes), got 256"},
+        {[](RunConfig& c) { c.train.model.ch = 7; }, "UNetConfig: ch (--ch) must be even and in [4, 1024], got 7"},
         {[](RunConfig& c) { c.train.model.num_res_blocks = 5; }, "UNetConfig: num_res_blocks (--res-blocks) must be in [1, 4], got 5"},
-        {[](RunConfig& c) { c.train.model.dropout = 1; }, "UNetConfig: dropout (--dropout) must be in [0, 1), got 1"},
+        {[](RunConfig& c) { c.train.model.dropout = 1; }, "UNetConfig: dropout (--dropout) must be in [0, 0.99], got 1"},
         {[](RunConfig& c) { c.train.model.ch_mult = {}; }, "UNetConfig: ch_mult must have 1 to 5 levels, got 0"},
         {[](RunConfig& c) { c.train.model.ch_mult = {1, 2, 128}; }, "UNetConfig: each ch_mult must be in [1, 64] and ch (--ch) times it at most 1024"},
         {[](RunConfig& c) { c.train.model.in_ch = 0; }, "UNetConfig: in_ch must be in [1, 16], got 0"},
         {[](RunConfig& c) { c.train.model.resolution = 30; }, "UNetConfig: resolution 30 does not halve 2 times evenly"},
         {[](RunConfig& c) { c.minutes = 0; }, "RunConfig: minutes (--minutes) must be positive when train.steps (--steps) is 0"},
-        {[](RunConfig& c) { c.train.steps = 5, c.minutes = -1; }, "RunConfig: minutes (--minutes) must be finite and not negative, got -1"},
-        {[](RunConfig& c) { c.every = 0; }, "RunConfig: every (--every) must be positive, got 0"},
-        {[](RunConfig& c) { c.samples = 0; }, "RunConfig: samples (--samples) must be positive, got 0"},
-        {[](RunConfig& c) { c.train.T = 40; }, "RunConfig: ddim_steps (--ddim-steps) must be in [1, T = 40], got 50"},
-        {[](RunConfig& c) { c.grad_norms_every = -1; }, "RunConfig: grad_norms_every (--grad-norms-every) must not be negative, got -1"},
-        {[](RunConfig& c) { c.skip_nonfinite = -1; }, "RunConfig: skip_nonfinite (--skip-nonfinite) must not be negative, got -1"},
-        {[](RunConfig& c) { c.eval_every = -1; }, "RunConfig: eval_every (--eval-every) must not be negative, got -1"},
-        {[](RunConfig& c) { c.eval_n = 3; }, "RunConfig: eval_n (--eval-n) must be at least 4"},
-        {[](RunConfig& c) { c.eval_ddim_steps = 0; }, "RunConfig: eval_ddim_steps (--eval-ddim-steps) must be in [1, T = 1000], got 0"},
+        {[](RunConfig& c) { c.train.steps = 5, c.minutes = -1; }, "RunConfig: minutes (--minutes) must be in [0, 1e+07], got -1"},
+        {[](RunConfig& c) { c.every = 0; }, "RunConfig: every (--every) must be in [1, 1099511627776], got 0"},
+        {[](RunConfig& c) { c.samples = 0; }, "RunConfig: samples (--samples) must be in [1, 1024], got 0"},
+        {[](RunConfig& c) { c.train.T = 40; }, "RunConfig: ddim_steps (--ddim-steps) must be in [1, 40] (T), got 50"},
+        {[](RunConfig& c) { c.grad_norms_every = -1; }, "RunConfig: grad_norms_every (--grad-norms-every) must be in [0, 1099511627776] (0: off), got -1"},
+        {[](RunConfig& c) { c.skip_nonfinite = -1; }, "RunConfig: skip_nonfinite (--skip-nonfinite) must be in [0, 1099511627776], got -1"},
+        {[](RunConfig& c) { c.eval_every = -1; }, "RunConfig: eval_every (--eval-every) must be in [0, 1099511627776] (0: off), got -1"},
+        {[](RunConfig& c) { c.eval_n = 3; }, "RunConfig: eval_n (--eval-n) must be in [4, 100000]"},
+        {[](RunConfig& c) { c.eval_ddim_steps = 0; }, "RunConfig: eval_ddim_steps (--eval-ddim-steps) must be in [1, 1000] (T), got 0"},
     };
     CHECK_NOTHROW(RunConfig().validate());
     for (const Case& c : cases) {
@@ -359,10 +370,10 @@ TEST_CASE("validate(): each field out of range is refused, naming the field and 
     // the library refuses with the same words: a TrainState, a Trainer, a U-Net
     TrainConfig bad = old_run_config();
     bad.p_uncond = -0.5;
-    CHECK(test::message_of([&] { TrainState st(bad, old_run_data()); }) == "TrainConfig: p_uncond (--p-uncond) must be in [0, 1), got -0.5");
+    CHECK(test::message_of([&] { TrainState st(bad, old_run_data()); }) == "TrainConfig: p_uncond (--p-uncond) must be in [0, 0.99], got -0.5");
     RunConfig run;
     run.every = 0;
-    CHECK(test::message_of([&] { Trainer t(run); }) == "RunConfig: every (--every) must be positive, got 0");
+    CHECK(test::message_of([&] { Trainer t(run); }) == "RunConfig: every (--every) must be in [1, 1099511627776], got 0");
     nn::UNetConfig wide;
     wide.num_res_blocks = 0;
     CHECK(test::message_of([&] { nn::UNet net(wide); }) == "UNetConfig: num_res_blocks (--res-blocks) must be in [1, 4], got 0");

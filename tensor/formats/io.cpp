@@ -90,6 +90,8 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
 
 std::vector<std::vector<double>> parse_csv_numbers(std::string_view text, const std::string& name, const std::string& header,
                                                    size_t columns, const std::string& header_desc, bool finite) {
+    // A log that exists has its header: a file cut to nothing is damaged, not a run with no rows.
+    if (text.empty()) fail(name, ": the file is empty; expected ", header_desc, " on line 1");
     std::vector<std::vector<double>> rows;
     size_t at = 0;
     for (size_t lineno = 1; at < text.size(); lineno++) {

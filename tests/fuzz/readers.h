@@ -127,7 +127,7 @@ inline int flags(std::string_view bytes) {
         at = nul + 1;
     }
     for (const std::string& w : words)
-        if (w == "-h" || w == "--help") return 0;
+        if (w == "-h" || w == "--help" || w == "--help-flags") return 0;
     std::vector<char*> argv;
     for (std::string& w : words) argv.push_back(w.data());
     argv.push_back(nullptr);
@@ -135,10 +135,10 @@ inline int flags(std::string_view bytes) {
         cli::Args args(int(words.size()), argv.data(), "fuzz", "flags from fuzzed bytes");
         args.str("--data", "data/mnist", "a folder");
         args.str("--out", "", "a file or folder");
-        args.integer("--steps", 3000, "an integer");
-        args.integer("--threads", 0, "another");
-        args.real("--lr", 2e-4, "a real");
-        args.real("--ema", 0.9999, "another");
+        args.integer("--steps", 3000, {0, int64_t(1) << 40}, "an integer");
+        args.integer("--threads", 0, kThreads, "another");
+        args.real("--lr", 2e-4, {1e-9, 1}, "a real");
+        args.real("--ema", 0.9999, {0, 0.999999}, "another");
         args.flag("--resume", "a flag");
         args.given("--steps");
         args.done();
