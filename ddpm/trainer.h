@@ -30,6 +30,8 @@
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/eval/eval.h"
+#include "ddpm/eval/ruler.h"
+#include "ddpm/posthoc_ema.h"
 #include "ddpm/report/train_log.h"
 #include "nn/checkpoint.h"
 #include "ddpm/report/grad_norm_log.h"
@@ -111,7 +113,19 @@ struct RunConfig {
     bool detect_anomaly = false;     // --detect-anomaly: check every op's output and gradient for NaN/Inf
     int64_t eval_every = 0;          // --eval-every: FID, precision and recall every N steps (0: off)
     int64_t eval_n = 256;            // --eval-n: samples per evaluation
-    int64_t eval_ddim_steps = 20;    // --eval-ddim-steps: DDIM steps of those samples
+    int64_t eval_ddim_steps = 20;    // --eval-ddim-steps: the sampler's steps for those samples
+    // --sampler, --eta: the sampler of the sample grid and of the evaluations (ddpm/samplers.h);
+    // its steps are ddim_steps and eval_ddim_steps (0: ancestral over all T)
+    std::string sampler = kDefaultSampler;
+    double eta = kDefaultEta;
+    // --ema-snapshot-every: post-hoc EMA (ddpm/posthoc_ema.h): the two power-function EMAs of
+    // sigma_rel 0.05 and 0.10 are kept and written to <out>/ema_snapshots every N steps and at the
+    // last step (0: off). 400 keeps about 40 of each in a 30-minute run of about 17,000 steps.
+    int64_t ema_snapshot_every = 400;
+
+    // The sampler of the grid and of the evaluations, from the fields above.
+    Sampler grid_sampler() const { return sampler_from_flags(sampler, ddim_steps, eta, train.T); }
+    Sampler eval_sampler() const { return sampler_from_flags(sampler, eval_ddim_steps, eta, train.T); }
 
     // train.validate(), then this struct's fields, each named with its flag.
     void validate() const;
@@ -132,6 +146,8 @@ public:
     nn::UNet model;
     nn::Adam adam;
     nn::Ema ema;
+    PostHocEma posthoc;  // post-hoc EMA's averages (off unless started), in the checkpoint as avg.<i>.<key>
+    bool posthoc_missing = false;  // load(): post-hoc EMA was on, the checkpoint had none of its averages (it is now off)
     Philox data_gen, noise_gen, dropout_gen;
     int64_t step = 0;  // updates taken
 
@@ -149,9 +165,9 @@ public:
     // When config.steps is 0 it takes the checkpoint's sized count.
     void load(const std::string& path);
 
-    // n images (n, 1, H, W) from the EMA weights: DDIM with ddim_steps steps, eta 0, and the
-    // same noise every time (from the seed), so that grids drawn at different steps compare.
-    Tensor sample_ema(int64_t n, int64_t ddim_steps);
+    // n images (n, 1, H, W) from the EMA weights by the sampler, with the same noise every time
+    // (from the seed), so that grids drawn at different steps compare.
+    Tensor sample_ema(int64_t n, const Sampler& sampler);
 
 private:
     std::unique_ptr<nn::UNet> ema_model_;  // the EMA weights in a network, made at the first sample
@@ -217,7 +233,7 @@ public:
     // samples.png and samples_<step>.png, sqrt(n) images a row. x (n, 1, H, W).
     void write_samples(const Tensor& x, int64_t step) const;
     // One evaluation's row, and eval.csv and the plots rewritten.
-    void record_eval(int64_t step, const SampleMetrics& m);
+    void record_eval(int64_t step, const RulerMetrics& m);
 
     TrainLog loss_log;
     GradNormLog grad_norms;
@@ -272,7 +288,7 @@ public:
     RunFolder folder;
     const int64_t start_step;  // the step this session started at
     StepBudget budget;
-    std::unique_ptr<Judge> judge;  // eval_every > 0: the classifier that scores samples (ddpm/eval/eval.h)
+    std::unique_ptr<Ruler> ruler;  // eval_every > 0: the judges that score samples (ddpm/eval/ruler.h)
     int64_t skipped = 0;           // steps not applied (non-finite) this session
 
     double seconds() const;            // since run() started
@@ -282,11 +298,13 @@ private:
     int64_t resume_or_refuse();
     void checkpoint();
     void evaluate();
+    void snapshot();  // post-hoc EMA's snapshots
     void nonfinite_step(const EpsModel& model, const Tensor& x0, const std::vector<int64_t>& t, const Tensor& eps, Philox dropout_gen);
     void note(const std::string& line) const;
     std::atomic<bool> stop_{false};
     double session_start_ = 0;
     int64_t skipped_in_a_row_ = 0;
+    int64_t snapshots_written_ = 0;
 };
 
 // A network ready to sample or inspect, with the schedule it was trained with.
@@ -295,6 +313,7 @@ struct DiffusionModel {
     std::unique_ptr<nn::UNet> net;
     Schedule schedule;
     bool ema = false;    // the EMA weights were loaded
+    int64_t step = 0;    // the checkpoint's step
     std::string loss_weight = "uniform";  // the loss the model was trained with, "uniform" or "min-snr:GAMMA"
     std::vector<double> loss_weights;     // its per-t weights (training_loss); empty: uniform
     EpsModel eps() const { return eps_model(*net); }  // a class-conditional model: with the null label
@@ -304,6 +323,9 @@ enum class Weights { Trained, Ema, EmaIfPresent };
 // From a checkpoint written by train: the model its metadata describe (dropout replaced when
 // dropout >= 0), the chosen weights, its schedule, in eval mode. Errors name the file and the key.
 DiffusionModel load_model(const std::string& path, Weights weights, double dropout = -1);
+// Replaces model's weights by the post-hoc EMA of width sigma_rel (ddpm/posthoc_ema.h) rebuilt from
+// the snapshots in the checkpoint's folder up to its step; model.ema is set. Returns what was done.
+PostHocResult apply_posthoc_ema(DiffusionModel& model, double sigma_rel);
 // A fresh init from Philox(seed), in training mode.
 DiffusionModel fresh_model(const nn::UNetConfig& config, ScheduleKind schedule, int64_t T, uint64_t seed);
 // n images (n, in_ch, R, R) in batches, by the sampler (ddpm/samplers.h). on_batch(done, n) after
