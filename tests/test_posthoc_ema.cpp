@@ -6,9 +6,14 @@
 #include <cmath>
 #include <cstdio>
 
+#include "ddpm/data.h"
 #include "ddpm/posthoc_ema.h"
+#include "ddpm/trainer.h"
+#include "nn/checkpoint.h"
 #include "nn/optim.h"
+#include "tensor/formats/safetensors.h"
 #include "tensor/rng.h"
+#include "tests/programs.h"
 
 using namespace dl;
 using namespace dl::ddpm;
@@ -142,4 +147,69 @@ TEST_CASE("posthoc ema: too few snapshots cannot fake a width; the residual says
     const std::vector<double> x = posthoc_ema_weights(one, target);
     CHECK(posthoc_ema_residual(one, x, target) > 0.3);
     CHECK_THROWS_WITH(posthoc_ema_weights({}, target), doctest::Contains("no snapshots"));
+}
+
+TEST_CASE("posthoc ema: train snapshots both EMAs, a resumed run writes the same bytes, and eval's reconstruction at a stored width is it") {
+    const std::string dir = test::temp_dir("posthoc_train"), bin = test::build_dir();
+    std::string out;
+    ddpm::write_synthetic_idx(dir + "/data", 24, 3);
+    const std::string train = bin + "/train --threads 2 --seed 3 --data " + dir + "/data --ch 8 --batch 4 --samples 4 --ddim-steps 2 --T 50 "
+                              "--steps 8 --ema-snapshot-every 3";
+    REQUIRE(test::run(train + " --every 8 --out " + dir + "/straight", &out) == 0);
+    INFO(out);
+    CHECK(out.find("post-hoc EMA: 2 snapshots of") != std::string::npos);
+    // every 3 steps and at the last: 3, 6, 8 for each width
+    const std::vector<EmaSnapshotFile> files = list_ema_snapshots(dir + "/straight", 1000);
+    REQUIRE(files.size() == 6);
+    CHECK(files[0].path == dir + "/straight/ema_snapshots/ema_0.050_00000003.safetensors");
+    CHECK(files[2].profile.step == 8);
+    CHECK(files[3].path == dir + "/straight/ema_snapshots/ema_0.100_00000003.safetensors");
+    CHECK(files[0].profile.gamma == doctest::Approx(power_ema_gamma(0.05)).epsilon(1e-5));
+    CHECK(list_ema_snapshots(dir + "/straight", 7).size() == 4);  // a later step's are not the checkpoint's
+
+    // stopped at step 4 (a checkpoint holds the averages), resumed to 8: the same snapshots, bit for bit
+    REQUIRE(test::run(train + " --every 4 --steps 4 --out " + dir + "/resumed", &out) == 0);
+    REQUIRE(test::run(train + " --every 4 --resume --out " + dir + "/resumed", &out) == 0);
+    CHECK(out.find("resumed") != std::string::npos);
+    for (const char* name : {"ema_0.050_00000006", "ema_0.100_00000006", "ema_0.050_00000008", "ema_0.100_00000008"})
+        CHECK_MESSAGE(read_file(dir + "/straight/ema_snapshots/" + name + ".safetensors") ==
+                          read_file(dir + "/resumed/ema_snapshots/" + name + ".safetensors"),
+                      name);
+
+    // the reconstruction at sigma_rel 0.10 at the last step: the stored snapshot (float32 rounding)
+    ddpm::DiffusionModel m = ddpm::load_model(dir + "/straight/checkpoint.safetensors", ddpm::Weights::Trained);
+    const PostHocResult r = apply_posthoc_ema(m, power_ema_sigma_rel(power_ema_gamma(0.10)));
+    CHECK(r.step == 8);
+    CHECK(r.snapshots == 6);
+    CHECK(r.residual < 1e-6);
+    const Safetensors snap = Safetensors::load(dir + "/straight/ema_snapshots/ema_0.100_00000008.safetensors");
+    double worst = 0, size = 0;
+    for (const nn::NamedTensor& p : m.net->state_dict()) {
+        const Tensor want = snap.tensor(p.name);
+        for (int64_t k = 0; k < want.numel(); k++) {
+            worst = std::max(worst, std::abs(p.value.flat(k) - want.flat(k)));
+            size = std::max(size, std::abs(want.flat(k)));
+        }
+    }
+    CHECK(worst < 1e-5 * size);
+    // and the trained weights differ from it (the check above could not pass by accident)
+    ddpm::DiffusionModel raw = ddpm::load_model(dir + "/straight/checkpoint.safetensors", ddpm::Weights::Trained);
+    CHECK(std::abs(raw.net->state_dict()[0].value.flat(0) - snap.tensor(raw.net->state_dict()[0].name).flat(0)) > 1e-6);
+
+    // sample and eval take the width; a folder without snapshots is refused naming it
+    REQUIRE(test::run(bin + "/sample --checkpoint " + dir + "/straight/checkpoint.safetensors --n 2 --ddim-steps 2 --ema-sigma-rel 0.07 --out " +
+                          dir + "/s.npy --png ''",
+                      &out) == 0);
+    CHECK(out.find("post-hoc EMA sigma_rel 0.07 (gamma 11.2") != std::string::npos);
+    std::system(("rm -rf " + dir + "/straight/ema_snapshots").c_str());
+    CHECK(test::run(bin + "/sample --checkpoint " + dir + "/straight/checkpoint.safetensors --n 2 --ddim-steps 2 --ema-sigma-rel 0.07 --out " +
+                        dir + "/s.npy --png ''",
+                    &out) != 0);
+    CHECK(out.find("no snapshots at or before step 8 in " + dir + "/straight/ema_snapshots") != std::string::npos);
+    // --ema-snapshot-every 0: none kept, none in the checkpoint
+    REQUIRE(test::run(train + " --every 8 --ema-snapshot-every 0 --out " + dir + "/off", &out) == 0);
+    CHECK(!file_exists(dir + "/off/ema_snapshots"));
+    CHECK(nn::load_checkpoint(dir + "/off/checkpoint.safetensors").averages.empty());
+    CHECK(nn::load_checkpoint(dir + "/resumed/checkpoint.safetensors").averages.size() == 2);
+    std::system(("rm -rf " + dir).c_str());
 }

@@ -535,3 +535,24 @@ TEST_CASE("kill -9 at any moment loses at most the steps since the last checkpoi
     CHECK(decode_png(read_file(dir + "/run/samples.png")).width > 0);  // the finished run drew its grid
     std::system(("rm -rf " + dir).c_str());
 }
+
+TEST_CASE("train's sample grid honours --sampler: another sampler draws another grid, the same one the same grid") {
+    std::string dir = temp_dir("train_sampler"), out;
+    ddpm::write_synthetic_idx(dir + "/data", 24, 3);
+    const std::string common = tiny_train(dir) + " --threads 2 --T 50 --steps 2 --every 2 --ddim-steps 4";
+    REQUIRE(run(common + " --out " + dir + "/ddim", &out) == 0);
+    CHECK(out.find("sample grid: ddim 4 steps, eta 0, 4 model evaluations per sample") != std::string::npos);
+    REQUIRE(run(common + " --sampler dpm++2m --out " + dir + "/dpm", &out) == 0);
+    CHECK(out.find("sample grid: dpm++2m 4 steps, 4 model evaluations per sample") != std::string::npos);
+    REQUIRE(run(common + " --sampler dpm++2m --out " + dir + "/dpm2", &out) == 0);
+    REQUIRE(run(common + " --sampler ddim --eta 1 --out " + dir + "/eta1", &out) == 0);
+    const std::string ddim = read_file(dir + "/ddim/samples.png"), dpm = read_file(dir + "/dpm/samples.png");
+    CHECK(ddim != dpm);
+    CHECK(read_file(dir + "/dpm2/samples.png") == dpm);
+    CHECK(read_file(dir + "/eta1/samples.png") != ddim);
+    // the weights are the same in all three: only the sampler differs
+    CHECK(read_file(dir + "/ddim/checkpoint.safetensors") == read_file(dir + "/dpm/checkpoint.safetensors"));
+    CHECK(run(common + " --sampler dpm++2m --eta 1 --out " + dir + "/bad", &out) != 0);
+    CHECK(out.find("--eta is ddim's; dpm++2m takes none") != std::string::npos);
+    std::system(("rm -rf " + dir).c_str());
+}
