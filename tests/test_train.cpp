@@ -3,6 +3,7 @@
 // clearly on bad input.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -371,8 +372,9 @@ TEST_CASE("make sweep's script: each line trains and scores one run into one tab
     const std::string table = read_file(dir + "/out/table.md");
     INFO(table);
     std::vector<std::string> a = table_row(table, "tiny"), b = table_row(table, "tiny-eta1");
-    REQUIRE(a.size() == 9);  // run, train flags, eval flags, steps, images/s, FID, precision, recall, floor FID
-    REQUIRE(b.size() == 9);
+    // run, train flags, eval flags, steps, images/s, FID mean, FID sd, KID, KID se, precision, recall, floor FID mean, floor KID
+    REQUIRE(a.size() == 13);
+    REQUIRE(b.size() == 13);
     CHECK(a[1] == "`--ch 8 --batch 4 --samples 4 --ddim-steps 2 --steps 3 --threads 2`");
     CHECK(a[2] == "-");
     CHECK(b[1] == "`@tiny`");
@@ -380,17 +382,24 @@ TEST_CASE("make sweep's script: each line trains and scores one run into one tab
     CHECK(a[3] == "3");  // the steps the run reached
     CHECK(b[3] == "3");
     for (const auto* row : {&a, &b})
-        for (int k : {4, 5, 6, 7, 8}) {  // images/s, FID, precision, recall, floor FID: numbers, the FIDs positive
+        for (int k = 4; k <= 12; k++) {  // numbers; the FIDs, their sd and KID's se positive (KID itself may be below 0)
             char* end = nullptr;
             double v = std::strtod((*row)[size_t(k)].c_str(), &end);
-            CHECK_MESSAGE((*end == '\0' && v >= 0 && (k == 6 || k == 7 || v > 0)), (*row)[size_t(k)]);
+            const bool positive = k == 4 || k == 5 || k == 6 || k == 8 || k == 11;
+            CHECK_MESSAGE((*end == '\0' && std::isfinite(v) && (!positive || v > 0) && (k == 7 || k == 12 || v >= 0)), k, ": ", (*row)[size_t(k)]);
         }
     CHECK(a[5] != b[5]);  // another sampler, other samples, another FID
-    CHECK(a[8] == b[8]);  // the same floor
+    CHECK(a[11] == b[11]);  // the same floor
+    CHECK(a[12] == b[12]);
     // started again: nothing is trained or scored twice
     REQUIRE(run(sweep, &out) == 0);
     CHECK(out.find("tiny is in " + dir + "/out/table.md already; skipped") != std::string::npos);
     CHECK(read_file(dir + "/out/table.md") == table);
+    // a table of before the ruler is not appended to
+    make_dirs(dir + "/old");
+    write_file_atomic(dir + "/old/table.md", "| run | train flags | eval flags | steps | images/s | FID | precision | recall | floor FID |\n");
+    CHECK(run("BUILD=" + build_dir() + " sh ddpm/sweep.sh " + dir + "/sweep.txt " + dir + "/old 1 4 2 " + dir + "/data", &out) != 0);
+    CHECK(out.find("has the single judge's columns") != std::string::npos);
     // a line that scores a run no line made
     write_file_atomic(dir + "/bad.txt", "x | @nowhere |\n");
     CHECK(run("BUILD=" + build_dir() + " sh ddpm/sweep.sh " + dir + "/bad.txt " + dir + "/out 1 4 2 " + dir + "/data", &out) != 0);
