@@ -570,7 +570,7 @@ Trainer::End Trainer::run() {
         }
         if (events_.step) events_.step(*this);
         timed_out = budget.out_of_time(now);
-        if (state.posthoc.on() && (state.step % config.ema_snapshot_every == 0 || state.step == budget.steps())) snapshot();
+        if (state.posthoc.on() && (state.step % config.ema_snapshot_every == 0 || state.step == budget.steps() || timed_out)) snapshot();
         if (state.step % config.every == 0 || state.step == budget.steps() || timed_out) checkpoint();
         if (ruler && state.step % config.eval_every == 0 && !timed_out && !stopping()) evaluate();
     }

@@ -120,7 +120,7 @@ struct RunConfig {
     double eta = kDefaultEta;
     // --ema-snapshot-every: post-hoc EMA (ddpm/posthoc_ema.h): the two power-function EMAs of
     // sigma_rel 0.05 and 0.10 are kept and written to <out>/ema_snapshots every N steps and at the
-    // last step (0: off). 400 keeps about 40 of each in a 30-minute run of about 17,000 steps.
+    // last step, or where the time budget stops the run (0: off). 400 keeps about 40 of each in a 30-minute run of about 17,000 steps.
     int64_t ema_snapshot_every = 400;
 
     // The sampler of the grid and of the evaluations, from the fields above.
@@ -213,7 +213,8 @@ private:
 //   loss.csv, loss.svg              one row per step (ddpm/report/train_log.h)
 //   grad_norms.csv, grad_norms.svg  every parameter tensor's gradient norm every N steps (0: none)
 //   samples.png, samples_<step>.png the sample grid of each checkpoint
-//   eval.csv, eval.svg, eval_pr.svg FID, precision and recall over the run (train --eval-every)
+//   eval.csv, eval.svg, eval_pr.svg the ruler's FID, KID, precision and recall over the run (train --eval-every)
+//   ema_snapshots/                  post-hoc EMA's snapshots (ddpm/posthoc_ema.h; train --ema-snapshot-every)
 class RunFolder {
 public:
     RunFolder(std::string dir, const nn::Module& model, int64_t grad_norms_every);
