@@ -136,11 +136,11 @@ int main(int argc, char** argv) try {
     // ---- the samples of a checkpoint ----
     ddpm::DiffusionModel model;
     ddpm::Sampler sampler;
-    std::string posthoc;  // --ema-sigma-rel: what was rebuilt
+    ddpm::PostHocResult posthoc;  // --ema-sigma-rel: what was rebuilt
     std::vector<int64_t> labels;  // a class-conditional checkpoint: the classes asked for
     if (!ckpt_path.empty()) {
         model = ddpm::load_model(ckpt_path, sigma_rel != 0 ? ddpm::Weights::Trained : ddpm::Weights::EmaIfPresent);
-        if (sigma_rel != 0) posthoc = ddpm::apply_posthoc_ema(model, sigma_rel).str();
+        if (sigma_rel != 0) posthoc = ddpm::apply_posthoc_ema(model, sigma_rel);
         const nn::UNetConfig& cfg = model.net->config();
         if (cfg.in_ch != 1 || cfg.resolution != train.rows() || train.rows() != train.cols())
             fail(ckpt_path, ": the model draws ", cfg.in_ch, "x", cfg.resolution, "x", cfg.resolution, " images, ", data_dir, " holds 1x",
@@ -195,6 +195,9 @@ int main(int argc, char** argv) try {
         if (model.net)
             std::printf(", \"sampler\": \"%s\", \"model_evaluations_per_sample\": %lld, \"ema_sigma_rel\": %.6g", ddpm::sampler_name(sampler.kind),
                         (long long)sampler.evaluations(), sigma_rel);
+        if (posthoc.snapshots)
+            std::printf(", \"ema_posthoc_step\": %lld, \"ema_posthoc_snapshots\": %lld, \"ema_posthoc_residual\": %.6g", (long long)posthoc.step,
+                        (long long)posthoc.snapshots, posthoc.residual);
         if (!labels.empty()) {
             std::string acc, fids;
             for (size_t k = 0; k < by_class.fid.size(); k++)
@@ -208,7 +211,7 @@ int main(int argc, char** argv) try {
         return 0;
     }
     std::printf("\n%s against the first %lld test images (FID depends on n: compare at equal n)\n",
-                npy.empty() ? cat(n, " samples of ", ckpt_path, " (", !posthoc.empty() ? posthoc : model.ema ? "EMA weights" : "trained weights", ", ",
+                npy.empty() ? cat(n, " samples of ", ckpt_path, " (", posthoc.snapshots ? posthoc.str() : model.ema ? "EMA weights" : "trained weights", ", ",
                                   sampler.str(), ", ", sampler.cost(),
                                   no_clip ? ", x_0 not clipped" : "", ")").c_str()
                             : cat(n, " samples from ", npy).c_str(),
