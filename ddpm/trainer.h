@@ -107,13 +107,13 @@ struct RunConfig {
     bool minutes_limit = false;      // the budget also stops a run of a fixed step count (train: --minutes given)
     int64_t every = 500;             // --every: checkpoint, sample grid and curves every N steps
     int64_t samples = 64;            // --samples: images in the sample grid
-    int64_t ddim_steps = 50;         // --ddim-steps: DDIM steps of the sample grid
+    int64_t ddim_steps = kDefaultSamplerSteps;  // --ddim-steps: the sampler's steps for the sample grid
     int64_t grad_norms_every = 50;   // --grad-norms-every: each parameter's gradient norm every N steps (0: off)
     int64_t skip_nonfinite = 0;      // --skip-nonfinite: non-finite steps skipped in a row before the run stops
     bool detect_anomaly = false;     // --detect-anomaly: check every op's output and gradient for NaN/Inf
     int64_t eval_every = 0;          // --eval-every: FID, precision and recall every N steps (0: off)
     int64_t eval_n = 256;            // --eval-n: samples per evaluation
-    int64_t eval_ddim_steps = 20;    // --eval-ddim-steps: the sampler's steps for those samples
+    int64_t eval_ddim_steps = kDefaultEvalSteps;  // --eval-ddim-steps: the sampler's steps for those samples
     // --sampler, --eta: the sampler of the sample grid and of the evaluations (ddpm/samplers.h);
     // its steps are ddim_steps and eval_ddim_steps (0: ancestral over all T)
     std::string sampler = kDefaultSampler;
