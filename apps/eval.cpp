@@ -212,8 +212,7 @@ int main(int argc, char** argv) try {
     }
     std::printf("\n%s against the first %lld test images (FID depends on n: compare at equal n)\n",
                 npy.empty() ? cat(n, " samples of ", ckpt_path, " (", posthoc.snapshots ? posthoc.str() : model.ema ? "EMA weights" : "trained weights", ", ",
-                                  sampler.str(), ", ", sampler.cost(),
-                                  no_clip ? ", x_0 not clipped" : "", ")").c_str()
+                                  sampler.str(), no_clip ? ", x_0 not clipped" : "", ", ", sampler.cost(), ")").c_str()
                             : cat(n, " samples from ", npy).c_str(),
                 (long long)n_ref);
     std::printf("  %-20s %6s %9s %10s %7s %14s %11s   %s\n", "", "n", "FID", "precision", "recall", "H(classes)/logK", "confidence", "histogram 0..K-1");

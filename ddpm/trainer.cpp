@@ -114,20 +114,26 @@ void RunConfig::validate() const {
         fail("RunConfig: minutes (--minutes) must be positive when train.steps (--steps) is 0, which sizes the run to it");
     if (every < 1) fail("RunConfig: every (--every) must be positive, got ", every);
     if (samples < 1) fail("RunConfig: samples (--samples) must be positive, got ", samples);
-    try {
-        grid_sampler();
-    } catch (const Error& e) {
-        fail("RunConfig: sampler, ddim_steps, eta (--sampler, --ddim-steps, --eta) of the sample grid: ", e.what());
-    }
+    if (ddim_steps < 0 || ddim_steps > train.T)
+        fail("RunConfig: ddim_steps (--ddim-steps) must be in [0, T = ", train.T, "] (0: the ancestral sampler over all T), got ", ddim_steps);
     if (grad_norms_every < 0) fail("RunConfig: grad_norms_every (--grad-norms-every) must not be negative, got ", grad_norms_every);
     if (skip_nonfinite < 0) fail("RunConfig: skip_nonfinite (--skip-nonfinite) must not be negative, got ", skip_nonfinite);
     if (eval_every < 0) fail("RunConfig: eval_every (--eval-every) must not be negative, got ", eval_every);
     if (eval_n < 4) fail("RunConfig: eval_n (--eval-n) must be at least 4 (precision and recall use 3 neighbours), got ", eval_n);
+    if (eval_ddim_steps < 0 || eval_ddim_steps > train.T)
+        fail("RunConfig: eval_ddim_steps (--eval-ddim-steps) must be in [0, T = ", train.T, "] (0: the ancestral sampler over all T), got ",
+             eval_ddim_steps);
     try {
-        eval_sampler();
+        parse_sampler(sampler);
     } catch (const Error& e) {
-        fail("RunConfig: sampler, eval_ddim_steps, eta (--sampler, --eval-ddim-steps, --eta) of the evaluations: ", e.what());
+        fail("RunConfig: sampler (--sampler): ", e.what());
     }
+    for (const auto& [what, steps] : {std::pair{"sample grid (--ddim-steps)", ddim_steps}, std::pair{"evaluations (--eval-ddim-steps)", eval_ddim_steps}})
+        try {
+            sampler_from_flags(sampler, steps, eta, train.T);
+        } catch (const Error& e) {
+            fail("RunConfig: sampler, eta (--sampler, --eta) of the ", what, ": ", e.what());
+        }
     if (ema_snapshot_every < 0) fail("RunConfig: ema_snapshot_every (--ema-snapshot-every) must not be negative (0: off), got ", ema_snapshot_every);
 }
 

@@ -142,7 +142,7 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
     std::string train = tiny_train(dir) + " --threads 1 --steps 2 --out " + dir + "/run";
     struct Case { std::string cmd, message; };
     std::vector<Case> cases = {
-        {train + " --ddim-steps 5000", "ddim_steps (--ddim-steps) must be in [1, T = 1000], got 5000"},
+        {train + " --ddim-steps 5000", "ddim_steps (--ddim-steps) must be in [0, T = 1000] (0: the ancestral sampler over all T), got 5000"},
         {train + " --samples 0", "samples (--samples) must be positive, got 0"},
         {train + " --clip -1", "clip (--clip) must be positive, got -1"},
         {train + " --lr 0", "lr.base (--lr) must be positive, got 0"},
