@@ -19,6 +19,8 @@
 //   T            diffusion steps, an integer >= 2         steps     the count the run is sized to, 0: not yet
 //   data_cursor  "epoch pos perm_seed perm_offset"        train     the whole TrainConfig, for people
 //   loss_weight  "min-snr:GAMMA" when the loss is weighted (absent: uniform; "uniform" is also read)
+//   posthoc_ema_gammas  "16.9722 6.93718": the gammas of the averages avg.0, avg.1 (post-hoc EMA;
+//                absent when the run keeps none, --ema-snapshot-every 0)
 // B batch, T diffusion steps, H, W image size.
 #pragma once
 #include <atomic>
