@@ -83,9 +83,12 @@ int main(int argc, char** argv) try {
     std::string npy = args.str("--samples", "", "a .npy of samples (N, H, W) or (N, 1, H, W) in [-1, 1], as build/sample writes");
     std::string ckpt_path = args.str("--checkpoint", "", "a checkpoint to draw --n samples from (EMA weights) and to compute the bound of");
     int64_t n = args.integer("--n", 1000, ddpm::RunConfig::kEvalN, "samples to draw from --checkpoint; the floor and the reference use as many (FID depends on n)");
-    std::string sampler_name = args.str("--sampler", "ddim", "the samples' sampler: " + ddpm::sampler_names() + " (ddpm/samplers.h)");
-    int64_t ddim_steps = args.integer("--ddim-steps", 50, ddpm::kSamplerSteps, "the sampler's steps, one model evaluation each (0: ancestral, all T)");
-    double eta = args.real("--eta", 0.0, ddpm::kEta, "ddim's eta of the samples (0: deterministic, 1: ancestral-like)");
+    std::string sampler_name = args.str("--sampler", ddpm::kDefaultSampler, "the samples' sampler: " + ddpm::sampler_names() + " (ddpm/samplers.h)");
+    int64_t ddim_steps = args.integer("--ddim-steps", ddpm::kDefaultSamplerSteps, ddpm::kSamplerSteps,
+                                      "the sampler's steps, one model evaluation each (0: ancestral, all T)");
+    double eta = args.real("--eta", ddpm::kDefaultEta, ddpm::kEta, "ddim's eta of the samples (0: deterministic, 1: ancestral-like)");
+    double sigma_rel = args.real("--ema-sigma-rel", 0, ddpm::kSigmaRel, "post-hoc EMA: score the average of this relative width, rebuilt from the snapshots "
+                                                       "in the checkpoint's folder (build/train --ema-snapshot-every; 0: the checkpoint's EMA)");
     bool no_clip = args.flag("--no-clip", "do not clip each step's predicted x_0 to [-1, 1]");
     int64_t bpd_n = args.integer("--bpd-n", 64, {0, 10000}, "test images for the bound (0: skip it)");
     int64_t bpd_stride = args.integer("--bpd-t-stride", 10, {1, ddpm::kMaxT}, "evaluate one KL term of the bound per block of k timesteps (1: all T)");
@@ -102,6 +105,7 @@ int main(int argc, char** argv) try {
     cli::set_precision("eval", prec);
     set_flush_denormals();
     if (!npy.empty() && !ckpt_path.empty()) fail("eval: give --samples or --checkpoint, not both");
+    if (sigma_rel != 0 && ckpt_path.empty()) fail("eval: --ema-sigma-rel ", sigma_rel, " needs --checkpoint (its folder holds the snapshots)");
 
     // ---- the samples of a .npy (their count sets n) ----
     ddpm::Dataset train(data_dir, "train"), test(data_dir, "test");
@@ -131,9 +135,11 @@ int main(int argc, char** argv) try {
     // ---- the samples of a checkpoint ----
     ddpm::DiffusionModel model;
     ddpm::Sampler sampler;
+    ddpm::PostHocResult posthoc;  // --ema-sigma-rel: what was rebuilt
     std::vector<int64_t> labels;  // a class-conditional checkpoint: the classes asked for
     if (!ckpt_path.empty()) {
-        model = ddpm::load_model(ckpt_path, ddpm::Weights::EmaIfPresent);
+        model = ddpm::load_model(ckpt_path, sigma_rel != 0 ? ddpm::Weights::Trained : ddpm::Weights::EmaIfPresent);
+        if (sigma_rel != 0) posthoc = ddpm::apply_posthoc_ema(model, sigma_rel);
         const nn::UNetConfig& cfg = model.net->config();
         if (cfg.in_ch != 1 || cfg.resolution != train.rows() || train.rows() != train.cols())
             fail(ckpt_path, ": the model draws ", cfg.in_ch, "x", cfg.resolution, "x", cfg.resolution, " images, ", data_dir, " holds 1x",
@@ -185,6 +191,12 @@ int main(int argc, char** argv) try {
                     json_metrics("floor_", floor).c_str(), (long long)n_ref);
         if (heldout.n) std::printf(", %s", json_metrics("heldout_", heldout).c_str());
         std::printf("%s%s", json_ruler("ruler_", rm).c_str(), json_ruler("ruler_floor_", rfloor).c_str());
+        if (model.net)
+            std::printf(", \"sampler\": \"%s\", \"model_evaluations_per_sample\": %lld, \"ema_sigma_rel\": %.6g", ddpm::sampler_name(sampler.kind),
+                        (long long)sampler.evaluations(), sigma_rel);
+        if (posthoc.snapshots)
+            std::printf(", \"ema_posthoc_step\": %lld, \"ema_posthoc_snapshots\": %lld, \"ema_posthoc_residual\": %.6g", (long long)posthoc.step,
+                        (long long)posthoc.snapshots, posthoc.residual);
         if (!labels.empty()) {
             std::string acc, fids;
             for (size_t k = 0; k < by_class.fid.size(); k++)
@@ -198,9 +210,8 @@ int main(int argc, char** argv) try {
         return 0;
     }
     std::printf("\n%s against the first %lld test images (FID depends on n: compare at equal n)\n",
-                npy.empty() ? cat(n, " samples of ", ckpt_path, " (", model.ema ? "EMA" : "trained", " weights, ",
-                                  sampler.str(),
-                                  no_clip ? ", x_0 not clipped" : "", ")").c_str()
+                npy.empty() ? cat(n, " samples of ", ckpt_path, " (", posthoc.snapshots ? posthoc.str() : model.ema ? "EMA weights" : "trained weights", ", ",
+                                  sampler.str(), no_clip ? ", x_0 not clipped" : "", ", ", sampler.cost(), ")").c_str()
                             : cat(n, " samples from ", npy).c_str(),
                 (long long)n_ref);
     std::printf("  %-20s %6s %9s %10s %7s %14s %11s   %s\n", "", "n", "FID", "precision", "recall", "H(classes)/logK", "confidence", "histogram 0..K-1");

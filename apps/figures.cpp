@@ -65,10 +65,16 @@ int main(int argc, char** argv) try {
     std::string prec = args.str("--precision", "winograd", cli::kPrecisionHelp);
     double guidance = args.real("--guidance", ddpm::kDefaultGuidance, ddpm::kGuidance, "class-conditional checkpoints: the guidance weight of classes.png");
     int64_t digit = args.integer("--digit", 3, {0, ddpm::TrainConfig::kClasses.hi - 1}, "class-conditional checkpoints: the class of guidance.png");
-    int64_t ddim_steps = args.integer("--ddim-steps", 50, ddpm::RunConfig::kSamplerSteps, "DDIM steps of classes.png and guidance.png");
+    std::string sampler_name = args.str("--sampler", ddpm::kDefaultSampler,
+                                        "the sampler of classes.png and guidance.png: " + ddpm::sampler_names() + " (reverse.png and "
+                                        "one_to_many.png show Algorithm 2's chain: T model evaluations per image)");
+    int64_t ddim_steps = args.integer("--ddim-steps", ddpm::kDefaultSamplerSteps, ddpm::kSamplerSteps,
+                                      "the sampler's steps for classes.png and guidance.png, one model evaluation each (0: ancestral, all T)");
+    double eta = args.real("--eta", ddpm::kDefaultEta, ddpm::kEta, "ddim's eta of classes.png and guidance.png");
     args.done();
     cli::set_threads("figures", threads);
     cli::set_precision("figures", prec);
+    ddpm::parse_sampler(sampler_name);  // a bad name is refused before any work
     set_flush_denormals();
     make_dirs(out);
 
@@ -132,6 +138,7 @@ int main(int argc, char** argv) try {
         return 0;
     }
     const ddpm::EpsModel eps_model = model.eps();
+    const ddpm::Sampler sampler = ddpm::sampler_from_flags(sampler_name, ddim_steps, eta, T);
 
     // (3) the learned reverse process from pure noise (Algorithm 2, all T steps)
     {
@@ -177,25 +184,27 @@ int main(int argc, char** argv) try {
         for (int64_t k = 0; k < K; k++)
             for (int64_t c = 0; c < cols; c++) labels.push_back(k);
         Philox noise{uint64_t(seed) + 1};
-        Tensor x = ddpm::draw_samples(model, K * cols, ddpm::Sampler{ddpm::SamplerKind::Ddim, ddim_steps, 0}, K * cols, noise, nullptr, labels, guidance);
+        Tensor x = ddpm::draw_samples(model, K * cols, sampler, K * cols, noise, nullptr, labels, guidance);
         write_png_grid(out + "/classes.png", x, int(cols), 2, GridLabels{cat("one row per class 0..", K - 1, ", guidance w=", guidance), {}});
-        std::printf("%-18s rows: classes 0..%lld at guidance w = %g (DDIM %lld)\n", "classes.png", (long long)(K - 1), guidance, (long long)ddim_steps);
+        std::printf("%-18s rows: classes 0..%lld at guidance w = %g (%s, %s)\n", "classes.png", (long long)(K - 1), guidance,
+                    sampler.str().c_str(), sampler.cost().c_str());
     }
 
-    // (6) one class as the guidance grows, the same noise in each row (DDIM with eta 0 draws no
-    // noise past x_T, so the same seed gives the same x_T)
+    // (6) one class as the guidance grows, the same noise in each row (each column's sampler starts
+    // from the same seed, so from the same x_T and, for the stochastic ones, the same later noise)
     {
         const std::vector<double> ws{0, 0.5, 1, 2, 4};
         Strip s(rows, int64_t(ws.size()), H, W);
         std::vector<std::string> labels;
         for (size_t c = 0; c < ws.size(); c++) {
             Philox noise{uint64_t(seed) + 2};
-            s.set_column(int64_t(c), ddpm::draw_samples(model, rows, ddpm::Sampler{ddpm::SamplerKind::Ddim, ddim_steps, 0}, rows, noise, nullptr,
+            s.set_column(int64_t(c), ddpm::draw_samples(model, rows, sampler, rows, noise, nullptr,
                                                         std::vector<int64_t>(size_t(rows), digit), ws[c]));
             labels.push_back(cat("w=", ws[c]));
         }
         s.write(out + "/guidance.png", labels);
-        std::printf("%-18s class %lld, columns at guidance w = 0, 0.5, 1, 2, 4 from the same noise\n", "guidance.png", (long long)digit);
+        std::printf("%-18s class %lld, columns at guidance w = 0, 0.5, 1, 2, 4 from the same noise (%s, %s)\n", "guidance.png", (long long)digit,
+                    sampler.str().c_str(), sampler.cost().c_str());
     }
     return 0;
 } catch (const std::exception& e) {

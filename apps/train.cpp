@@ -49,7 +49,7 @@ int main(int argc, char** argv) try {
     std::string prec = args.str("--precision", "winograd", cli::kPrecisionHelp);
     args.field("--every", cfg.every, ddpm::RunConfig::kEvery, "write checkpoint, samples and curves every N steps");
     args.field("--samples", cfg.samples, ddpm::RunConfig::kSamples, "images in the sample grid");
-    args.field("--ddim-steps", cfg.ddim_steps, ddpm::RunConfig::kSamplerSteps, "DDIM steps for the sample grid");
+    args.field("--ddim-steps", cfg.ddim_steps, ddpm::kSamplerSteps, "the sampler's steps for the sample grid, one model evaluation each (0: ancestral, all T)");
     args.field("--minutes", cfg.minutes, ddpm::RunConfig::kMinutes, "time budget that --steps 0 sizes the run to; given explicitly, it also stops (and saves) a longer run; 0: none");
     cfg.minutes_limit = args.given("--minutes");
     args.field("--resume", cfg.resume, "continue from <out>/checkpoint.safetensors when it exists");
@@ -57,8 +57,13 @@ int main(int argc, char** argv) try {
     args.field("--skip-nonfinite", cfg.skip_nonfinite, ddpm::RunConfig::kSkipNonfinite, "skip up to N steps in a row whose loss or gradient is not finite (0: stop at the first)");
     args.field("--grad-norms-every", cfg.grad_norms_every, ddpm::RunConfig::kGradNormsEvery, "log each parameter tensor's gradient norm every N steps (grad_norms.csv/.svg; 0: off)");
     args.field("--eval-every", cfg.eval_every, ddpm::RunConfig::kEvalEvery, "FID, precision and recall of --eval-n samples every N steps (eval.csv/.svg; 0: off)");
-    args.field("--eval-n", cfg.eval_n, ddpm::RunConfig::kEvalN, "samples per --eval-every evaluation (DDIM with --eval-ddim-steps)");
-    args.field("--eval-ddim-steps", cfg.eval_ddim_steps, ddpm::RunConfig::kSamplerSteps, "DDIM steps of the --eval-every samples");
+    args.field("--eval-n", cfg.eval_n, ddpm::RunConfig::kEvalN, "samples per --eval-every evaluation (the --sampler with --eval-ddim-steps)");
+    args.field("--eval-ddim-steps", cfg.eval_ddim_steps, ddpm::kSamplerSteps, "the sampler's steps for the --eval-every samples, one model evaluation each");
+    args.field("--sampler", cfg.sampler, "the sampler of the sample grid and the evaluations: " + ddpm::sampler_names() + " (ddpm/samplers.h)");
+    args.field("--eta", cfg.eta, ddpm::kEta, "ddim's eta of the grid and the evaluations (0: deterministic, 1: ancestral-like)");
+    args.field("--ema-snapshot-every", cfg.ema_snapshot_every, ddpm::RunConfig::kEmaSnapshotEvery,
+               "post-hoc EMA: snapshot the EMAs of sigma_rel 0.05 and 0.10 into <out>/ema_snapshots every N steps (0: off); "
+               "build/eval --ema-sigma-rel rebuilds any width from them");
     args.done();
 
     cli::set_threads("train", threads);
@@ -86,6 +91,7 @@ int main(int argc, char** argv) try {
                 (long long)st.model.num_parameters(), st.config.model.str().c_str(), (long long)t.batch,
                 run.budget.sized() ? cat(run.budget.steps(), " steps").c_str() : cat("steps to fit ", cfg.minutes, " minutes").c_str(),
                 t.lr.base, nn::lr_decay_name(t.lr.decay), omp_get_max_threads(), precision_name(precision()));
+    std::printf("sample grid: %s, %s\n", cfg.grid_sampler().str().c_str(), cfg.grid_sampler().cost().c_str());
     progress = cli::Progress(run.budget.sized() ? run.budget.steps() : run.start_step + run.budget.kWarm + run.budget.kProbe, run.start_step);
 
     const ddpm::Trainer::End end = run.run();

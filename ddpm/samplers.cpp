@@ -40,6 +40,8 @@ std::string Sampler::str() const {
     return out;
 }
 
+std::string Sampler::cost() const { return cat(evaluations(), " model evaluations per sample"); }
+
 Sampler sampler_from_flags(const std::string& name, int64_t steps, double eta, int64_t T) {
     Sampler sp{parse_sampler(name), steps, eta};
     if (steps == 0 || sp.kind == SamplerKind::Ancestral) sp.kind = SamplerKind::Ancestral, sp.steps = steps == 0 ? T : steps;

@@ -31,13 +31,24 @@ const char* sampler_name(SamplerKind kind);
 // The names, for --help: "ancestral, ddim, dpm++2m or dpm++2m-sde".
 std::string sampler_names();
 
+// The defaults of every program's --sampler, --ddim-steps and --eta (sample, eval, figures; train's
+// grid; train's evaluations and eval's sweeps take fewer steps, kDefaultEvalSteps).
+inline constexpr const char* kDefaultSampler = "ddim";
+inline constexpr int64_t kDefaultSamplerSteps = 50;
+inline constexpr int64_t kDefaultEvalSteps = 20;
+inline constexpr double kDefaultEta = 0;
+
 struct Sampler {
     SamplerKind kind = SamplerKind::Ddim;
-    int64_t steps = 50;  // model evaluations per sample (ancestral: all T)
-    double eta = 0;      // ddim's noise, in [0, 1]; the others take none
+    int64_t steps = kDefaultSamplerSteps;  // model evaluations per sample (ancestral: all T)
+    double eta = kDefaultEta;              // ddim's noise, in [0, 1]; the others take none
     // Throws naming the field when steps is outside [1, T] (ancestral: not T) or eta outside [0, 1].
     void validate(int64_t T) const;
     std::string str() const;  // "ddim 50 steps, eta 0", "dpm++2m 25 steps"
+    // Network evaluations per sample: one per step (a guided model's evaluates the conditional and
+    // the unconditional half in one forward of twice the images).
+    int64_t evaluations() const { return steps; }
+    std::string cost() const;  // "50 model evaluations per sample"
 };
 
 // The ranges of the flags below (tensor/parse.h): a step count (0: ancestral over all T), eta.

@@ -10,8 +10,10 @@
 # with this line's eval flags (the sampler choices), without training anything. Each run trains
 # into OUT_DIR/<name> for MINUTES of wall time (train --minutes: the step count is sized to the
 # budget from the run's own pace), then N samples (DDIM_STEPS unless the eval flags say
-# otherwise) are scored against N held-out test digits, beside the floor: N real training digits
-# against the same test digits. Rows go to OUT_DIR/table.md as each run finishes, so an
+# otherwise) are scored by the ruler (build/eval --json's ruler_* fields: the mean FID over its
+# judges and their standard deviation, the mean KID with its standard error, precision and recall)
+# against N held-out test digits, beside the floor: N real training digits against the same test
+# digits. Rows go to OUT_DIR/table.md as each run finishes, so an
 # interrupted sweep keeps what it measured; started again, it skips the runs that are done.
 #
 # Long: every line costs MINUTES plus its evaluation. Run nothing else on the machine meanwhile,
@@ -33,9 +35,14 @@ if [ ! -f "$table" ]; then
     {
         echo "Sweep \`$file\`: $minutes-minute runs on $data, each scored at n = $n (DDIM $ddim unless the eval flags say otherwise) against $n held-out test digits."
         echo
-        echo "| run | train flags | eval flags | steps | images/s | FID | precision | recall | floor FID |"
-        echo "|---|---|---|---|---|---|---|---|---|"
+        echo "FID: the mean over the ruler's judges and their sd; KID x 10^3: the judges' mean and its standard error (ddpm/eval/README.md)."
+        echo
+        echo "| run | train flags | eval flags | steps | images/s | FID mean | FID sd | KID x 10^3 | KID se x 10^3 | precision | recall | floor FID mean | floor KID x 10^3 |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     } > "$table"
+elif ! grep -q '^| run | .* | FID mean |' "$table"; then
+    echo "sweep: $table has the single judge's columns (written before the ruler); give another OUT_DIR, or move the table aside" >&2
+    exit 1
 fi
 
 grep -v '^[[:space:]]*#' "$file" | grep -v '^[[:space:]]*$' | while IFS='|' read -r name train_flags eval_flags; do
@@ -60,8 +67,12 @@ grep -v '^[[:space:]]*#' "$file" | grep -v '^[[:space:]]*$' | while IFS='|' read
     seconds=${last##*,}
     batch=$(head -c 65536 "$run/checkpoint.safetensors" | grep -ao ' batch=[0-9]*' | head -n 1 | cut -d= -f2)  # the header's "train" key
     ips=$(awk -v s="$steps" -v t="$seconds" -v b="$batch" 'BEGIN { printf "%.1f", s * b / t }')
-    printf '| %s | %s | %s | %s | %s | %.1f | %.3f | %.3f | %.1f |\n' "$name" "$(code "$train_flags")" "$(code "$eval_flags")" "$steps" "$ips" \
-        "$(field "$json" fid)" "$(field "$json" precision)" "$(field "$json" recall)" "$(field "$json" floor_fid)" >> "$table"
+    kid=$(awk -v k="$(field "$json" ruler_kid)" 'BEGIN { printf "%.2f", 1000 * k }')
+    kid_se=$(awk -v k="$(field "$json" ruler_kid_se)" 'BEGIN { printf "%.2f", 1000 * k }')
+    floor_kid=$(awk -v k="$(field "$json" ruler_floor_kid)" 'BEGIN { printf "%.2f", 1000 * k }')
+    printf '| %s | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %.3f | %.3f | %.2f | %s |\n' "$name" "$(code "$train_flags")" "$(code "$eval_flags")" \
+        "$steps" "$ips" "$(field "$json" ruler_fid_mean)" "$(field "$json" ruler_fid_sd)" "$kid" "$kid_se" "$(field "$json" ruler_precision)" \
+        "$(field "$json" ruler_recall)" "$(field "$json" ruler_floor_fid_mean)" "$floor_kid" >> "$table"
     tail -n 1 "$table"
 done
 echo "sweep: $table"

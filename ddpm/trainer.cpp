@@ -116,12 +116,26 @@ void RunConfig::validate() const {
         fail("RunConfig: minutes (--minutes) must be positive when train.steps (--steps) is 0, which sizes the run to it");
     check("RunConfig: every (--every)", every, kEvery);
     check("RunConfig: samples (--samples)", samples, kSamples);
-    check("RunConfig: ddim_steps (--ddim-steps)", ddim_steps, Range{kSamplerSteps.lo, train.T}, " (T)");
+    check("RunConfig: ddim_steps (--ddim-steps)", ddim_steps, Range{kSamplerSteps.lo, train.T}, " (T; 0: the ancestral sampler over all T)");
     check("RunConfig: grad_norms_every (--grad-norms-every)", grad_norms_every, kGradNormsEvery, " (0: off)");
     check("RunConfig: skip_nonfinite (--skip-nonfinite)", skip_nonfinite, kSkipNonfinite);
     check("RunConfig: eval_every (--eval-every)", eval_every, kEvalEvery, " (0: off)");
     check("RunConfig: eval_n (--eval-n)", eval_n, kEvalN, " (precision and recall use 3 neighbours)");
-    check("RunConfig: eval_ddim_steps (--eval-ddim-steps)", eval_ddim_steps, Range{kSamplerSteps.lo, train.T}, " (T)");
+    check("RunConfig: eval_ddim_steps (--eval-ddim-steps)", eval_ddim_steps, Range{kSamplerSteps.lo, train.T},
+          " (T; 0: the ancestral sampler over all T)");
+    check("RunConfig: eta (--eta)", eta, kEta);
+    try {
+        parse_sampler(sampler);
+    } catch (const Error& e) {
+        fail("RunConfig: sampler (--sampler): ", e.what());
+    }
+    for (const auto& [what, steps] : {std::pair{"sample grid (--ddim-steps)", ddim_steps}, std::pair{"evaluations (--eval-ddim-steps)", eval_ddim_steps}})
+        try {
+            sampler_from_flags(sampler, steps, eta, train.T);
+        } catch (const Error& e) {
+            fail("RunConfig: sampler, eta (--sampler, --eta) of the ", what, ": ", e.what());
+        }
+    check("RunConfig: ema_snapshot_every (--ema-snapshot-every)", ema_snapshot_every, kEmaSnapshotEvery, " (0: off)");
 }
 
 std::string TrainConfig::str() const {
@@ -221,6 +235,7 @@ double TrainState::update(double lr) {
     adam.step(model.flat_parameters(), model.flat_grads(), lr);
     if (config.ema_gamma > 0) ema.decay = nn::power_ema_decay(step + 1, config.ema_gamma);
     ema.update(model.flat_parameters());
+    if (posthoc.on()) posthoc.update(model.flat_parameters(), step + 1);
     step++;
     return grad_norm;
 }
@@ -236,6 +251,14 @@ void TrainState::save(const std::string& path) const {
     ck.metadata["schedule"] = schedule_name(config.schedule);
     ck.metadata["T"] = std::to_string(config.T);
     if (config.loss_weight != LossWeight::Uniform) ck.metadata["loss_weight"] = cat("min-snr:", config.snr_gamma);  // absent: uniform
+    if (posthoc.on()) {  // avg.<i>: post-hoc EMA's averages, of the gammas listed
+        std::string gammas;
+        for (size_t i = 0; i < posthoc.emas.size(); i++) {
+            ck.averages.push_back(model.views(posthoc.emas[i].shadow));
+            gammas += cat(i ? " " : "", posthoc.gammas[i]);
+        }
+        ck.metadata["posthoc_ema_gammas"] = gammas;
+    }
     nn::save_checkpoint(path, ck);
 }
 
@@ -262,6 +285,24 @@ void TrainState::load(const std::string& path) {
     } catch (const Error& e) {
         fail(path, ": ", e.what());
     }
+    posthoc_missing = false;
+    if (posthoc.on()) {  // the averages must be the same ones (gammas, count) to continue
+        const auto it = ck.metadata.find("posthoc_ema_gammas");
+        std::string gammas;
+        for (size_t i = 0; i < posthoc.gammas.size(); i++) gammas += cat(i ? " " : "", posthoc.gammas[i]);
+        if (ck.averages.empty() || it == ck.metadata.end()) {
+            posthoc_missing = ck.step > 0;  // a run written without them cannot start them mid-way
+            if (posthoc_missing) posthoc = {};
+        } else if (it->second != gammas || ck.averages.size() != posthoc.emas.size()) {
+            fail(path, ": metadata 'posthoc_ema_gammas' is '", it->second, "' with ", ck.averages.size(), " averages, expected '", gammas, "'");
+        } else {
+            for (size_t i = 0; i < posthoc.emas.size(); i++) try {
+                    nn::load_named(model.views(posthoc.emas[i].shadow), ck.averages[i], cat("avg.", i));
+                } catch (const Error& e) {
+                    fail(path, ": ", e.what());
+                }
+        }
+    }
     data_gen = dg;
     noise_gen = ng;
     dropout_gen = pg;
@@ -269,7 +310,7 @@ void TrainState::load(const std::string& path) {
     if (config.steps == 0) config.steps = sized;  // the count the run was sized to (0: not yet)
 }
 
-Tensor TrainState::sample_ema(int64_t n, int64_t ddim_steps) {
+Tensor TrainState::sample_ema(int64_t n, const Sampler& sampler) {
     if (!ema_model_) {
         ema_model_ = std::make_unique<nn::UNet>(config.model, config.seed);
         ema_model_->eval();
@@ -278,8 +319,8 @@ Tensor TrainState::sample_ema(int64_t n, int64_t ddim_steps) {
     Philox gen(config.seed + 12345);  // the same noise every time
     std::vector<int64_t> labels;      // class-conditional: the classes in turn, at the default guidance
     for (int64_t i = 0; i < n && config.model.num_classes > 0; i++) labels.push_back(i % config.model.num_classes);
-    return ddim_sample(schedule, eps_model(*ema_model_, labels, labels.empty() ? 0 : kDefaultGuidance), {n, 1, data.rows(), data.cols()},
-                       ddim_steps, 0.0, gen);
+    return sample(schedule, eps_model(*ema_model_, labels, labels.empty() ? 0 : kDefaultGuidance), {n, 1, data.rows(), data.cols()}, sampler,
+                  gen);
 }
 
 // ---- StepBudget ---------------------------------------------------------------------------
@@ -364,8 +405,9 @@ void RunFolder::write_samples(const Tensor& x, int64_t step) const {
     write_png_grid(dir_ + name, x, nrow, 2, labels);
 }
 
-void RunFolder::record_eval(int64_t step, const SampleMetrics& m) {
-    eval_log.add({step, m.n, m.fid, m.precision, m.recall, m.class_entropy, m.confidence});
+void RunFolder::record_eval(int64_t step, const RulerMetrics& m) {
+    eval_log.add({step, m.n, m.fid_mean, m.fid_sd, m.fid_min, m.fid_max, m.kid_mean, m.kid_se, m.precision, m.recall, m.class_entropy,
+                  m.confidence});
     eval_log.write_csv(dir_ + "/eval.csv");
     eval_log.write_svg(dir_ + "/eval", cat("sample quality during training (", m.n, " samples against ", m.n_reference, " test images)"));
 }
@@ -411,22 +453,34 @@ Trainer::Trainer(RunConfig c, TrainEvents events)
       budget(state.config.steps, config.minutes * 60, folder.seconds_before(), start_step, config.minutes_limit) {
     if (config.eval_every == 0) return;
     const std::string& dir = config.train.data_dir;
-    judge = std::make_unique<Judge>(load_or_train_judge(dir, state.data, Dataset(dir, "test"), config.eval_n, events_.judge_progress));
-    note(cat("eval: every ", config.eval_every, " steps, ", config.eval_n, " samples (DDIM ", config.eval_ddim_steps, ") against ",
-             judge->reference.features.dim(0), " test images, judge ", judge->cache, " (test accuracy ",
-             printed("%.2f", 100 * judge->test_accuracy), "%)"));
+    ruler = std::make_unique<Ruler>(load_or_train_ruler(dir, state.data, Dataset(dir, "test"), config.eval_n, events_.judge_progress));
+    std::string judges;
+    for (const Judge& j : ruler->judges) judges += cat(judges.empty() ? "" : ", ", j.name, " ", printed("%.2f", 100 * j.test_accuracy), "%");
+    note(cat("eval: every ", config.eval_every, " steps, ", config.eval_n, " samples (", config.eval_sampler().str(), ", ",
+             config.eval_sampler().cost(), ") against ", ruler->first().reference.features.dim(0), " test images, by the ruler's ",
+             ruler->judges.size(), " judges (test accuracy: ", judges, ")"));
 }
 
 Trainer::~Trainer() = default;
 
 int64_t Trainer::resume_or_refuse() {
     // what an earlier run killed mid-write (kill -9, power loss) left behind
-    for (const std::string& name : remove_stale_temporaries(config.out))
-        note(cat("removed ", config.out, "/", name, ", a temporary file left by a run that was killed while writing"));
+    for (const std::string& d : {config.out, snapshot_dir(config.out)})
+        for (const std::string& name : remove_stale_temporaries(d))
+            note(cat("removed ", d, "/", name, ", a temporary file left by a run that was killed while writing"));
+    if (config.ema_snapshot_every > 0) state.posthoc.start(state.model.flat_parameters(), posthoc_sigma_rels());
     if (!folder.has_checkpoint()) return state.step;
     if (!config.resume)  // never replace what another run made
         fail("train: ", folder.checkpoint(), " exists; --resume continues that run, or give another --out (or delete the folder) to start over");
     state.load(folder.checkpoint());
+    if (state.posthoc_missing)
+        note(cat("post-hoc EMA: ", folder.checkpoint(), " holds no post-hoc EMA averages (written before them, or with --ema-snapshot-every 0); "
+                 "no snapshots for this run"));
+    if (const std::string csv = config.out + "/eval.csv"; EvalLog::single_judge_csv(csv)) {  // before the ruler: kept aside
+        const std::string kept = config.out + "/eval_single_judge.csv";
+        if (std::rename(csv.c_str(), kept.c_str()) != 0) fail("train: could not rename ", csv, " to ", kept);
+        note(cat(csv, " held the single judge's scores of before the ruler; kept as ", kept, ", and eval.csv starts anew"));
+    }
     folder.resume(state.step);
     note(cat("resumed ", folder.checkpoint(), " at step ", state.step));
     return state.step;
@@ -444,7 +498,7 @@ double Trainer::images_per_second() const {
 
 void Trainer::checkpoint() {
     folder.save(state);
-    folder.write_samples(state.sample_ema(config.samples, config.ddim_steps), state.step);
+    folder.write_samples(state.sample_ema(config.samples, config.grid_sampler()), state.step);
     try {
         write_run_report(config.out);
     } catch (const Error& e) {  // the checkpoint is saved; a page that cannot be written must not stop the run
@@ -452,9 +506,22 @@ void Trainer::checkpoint() {
     }
 }
 
+void Trainer::snapshot() {
+    const double t0 = now_seconds();
+    int64_t bytes = 0;
+    try {
+        bytes = write_ema_snapshots(config.out, state.model, state.posthoc, state.step);
+    } catch (const Error& e) {
+        fail("train: could not write the post-hoc EMA snapshots of step ", state.step, ": ", e.what());
+    }
+    if (snapshots_written_++ == 0)  // what they cost, once
+        note(cat("post-hoc EMA: ", state.posthoc.emas.size(), " snapshots of ", bytes / int64_t(state.posthoc.emas.size()), " bytes into ",
+                 snapshot_dir(config.out), " in ", printed("%.3f", now_seconds() - t0), " s, every ", config.ema_snapshot_every, " steps"));
+}
+
 void Trainer::evaluate() {
     const double t0 = seconds();
-    folder.record_eval(state.step, judge->score(state.sample_ema(config.eval_n, config.eval_ddim_steps)));
+    folder.record_eval(state.step, ruler->score(state.sample_ema(config.eval_n, config.eval_sampler())));
     budget.exclude(seconds() - t0);  // the pace that sizes the run counts training alone
 }
 
@@ -515,8 +582,9 @@ Trainer::End Trainer::run() {
         }
         if (events_.step) events_.step(*this);
         timed_out = budget.out_of_time(now);
+        if (state.posthoc.on() && (state.step % config.ema_snapshot_every == 0 || state.step == budget.steps() || timed_out)) snapshot();
         if (state.step % config.every == 0 || state.step == budget.steps() || timed_out) checkpoint();
-        if (judge && state.step % config.eval_every == 0 && !timed_out && !stopping()) evaluate();
+        if (ruler && state.step % config.eval_every == 0 && !timed_out && !stopping()) evaluate();
     }
     if (stopping()) {
         folder.save(state);
@@ -540,6 +608,7 @@ DiffusionModel load_model(const std::string& path, Weights weights, double dropo
         fail(path, ": metadata 'model': ", e.what());
     }
     m.ema = weights == Weights::Ema || (weights == Weights::EmaIfPresent && !ck.ema.empty());
+    m.step = ck.step;
     if (ck.metadata.count("loss_weight")) {  // "uniform" or "min-snr:GAMMA"
         const std::string& text = ck.meta("loss_weight");
         double gamma = 0;
@@ -553,6 +622,14 @@ DiffusionModel load_model(const std::string& path, Weights weights, double dropo
     nn::load_named(m.net->state_dict(), ck.weights(m.ema), path);
     m.net->eval();
     return m;
+}
+
+PostHocResult apply_posthoc_ema(DiffusionModel& model, double sigma_rel) {
+    const size_t slash = model.source.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : model.source.substr(0, slash);
+    PostHocResult r = load_posthoc_ema(dir, model.step, sigma_rel, *model.net);
+    model.ema = true;
+    return r;
 }
 
 DiffusionModel fresh_model(const nn::UNetConfig& config, ScheduleKind schedule, int64_t T, uint64_t seed) {

@@ -19,6 +19,8 @@
 //   T            diffusion steps, an integer >= 2         steps     the count the run is sized to, 0: not yet
 //   data_cursor  "epoch pos perm_seed perm_offset"        train     the whole TrainConfig, for people
 //   loss_weight  "min-snr:GAMMA" when the loss is weighted (absent: uniform; "uniform" is also read)
+//   posthoc_ema_gammas  "16.9722 6.93718": the gammas of the averages avg.0, avg.1 (post-hoc EMA;
+//                absent when the run keeps none, --ema-snapshot-every 0)
 // B batch, T diffusion steps, H, W image size.
 #pragma once
 #include <atomic>
@@ -30,6 +32,8 @@
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/eval/eval.h"
+#include "ddpm/eval/ruler.h"
+#include "ddpm/posthoc_ema.h"
 #include "ddpm/report/train_log.h"
 #include "nn/checkpoint.h"
 #include "ddpm/report/grad_norm_log.h"
@@ -120,18 +124,30 @@ struct RunConfig {
     bool minutes_limit = false;      // the budget also stops a run of a fixed step count (train: --minutes given)
     int64_t every = 500;             // --every: checkpoint, sample grid and curves every N steps
     int64_t samples = 64;            // --samples: images in the sample grid
-    int64_t ddim_steps = 50;         // --ddim-steps: DDIM steps of the sample grid
+    int64_t ddim_steps = kDefaultSamplerSteps;  // --ddim-steps: the sampler's steps for the sample grid
     int64_t grad_norms_every = 50;   // --grad-norms-every: each parameter's gradient norm every N steps (0: off)
     int64_t skip_nonfinite = 0;      // --skip-nonfinite: non-finite steps skipped in a row before the run stops
     bool detect_anomaly = false;     // --detect-anomaly: check every op's output and gradient for NaN/Inf
     int64_t eval_every = 0;          // --eval-every: FID, precision and recall every N steps (0: off)
     int64_t eval_n = 256;            // --eval-n: samples per evaluation
-    int64_t eval_ddim_steps = 20;    // --eval-ddim-steps: DDIM steps of those samples
+    int64_t eval_ddim_steps = kDefaultEvalSteps;  // --eval-ddim-steps: the sampler's steps for those samples
+    // --sampler, --eta: the sampler of the sample grid and of the evaluations (ddpm/samplers.h);
+    // its steps are ddim_steps and eval_ddim_steps (0: ancestral over all T)
+    std::string sampler = kDefaultSampler;
+    double eta = kDefaultEta;
+    // --ema-snapshot-every: post-hoc EMA (ddpm/posthoc_ema.h): the two power-function EMAs of
+    // sigma_rel 0.05 and 0.10 are kept and written to <out>/ema_snapshots every N steps and at the
+    // last step, or where the time budget stops the run (0: off). 400 keeps about 40 of each in a 30-minute run of about 17,000 steps.
+    int64_t ema_snapshot_every = 400;
+
+    // The sampler of the grid and of the evaluations, from the fields above.
+    Sampler grid_sampler() const { return sampler_from_flags(sampler, ddim_steps, eta, train.T); }
+    Sampler eval_sampler() const { return sampler_from_flags(sampler, eval_ddim_steps, eta, train.T); }
 
     // Each numeric field's range, as TrainConfig's: a sample grid's and an evaluation's images are
-    // allocated at once (4 bytes a pixel), and a sampler's step count is checked against T too.
-    static constexpr Range kEvery{1, TrainConfig::kMaxCount}, kSamples{1, 1024}, kSamplerSteps{1, kMaxT},
-        kGradNormsEvery{0, TrainConfig::kMaxCount}, kSkipNonfinite{0, TrainConfig::kMaxCount}, kEvalEvery{0, TrainConfig::kMaxCount},
+    // allocated at once (4 bytes a pixel). The sampler's step counts take ddpm::kSamplerSteps, and T.
+    static constexpr Range kEvery{1, TrainConfig::kMaxCount}, kSamples{1, 1024}, kGradNormsEvery{0, TrainConfig::kMaxCount},
+        kSkipNonfinite{0, TrainConfig::kMaxCount}, kEvalEvery{0, TrainConfig::kMaxCount}, kEmaSnapshotEvery{0, TrainConfig::kMaxCount},
         kEvalN{4, 100'000};  // precision and recall use 3 neighbours
     static constexpr RealRange kMinutes{0, 1e7};
 
@@ -154,6 +170,8 @@ public:
     nn::UNet model;
     nn::Adam adam;
     nn::Ema ema;
+    PostHocEma posthoc;  // post-hoc EMA's averages (off unless started), in the checkpoint as avg.<i>.<key>
+    bool posthoc_missing = false;  // load(): post-hoc EMA was on, the checkpoint had none of its averages (it is now off)
     Philox data_gen, noise_gen, dropout_gen;
     int64_t step = 0;  // updates taken
 
@@ -171,9 +189,9 @@ public:
     // When config.steps is 0 it takes the checkpoint's sized count.
     void load(const std::string& path);
 
-    // n images (n, 1, H, W) from the EMA weights: DDIM with ddim_steps steps, eta 0, and the
-    // same noise every time (from the seed), so that grids drawn at different steps compare.
-    Tensor sample_ema(int64_t n, int64_t ddim_steps);
+    // n images (n, 1, H, W) from the EMA weights by the sampler, with the same noise every time
+    // (from the seed), so that grids drawn at different steps compare.
+    Tensor sample_ema(int64_t n, const Sampler& sampler);
 
 private:
     std::unique_ptr<nn::UNet> ema_model_;  // the EMA weights in a network, made at the first sample
@@ -220,7 +238,8 @@ private:
 //   loss.csv, loss.svg              one row per step (ddpm/report/train_log.h)
 //   grad_norms.csv, grad_norms.svg  every parameter tensor's gradient norm every N steps (0: none)
 //   samples.png, samples_<step>.png the sample grid of each checkpoint
-//   eval.csv, eval.svg, eval_pr.svg FID, precision and recall over the run (train --eval-every)
+//   eval.csv, eval.svg, eval_pr.svg the ruler's FID, KID, precision and recall over the run (train --eval-every)
+//   ema_snapshots/                  post-hoc EMA's snapshots (ddpm/posthoc_ema.h; train --ema-snapshot-every)
 class RunFolder {
 public:
     RunFolder(std::string dir, const nn::Module& model, int64_t grad_norms_every);
@@ -240,7 +259,7 @@ public:
     // samples.png and samples_<step>.png, sqrt(n) images a row. x (n, 1, H, W).
     void write_samples(const Tensor& x, int64_t step) const;
     // One evaluation's row, and eval.csv and the plots rewritten.
-    void record_eval(int64_t step, const SampleMetrics& m);
+    void record_eval(int64_t step, const RulerMetrics& m);
 
     TrainLog loss_log;
     GradNormLog grad_norms;
@@ -295,7 +314,7 @@ public:
     RunFolder folder;
     const int64_t start_step;  // the step this session started at
     StepBudget budget;
-    std::unique_ptr<Judge> judge;  // eval_every > 0: the classifier that scores samples (ddpm/eval/eval.h)
+    std::unique_ptr<Ruler> ruler;  // eval_every > 0: the judges that score samples (ddpm/eval/ruler.h)
     int64_t skipped = 0;           // steps not applied (non-finite) this session
 
     double seconds() const;            // since run() started
@@ -305,11 +324,13 @@ private:
     int64_t resume_or_refuse();
     void checkpoint();
     void evaluate();
+    void snapshot();  // post-hoc EMA's snapshots
     void nonfinite_step(const EpsModel& model, const Tensor& x0, const std::vector<int64_t>& t, const Tensor& eps, Philox dropout_gen);
     void note(const std::string& line) const;
     std::atomic<bool> stop_{false};
     double session_start_ = 0;
     int64_t skipped_in_a_row_ = 0;
+    int64_t snapshots_written_ = 0;
 };
 
 // A network ready to sample or inspect, with the schedule it was trained with.
@@ -318,6 +339,7 @@ struct DiffusionModel {
     std::unique_ptr<nn::UNet> net;
     Schedule schedule;
     bool ema = false;    // the EMA weights were loaded
+    int64_t step = 0;    // the checkpoint's step
     std::string loss_weight = "uniform";  // the loss the model was trained with, "uniform" or "min-snr:GAMMA"
     std::vector<double> loss_weights;     // its per-t weights (training_loss); empty: uniform
     EpsModel eps() const { return eps_model(*net); }  // a class-conditional model: with the null label
@@ -327,6 +349,9 @@ enum class Weights { Trained, Ema, EmaIfPresent };
 // From a checkpoint written by train: the model its metadata describe (dropout replaced when
 // dropout >= 0), the chosen weights, its schedule, in eval mode. Errors name the file and the key.
 DiffusionModel load_model(const std::string& path, Weights weights, double dropout = -1);
+// Replaces model's weights by the post-hoc EMA of width sigma_rel (ddpm/posthoc_ema.h) rebuilt from
+// the snapshots in the checkpoint's folder up to its step; model.ema is set. Returns what was done.
+PostHocResult apply_posthoc_ema(DiffusionModel& model, double sigma_rel);
 // A fresh init from Philox(seed), in training mode.
 DiffusionModel fresh_model(const nn::UNetConfig& config, ScheduleKind schedule, int64_t T, uint64_t seed);
 // n images (n, in_ch, R, R) in batches, by the sampler (ddpm/samplers.h). on_batch(done, n) after

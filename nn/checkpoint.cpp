@@ -1,6 +1,7 @@
 #include "nn/checkpoint.h"
 
 #include "tensor/ops.h"
+#include "tensor/parse.h"
 #include "tensor/formats/png.h"
 #include "tensor/formats/safetensors.h"
 
@@ -54,13 +55,16 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
     st.metadata["format"] = kFormat;
     st.add_i64("step", {ck.step}, {});
     for (const auto& e : ck.model) {
-        if (starts_with(e.name, "ema.") || starts_with(e.name, "adam.") || starts_with(e.name, "rng.") || e.name == "step")
+        if (starts_with(e.name, "ema.") || starts_with(e.name, "adam.") || starts_with(e.name, "rng.") || starts_with(e.name, "avg.") ||
+            e.name == "step")
             fail("save_checkpoint: model key \"", e.name, "\" collides with the checkpoint's own keys");
         st.add(e.name, e.value);
     }
     for (const auto& e : ck.ema) st.add("ema." + e.name, e.value);
     for (const auto& e : ck.adam_m) st.add("adam.m." + e.name, e.value);
     for (const auto& e : ck.adam_v) st.add("adam.v." + e.name, e.value);
+    for (size_t i = 0; i < ck.averages.size(); i++)
+        for (const auto& e : ck.averages[i]) st.add(cat("avg.", i, ".", e.name), e.value);
     if (!ck.adam_m.empty()) st.add_i64("adam.t", {ck.adam_t}, {});
     for (const auto& [name, gen] : ck.rngs) st.add_i64("rng." + name, {int64_t(gen.seed), int64_t(gen.offset)});
     st.metadata["data_crc32"] = std::to_string(data_crc32(st));
@@ -105,6 +109,14 @@ Checkpoint load_checkpoint(const std::string& path) {
         } else if (starts_with(n, "ema.")) ck.ema.push_back({n.substr(4), st.tensor(n)});
         else if (starts_with(n, "adam.m.")) ck.adam_m.push_back({n.substr(7), st.tensor(n)});
         else if (starts_with(n, "adam.v.")) ck.adam_v.push_back({n.substr(7), st.tensor(n)});
+        else if (starts_with(n, "avg.")) {  // avg.<i>.<key>, i counting from 0 in the order written
+            const size_t dot = n.find('.', 4);
+            size_t i = 0;
+            if (dot == std::string::npos || !read_integer<size_t>(std::string_view(n).substr(4, dot - 4), i, 0, ck.averages.size()))
+                fail(path, ": tensor \"", n, "\": expected avg.<i>.<key> with i at most ", ck.averages.size());
+            if (i == ck.averages.size()) ck.averages.emplace_back();
+            ck.averages[i].push_back({n.substr(dot + 1), st.tensor(n)});
+        }
         else ck.model.push_back({n, st.tensor(n)});
     }
     if (!st.contains("step")) fail(path, ": not a checkpoint: no \"step\" entry");
@@ -117,6 +129,11 @@ Checkpoint load_checkpoint(const std::string& path) {
             if (prefix == "adam.v.")
                 for (int64_t i = 0; i < e.value.numel(); i++)
                     if (e.value.flat(i) < 0) fail(path, ": tensor \"adam.v.", e.name, "\" has a negative second moment at element ", i, " (", e.value.flat(i), ")");
+        }
+    for (size_t i = 0; i < ck.averages.size(); i++)
+        for (const NamedTensor& e : ck.averages[i]) {
+            int64_t bad = 0;
+            if (!all_finite(e.value, &bad)) fail(path, ": tensor \"avg.", i, ".", e.name, "\" has a non-finite value at element ", bad);
         }
     if (ck.step < 0) fail(path, ": \"step\" is ", ck.step, ", expected a count of updates (>= 0)");
     if (!ck.adam_m.empty() && (ck.adam_t < 0 || (ck.step > 0 && ck.adam_t == 0)))

@@ -6,6 +6,7 @@
 //   ema.<key>         the EMA of the parameters (nn/optim.h)
 //   adam.m.<key>      Adam's first and second moments, and adam.t, its update count
 //   adam.v.<key>
+//   avg.<i>.<key>     further averages of the parameters, i = 0, 1, ... (post-hoc EMA's: ddpm/posthoc_ema.h)
 //   step              the training step (I64)
 //   rng.<name>        a Philox generator's state, I64 [seed, offset] (the uint64 bits)
 //   __metadata__      strings: "format" (this layout), "model" (UNetConfig::str()), "data_crc32"
@@ -30,6 +31,7 @@ struct Checkpoint {
     StateDict model;           // state_dict keys
     StateDict ema;             // the same keys (written with the "ema." prefix); empty: no EMA
     StateDict adam_m, adam_v;  // the same keys; empty: no optimizer state
+    std::vector<StateDict> averages;  // each with the same keys (written as "avg.<i>."); what they are, the trainer's metadata say
     int64_t adam_t = 0;
     std::map<std::string, Philox> rngs;          // by name, e.g. "data", "dropout"
     std::map<std::string, std::string> metadata;  // "model", the training config, ...

@@ -258,14 +258,15 @@ TEST_CASE("build/eval: the judge is cached by the data's checksum; bad samples g
     std::system(("rm -rf " + dir).c_str());
 }
 
-TEST_CASE("build/train --eval-every writes eval.csv, and a resumed run continues it") {
+TEST_CASE("build/train --eval-every writes the ruler's eval.csv, and a resumed run continues it (one of before the ruler kept aside)") {
     std::string bin = test::build_dir(), dir = test::temp_dir("train_eval"), out;
     write_synthetic_idx(dir + "/data", 300, 6);
     std::string train = bin + "/train --threads 2 --data " + dir + "/data --ch 8 --batch 4 --T 50 --samples 4 --ddim-steps 2 "
                         "--eval-every 2 --eval-n 8 --eval-ddim-steps 2 --out " + dir + "/run";
     REQUIRE(test::run(train + " --steps 4 --every 4", &out) == 0);
     INFO(out);
-    CHECK(out.find("eval: every 2 steps, 8 samples") != std::string::npos);
+    CHECK(out.find("eval: every 2 steps, 8 samples (ddim 2 steps, eta 0, 2 model evaluations per sample)") != std::string::npos);
+    CHECK(out.find("by the ruler's 4 judges") != std::string::npos);
     CHECK(file_exists(dir + "/run/eval.svg"));
     CHECK(file_exists(dir + "/run/eval_pr.svg"));
     EvalLog first;
@@ -274,14 +275,29 @@ TEST_CASE("build/train --eval-every writes eval.csv, and a resumed run continues
     CHECK(first.rows[0].step == 2);
     CHECK(first.rows[1].step == 4);
     CHECK(first.rows[1].n == 8);
-    CHECK(std::isfinite(first.rows[1].fid));
+    CHECK(std::isfinite(first.rows[1].fid_mean));
+    CHECK(first.rows[1].fid_min < first.rows[1].fid_mean);  // four judges that do not agree to the digit
+    CHECK(first.rows[1].fid_mean < first.rows[1].fid_max);
+    CHECK(first.rows[1].fid_sd > 0);
+    CHECK(first.rows[1].kid_se > 0);
+    CHECK(std::isfinite(first.rows[1].kid_mean));
     REQUIRE(test::run(train + " --steps 6 --every 2 --resume", &out) == 0);
     EvalLog resumed;
     resumed.read_csv(dir + "/run/eval.csv", 1000);
     REQUIRE(resumed.rows.size() == 3);
-    CHECK(resumed.rows[1].fid == first.rows[1].fid);  // kept from the first session
+    CHECK(resumed.rows[1].fid_mean == first.rows[1].fid_mean);  // kept from the first session
     CHECK(resumed.rows[2].step == 6);
-    CHECK(test::run(train + " --steps 8 --eval-n 2", &out) != 0);
+    // an eval.csv of before the ruler (the single judge's columns) is kept aside, not mixed in
+    const std::string old = "step,n,fid,precision,recall,class_entropy,confidence\n2,8,300,0.5,0.5,0.9,0.8\n";
+    write_file_atomic(dir + "/run/eval.csv", old);
+    CHECK_THROWS_WITH(resumed.read_csv(dir + "/run/eval.csv", 1000), doctest::Contains("the single judge's columns"));
+    REQUIRE(test::run(train + " --steps 8 --every 2 --resume", &out) == 0);
+    CHECK(out.find("kept as " + dir + "/run/eval_single_judge.csv") != std::string::npos);
+    CHECK(read_file(dir + "/run/eval_single_judge.csv") == old);
+    resumed.read_csv(dir + "/run/eval.csv", 1000);
+    REQUIRE(resumed.rows.size() == 1);
+    CHECK(resumed.rows[0].step == 8);
+    CHECK(test::run(train + " --steps 10 --eval-n 2", &out) != 0);
     CHECK(out.find("train: --eval-n expects an integer in [4, 100000], got '2'") != std::string::npos);
     std::system(("rm -rf " + dir).c_str());
 }
@@ -299,7 +315,9 @@ TEST_CASE("the run's logs read on resume refuse NaN and infinity, naming the fil
     write_file_atomic(dir + "/loss.csv", good);
     log.read_csv(dir + "/loss.csv", 10);
     CHECK(log.rows.size() == 1);
-    write_file_atomic(dir + "/eval.csv", "step,n,fid,precision,recall,class_entropy,confidence\n5,64,-inf,0.5,0.5,2,0.9\n");
+    write_file_atomic(dir + "/eval.csv",
+                      "step,n,fid_mean,fid_sd,fid_min,fid_max,kid_mean,kid_se,precision,recall,class_entropy,confidence\n"
+                      "5,64,-inf,1,1,1,0,0,0.5,0.5,2,0.9\n");
     ddpm::EvalLog evals;
     CHECK_THROWS_WITH(evals.read_csv(dir + "/eval.csv", 10), doctest::Contains("eval.csv: line 2: field 3 is -inf"));
     std::system(("rm -rf " + dir).c_str());

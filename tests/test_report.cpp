@@ -53,9 +53,10 @@ void tiny_run(const std::string& dir) {
         run.log({st.step, loss.value().item(), norm, lr, 0.25 * double(st.step)});
         if (st.step % 2 == 0) {
             run.save(st);
-            run.write_samples(st.sample_ema(4, 2), st.step);
-            SampleMetrics m;
-            m.n = 4, m.n_reference = 4, m.fid = 100.0 / double(st.step), m.precision = 0.125 * double(st.step), m.recall = 0.3;
+            run.write_samples(st.sample_ema(4, Sampler{SamplerKind::Ddim, 2, 0}), st.step);
+            RulerMetrics m;
+            m.n = 4, m.n_reference = 4, m.fid_mean = 100.0 / double(st.step), m.fid_sd = 3, m.fid_min = 90.0 / double(st.step);
+            m.fid_max = 110.0 / double(st.step), m.kid_mean = 0.01, m.kid_se = 0.002, m.precision = 0.125 * double(st.step), m.recall = 0.3;
             run.record_eval(st.step, m);
         }
     }

@@ -3,6 +3,7 @@
 // clearly on bad input.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -141,7 +142,7 @@ TEST_CASE("the programs refuse bad flags before any work, naming the flag and th
     std::string train = tiny_train(dir) + " --threads 1 --steps 2 --out " + dir + "/run";
     struct Case { std::string cmd, message; };
     std::vector<Case> cases = {
-        {train + " --ddim-steps 5000", "ddim_steps (--ddim-steps) must be in [1, 1000] (T), got 5000"},
+        {train + " --ddim-steps 5000", "ddim_steps (--ddim-steps) must be in [0, 1000] (T; 0: the ancestral sampler over all T), got 5000"},
         {train + " --samples 0", "train: --samples expects an integer in [1, 1024], got '0'"},
         {train + " --clip -1", "train: --clip expects a number in [1e-06, 1e+06], got '-1'"},
         {train + " --lr 0", "train: --lr expects a number in [1e-09, 1], got '0'"},
@@ -374,8 +375,9 @@ TEST_CASE("make sweep's script: each line trains and scores one run into one tab
     const std::string table = read_file(dir + "/out/table.md");
     INFO(table);
     std::vector<std::string> a = table_row(table, "tiny"), b = table_row(table, "tiny-eta1");
-    REQUIRE(a.size() == 9);  // run, train flags, eval flags, steps, images/s, FID, precision, recall, floor FID
-    REQUIRE(b.size() == 9);
+    // run, train flags, eval flags, steps, images/s, FID mean, FID sd, KID, KID se, precision, recall, floor FID mean, floor KID
+    REQUIRE(a.size() == 13);
+    REQUIRE(b.size() == 13);
     CHECK(a[1] == "`--ch 8 --batch 4 --samples 4 --ddim-steps 2 --steps 3 --threads 2`");
     CHECK(a[2] == "-");
     CHECK(b[1] == "`@tiny`");
@@ -383,17 +385,24 @@ TEST_CASE("make sweep's script: each line trains and scores one run into one tab
     CHECK(a[3] == "3");  // the steps the run reached
     CHECK(b[3] == "3");
     for (const auto* row : {&a, &b})
-        for (int k : {4, 5, 6, 7, 8}) {  // images/s, FID, precision, recall, floor FID: numbers, the FIDs positive
+        for (int k = 4; k <= 12; k++) {  // numbers; the FIDs, their sd and KID's se positive (KID itself may be below 0)
             char* end = nullptr;
             double v = std::strtod((*row)[size_t(k)].c_str(), &end);
-            CHECK_MESSAGE((*end == '\0' && v >= 0 && (k == 6 || k == 7 || v > 0)), (*row)[size_t(k)]);
+            const bool positive = k == 4 || k == 5 || k == 6 || k == 8 || k == 11;
+            CHECK_MESSAGE((*end == '\0' && std::isfinite(v) && (!positive || v > 0) && (k == 7 || k == 12 || v >= 0)), k, ": ", (*row)[size_t(k)]);
         }
     CHECK(a[5] != b[5]);  // another sampler, other samples, another FID
-    CHECK(a[8] == b[8]);  // the same floor
+    CHECK(a[11] == b[11]);  // the same floor
+    CHECK(a[12] == b[12]);
     // started again: nothing is trained or scored twice
     REQUIRE(run(sweep, &out) == 0);
     CHECK(out.find("tiny is in " + dir + "/out/table.md already; skipped") != std::string::npos);
     CHECK(read_file(dir + "/out/table.md") == table);
+    // a table of before the ruler is not appended to
+    make_dirs(dir + "/old");
+    write_file_atomic(dir + "/old/table.md", "| run | train flags | eval flags | steps | images/s | FID | precision | recall | floor FID |\n");
+    CHECK(run("BUILD=" + build_dir() + " sh ddpm/sweep.sh " + dir + "/sweep.txt " + dir + "/old 1 4 2 " + dir + "/data", &out) != 0);
+    CHECK(out.find("has the single judge's columns") != std::string::npos);
     // a line that scores a run no line made
     write_file_atomic(dir + "/bad.txt", "x | @nowhere |\n");
     CHECK(run("BUILD=" + build_dir() + " sh ddpm/sweep.sh " + dir + "/bad.txt " + dir + "/out 1 4 2 " + dir + "/data", &out) != 0);
@@ -541,5 +550,26 @@ TEST_CASE("kill -9 at any moment loses at most the steps since the last checkpoi
     for (const auto& f : std::filesystem::directory_iterator(dir + "/run")) CHECK(f.path().string().find(".tmp.") == std::string::npos);
     CHECK(nn::load_checkpoint(dir + "/run/checkpoint.safetensors").step == last_step + 1);
     CHECK(decode_png(read_file(dir + "/run/samples.png")).width > 0);  // the finished run drew its grid
+    std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("train's sample grid honours --sampler: another sampler draws another grid, the same one the same grid") {
+    std::string dir = temp_dir("train_sampler"), out;
+    ddpm::write_synthetic_idx(dir + "/data", 24, 3);
+    const std::string common = tiny_train(dir) + " --threads 2 --T 50 --steps 2 --every 2 --ddim-steps 4";
+    REQUIRE(run(common + " --out " + dir + "/ddim", &out) == 0);
+    CHECK(out.find("sample grid: ddim 4 steps, eta 0, 4 model evaluations per sample") != std::string::npos);
+    REQUIRE(run(common + " --sampler dpm++2m --out " + dir + "/dpm", &out) == 0);
+    CHECK(out.find("sample grid: dpm++2m 4 steps, 4 model evaluations per sample") != std::string::npos);
+    REQUIRE(run(common + " --sampler dpm++2m --out " + dir + "/dpm2", &out) == 0);
+    REQUIRE(run(common + " --sampler ddim --eta 1 --out " + dir + "/eta1", &out) == 0);
+    const std::string ddim = read_file(dir + "/ddim/samples.png"), dpm = read_file(dir + "/dpm/samples.png");
+    CHECK(ddim != dpm);
+    CHECK(read_file(dir + "/dpm2/samples.png") == dpm);
+    CHECK(read_file(dir + "/eta1/samples.png") != ddim);
+    // the weights are the same in all three: only the sampler differs
+    CHECK(read_file(dir + "/ddim/checkpoint.safetensors") == read_file(dir + "/dpm/checkpoint.safetensors"));
+    CHECK(run(common + " --sampler dpm++2m --eta 1 --out " + dir + "/bad", &out) != 0);
+    CHECK(out.find("--eta is ddim's; dpm++2m takes none") != std::string::npos);
     std::system(("rm -rf " + dir).c_str());
 }

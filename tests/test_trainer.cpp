@@ -353,12 +353,16 @@ TEST_CASE("validate(): each field out of range is refused, naming the field and 
         {[](RunConfig& c) { c.train.steps = 5, c.minutes = -1; }, "RunConfig: minutes (--minutes) must be in [0, 1e+07], got -1"},
         {[](RunConfig& c) { c.every = 0; }, "RunConfig: every (--every) must be in [1, 1099511627776], got 0"},
         {[](RunConfig& c) { c.samples = 0; }, "RunConfig: samples (--samples) must be in [1, 1024], got 0"},
-        {[](RunConfig& c) { c.train.T = 40; }, "RunConfig: ddim_steps (--ddim-steps) must be in [1, 40] (T), got 50"},
+        {[](RunConfig& c) { c.train.T = 40; }, "RunConfig: ddim_steps (--ddim-steps) must be in [0, 40] (T; 0: the ancestral sampler over all T), got 50"},
         {[](RunConfig& c) { c.grad_norms_every = -1; }, "RunConfig: grad_norms_every (--grad-norms-every) must be in [0, 1099511627776] (0: off), got -1"},
         {[](RunConfig& c) { c.skip_nonfinite = -1; }, "RunConfig: skip_nonfinite (--skip-nonfinite) must be in [0, 1099511627776], got -1"},
         {[](RunConfig& c) { c.eval_every = -1; }, "RunConfig: eval_every (--eval-every) must be in [0, 1099511627776] (0: off), got -1"},
         {[](RunConfig& c) { c.eval_n = 3; }, "RunConfig: eval_n (--eval-n) must be in [4, 100000]"},
-        {[](RunConfig& c) { c.eval_ddim_steps = 0; }, "RunConfig: eval_ddim_steps (--eval-ddim-steps) must be in [1, 1000] (T), got 0"},
+        {[](RunConfig& c) { c.eval_ddim_steps = -1; }, "RunConfig: eval_ddim_steps (--eval-ddim-steps) must be in [0, 1000] (T; 0: the ancestral sampler over all T), got -1"},
+        {[](RunConfig& c) { c.sampler = "heun"; }, "RunConfig: sampler (--sampler): --sampler: expected ancestral, ddim, dpm++2m or dpm++2m-sde, got 'heun'"},
+        {[](RunConfig& c) { c.sampler = "ancestral"; }, "RunConfig: sampler, eta (--sampler, --eta) of the sample grid (--ddim-steps): --ddim-steps: the ancestral sampler takes all T"},
+        {[](RunConfig& c) { c.ema_snapshot_every = -1; }, "RunConfig: ema_snapshot_every (--ema-snapshot-every) must be in [0, 1099511627776] (0: off), got -1"},
+        {[](RunConfig& c) { c.sampler = "dpm++2m", c.eta = 0.5; }, "RunConfig: sampler, eta (--sampler, --eta) of the sample grid (--ddim-steps): --eta is ddim's"},
     };
     CHECK_NOTHROW(RunConfig().validate());
     for (const Case& c : cases) {

@@ -321,7 +321,8 @@ std::string run_report_html(const std::string& dir) {
     TrainLog log;
     log.read_csv(dir + "/loss.csv", ck.step);
     EvalLog evals;
-    evals.read_csv(dir + "/eval.csv", ck.step);
+    const bool single_judge = EvalLog::single_judge_csv(dir + "/eval.csv");  // before the ruler: not drawn
+    if (!single_judge) evals.read_csv(dir + "/eval.csv", ck.step);
     GradNormLog grads(net);
     grads.read_csv(dir + "/grad_norms.csv", ck.step);
 
@@ -375,13 +376,18 @@ std::string run_report_html(const std::string& dir) {
 
     // ---- quality ----
     o += "<h2 id=\"quality\">Sample quality</h2>\n";
-    if (evals.rows.empty()) {
+    if (single_judge) {
+        o += note("eval.csv holds the single judge's columns of before the ruler; build/train --resume keeps it as eval_single_judge.csv");
+    } else if (evals.rows.empty()) {
         o += note("no eval.csv: build/train --eval-every N scores the samples during the run; build/eval scores a checkpoint");
     } else {
         o += "<div class=\"plots\">" + inline_svg(evals.fid_svg("FID")) + inline_svg(evals.pr_svg("precision and recall")) + "</div>\n";
-        o += "<table id=\"eval\">\n<tr><th>step</th><th>n</th><th>FID</th><th>precision</th><th>recall</th><th>class entropy</th><th>confidence</th></tr>\n";
+        o += "<table id=\"eval\">\n<tr><th>step</th><th>n</th><th>FID mean</th><th>FID sd</th><th>FID min</th><th>FID max</th><th>KID</th><th>KID se</th>"
+             "<th>precision</th><th>recall</th><th>class entropy</th><th>confidence</th></tr>\n";
         for (const EvalRow& r : evals.rows)
-            o += cat("<tr><td class=\"n\">", r.step, "</td><td class=\"n\">", r.n, "</td><td class=\"n\">", g6(r.fid), "</td><td class=\"n\">",
+            o += cat("<tr><td class=\"n\">", r.step, "</td><td class=\"n\">", r.n, "</td><td class=\"n\">", g6(r.fid_mean), "</td><td class=\"n\">",
+                     g6(r.fid_sd), "</td><td class=\"n\">", g6(r.fid_min), "</td><td class=\"n\">", g6(r.fid_max), "</td><td class=\"n\">",
+                     g6(r.kid_mean), "</td><td class=\"n\">", g6(r.kid_se), "</td><td class=\"n\">",
                      g6(r.precision), "</td><td class=\"n\">", g6(r.recall), "</td><td class=\"n\">", g6(r.class_entropy),
                      "</td><td class=\"n\">", g6(r.confidence), "</td></tr>\n");
         o += "</table>\n";

@@ -58,20 +58,30 @@ double TrainLog::smoothed_loss(size_t i) const {
 }
 
 // ---- EvalLog ------------------------------------------------------------------------------
-static const char* kEvalHeader = "step,n,fid,precision,recall,class_entropy,confidence";
+static const char* kEvalHeader = "step,n,fid_mean,fid_sd,fid_min,fid_max,kid_mean,kid_se,precision,recall,class_entropy,confidence";
+static const char* kSingleJudgeHeader = "step,n,fid,precision,recall,class_entropy,confidence";
+
+bool EvalLog::single_judge_csv(const std::string& path) {
+    if (!file_exists(path)) return false;
+    const std::string text = read_file(path);
+    return text.compare(0, text.find('\n'), kSingleJudgeHeader) == 0;
+}
 
 void EvalLog::read_csv(const std::string& path, int64_t max_step) {
     rows.clear();
-    for (const auto& v : read_csv_numbers(path, kEvalHeader, 7, cat("the header '", kEvalHeader, "'"), true))
-        if (int64_t(v[0]) <= max_step) rows.push_back({int64_t(v[0]), int64_t(v[1]), v[2], v[3], v[4], v[5], v[6]});
+    if (single_judge_csv(path))
+        fail(path, ": the single judge's columns (", kSingleJudgeHeader, "), written before train's evaluations used the ruler; expected '",
+             kEvalHeader, "' (build/train --resume keeps the old file as eval_single_judge.csv and starts a new one)");
+    for (const auto& v : read_csv_numbers(path, kEvalHeader, 12, cat("the header '", kEvalHeader, "'"), true))
+        if (int64_t(v[0]) <= max_step) rows.push_back({int64_t(v[0]), int64_t(v[1]), v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]});
 }
 
 void EvalLog::write_csv(const std::string& path) const {
     std::string out = std::string(kEvalHeader) + "\n";
-    char buf[200];
+    char buf[400];
     for (const EvalRow& r : rows) {
-        std::snprintf(buf, sizeof buf, "%lld,%lld,%.6g,%.6g,%.6g,%.6g,%.6g\n", (long long)r.step, (long long)r.n, r.fid, r.precision,
-                      r.recall, r.class_entropy, r.confidence);
+        std::snprintf(buf, sizeof buf, "%lld,%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n", (long long)r.step, (long long)r.n,
+                      r.fid_mean, r.fid_sd, r.fid_min, r.fid_max, r.kid_mean, r.kid_se, r.precision, r.recall, r.class_entropy, r.confidence);
         out += buf;
     }
     write_file_atomic(path, out);
@@ -83,12 +93,14 @@ void EvalLog::write_svg(const std::string& stem, const std::string& title) const
 }
 
 std::string EvalLog::fid_svg(const std::string& title) const {
-    Series fid{"FID", {}, {}};
+    Series mean{"FID, mean over the judges", {}, {}}, lo{"the judges' lowest", {}, {}}, hi{"the judges' highest", {}, {}};
     for (const EvalRow& r : rows) {
-        fid.x.push_back(double(r.step));
-        fid.y.push_back(std::max(r.fid, 1e-6));
+        for (Series* s : {&mean, &lo, &hi}) s->x.push_back(double(r.step));
+        mean.y.push_back(std::max(r.fid_mean, 1e-6));
+        lo.y.push_back(std::max(r.fid_min, 1e-6));
+        hi.y.push_back(std::max(r.fid_max, 1e-6));
     }
-    return svg_plot(title, "step", "FID (judge features)", {fid}, true);
+    return svg_plot(title, "step", "FID (judge features)", {mean, lo, hi}, true);
 }
 
 std::string EvalLog::pr_svg(const std::string& title) const {

@@ -36,12 +36,19 @@ public:
     double smoothed_loss() const { return smoothed_loss(rows.size() - 1); }  // of the last row
 };
 
-// Sample quality during a run (build/train --eval-every N, ddpm/eval/eval.h): one row per evaluation,
-// eval.csv and eval.svg (FID on a log axis; precision and recall, in [0, 1], on a second plot).
+// Sample quality during a run (build/train --eval-every N, scored by the ruler of ddpm/eval/ruler.h):
+// one row per evaluation, eval.csv, eval.svg (the judges' mean FID with their range, log axis) and
+// eval_pr.svg (precision and recall, in [0, 1]).
+//   eval.csv  step,n,fid_mean,fid_sd,fid_min,fid_max,kid_mean,kid_se,precision,recall,class_entropy,confidence
+// A run's eval.csv of before the ruler (step,n,fid,precision,recall,class_entropy,confidence: the
+// first judge alone, whose FID is not the ruler's mean) is not read as this one: read_csv refuses it,
+// naming the file, and single_judge_csv() tells it apart.
 struct EvalRow {
-    int64_t step, n;                          // the step, and how many samples
-    double fid, precision, recall;
-    double class_entropy, confidence;
+    int64_t step, n;                                // the step, and how many samples
+    double fid_mean, fid_sd, fid_min, fid_max;     // over the judges
+    double kid_mean, kid_se;                        // the judges' mean KID and its standard error
+    double precision, recall;                       // the means over the judges
+    double class_entropy, confidence;               // the first judge's
 };
 
 class EvalLog {
@@ -51,6 +58,8 @@ public:
     void add(const EvalRow& r) { rows.push_back(r); }
     void read_csv(const std::string& path, int64_t max_step);  // as TrainLog::read_csv
     void write_csv(const std::string& path) const;             // atomic
+    // Whether path is an eval.csv written before the ruler (by its header).
+    static bool single_judge_csv(const std::string& path);
     // <stem>.svg: FID against the step; <stem>_pr.svg: precision and recall.
     void write_svg(const std::string& stem, const std::string& title) const;
     std::string fid_svg(const std::string& title) const;  // the two plots' SVG text
