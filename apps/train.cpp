@@ -5,12 +5,18 @@
 //
 // The flags are the fields of ddpm::RunConfig (ddpm/trainer.h), whose defaults --help shows:
 // --config picks the named configuration the other flags then change.
+//
+// Built with make MPI=1 (build-mpi/train), `mpirun -np N build-mpi/train ...` trains data-parallel:
+// each rank takes --batch / N images of every step, rank 0 writes and prints (ddpm/mpi/README.md).
 #include <cstdio>
 #include <omp.h>
 
 #include "apps/cli.h"
 #include "ddpm/trainer.h"
 #include "tensor/cpu.h"
+#ifdef DL_MPI
+#include "ddpm/mpi/mpi_run.h"
+#endif
 
 using namespace dl;
 
@@ -64,6 +70,15 @@ int main(int argc, char** argv) try {
     cli::set_threads("train", threads);
     cli::set_precision("train", prec);
     set_flush_denormals();
+#ifdef DL_MPI  // ---- data-parallel under mpirun: N ranks, rank 0 alone tells and writes ----
+    ddpm::MpiRun mpi(argc, argv);
+    mpi.check_batch(t.batch);
+    ddpm::DataParallel* parallel = mpi.size() > 1 ? &mpi : nullptr;  // one rank: the one-process run
+    const bool tells = mpi.rank() == 0;
+#else
+    ddpm::DataParallel* parallel = nullptr;
+    const bool tells = true;
+#endif
 
     // ---- the run: fresh, or continued from its checkpoint; what it tells goes to the terminal ----
     cli::Progress progress(0);
@@ -79,8 +94,15 @@ int main(int argc, char** argv) try {
         std::snprintf(fields, sizeof fields, "loss %.4f | %.1f img/s", run.folder.loss_log.smoothed_loss(), run.images_per_second());
         progress.update(run.state.step, fields, run.state.step == run.budget.steps());
     };
-    ddpm::Trainer run(cfg, events);
+    if (!tells) events = {};
+    ddpm::Trainer run(cfg, events, parallel);
     const ddpm::TrainState& st = run.state;
+    if (!tells) {  // another rank: its share of every step, in silence
+        const ddpm::Trainer::End end = run.run();
+        return end == ddpm::Trainer::End::Interrupted ? 130 : 0;
+    }
+    if (parallel)
+        std::printf("train: data-parallel over %d ranks, %lld images each per step\n", parallel->size(), (long long)(t.batch / parallel->size()));
     std::printf("train: %lld images %lldx%lld from %s | U-Net %lld parameters (%s) | batch %lld, %s, lr %g (%s), %d threads, conv2d %s\n",
                 (long long)st.data.size(), (long long)st.data.rows(), (long long)st.data.cols(), t.data_dir.c_str(),
                 (long long)st.model.num_parameters(), st.config.model.str().c_str(), (long long)t.batch,
@@ -103,6 +125,9 @@ int main(int argc, char** argv) try {
     std::printf("done: %s, %s/samples.png, %s/report.html\n", run.folder.checkpoint().c_str(), cfg.out.c_str(), cfg.out.c_str());
     return 0;
 } catch (const std::exception& e) {
+#ifdef DL_MPI
+    return ddpm::mpi_exit(e, "train");
+#endif
     std::fprintf(stderr, "\n%s\n", e.what());
     return 1;
 }
