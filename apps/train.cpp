@@ -101,8 +101,9 @@ int main(int argc, char** argv) try {
         const ddpm::Trainer::End end = run.run();
         return end == ddpm::Trainer::End::Interrupted ? 130 : 0;
     }
-    if (parallel)
-        std::printf("train: data-parallel over %d ranks, %lld images each per step\n", parallel->size(), (long long)(t.batch / parallel->size()));
+#ifdef DL_MPI
+    if (parallel) std::printf("train: data-parallel over %d ranks, %lld images each per step\n", mpi.size(), (long long)(t.batch / mpi.size()));
+#endif
     std::printf("train: %lld images %lldx%lld from %s | U-Net %lld parameters (%s) | batch %lld, %s, lr %g (%s), %d threads, conv2d %s\n",
                 (long long)st.data.size(), (long long)st.data.rows(), (long long)st.data.cols(), t.data_dir.c_str(),
                 (long long)st.model.num_parameters(), st.config.model.str().c_str(), (long long)t.batch,
