@@ -15,10 +15,22 @@
 #include "ddpm/trainer.h"
 #include "tensor/cpu.h"
 #ifdef DL_MPI
+#include <csignal>
+
 #include "ddpm/mpi/mpi_run.h"
 #endif
 
 using namespace dl;
+
+#ifdef DL_MPI
+// Under mpirun, Ctrl-C ends the job at once (Open MPI kills the ranks; the last checkpoint stays).
+// SIGUSR1, which mpirun forwards to every rank, is the stop that saves: each rank asks its run to
+// stop, the ranks agree after the step, and rank 0 writes the checkpoint (`kill -USR1 <mpirun>`).
+static ddpm::Trainer* g_run = nullptr;
+extern "C" void on_usr1(int) {
+    if (g_run) g_run->request_stop();
+}
+#endif
 
 int main(int argc, char** argv) try {
     cli::Args args(argc, argv, "train", "trains the DDPM U-Net on one-channel IDX images (MNIST by default)");
@@ -97,9 +109,16 @@ int main(int argc, char** argv) try {
     if (!tells) events = {};
     ddpm::Trainer run(cfg, events, parallel);
     const ddpm::TrainState& st = run.state;
-    if (!tells) {  // another rank: its share of every step, in silence
-        const ddpm::Trainer::End end = run.run();
-        return end == ddpm::Trainer::End::Interrupted ? 130 : 0;
+#ifdef DL_MPI
+    g_run = &run;
+    struct Forget {  // before run goes, the handler forgets it
+        ~Forget() { g_run = nullptr; }
+    } forget;
+    std::signal(SIGUSR1, on_usr1);
+#endif
+    if (!tells) {  // another rank: its share of every step, in silence; rank 0's exit status is the job's
+        run.run();
+        return 0;
     }
 #ifdef DL_MPI
     if (parallel) std::printf("train: data-parallel over %d ranks, %lld images each per step\n", mpi.size(), (long long)(t.batch / mpi.size()));

@@ -206,3 +206,25 @@ TEST_CASE("mpi: a rank killed mid-run ends the job non-zero with a message, and 
     CHECK(c.step >= 2);
     std::system(("rm -rf " + dir).c_str());
 }
+
+TEST_CASE("mpi: SIGUSR1 to mpirun stops every rank after the same step, and rank 0 saves there") {
+    std::string dir = temp_dir("mpi_stop");
+    ddpm::write_synthetic_idx(dir + "/data", 24, 3);
+    const std::string log = dir + "/log.txt", ck = dir + "/run/checkpoint.safetensors";
+    const pid_t sh = spawn_shell("exec " + mpirun(2) + tiny(dir) + " --steps 100000 --every 1000 --out " + dir + "/run > " + log + " 2>&1");
+    // some steps (the first checkpoint would come at step 1000)
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    REQUIRE(!file_exists(ck));
+    kill(sh, SIGUSR1);  // mpirun forwards it to every rank
+    int status = 0;
+    waitpid(sh, &status, 0);
+    const std::string out = read_file(log);
+    INFO(out);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 130);  // rank 0's status: interrupted, saved
+    REQUIRE(out.find("interrupted: saved") != std::string::npos);
+    nn::Checkpoint c = nn::load_checkpoint(ck);
+    CHECK(c.step > 0);
+    CHECK(out.find(cat("at step ", c.step, ";")) != std::string::npos);
+    std::system(("rm -rf " + dir).c_str());
+}
