@@ -537,9 +537,11 @@ void bench_train(const Options& o, double peak) {
         ddpm::training_loss(st.schedule, model, x0, t, eps, &st.dropout_gen).backward();
 #ifdef DL_MPI
         if (g_mpi) {  // the global batch's gradient: MPI_Allreduce of the flat gradient, / N
+            const double w0 = now();
+            g_mpi->barrier();  // the wait for the slowest rank, apart (train's step has no barrier: the all-reduce waits)
             const double a0 = now();
             g_mpi->average_gradients(st.model.flat_grads());
-            if (prof) prof->add(cat("MPI_Allreduce of the gradient (", g_mpi->size(), " ranks)"), now() - a0);
+            if (prof) prof->add("waiting for the slowest rank (MPI_Barrier)", a0 - w0), prof->add("MPI_Allreduce of the gradient, / N", now() - a0);
         }
 #endif
         const double t2 = now();

@@ -58,6 +58,7 @@ MpiRun::~MpiRun() {
 }
 
 double MpiRun::wtime() { return MPI_Wtime(); }
+void MpiRun::barrier() { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
 int mpi_rank() {
     int init = 0, r = 0;
     MPI_Initialized(&init);

@@ -43,8 +43,10 @@ public:
     double allreduce_seconds = 0;
     // The process's time-stamped wall clock, MPI_Wtime.
     static double wtime();
-    // For bench: average() without a Trainer.
+    // For bench: average() without a Trainer, and a barrier that measures how long this rank
+    // waits for the slowest one (so that the all-reduce's own time can be told from the wait).
     void average_gradients(Tensor& grads) { average(grads, 0); }
+    void barrier();
 
 private:
     int rank_ = 0, size_ = 1;
