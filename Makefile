@@ -89,8 +89,8 @@ test-san:
 # Where mpicxx or mpirun is missing it says "skipped: ..." and succeeds.
 .PHONY: test-mpi
 test-mpi:
-	@if ! command -v mpicxx >/dev/null || ! command -v mpirun >/dev/null; then \
-	  echo "make test-mpi: skipped: mpicxx or mpirun is not installed (apt-get install libopenmpi-dev openmpi-bin)"; \
+	@if ! command -v $(or $(MPICXX),mpicxx) >/dev/null || ! command -v mpirun >/dev/null; then \
+	  echo "make test-mpi: skipped: $(or $(MPICXX),mpicxx) or mpirun is not installed (apt-get install libopenmpi-dev openmpi-bin)"; \
 	else \
 	  $(MAKE) MPI=1 build-mpi/train build-mpi/run_mpi_tests && OMP_NUM_THREADS=1 ./build-mpi/run_mpi_tests $(TEST_ARGS); \
 	fi

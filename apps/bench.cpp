@@ -601,6 +601,9 @@ void bench_train(const Options& o, double peak) {
     };
     double flops = 0;
     for (const auto& [name, t] : table) flops += t.flops;
+#ifdef DL_MPI
+    if (g_mpi) flops *= g_mpi->size(), peak *= g_mpi->size();  // every rank did its share: the step's FLOPs and peak are N times rank 0's
+#endif
     const double n = double(o.reps), step_gflops = flops / total / 1e9;
     // the table shown: the step's, or with --forward-ops the no-grad forward's
     const std::vector<Row> rows = o.forward_ops ? rows_of(fwd_table, fwd_total) : rows_of(table, total);
