@@ -37,14 +37,26 @@ std::string tiny(const std::string& dir) {
     return build_dir() + "/train --data " + dir + "/data --ch 8 --batch 8 --samples 4 --ddim-steps 2 --threads 1 --seed 5 --dropout 0";
 }
 
-// The loss column of loss.csv, by step.
-std::vector<double> losses(const std::string& run) {
+// Column `col` of loss.csv (step,loss,grad_norm,lr,seconds), by step: 1 the loss, 2 the gradient's
+// norm before clipping.
+std::vector<double> logged(const std::string& run, int col = 1) {
     std::istringstream in(read_file(run + "/loss.csv"));
     std::string line;
     std::getline(in, line);  // header
     std::vector<double> out;
-    while (std::getline(in, line)) out.push_back(std::stod(line.substr(line.find(',') + 1)));
+    while (std::getline(in, line)) {
+        size_t at = 0;
+        for (int i = 0; i < col; i++) at = line.find(',', at) + 1;
+        out.push_back(std::stod(line.substr(at)));
+    }
     return out;
+}
+// The largest relative difference of two logged columns.
+double worst_relative(const std::vector<double>& a, const std::vector<double>& b) {
+    REQUIRE(a.size() == b.size());
+    double worst = 0;
+    for (size_t i = 0; i < a.size(); i++) worst = std::max(worst, std::abs(a[i] - b[i]) / std::abs(a[i]));
+    return worst;
 }
 
 // How far two checkpoints' tensors (weights, EMA or Adam's first moment) lie apart: the largest
@@ -90,7 +102,7 @@ void check_same_position(const nn::Checkpoint& a, const nn::Checkpoint& b) {
 // by up to 2 lr per step; the warmup's lr is 2e-5 k at step k, so after 6 steps no parameter may be
 // further than 2 * 2e-5 * (1 + ... + 6) = 8.4e-4 from the one-process run's (measured: 8.2e-5),
 // and few may differ at all: measured 0.44% by more than 1e-6, held to 2%. The loss agrees to the
-// 6 digits loss.csv keeps (held to 1e-5 relative).
+// 6 digits loss.csv keeps (held to 1e-5 relative), and so does the gradient's norm.
 constexpr double kLossTol = 1e-5, kMomentTol = 1e-6, kParamBound = 8.4e-4, kParamShare = 0.02;
 
 }  // namespace
@@ -107,19 +119,19 @@ TEST_CASE("mpi: 2 ranks of one thread train the same run as one process with the
     // rank 0 alone prints: one progress line's worth, one "done"
     CHECK(out.find("done:") == out.rfind("done:"));
 
-    const std::vector<double> l1 = losses(dir + "/one"), l2 = losses(dir + "/two");
-    REQUIRE(l1.size() == 6);
-    REQUIRE(l2.size() == 6);
-    double worst_loss = 0;
-    for (size_t i = 0; i < l1.size(); i++) worst_loss = std::max(worst_loss, std::abs(l1[i] - l2[i]) / std::abs(l1[i]));
+    REQUIRE(logged(dir + "/one").size() == 6);
+    const double worst_loss = worst_relative(logged(dir + "/one"), logged(dir + "/two"));
+    // the global batch's gradient, before clipping: the mean of the shares' (a sum alone would be N times it)
+    const double worst_norm = worst_relative(logged(dir + "/one", 2), logged(dir + "/two", 2));
     nn::Checkpoint a = nn::load_checkpoint(dir + "/one/checkpoint.safetensors");
     nn::Checkpoint b = nn::load_checkpoint(dir + "/two/checkpoint.safetensors");
     check_same_position(a, b);
     const Difference dp = difference(a.model, b.model, 1e-6), de = difference(a.ema, b.ema, 1e-6), dm = difference(a.adam_m, b.adam_m, 1e-7);
-    MESSAGE("2 ranks vs 1 process after 6 steps: loss differs by ", worst_loss, " (relative); parameters by at most ", dp.max, ", ",
+    MESSAGE("2 ranks vs 1 process after 6 steps: loss differs by ", worst_loss, ", gradient norm by ", worst_norm, " (relative); parameters by at most ", dp.max, ", ",
             100 * dp.share_over, "% of them by more than 1e-6; EMA ", de.max, ", ", 100 * de.share_over, "%; Adam's m ", dm.max, ", ",
             100 * dm.share_over, "% by more than 1e-7");
     CHECK(worst_loss <= kLossTol);
+    CHECK(worst_norm <= kLossTol);
     CHECK(dm.max <= kMomentTol);
     CHECK(dp.max <= kParamBound);
     CHECK(dp.share_over <= kParamShare);
@@ -150,7 +162,7 @@ TEST_CASE("mpi: a 2-rank checkpoint resumes in 1 process and back, and the run e
     CHECK(difference(a.adam_m, b.adam_m, 1).max <= kMomentTol);
     CHECK(dp.max <= kParamBound);
     CHECK(dp.share_over <= kParamShare);
-    CHECK(losses(dir + "/hop").size() == 6);  // the log continued across the hops
+    CHECK(logged(dir + "/hop").size() == 6);  // the log continued across the hops
     std::system(("rm -rf " + dir).c_str());
 }
 
