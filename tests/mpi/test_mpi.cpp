@@ -184,6 +184,11 @@ TEST_CASE("mpi: ranks that disagree on the flags or the batch refuse to start, s
               &out) != 0);
     CHECK(out.find("refuse to start") != std::string::npos);
     CHECK(read_file(dir + "/z/checkpoint.safetensors") == before);
+    // a rank that fails alone names itself, and its MPI_Abort ends the rank waiting for it
+    std::string lost = tiny(dir);
+    lost.replace(lost.find(dir + "/data"), (dir + "/data").size(), dir + "/nowhere");
+    CHECK(run("timeout 120 " + mpirun(1) + tiny(dir) + " --steps 2 --out " + dir + "/v : -np 1 " + lost + " --steps 2 --out " + dir + "/v", &out) == 1);
+    CHECK(out.find("train (rank 1 of 2): " + dir + "/nowhere/train-images-idx3-ubyte: not found") != std::string::npos);
     std::system(("rm -rf " + dir).c_str());
 }
 
