@@ -245,3 +245,25 @@ TEST_CASE("mpi: SIGUSR1 to mpirun stops every rank after the same step, and rank
     CHECK(out.find(cat("at step ", c.step, ";")) != std::string::npos);
     std::system(("rm -rf " + dir).c_str());
 }
+
+TEST_CASE("mpi: --steps 0 is sized by rank 0's clock and every rank stops with it; --minutes stops them together") {
+    std::string dir = temp_dir("mpi_sizing"), out;
+    ddpm::write_synthetic_idx(dir + "/data", 24, 3);
+    // a rank that missed the agreement would wait for the other forever: timeout ends the test instead
+    REQUIRE(run("timeout 120 " + mpirun(2) + tiny(dir) + " --steps 0 --minutes 0.1 --out " + dir + "/run", &out) == 0);
+    INFO(out);
+    const size_t so = out.find(", so ");
+    REQUIRE(so != std::string::npos);  // rank 0 told the count it sized
+    nn::Checkpoint ck = nn::load_checkpoint(dir + "/run/checkpoint.safetensors");
+    const int64_t sized = std::stoll(ck.meta("steps"));
+    CHECK(ck.step >= 12);  // past the probe
+    CHECK(ck.step <= sized);
+    CHECK(int64_t(logged(dir + "/run").size()) == ck.step);
+    // a fixed count that --minutes cuts short: rank 0's time-out stops both ranks, and rank 0 saves
+    REQUIRE(run("timeout 120 " + mpirun(2) + tiny(dir) + " --steps 100000 --every 100000 --minutes 0.05 --out " + dir + "/cut", &out) == 0);
+    CHECK(out.find("stopped after 0.05 minutes at step ") != std::string::npos);
+    nn::Checkpoint cut = nn::load_checkpoint(dir + "/cut/checkpoint.safetensors");
+    CHECK(cut.step > 0);
+    CHECK(out.find(cat("at step ", cut.step, " of 100000")) != std::string::npos);
+    std::system(("rm -rf " + dir).c_str());
+}
