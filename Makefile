@@ -85,7 +85,8 @@ test-san:
 	$(MAKE) BUILD=build-san SAN=1 test
 
 # make test-mpi: builds MPI=1 and runs tests/mpi/ (2 ranks of one thread each beside one process,
-# a resume from a 2-rank checkpoint in 1 process and back, a rank killed mid-run; about a minute).
+# a resume from a 2-rank checkpoint in 1 process and back, ranks refused, a rank killed mid-run, the
+# agreed stops; about 30 s).
 # Where mpicxx or mpirun is missing it says "skipped: ..." and succeeds.
 .PHONY: test-mpi
 test-mpi:

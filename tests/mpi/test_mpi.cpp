@@ -1,7 +1,7 @@
 // Data-parallel training over MPI (ddpm/mpi/), as a user runs it: build-mpi/train under mpirun
 // beside build-mpi/train alone, on a tiny synthetic IDX set, every rank on one OpenMP thread.
 // Built and run by `make test-mpi` only (build-mpi/run_mpi_tests), which says "skipped" where
-// Open MPI is not installed. About a minute on a 2-core machine.
+// Open MPI is not installed. About 30 s on a 2-core machine.
 #include <doctest/doctest.h>
 
 #include <algorithm>
