@@ -44,6 +44,10 @@ void broadcast(Tensor& x) {  // rank 0's values into every rank's x (float32, co
 MpiRun::MpiRun(int argc, char** argv) {
     int provided = 0;
     check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    if (provided < MPI_THREAD_FUNNELED) {
+        MPI_Finalize();
+        fail("MPI: this MPI library offers no MPI_THREAD_FUNNELED (OpenMP threads beside MPI calls from the main thread)");
+    }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
     std::string line;  // the arguments, each ended by a NUL so that "a b" and "ab" differ
@@ -57,18 +61,11 @@ MpiRun::~MpiRun() {
     if (!finalized && std::uncaught_exceptions() == 0) MPI_Finalize();
 }
 
-double MpiRun::wtime() { return MPI_Wtime(); }
 void MpiRun::barrier() { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
-int mpi_rank() {
-    int init = 0, r = 0;
-    MPI_Initialized(&init);
-    if (init) MPI_Comm_rank(MPI_COMM_WORLD, &r);
-    return r;
-}
 
 void MpiRun::check_batch(int64_t batch) const {
     if (batch % size_ != 0)
-        throw RanksDisagree(cat("train: --batch ", batch, " does not split over the ", size_, " ranks (mpirun -np ", size_,
+        throw RanksDisagree(cat("--batch ", batch, " does not split over the ", size_, " ranks (mpirun -np ", size_,
                                 "): each rank takes --batch / N images, so --batch must be a multiple of N"));
 }
 
@@ -103,13 +100,11 @@ void MpiRun::start(Trainer& run) {
 // dL/dtheta of the global batch = (1/N) sum_r g_r (ddpm/parallel.h): the sum in place, then the
 // scale. The loss likewise, in double.
 double MpiRun::average(Tensor& grads, double loss) {
-    const double t0 = MPI_Wtime();
     float* g = grads.data<float>();
     const int64_t P = grads.numel();
     check(MPI_Allreduce(MPI_IN_PLACE, g, int(P), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce (gradient)");
     const float inv = 1.0f / float(size_);
     for (int64_t i = 0; i < P; i++) g[i] *= inv;
-    allreduce_seconds += MPI_Wtime() - t0;
     double sum = 0;
     check(MPI_Allreduce(&loss, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce (loss)");
     return sum / size_;

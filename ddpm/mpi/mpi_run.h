@@ -39,10 +39,6 @@ public:
 
     // --batch must split into N equal shares; throws (every rank alike) naming the flag.
     void check_batch(int64_t batch) const;
-    // Seconds spent in the gradient's all-reduce so far (its share of the step, for bench).
-    double allreduce_seconds = 0;
-    // The process's time-stamped wall clock, MPI_Wtime.
-    static double wtime();
     // For bench: average() without a Trainer, and a barrier that measures how long this rank
     // waits for the slowest one (so that the all-reduce's own time can be told from the wait).
     void average_gradients(Tensor& grads) { average(grads, 0); }
@@ -58,7 +54,5 @@ private:
 // disagreement, MPI_Abort (which ends every rank, so no rank waits forever for a dead one)
 // otherwise. Returns the exit code where it returns at all (1). `program` names the program.
 int mpi_exit(const std::exception& e, const char* program);
-// This process's rank in MPI_COMM_WORLD, 0 before MPI_Init.
-int mpi_rank();
 
 }  // namespace dl::ddpm
