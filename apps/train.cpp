@@ -33,7 +33,12 @@ extern "C" void on_usr1(int) {
 #endif
 
 int main(int argc, char** argv) try {
+#ifdef DL_MPI
+    cli::Args args(argc, argv, "train", "trains the DDPM U-Net on one-channel IDX images (MNIST by default); under `mpirun -np N` data-parallel, "
+                   "each rank taking --batch / N images of every step (ddpm/mpi/README.md)");
+#else
     cli::Args args(argc, argv, "train", "trains the DDPM U-Net on one-channel IDX images (MNIST by default)");
+#endif
     ddpm::RunConfig cfg;
     cfg.train = ddpm::TrainConfig::named(args.str(
         "--config", "default", "the configuration the flags below start from, and whose values --help shows: 'default' (the measured "
