@@ -62,7 +62,7 @@ inline std::vector<int64_t> share_of(const std::vector<int64_t>& v, int rank, in
 // share's forward draws b images' worth per layer, so rank r's masks are not rank r's rows of
 // the one-process masks (that would need the layer sizes inside the U-Net). Instead rank r
 // draws from the same stream 2^48 r blocks ahead (no step draws nearly that many), so the ranks'
-// masks are independent and rank 0's are the one-process run's first masks, and afterwards the
+// masks are independent (rank 0 starts where one process starts), and afterwards the
 // stream moves on N times what one share drew: the same amount a one-process step draws (up to
 // rounding to a block of four per draw). With dropout 0 (make train's recipe) nothing is drawn
 // and the run is the one-process run exactly; with dropout > 0 it is the same in distribution.

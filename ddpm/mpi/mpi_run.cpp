@@ -85,8 +85,10 @@ void MpiRun::start(Trainer& run) {
         const uint64_t* h = &all[size_t(3 * r)];
         if (h[0] != all[0]) why += cat("; rank ", r, "'s command line differs from rank 0's (every rank must get the same flags)");
         if (h[1] != all[1])
-            why += cat("; rank ", r, (h[1] == 0 ? " sees no " : all[1] == 0 ? " sees a " : " sees another "), ck,
-                       all[1] == 0 ? " where rank 0 sees none" : " than rank 0", " (every rank must read the same --out: a shared folder or a copy)");
+            why += cat("; rank ", r, h[1] == 0 ? cat(" sees no ", ck, ", which rank 0 resumes from")
+                                     : all[1] == 0 ? cat(" sees a ", ck, " where rank 0 sees none")
+                                                   : cat("'s ", ck, " differs from rank 0's"),
+                       " (every rank must read the same --out: a shared folder or a copy)");
         if (h[2] != all[2])
             why += cat("; rank ", r, "'s images in ", run.state.config.data_dir, " differ from rank 0's (every rank must read the same --data)");
     }
