@@ -267,3 +267,22 @@ TEST_CASE("mpi: --steps 0 is sized by rank 0's clock and every rank stops with i
     CHECK(out.find(cat("at step ", cut.step, " of 100000")) != std::string::npos);
     std::system(("rm -rf " + dir).c_str());
 }
+
+TEST_CASE("mpi: with dropout the ranks draw their own masks, and the dropout stream ends where one process's does") {
+    std::string dir = temp_dir("mpi_dropout"), out;
+    ddpm::write_synthetic_idx(dir + "/data", 24, 3);
+    const std::string flags = tiny(dir) + " --dropout 0.1 --steps 3 --every 3";  // the later --dropout is the one taken
+    REQUIRE(run(flags + " --out " + dir + "/one", &out) == 0);
+    INFO(out);
+    REQUIRE(run(mpirun(2) + flags + " --out " + dir + "/two", &out) == 0);
+    nn::Checkpoint a = nn::load_checkpoint(dir + "/one/checkpoint.safetensors");
+    nn::Checkpoint b = nn::load_checkpoint(dir + "/two/checkpoint.safetensors");
+    CHECK(a.meta("model").find("dropout=0.1") != std::string::npos);
+    // each share draws b C H W values per layer, N shares N times that: the one-process amount when
+    // every draw fills whole blocks of four (28 x 28 images do), so a resume finds the same stream
+    check_same_position(a, b);
+    CHECK(a.rngs.at("dropout").offset > 0);
+    // other masks: the weights part more than the rounding of the dropout-free test does
+    CHECK(difference(a.model, b.model, 1e-6).share_over > kParamShare);
+    std::system(("rm -rf " + dir).c_str());
+}
