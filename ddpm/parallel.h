@@ -6,7 +6,8 @@
 // The shape of a data-parallel step (N ranks, global batch B, share b = B / N, rank r):
 //   every rank draws the whole global batch's x0, t, eps (and labels) from the same streams as
 //   one process does, and keeps rows [r b, (r + 1) b): the data order, the cursor and the random
-//   streams stay those of the one-process run, so a checkpoint is the same whatever N wrote it;
+//   streams stay those of the one-process run, so where a checkpoint stands (step, cursor,
+//   streams) does not depend on the N that wrote it, and a resume works with any N;
 //   loss_r = mean over its share of ||eps - eps_theta||^2 and g_r = d loss_r / d theta;
 //   the mean loss L = (1/N) sum_r loss_r over the shares, each b images, is the global batch's
 //   mean, so dL/dtheta = (1/N) sum_r g_r: one all-reduce (sum) of the flat gradient, then / N;
