@@ -29,6 +29,10 @@
 //   --batch B, --reps N, --threads T
 //   --cpu-time         CPU seconds per thread instead of wall-clock (tuning on a busy machine)
 //
+// Built with make MPI=1, `mpirun -np N build-mpi/bench --train` times the data-parallel step:
+// --batch is the global batch, each rank takes --batch / N of it, and the all-reduce of the
+// gradient is a row of the table (its share of the step); rank 0 prints (ddpm/mpi/README.md).
+//
 // Forward+backward counts 3x the forward FLOPs (forward, backward to the input, backward to the
 // weight), the usual convention for a convolution's training FLOPs; each figure is the median
 // of --reps timed runs after warm-up runs. The peak is an FMA loop with enough independent
@@ -59,10 +63,16 @@
 #include "tensor/gemm.h"
 #include "tensor/kernels.h"
 #include "tensor/tensor.h"
+#ifdef DL_MPI
+#include "ddpm/mpi/mpi_run.h"
+#endif
 
 using namespace dl;
 
 namespace {
+#ifdef DL_MPI
+ddpm::MpiRun* g_mpi = nullptr;  // data-parallel --train under mpirun (more than one rank)
+#endif
 
 struct Options {
     bool conv = false, gemm = false, kernels = false, train = false, json = false, ladder = false;
@@ -515,11 +525,25 @@ void bench_train(const Options& o, double peak) {
         Tensor x0 = st.data.next_batch(o.batch, st.data_gen);  // (B, 1, 28, 28)
         std::vector<int64_t> t = randint(o.batch, cfg.T, st.noise_gen);
         Tensor eps = randn(x0.shape(), st.noise_gen);
+#ifdef DL_MPI
+        if (g_mpi)  // this rank's share of the global batch (ddpm/parallel.h)
+            x0 = ddpm::share_of(x0, g_mpi->rank(), g_mpi->size()), t = ddpm::share_of(t, g_mpi->rank(), g_mpi->size()),
+            eps = ddpm::share_of(eps, g_mpi->rank(), g_mpi->size());
+#endif
         const double t0 = now();
         st.model.zero_grad();
         const double t1 = now();
         if (prof) prof->mark();
         ddpm::training_loss(st.schedule, model, x0, t, eps, &st.dropout_gen).backward();
+#ifdef DL_MPI
+        if (g_mpi) {  // the global batch's gradient: MPI_Allreduce of the flat gradient, / N
+            const double w0 = now();
+            g_mpi->barrier();  // the wait for the slowest rank, apart (train's step has no barrier: the all-reduce waits)
+            const double a0 = now();
+            g_mpi->average_gradients(st.model.flat_grads());
+            if (prof) prof->add("waiting for the slowest rank (MPI_Barrier)", a0 - w0), prof->add("MPI_Allreduce of the gradient, / N", now() - a0);
+        }
+#endif
         const double t2 = now();
         st.update(cfg.lr.at(st.step + 1, cfg.steps));
         const double t3 = now();
@@ -577,6 +601,9 @@ void bench_train(const Options& o, double peak) {
     };
     double flops = 0;
     for (const auto& [name, t] : table) flops += t.flops;
+#ifdef DL_MPI
+    if (g_mpi) flops *= g_mpi->size(), peak *= g_mpi->size();  // every rank did its share: the step's FLOPs and peak are N times rank 0's
+#endif
     const double n = double(o.reps), step_gflops = flops / total / 1e9;
     // the table shown: the step's, or with --forward-ops the no-grad forward's
     const std::vector<Row> rows = o.forward_ops ? rows_of(fwd_table, fwd_total) : rows_of(table, total);
@@ -597,6 +624,11 @@ void bench_train(const Options& o, double peak) {
         return;
     }
     std::printf("training step, batch %d, U-Net %lld parameters (%s)\n", o.batch, (long long)st.model.num_parameters(), net.c_str());
+#ifdef DL_MPI
+    if (g_mpi)
+        std::printf("  data-parallel: %d ranks of %d threads, %d images each; gradient %.2f MB\n", g_mpi->size(), omp_get_max_threads(),
+                    o.batch / g_mpi->size(), 4e-6 * double(st.model.num_parameters()));
+#endif
     std::printf("  %.1f images/s (median of %d steps: %.1f ms), %.3f GFLOP per image, %.1f GFLOP/s = %.0f%% of the FMA peak\n",
                 o.batch / median, o.reps, 1e3 * median, flops / n / o.batch / 1e9, step_gflops, peak > 0 ? 100 * step_gflops / peak : 0.0);
     std::printf("  no-grad forward: %.1f images/s; peak RSS %.0f MB\n\n", o.batch / fwd, rss_mb);
@@ -657,6 +689,15 @@ int main(int argc, char** argv) {
         if (!o.conv && !o.gemm && !o.kernels && !o.train && !o.ladder) o.conv = true;
         cli::set_threads("bench", threads);
         set_flush_denormals();
+#ifdef DL_MPI
+        ddpm::MpiRun mpi(argc, argv);
+        if (mpi.size() > 1) {
+            if (!o.train || o.conv || o.gemm || o.kernels || o.ladder) fail("bench: under mpirun (", mpi.size(), " ranks) only --train runs");
+            mpi.check_batch(o.batch);
+            g_mpi = &mpi;
+            if (mpi.rank() != 0 && !std::freopen("/dev/null", "w", stdout)) fail("bench: rank ", mpi.rank(), " could not silence its stdout");
+        }
+#endif
         const double peak = measure_peak(simd_detected());
         if (!o.json)
             std::printf("threads %d, simd %s, precision %s, FMA peak %.1f GFLOP/s (%.1f per thread), batch %d\n",
@@ -679,6 +720,9 @@ int main(int argc, char** argv) {
         if (o.train) bench_train(o, peak);
         return 0;
     } catch (const std::exception& e) {
+#ifdef DL_MPI
+        return ddpm::mpi_exit(e, "bench");
+#endif
         std::fprintf(stderr, "%s\n", e.what());
         return 1;
     }

@@ -5,17 +5,40 @@
 //
 // The flags are the fields of ddpm::RunConfig (ddpm/trainer.h), whose defaults --help shows:
 // --config picks the named configuration the other flags then change.
+//
+// Built with make MPI=1 (build-mpi/train), `mpirun -np N build-mpi/train ...` trains data-parallel:
+// each rank takes --batch / N images of every step, rank 0 writes and prints (ddpm/mpi/README.md).
 #include <cstdio>
 #include <omp.h>
 
 #include "apps/cli.h"
 #include "ddpm/trainer.h"
 #include "tensor/cpu.h"
+#ifdef DL_MPI
+#include <csignal>
+
+#include "ddpm/mpi/mpi_run.h"
+#endif
 
 using namespace dl;
 
+#ifdef DL_MPI
+// Under mpirun, Ctrl-C ends the job at once (Open MPI kills the ranks; the last checkpoint stays).
+// SIGUSR1, which mpirun forwards to every rank, is the stop that saves: each rank asks its run to
+// stop, the ranks agree after the step, and rank 0 writes the checkpoint (`kill -USR1 <mpirun>`).
+static ddpm::Trainer* g_run = nullptr;
+extern "C" void on_usr1(int) {
+    if (g_run) g_run->request_stop();
+}
+#endif
+
 int main(int argc, char** argv) try {
+#ifdef DL_MPI
+    cli::Args args(argc, argv, "train", "trains the DDPM U-Net on one-channel IDX images (MNIST by default); under `mpirun -np N` data-parallel, "
+                   "each rank taking --batch / N images of every step (ddpm/mpi/README.md)");
+#else
     cli::Args args(argc, argv, "train", "trains the DDPM U-Net on one-channel IDX images (MNIST by default)");
+#endif
     ddpm::RunConfig cfg;
     cfg.train = ddpm::TrainConfig::named(args.str(
         "--config", "default", "the configuration the flags below start from, and whose values --help shows: 'default' (the measured "
@@ -69,6 +92,15 @@ int main(int argc, char** argv) try {
     cli::set_threads("train", threads);
     cli::set_precision("train", prec);
     set_flush_denormals();
+#ifdef DL_MPI  // ---- data-parallel under mpirun: N ranks, rank 0 alone tells and writes ----
+    ddpm::MpiRun mpi(argc, argv);
+    mpi.check_batch(t.batch);
+    ddpm::DataParallel* parallel = mpi.size() > 1 ? &mpi : nullptr;  // one rank: the one-process run
+    const bool tells = mpi.rank() == 0;
+#else
+    ddpm::DataParallel* parallel = nullptr;
+    const bool tells = true;
+#endif
 
     // ---- the run: fresh, or continued from its checkpoint; what it tells goes to the terminal ----
     cli::Progress progress(0);
@@ -84,8 +116,23 @@ int main(int argc, char** argv) try {
         std::snprintf(fields, sizeof fields, "loss %.4f | %.1f img/s", run.folder.loss_log.smoothed_loss(), run.images_per_second());
         progress.update(run.state.step, fields, run.state.step == run.budget.steps());
     };
-    ddpm::Trainer run(cfg, events);
+    if (!tells) events = {};
+    ddpm::Trainer run(cfg, events, parallel);
     const ddpm::TrainState& st = run.state;
+#ifdef DL_MPI
+    g_run = &run;
+    struct Forget {  // before run goes, the handler forgets it
+        ~Forget() { g_run = nullptr; }
+    } forget;
+    std::signal(SIGUSR1, on_usr1);
+#endif
+    if (!tells) {  // another rank: its share of every step, in silence; rank 0's exit status is the job's
+        run.run();
+        return 0;
+    }
+#ifdef DL_MPI
+    if (parallel) std::printf("train: data-parallel over %d ranks, %lld images each per step\n", mpi.size(), (long long)(t.batch / mpi.size()));
+#endif
     std::printf("train: %lld images %lldx%lld from %s | U-Net %lld parameters (%s) | batch %lld, %s, lr %g (%s), %d threads, conv2d %s\n",
                 (long long)st.data.size(), (long long)st.data.rows(), (long long)st.data.cols(), t.data_dir.c_str(),
                 (long long)st.model.num_parameters(), st.config.model.str().c_str(), (long long)t.batch,
@@ -109,6 +156,9 @@ int main(int argc, char** argv) try {
     std::printf("done: %s, %s/samples.png, %s/report.html\n", run.folder.checkpoint().c_str(), cfg.out.c_str(), cfg.out.c_str());
     return 0;
 } catch (const std::exception& e) {
+#ifdef DL_MPI
+    return ddpm::mpi_exit(e, "train");
+#endif
     std::fprintf(stderr, "\n%s\n", e.what());
     return 1;
 }

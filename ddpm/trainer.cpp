@@ -10,6 +10,7 @@
 
 #include "autograd/anomaly.h"
 #include "autograd/ops.h"
+#include "ddpm/parallel.h"
 #include "ddpm/report/report.h"
 #include "tensor/ops.h"
 #include "tensor/parse.h"
@@ -444,14 +445,15 @@ RunConfig validated(RunConfig c) {
 
 }  // namespace
 
-Trainer::Trainer(RunConfig c, TrainEvents events)
+Trainer::Trainer(RunConfig c, TrainEvents events, DataParallel* parallel)
     : events_(std::move(events)),
+      parallel_(parallel),
       config(validated(std::move(c))),
       state((set_detect_anomaly(config.detect_anomaly), config.train), Dataset(config.train.data_dir)),
       folder(config.out, state.model, config.grad_norms_every),
       start_step(resume_or_refuse()),
       budget(state.config.steps, config.minutes * 60, folder.seconds_before(), start_step, config.minutes_limit) {
-    if (config.eval_every == 0) return;
+    if (config.eval_every == 0 || !lead()) return;  // data-parallel: rank 0 evaluates
     const std::string& dir = config.train.data_dir;
     ruler = std::make_unique<Ruler>(load_or_train_ruler(dir, state.data, Dataset(dir, "test"), config.eval_n, events_.judge_progress));
     std::string judges;
@@ -466,7 +468,7 @@ Trainer::~Trainer() = default;
 int64_t Trainer::resume_or_refuse() {
     // what an earlier run killed mid-write (kill -9, power loss) left behind
     for (const std::string& d : {config.out, snapshot_dir(config.out)})
-        for (const std::string& name : remove_stale_temporaries(d))
+        for (const std::string& name : lead() ? remove_stale_temporaries(d) : std::vector<std::string>{})
             note(cat("removed ", d, "/", name, ", a temporary file left by a run that was killed while writing"));
     if (config.ema_snapshot_every > 0) state.posthoc.start(state.model.flat_parameters(), posthoc_sigma_rels());
     if (!folder.has_checkpoint()) return state.step;
@@ -490,6 +492,8 @@ void Trainer::note(const std::string& line) const {
     if (events_.note) events_.note(line);
 }
 
+bool Trainer::lead() const { return !parallel_ || parallel_->lead(); }
+
 double Trainer::seconds() const { return now_seconds() - session_start_; }
 
 double Trainer::images_per_second() const {
@@ -497,6 +501,8 @@ double Trainer::images_per_second() const {
 }
 
 void Trainer::checkpoint() {
+    if (parallel_) parallel_->check_in_step(*this);  // the ranks' parameters have stayed the same
+    if (!lead()) return;
     folder.save(state);
     folder.write_samples(state.sample_ema(config.samples, config.grid_sampler()), state.step);
     try {
@@ -547,7 +553,9 @@ void Trainer::nonfinite_step(const EpsModel& model, const Tensor& x0, const std:
 
 Trainer::End Trainer::run() {
     SigintScope sigint;
-    auto stopping = [&] { return stop_ || g_sigint; };
+    bool agreed_stop = false;  // data-parallel: any rank's stop, agreed after each step
+    auto stopping = [&] { return parallel_ ? agreed_stop : stop_ || g_sigint; };
+    if (parallel_) parallel_->start(*this);  // the same flags and checkpoint; rank 0's weights
     session_start_ = now_seconds();
     const TrainConfig& cfg = state.config;
     const bool conditional = cfg.model.num_classes > 0;
@@ -559,35 +567,56 @@ Trainer::End Trainer::run() {
         std::vector<int64_t> t = randint(cfg.batch, cfg.T, state.noise_gen);  // t ~ U{0..T-1}
         Tensor eps = randn(x0.shape(), state.noise_gen);                      // eps ~ N(0, I)
         if (conditional) labels = drop_labels(labels, cfg.p_uncond, state.model.null_label(), state.noise_gen);
+        Philox* dropout_gen = &state.dropout_gen;
+        Philox share_gen;
+        if (parallel_) {  // data-parallel: this rank's share of the global batch (ddpm/parallel.h)
+            const int r = parallel_->rank(), n = parallel_->size();
+            x0 = share_of(x0, r, n), t = share_of(t, r, n), eps = share_of(eps, r, n), labels = share_of(labels, r, n);
+            share_gen = share_dropout(state.dropout_gen, r);
+            dropout_gen = &share_gen;
+        }
         const EpsModel model = eps_model(state.model, labels);
         state.model.zero_grad();
-        Philox dropout_before = state.dropout_gen;
-        Variable loss = training_loss(state.schedule, model, x0, t, eps, &state.dropout_gen, state.loss_weights);  // ||eps - eps_theta(x_t, t[, c])||^2
+        Philox dropout_before = *dropout_gen;
+        Variable loss = training_loss(state.schedule, model, x0, t, eps, dropout_gen, state.loss_weights);  // ||eps - eps_theta(x_t, t[, c])||^2
         loss.backward();
+        double loss_value = loss.value().item();
+        if (parallel_) {  // the global batch's loss and gradient: one all-reduce of the flat gradient
+            advance_dropout(state.dropout_gen, share_gen, parallel_->rank(), parallel_->size());
+            loss_value = parallel_->average(state.model.flat_grads(), loss_value);
+        }
         folder.record_grad_norms(state.step + 1, state.model.flat_grads());  // before clipping
         const double lr = cfg.lr.at(state.step + 1, budget.steps());
-        const double grad_norm = std::isfinite(loss.value().item()) ? state.update(lr) : NAN;  // clip, Adam, EMA; step + 1
+        const double grad_norm = std::isfinite(loss_value) ? state.update(lr) : NAN;  // clip, Adam, EMA; step + 1
         if (!std::isfinite(grad_norm)) {                                      // not applied (TrainState::update)
             nonfinite_step(model, x0, t, eps, dropout_before);
+            if (parallel_) agreed_stop = parallel_->agree({budget.steps(), false, stop_ || g_sigint}).stop;
             continue;
         }
         skipped_in_a_row_ = 0;
         const double now = seconds();
-        folder.log({state.step, loss.value().item(), grad_norm, lr, folder.seconds_before() + now});
-        if (budget.after_step(state.step, now)) {  // train.steps = 0: the count that fits, from the pace so far
+        folder.log({state.step, loss_value, grad_norm, lr, folder.seconds_before() + now});
+        bool sized = budget.after_step(state.step, now);
+        timed_out = budget.out_of_time(now);
+        if (parallel_) {  // rank 0's clock sizes and stops the run; any rank's Ctrl-C stops it
+            const DataParallel::Decisions d = parallel_->agree({budget.steps(), timed_out, stop_ || g_sigint});
+            budget.agree(d.steps), timed_out = d.timed_out, agreed_stop = d.stop;
+        }
+        if (sized) {  // train.steps = 0: the count that fits, from the pace so far
             state.config.steps = budget.steps();
             if (events_.sized) events_.sized(*this, state.step - start_step == StepBudget::kWarm + StepBudget::kProbe);
             note(cat("--steps 0: ", printed("%.3g", budget.seconds_per_step()), " s per step, so ", budget.steps(), " steps fit in ",
                      config.minutes, " minutes"));
         }
         if (events_.step) events_.step(*this);
-        timed_out = budget.out_of_time(now);
-        if (state.posthoc.on() && (state.step % config.ema_snapshot_every == 0 || state.step == budget.steps() || timed_out)) snapshot();
+        // every rank keeps the averages (the same on each); rank 0 alone writes them
+        if (lead() && state.posthoc.on() && (state.step % config.ema_snapshot_every == 0 || state.step == budget.steps() || timed_out))
+            snapshot();
         if (state.step % config.every == 0 || state.step == budget.steps() || timed_out) checkpoint();
         if (ruler && state.step % config.eval_every == 0 && !timed_out && !stopping()) evaluate();
     }
     if (stopping()) {
-        folder.save(state);
+        if (lead()) folder.save(state);
         return End::Interrupted;
     }
     if (state.step == start_step) return End::NothingToTrain;

@@ -213,6 +213,8 @@ public:
 
     // The total step count: the fixed or sized one, or INT64_MAX while the run is being sized.
     int64_t steps() const { return steps_; }
+    // Data-parallel: every rank takes rank 0's count, sized from rank 0's clock (ddpm/parallel.h).
+    void agree(int64_t steps) { steps_ = steps; }
     bool sized() const { return steps_ != kUnsized; }
     // After step `step` has finished `seconds` into this session. True when it set or changed the
     // count (to show it); seconds_per_step() is the pace it used. With hard_limit, a budget spent
@@ -272,6 +274,7 @@ private:
 };
 
 class Trainer;
+class DataParallel;
 // What a Trainer tells as it goes; any may be left empty.
 struct TrainEvents {
     // One line for people: the run resumed, evaluations set up, a step skipped, the run sized, a
@@ -285,12 +288,15 @@ struct TrainEvents {
 // A RunConfig carried out, as build/train does it.
 class Trainer {
     TrainEvents events_;  // first: the constructor already tells of a resume
+    DataParallel* const parallel_;  // before the members whose construction asks lead()
 
 public:
     // Validates the config, reads the data and builds the state and the run folder. A folder that
     // holds a checkpoint is continued with config.resume, and refused without it (a run never
     // replaces another's). With eval_every, loads or trains the judge that scores the samples.
-    explicit Trainer(RunConfig config, TrainEvents events = {});
+    // With `parallel` (ddpm/parallel.h; build-mpi/train) this process is one rank of a
+    // data-parallel run: rank 0 alone writes files, evaluates and tells; null: one process.
+    explicit Trainer(RunConfig config, TrainEvents events = {}, DataParallel* parallel = nullptr);
     ~Trainer();
 
     enum class End {
@@ -316,6 +322,8 @@ public:
     StepBudget budget;
     std::unique_ptr<Ruler> ruler;  // eval_every > 0: the judges that score samples (ddpm/eval/ruler.h)
     int64_t skipped = 0;           // steps not applied (non-finite) this session
+    DataParallel* parallel() const { return parallel_; }  // null: one process
+    bool lead() const;  // the process that writes files and tells: rank 0, or the only one
 
     double seconds() const;            // since run() started
     double images_per_second() const;  // this session's training images per second
