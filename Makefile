@@ -197,7 +197,9 @@ sweep-full: $(BUILD)/train $(BUILD)/eval
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} BUILD=$(BUILD) sh ddpm/sweep.sh ddpm/sweep/full.txt $(SWEEP_DIR)-full 30 2000 $(SWEEP_DDIM) $(MNIST_DIR)
 
 # libFuzzer over the readers of user input (tests/fuzz/readers.h): IDX, safetensors, JSON, CSV,
-# .npy, PNG and command-line flags. The reader sources are built with clang into build-fuzz/, with
+# .npy, PNG and command-line flags; and over the programs themselves, end to end (fuzz_programs:
+# fuzzed words on each program's command line, each run a child process under a memory and a
+# time limit). The reader sources are built with clang into build-fuzz/, with
 # OpenMP when clang has libomp (else the pragmas are ignored: these readers run serially anyway).
 # Each target runs FUZZ_SECONDS seconds; new inputs go to build-fuzz/corpus/<name>/, and a
 # finding stops with its input saved as build-fuzz/fuzz_<name>-crash-<sha1> (or -timeout-,
@@ -223,7 +225,9 @@ $(FUZZ_BUILD)/obj/%.o: %.cpp
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
 	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined $^ -o $@
 
+# fuzz_programs runs the sanitized programs of build-san/ (tests/fuzz/fuzz_programs.cpp), built first.
 fuzz: $(FUZZ_BINS)
+	$(MAKE) BUILD=build-san SAN=1 all
 	@failed=""; for name in $(FUZZ_NAMES); do \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$name; \
 	  echo "=== fuzz_$$name for $(FUZZ_SECONDS) s over tests/fuzz/corpus/$$name"; \
