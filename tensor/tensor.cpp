@@ -15,11 +15,15 @@ std::string shape_str(const Shape& s) {
     return out + ")";
 }
 
+// A product of dimensions that wraps would allocate a small buffer for a huge shape; every shape
+// passes here before its storage is sized, so the check is made once, for every caller. The limit
+// (2^60 elements) also keeps the byte count (8 a float64) within int64.
 int64_t shape_numel(const Shape& s) {
     int64_t n = 1;
     for (int64_t d : s) {
         if (d < 0) fail("shape ", shape_str(s), ": negative dimension");
-        n *= d;
+        if (__builtin_mul_overflow(n, d, &n) || n > (int64_t(1) << 60))
+            fail("shape ", shape_str(s), ": more than 2^60 elements");
     }
     return n;
 }

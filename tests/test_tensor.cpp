@@ -124,3 +124,13 @@ TEST_CASE("constant vectors survive the compiler (GCC 12.2 AVX-512 SLP miscompil
     CHECK(a.flat(2) == 0.0);
     CHECK(a.flat(3) == 0.0);
 }
+
+TEST_CASE("a shape whose element count wraps 64 bits, or passes 2^60, is refused before anything is allocated") {
+    const int64_t big = int64_t(1) << 32;
+    // 2^32 x 2^32 is 2^64, which wraps to 0: without the check, an empty buffer for a huge shape
+    CHECK_THROWS_WITH(Tensor({big, big}), "shape (4294967296, 4294967296): more than 2^60 elements");
+    CHECK_THROWS_WITH(Tensor({big + 8, 1 << 29}), doctest::Contains("more than 2^60 elements"));
+    CHECK_THROWS_WITH(Tensor({3, -1}), "shape (3, -1): negative dimension");
+    CHECK(Tensor({0, big, big}).numel() == 0);  // a zero dimension first: nothing to allocate, and no product wraps
+    CHECK(shape_numel({1 << 20, 1 << 20}) == int64_t(1) << 40);
+}
