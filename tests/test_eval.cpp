@@ -262,7 +262,7 @@ TEST_CASE("build/train --eval-every writes the ruler's eval.csv, and a resumed r
     std::string bin = test::build_dir(), dir = test::temp_dir("train_eval"), out;
     write_synthetic_idx(dir + "/data", 300, 6);
     std::string train = bin + "/train --threads 2 --data " + dir + "/data --ch 8 --batch 4 --T 50 --samples 4 --ddim-steps 2 "
-                        "--eval-every 2 --eval-n 8 --eval-ddim-steps 2 --out " + dir + "/run";
+                        "--eval-every 2 --eval-n 8 --eval-ddim-steps 2 --sampler ddim --out " + dir + "/run";
     REQUIRE(test::run(train + " --steps 4 --every 4", &out) == 0);
     INFO(out);
     CHECK(out.find("eval: every 2 steps, 8 samples (ddim 2 steps, eta 0, 2 model evaluations per sample)") != std::string::npos);

@@ -53,6 +53,7 @@ double mean_abs_diff(const Tensor& a, const Tensor& b) {
 
 TEST_CASE("samplers: names, model evaluations, and the checks on steps and eta") {
     for (const char* name : {"ancestral", "ddim", "dpm++2m", "dpm++2m-sde"}) CHECK(std::string(sampler_name(parse_sampler(name))) == name);
+    CHECK(parse_sampler(kDefaultSampler) == Sampler().kind);  // the flags' default and the struct's agree
     CHECK_THROWS_WITH(parse_sampler("heun"), "--sampler: expected ancestral, ddim, dpm++2m or dpm++2m-sde, got 'heun'");
     CHECK_THROWS_WITH((Sampler{SamplerKind::Ancestral, 50, 0}.validate(1000)),
                       "--ddim-steps: the ancestral sampler takes all T = 1000 steps, got 50 (ddim, dpm++2m and dpm++2m-sde take fewer)");

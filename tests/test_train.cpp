@@ -342,8 +342,8 @@ TEST_CASE("the recipe's flags reach the run: ResBlocks per level, min-SNR weight
     REQUIRE(run(bin + "/inspect --data " + dir + "/data --checkpoint " + dir + "/b/checkpoint.safetensors --batch 2 --no-table", &out) == 0);
     CHECK(out.find("(uniform over t)") != std::string::npos);
     // eval takes the sampler's eta and clipping
-    REQUIRE(run(bin + "/eval --data " + dir + "/data --checkpoint " + dir + "/a/checkpoint.safetensors --n 4 --ddim-steps 2 --eta 1 "
-                "--no-clip --bpd-n 0", &out) == 0);
+    REQUIRE(run(bin + "/eval --data " + dir + "/data --checkpoint " + dir + "/a/checkpoint.safetensors --n 4 --sampler ddim --ddim-steps 2 "
+                "--eta 1 --no-clip --bpd-n 0", &out) == 0);
     CHECK(out.find("ddim 2 steps, eta 1, x_0 not clipped") != std::string::npos);
     REQUIRE(run(bin + "/eval --data " + dir + "/data --checkpoint " + dir + "/a/checkpoint.safetensors --n 4 --ddim-steps 2 "
                 "--sampler dpm++2m-sde --bpd-n 0", &out) == 0);
@@ -557,7 +557,7 @@ TEST_CASE("train's sample grid honours --sampler: another sampler draws another 
     std::string dir = temp_dir("train_sampler"), out;
     ddpm::write_synthetic_idx(dir + "/data", 24, 3);
     const std::string common = tiny_train(dir) + " --threads 2 --T 50 --steps 2 --every 2 --ddim-steps 4";
-    REQUIRE(run(common + " --out " + dir + "/ddim", &out) == 0);
+    REQUIRE(run(common + " --sampler ddim --out " + dir + "/ddim", &out) == 0);
     CHECK(out.find("sample grid: ddim 4 steps, eta 0, 4 model evaluations per sample") != std::string::npos);
     REQUIRE(run(common + " --sampler dpm++2m --out " + dir + "/dpm", &out) == 0);
     CHECK(out.find("sample grid: dpm++2m 4 steps, 4 model evaluations per sample") != std::string::npos);
