@@ -4,9 +4,9 @@
 // synthetic digits, made once at start-up), so that a word reaches the program's flag parsing,
 // its config checks, the files it reads and, when all of that passes, the work itself.
 //
-// Each run is a child process in its own empty folder, with an address-space limit (ulimit -v, the
-// child's counterpart of -malloc_limit_mb: an allocation no flag's range justifies fails there)
-// and a time limit. A finding is a child that dies of a signal, a sanitizer report (exit 86), or
+// Each run is a child process in its own empty folder, with a memory limit (ulimit -v, or under
+// AddressSanitizer its allocator's limits: the child's counterpart of -malloc_limit_mb, so that an
+// allocation no flag's range justifies fails there) and a time limit. A finding is a child that dies of a signal, a sanitizer report (exit 86), or
 // an exit status other than 0 and 1. A child still running at the time limit is killed and not
 // counted: in-range settings may ask for minutes of work (tests/test_cli.cpp checks the values
 // that must be quick). Words that name an absolute path or climb out of the folder ("/", "..")
@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,7 +41,7 @@ std::vector<Program> g_programs;
 
 void setup() {
     const char* bin = std::getenv("DL_FUZZ_PROGRAMS");
-    g_bin = bin ? bin : "build-san";
+    g_bin = std::filesystem::absolute(bin ? bin : "build-san").string();  // the children run in other folders
     char tmpl[] = "/tmp/dl_fuzz_programs_XXXXXX";
     if (!mkdtemp(tmpl)) std::abort();
     g_dir = tmpl;
@@ -70,11 +71,17 @@ int run_child(const std::vector<std::string>& words, const std::string& cwd) {
     if (pid < 0) std::abort();
     if (pid == 0) {
         if (chdir(cwd.c_str()) != 0) _exit(125);
-        rlimit as{kMemoryBytes, kMemoryBytes};
-        setrlimit(RLIMIT_AS, &as);
+        // AddressSanitizer reserves terabytes of address space, so a sanitized child gets its
+        // allocator's limits instead of RLIMIT_AS: one allocation past 4 GiB, or a resident set past
+        // 8 GiB, is a report (exit 86).
+        const bool sanitized = g_bin.find("san") != std::string::npos;
+        if (!sanitized) {
+            rlimit as{kMemoryBytes, kMemoryBytes};
+            setrlimit(RLIMIT_AS, &as);
+        }
         int null = open("/dev/null", O_WRONLY);
         dup2(null, 1), dup2(null, 2);
-        setenv("ASAN_OPTIONS", "exitcode=86:detect_leaks=0:allocator_may_return_null=1", 1);
+        setenv("ASAN_OPTIONS", "exitcode=86:detect_leaks=0:max_allocation_size_mb=4096:hard_rss_limit_mb=8192", 1);
         setenv("UBSAN_OPTIONS", "exitcode=86:halt_on_error=1", 1);
         setenv("OMP_NUM_THREADS", "1", 1);
         std::vector<char*> argv;
