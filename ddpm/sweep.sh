@@ -61,7 +61,7 @@ grep -v '^[[:space:]]*#' "$file" | grep -v '^[[:space:]]*$' | while IFS='|' read
     esac
     echo "sweep: scoring $name ($n samples${eval_flags:+, $eval_flags})"
     # shellcheck disable=SC2086
-    json=$("$bin/eval" --data "$data" --checkpoint "$run/checkpoint.safetensors" --n "$n" --ddim-steps "$ddim" --bpd-n 0 --json $eval_flags)
+    json=$("$bin/eval" --data "$data" --checkpoint "$run/checkpoint.safetensors" --n "$n" --sampler ddim --ddim-steps "$ddim" --bpd-n 0 --json $eval_flags)
     last=$(tail -n 1 "$run/loss.csv")  # step,loss,grad_norm,lr,seconds
     steps=${last%%,*}
     seconds=${last##*,}
