@@ -33,6 +33,8 @@ struct Strip {
         for (int64_t r = 0; r < rows; r++) images.rows(r * cols + c, 1).copy_from(x.rows(r, 1).to(DType::F32));
     }
     void write(const std::string& path, const std::vector<std::string>& labels) const {
+        // a figure of NaN (a checkpoint whose weights went bad) is an error, not a black picture
+        if (int64_t bad = -1; !all_finite(images, &bad)) fail("figures: ", path, ": image ", bad / (H * W), " holds NaN or Inf");
         write_png_grid(path, images, int(cols), 2, GridLabels{"", labels});
     }
 };
