@@ -16,6 +16,7 @@
 #include <omp.h>
 
 #include "apps/cli.h"
+#include "ddpm/figures.h"
 #include "ddpm/trainer.h"
 #include "tensor/cpu.h"
 #include "tensor/formats/io.h"
@@ -24,36 +25,7 @@
 
 using namespace dl;
 
-// Snapshots of a chain: rows x columns images, filled column by column.
-struct Strip {
-    int64_t rows, cols, H, W;
-    Tensor images;  // (rows * cols, 1, H, W), row-major: row r, column c at r * cols + c
-    Strip(int64_t r, int64_t c, int64_t h, int64_t w) : rows(r), cols(c), H(h), W(w), images(Tensor::zeros({r * c, 1, h, w})) {}
-    void set_column(int64_t c, const Tensor& x) {  // x (rows, 1, H, W)
-        for (int64_t r = 0; r < rows; r++) images.rows(r * cols + c, 1).copy_from(x.rows(r, 1).to(DType::F32));
-    }
-    void write(const std::string& path, const std::vector<std::string>& labels) const {
-        // a figure of NaN (a checkpoint whose weights went bad) is an error, not a black picture
-        if (int64_t bad = -1; !all_finite(images, &bad)) fail("figures: ", path, ": image ", bad / (H * W), " holds NaN or Inf");
-        write_png_grid(path, images, int(cols), 2, GridLabels{"", labels});
-    }
-};
-
-// Prints a figure's column labels; the reverse chains end in the clean x_0, one step past t = 0.
-static void show(const char* name, const std::vector<int64_t>& ts, bool ends_clean = false) {
-    std::printf("%-18s columns at t =", name);
-    for (size_t i = 0; i < ts.size(); i++)
-        if (ends_clean && i + 1 == ts.size()) std::printf(", then x_0");
-        else std::printf(" %lld", (long long)ts[i]);
-    std::printf("\n");
-}
-
-// The same labels, to be drawn above the columns: "t=999" ... ("x_0" for the clean end).
-static std::vector<std::string> labels_of(const std::vector<int64_t>& ts, bool ends_clean = false) {
-    std::vector<std::string> labels;
-    for (size_t i = 0; i < ts.size(); i++) labels.push_back(ends_clean && i + 1 == ts.size() ? "x_0" : "t=" + std::to_string(ts[i]));
-    return labels;
-}
+using ddpm::Strip;
 
 int main(int argc, char** argv) try {
     cli::Args args(argc, argv, "figures", "draws the forward and reverse diffusion processes as PNG grids");
@@ -108,8 +80,8 @@ int main(int argc, char** argv) try {
         Strip s(rows, cols, H, W);
         Tensor eps = randn(x0.shape(), gen);
         for (int64_t c = 0; c < cols; c++) s.set_column(c, ddpm::q_sample(sched, x0, std::vector<int64_t>(size_t(rows), snap_t[size_t(c)]), eps));
-        s.write(out + "/forward.png", labels_of(snap_t));
-        show("forward.png", snap_t);
+        s.write(out + "/forward.png", ddpm::column_labels(snap_t));
+        ddpm::show_columns("forward.png", snap_t);
     }
 
     // the reverse columns run from t = T-1 down to 0
@@ -131,8 +103,8 @@ int main(int argc, char** argv) try {
             if (int64_t c = column_of(t - 1); t >= 1 && c > 0) s.set_column(c, x);
         }
         s.set_column(cols - 1, x);  // the end of the chain
-        s.write(out + "/oracle_reverse.png", labels_of(rev_t, true));
-        show("oracle_reverse.png", rev_t, true);
+        s.write(out + "/oracle_reverse.png", ddpm::column_labels(rev_t, true));
+        ddpm::show_columns("oracle_reverse.png", rev_t, true);
     }
 
     if (!model.net) {
@@ -155,8 +127,8 @@ int main(int argc, char** argv) try {
             progress.update(T - t, "reverse.png");
         });
         progress.finish();
-        s.write(out + "/reverse.png", labels_of(rev_t, true));
-        show("reverse.png", rev_t, true);
+        s.write(out + "/reverse.png", ddpm::column_labels(rev_t, true));
+        ddpm::show_columns("reverse.png", rev_t, true);
     }
 
     // (4) one to many: the same x_t, eight reverse runs
